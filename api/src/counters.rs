@@ -1,0 +1,79 @@
+//! Job counters: named 64-bit integers summed over committed attempts only.
+
+use std::collections::BTreeMap;
+
+/// Built-in counter names, as Hadoop users know them.
+pub mod names {
+    /// Input records (lines) read by map tasks.
+    pub const MAP_INPUT_RECORDS: &str = "MAP_INPUT_RECORDS";
+    /// Input bytes of the map tasks' splits.
+    pub const MAP_INPUT_BYTES: &str = "MAP_INPUT_BYTES";
+    /// Pairs emitted by map functions (before combining).
+    pub const MAP_OUTPUT_RECORDS: &str = "MAP_OUTPUT_RECORDS";
+    /// Bytes of shuffle objects written by map tasks.
+    pub const MAP_OUTPUT_BYTES: &str = "MAP_OUTPUT_BYTES";
+    /// Pairs fed into the combiner.
+    pub const COMBINE_INPUT_RECORDS: &str = "COMBINE_INPUT_RECORDS";
+    /// Pairs the combiner produced.
+    pub const COMBINE_OUTPUT_RECORDS: &str = "COMBINE_OUTPUT_RECORDS";
+    /// Shuffle bytes fetched by reduce tasks.
+    pub const REDUCE_SHUFFLE_BYTES: &str = "REDUCE_SHUFFLE_BYTES";
+    /// Pairs read by reduce tasks.
+    pub const REDUCE_INPUT_RECORDS: &str = "REDUCE_INPUT_RECORDS";
+    /// Distinct keys seen by reduce tasks.
+    pub const REDUCE_INPUT_GROUPS: &str = "REDUCE_INPUT_GROUPS";
+    /// Records written by reduce tasks.
+    pub const REDUCE_OUTPUT_RECORDS: &str = "REDUCE_OUTPUT_RECORDS";
+    /// Bytes of output parts written.
+    pub const OUTPUT_BYTES: &str = "OUTPUT_BYTES";
+    /// Input lines that were not valid UTF-8 (read with U+FFFD replacements).
+    pub const MALFORMED_INPUT_LINES: &str = "MALFORMED_INPUT_LINES";
+}
+
+/// A set of named counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters(BTreeMap<String, i64>);
+
+impl Counters {
+    /// No counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `n` to counter `name`.
+    pub fn add(&mut self, name: &str, n: i64) {
+        if let Some(v) = self.0.get_mut(name) {
+            *v = v.saturating_add(n);
+        } else {
+            self.0.insert(name.to_string(), n);
+        }
+    }
+
+    /// Adds every counter of `other`.
+    pub fn merge(&mut self, other: &Counters) {
+        for (k, v) in &other.0 {
+            self.add(k, *v);
+        }
+    }
+
+    /// A counter's value (0 when never touched).
+    pub fn get(&self, name: &str) -> i64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    /// All counters by name.
+    pub fn as_map(&self) -> &BTreeMap<String, i64> {
+        &self.0
+    }
+
+    /// Takes the map.
+    pub fn into_map(self) -> BTreeMap<String, i64> {
+        self.0
+    }
+}
+
+impl From<BTreeMap<String, i64>> for Counters {
+    fn from(m: BTreeMap<String, i64>) -> Self {
+        Counters(m)
+    }
+}

@@ -1,0 +1,115 @@
+//! Error types shared by every crate: wire decoding, storage, and the job API.
+
+use thiserror::Error;
+
+/// A message from the wire that does not make sense.
+#[derive(Debug, Error)]
+pub enum ProtocolError {
+    /// A required field was absent.
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    /// A field was present but invalid.
+    #[error("bad field `{field}`: {reason}")]
+    BadField {
+        /// The field's name.
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl From<ProtocolError> for tonic::Status {
+    fn from(e: ProtocolError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+/// Storage failures, typed so that retry decisions never parse message text.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The URL cannot name an object store location.
+    #[error("bad storage URL {url:?}: {reason}")]
+    BadUrl {
+        /// What the user gave.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The object does not exist.
+    #[error("{url}: not found")]
+    NotFound {
+        /// The object's URL.
+        url: String,
+    },
+    /// The object exists and a create-only write was refused.
+    #[error("{url}: already exists")]
+    AlreadyExists {
+        /// The object's URL.
+        url: String,
+    },
+    /// Any other store failure; usually worth retrying.
+    #[error("{url}: {source}")]
+    Io {
+        /// The object's or prefix's URL.
+        url: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+impl StoreError {
+    /// Wraps an `object_store` error, keeping the not-found and already-exists kinds apart.
+    pub fn from_store(url: impl Into<String>, source: object_store::Error) -> Self {
+        let url = url.into();
+        match source {
+            object_store::Error::NotFound { .. } => StoreError::NotFound { url },
+            object_store::Error::AlreadyExists { .. } => StoreError::AlreadyExists { url },
+            source => StoreError::Io { url, source },
+        }
+    }
+}
+
+/// A job parameter is missing, unknown or malformed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("parameter {key:?}: {reason}")]
+pub struct ParamError {
+    /// The parameter's name.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// An error raised by a job's own code (map, combine, reduce) or by decoding its data.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{0}")]
+pub struct JobError(pub String);
+
+impl JobError {
+    /// An error with this message.
+    pub fn new(msg: impl Into<String>) -> Self {
+        JobError(msg.into())
+    }
+}
+
+/// Looking up a job to run failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    /// No job of that name is registered.
+    #[error("unknown job {name:?} (known jobs: {known})")]
+    UnknownJob {
+        /// What was asked for.
+        name: String,
+        /// The registered names, comma-separated.
+        known: String,
+    },
+    /// The job exists but refused its parameters.
+    #[error("job {job}: {source}")]
+    Params {
+        /// The job's name.
+        job: String,
+        /// What was wrong.
+        #[source]
+        source: ParamError,
+    },
+}

@@ -1,0 +1,416 @@
+//! The typed job API: what a user writes to define a MapReduce job.
+//!
+//! A job is a type implementing [`Job`]: a `map` from input records to typed (key, value)
+//! pairs, an optional map-side `combine`, and a `reduce` from a key and all its values to
+//! output lines. The framework moves only bytes; [`JobRunner`] turns a typed job into the
+//! type-erased [`DynJob`] the worker calls, so user code never sees the shuffle format.
+//!
+//! ```
+//! use quern_api::job::{Job, MapContext, ReduceContext, TextRecord};
+//! use quern_api::JobError;
+//!
+//! /// Counts lines by their length.
+//! struct LineLengths;
+//!
+//! impl Job for LineLengths {
+//!     type Key = u64;
+//!     type Value = u64;
+//!     const COMBINER: bool = true;
+//!
+//!     fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, u64, u64>) -> Result<(), JobError> {
+//!         ctx.emit(rec.line.len() as u64, 1);
+//!         Ok(())
+//!     }
+//!     fn combine(&self, acc: &mut u64, n: u64) {
+//!         *acc += n;
+//!     }
+//!     fn reduce(&self, len: u64, counts: &mut dyn Iterator<Item = u64>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
+//!         out.emit(len, counts.sum::<u64>());
+//!         Ok(())
+//!     }
+//! }
+//! ```
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::fmt::{Display, Write as _};
+use std::hash::{BuildHasherDefault, Hash};
+
+use crate::counters::{Counters, names};
+use crate::data::Data;
+use crate::error::JobError;
+
+/// One line of text input.
+#[derive(Clone, Copy, Debug)]
+pub struct TextRecord<'a> {
+    /// Base name of the input object the line comes from (e.g. `book.txt`).
+    pub source: &'a str,
+    /// Byte offset of the line's start within that object.
+    pub offset: u64,
+    /// The line without its `\n` (or `\r\n`). Invalid UTF-8 is replaced by U+FFFD.
+    pub line: &'a str,
+}
+
+/// A MapReduce job over text input with text output.
+pub trait Job: Send + Sync + 'static {
+    /// The map output key. Keys are grouped and sorted by their encoding's bytes.
+    type Key: Data + Hash + Eq;
+    /// The map output value.
+    type Value: Data;
+
+    /// Whether [`Job::combine`] should be used to pre-aggregate map output.
+    const COMBINER: bool = false;
+
+    /// Turns one input record into any number of pairs.
+    fn map(&self, record: &TextRecord<'_>, ctx: &mut MapContext<'_, Self::Key, Self::Value>) -> Result<(), JobError>;
+
+    /// Folds `value` into `acc`, two values of the same key (map-side combining, like Spark's
+    /// `reduceByKey`); only called when [`Job::COMBINER`] is true. Must be associative and
+    /// commutative, and `reduce` must accept combined values.
+    fn combine(&self, _acc: &mut Self::Value, _value: Self::Value) {}
+
+    /// Turns a key and all its values into output lines.
+    fn reduce(
+        &self,
+        key: Self::Key,
+        values: &mut dyn Iterator<Item = Self::Value>,
+        out: &mut ReduceContext<'_>,
+    ) -> Result<(), JobError>;
+
+    /// Which reduce partition a key (given as its encoded bytes) goes to.
+    /// Default: FNV-1a 64-bit of the bytes modulo `reducers`.
+    fn partition(&self, key: &[u8], reducers: u32) -> u32 {
+        (fnv1a64(key) % u64::from(reducers.max(1))) as u32
+    }
+}
+
+/// FNV-1a, 64 bit: the default partitioning hash (see CONTRACT.md).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Where encoded map output goes; implemented by the worker.
+pub trait PairSink {
+    /// Receives one encoded pair.
+    fn push(&mut self, key: &[u8], value: &[u8]);
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<rustc_hash::FxHasher>>;
+
+enum MapMode<'s, K, V> {
+    /// Encode every pair straight into the sink.
+    Direct { sink: &'s mut dyn PairSink, kbuf: Vec<u8>, vbuf: Vec<u8> },
+    /// Pre-aggregate in memory; flushed to the sink when the chunk ends.
+    Combining { table: FastMap<K, V> },
+}
+
+/// What a map function writes to.
+pub struct MapContext<'s, K, V> {
+    mode: MapMode<'s, K, V>,
+    combine: Option<&'s dyn Fn(&mut V, V)>,
+    emitted: u64,
+    counters: &'s mut Counters,
+}
+
+impl<K: Data + Hash + Eq, V: Data> MapContext<'_, K, V> {
+    /// Emits a pair.
+    pub fn emit(&mut self, key: K, value: V) {
+        self.emitted += 1;
+        match &mut self.mode {
+            MapMode::Direct { sink, kbuf, vbuf } => {
+                kbuf.clear();
+                vbuf.clear();
+                key.encode(kbuf);
+                value.encode(vbuf);
+                sink.push(kbuf, vbuf);
+            }
+            MapMode::Combining { table } => {
+                if let Some(acc) = table.get_mut(&key) {
+                    if let Some(c) = self.combine {
+                        c(acc, value);
+                    }
+                } else {
+                    table.insert(key, value);
+                }
+            }
+        }
+    }
+
+    /// Emits a pair whose key is borrowed (e.g. `&str` for a `String` key). With a combiner,
+    /// a key already seen costs no allocation, which is what makes word count fast.
+    pub fn emit_borrowed<Q>(&mut self, key: &Q, value: V)
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Hash + Eq + ToOwned<Owned = K>,
+    {
+        if let MapMode::Combining { table } = &mut self.mode {
+            self.emitted += 1;
+            if let Some(acc) = table.get_mut(key) {
+                if let Some(c) = self.combine {
+                    c(acc, value);
+                }
+                return;
+            }
+            table.insert(key.to_owned(), value);
+            return;
+        }
+        self.emit(key.to_owned(), value);
+    }
+
+    /// Adds `n` to a user-defined counter.
+    pub fn count(&mut self, counter: &str, n: i64) {
+        self.counters.add(counter, n);
+    }
+}
+
+/// Text output of a reduce task: `KEY<TAB>VALUE\n` lines.
+#[derive(Debug, Default)]
+pub struct TextOutput {
+    text: String,
+    records: u64,
+}
+
+impl TextOutput {
+    /// An empty output.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records written so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The bytes to store.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.text.into_bytes()
+    }
+}
+
+/// What a reduce function writes to.
+pub struct ReduceContext<'a> {
+    out: &'a mut TextOutput,
+    counters: &'a mut Counters,
+}
+
+impl<'a> ReduceContext<'a> {
+    /// A context writing into `out` and counting into `counters`.
+    pub fn new(out: &'a mut TextOutput, counters: &'a mut Counters) -> Self {
+        ReduceContext { out, counters }
+    }
+
+    /// Writes one output line `key<TAB>value`.
+    pub fn emit(&mut self, key: impl Display, value: impl Display) {
+        // Writing into a String cannot fail.
+        let _ = writeln!(self.out.text, "{key}\t{value}");
+        self.out.records += 1;
+    }
+
+    /// Adds `n` to a user-defined counter.
+    pub fn count(&mut self, counter: &str, n: i64) {
+        self.counters.add(counter, n);
+    }
+}
+
+/// A job with its types erased: what the worker runs. Everything is encoded bytes.
+pub trait DynJob: Send + Sync {
+    /// Maps a run of records, pushing encoded pairs (pre-combined when the job has a
+    /// combiner) into `sink`.
+    fn map_records<'r>(
+        &self,
+        records: &mut dyn Iterator<Item = TextRecord<'r>>,
+        sink: &mut dyn PairSink,
+        counters: &mut Counters,
+    ) -> Result<(), JobError>;
+
+    /// Whether the job combines map output.
+    fn has_combiner(&self) -> bool;
+
+    /// Combines several encoded values of one key into one, written to `out`.
+    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError>;
+
+    /// Reduces one key group.
+    fn reduce_encoded(
+        &self,
+        key: &[u8],
+        values: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut ReduceContext<'_>,
+    ) -> Result<(), JobError>;
+
+    /// The partition of an encoded key.
+    fn partition(&self, key: &[u8], reducers: u32) -> u32;
+}
+
+/// Adapts a typed [`Job`] to [`DynJob`].
+pub struct JobRunner<J>(pub J);
+
+impl<J: Job> DynJob for JobRunner<J> {
+    fn map_records<'r>(
+        &self,
+        records: &mut dyn Iterator<Item = TextRecord<'r>>,
+        sink: &mut dyn PairSink,
+        counters: &mut Counters,
+    ) -> Result<(), JobError> {
+        let job = &self.0;
+        let combine = |acc: &mut J::Value, v: J::Value| job.combine(acc, v);
+        let mut user_counters = Counters::new();
+        let mut inputs = 0i64;
+        let (emitted, table) = {
+            let mode = if J::COMBINER {
+                MapMode::Combining { table: FastMap::default() }
+            } else {
+                MapMode::Direct { sink: &mut *sink, kbuf: Vec::new(), vbuf: Vec::new() }
+            };
+            let mut ctx = MapContext {
+                mode,
+                combine: J::COMBINER.then_some(&combine as &dyn Fn(&mut J::Value, J::Value)),
+                emitted: 0,
+                counters: &mut user_counters,
+            };
+            for rec in records {
+                inputs += 1;
+                job.map(&rec, &mut ctx)?;
+            }
+            let table = match ctx.mode {
+                MapMode::Combining { table } => Some(table),
+                MapMode::Direct { .. } => None,
+            };
+            (ctx.emitted, table)
+        };
+        if let Some(table) = table {
+            let (mut kbuf, mut vbuf) = (Vec::new(), Vec::new());
+            for (k, v) in table {
+                kbuf.clear();
+                vbuf.clear();
+                k.encode(&mut kbuf);
+                v.encode(&mut vbuf);
+                sink.push(&kbuf, &vbuf);
+            }
+            counters.add(names::COMBINE_INPUT_RECORDS, emitted as i64);
+        }
+        counters.add(names::MAP_INPUT_RECORDS, inputs);
+        counters.add(names::MAP_OUTPUT_RECORDS, emitted as i64);
+        counters.merge(&user_counters);
+        Ok(())
+    }
+
+    fn has_combiner(&self) -> bool {
+        J::COMBINER
+    }
+
+    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError> {
+        let mut acc: Option<J::Value> = None;
+        for bytes in values {
+            let v = J::Value::decode(bytes)?;
+            match &mut acc {
+                Some(a) => self.0.combine(a, v),
+                None => acc = Some(v),
+            }
+        }
+        if let Some(a) = acc {
+            a.encode(out);
+        }
+        Ok(())
+    }
+
+    fn reduce_encoded(
+        &self,
+        key: &[u8],
+        values: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut ReduceContext<'_>,
+    ) -> Result<(), JobError> {
+        let key = J::Key::decode(key)?;
+        let mut err = None;
+        let mut decoded = values.map_while(|b| match J::Value::decode(b) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                err = Some(e);
+                None
+            }
+        });
+        self.0.reduce(key, &mut decoded, out)?;
+        drop(decoded);
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn partition(&self, key: &[u8], reducers: u32) -> u32 {
+        self.0.partition(key, reducers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Words;
+    impl Job for Words {
+        type Key = String;
+        type Value = u64;
+        const COMBINER: bool = true;
+        fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+            for w in rec.line.split_whitespace() {
+                ctx.emit_borrowed(w, 1);
+            }
+            Ok(())
+        }
+        fn combine(&self, acc: &mut u64, v: u64) {
+            *acc += v;
+        }
+        fn reduce(&self, k: String, vs: &mut dyn Iterator<Item = u64>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
+            out.emit(k, vs.sum::<u64>());
+            Ok(())
+        }
+    }
+
+    struct Collect(Vec<(Vec<u8>, Vec<u8>)>);
+    impl PairSink for Collect {
+        fn push(&mut self, key: &[u8], value: &[u8]) {
+            self.0.push((key.to_vec(), value.to_vec()));
+        }
+    }
+
+    #[test]
+    fn combining_map_counts_and_reduce_writes_lines() {
+        let job = JobRunner(Words);
+        let lines = ["a b a", "b a"];
+        let mut recs = lines.iter().map(|l| TextRecord { source: "x", offset: 0, line: l });
+        let mut sink = Collect(Vec::new());
+        let mut counters = Counters::new();
+        job.map_records(&mut recs, &mut sink, &mut counters).unwrap();
+        sink.0.sort();
+        assert_eq!(sink.0, vec![(b"a".to_vec(), 3u64.to_be_bytes().to_vec()), (b"b".to_vec(), 2u64.to_be_bytes().to_vec())]);
+        assert_eq!(counters.get(names::MAP_INPUT_RECORDS), 2);
+        assert_eq!(counters.get(names::MAP_OUTPUT_RECORDS), 5);
+
+        let mut out = TextOutput::new();
+        let mut rc = Counters::new();
+        let one = 1u64.to_be_bytes();
+        let two = 2u64.to_be_bytes();
+        let mut vals = [&one[..], &two[..]].into_iter();
+        job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc)).unwrap();
+        assert_eq!(String::from_utf8(out.into_bytes()).unwrap(), "a\t3\n");
+    }
+
+    #[test]
+    fn corrupt_values_are_an_error_not_a_panic() {
+        let job = JobRunner(Words);
+        let mut out = TextOutput::new();
+        let mut rc = Counters::new();
+        let mut vals = [&b"xyz"[..]].into_iter();
+        assert!(job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc)).is_err());
+    }
+
+    #[test]
+    fn fnv_matches_the_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+    }
+}

@@ -1,0 +1,163 @@
+//! The jobs a binary can run, by name, and their typed parameters.
+//!
+//! The stock `quern` binary registers the built-in jobs; a user's own binary registers its
+//! own next to (or instead of) them. Workers advertise the names they have, and the CLI
+//! validates a job's parameters before submitting it.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::error::{LookupError, ParamError};
+use crate::job::{DynJob, Job, JobRunner};
+
+/// Job parameters (`--param KEY=VALUE`), read through typed accessors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params(BTreeMap<String, String>);
+
+impl Params {
+    /// Wraps a map of parameters.
+    pub fn new(map: BTreeMap<String, String>) -> Self {
+        Params(map)
+    }
+
+    /// Parses `KEY=VALUE` strings, refusing malformed or repeated keys.
+    pub fn parse_pairs<S: AsRef<str>>(pairs: &[S]) -> Result<Self, ParamError> {
+        let mut map = BTreeMap::new();
+        for p in pairs {
+            let p = p.as_ref();
+            let (k, v) = p.split_once('=').ok_or_else(|| ParamError {
+                key: p.to_string(),
+                reason: "expected KEY=VALUE".into(),
+            })?;
+            if k.is_empty() {
+                return Err(ParamError { key: p.to_string(), reason: "empty key".into() });
+            }
+            if map.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(ParamError { key: k.to_string(), reason: "given more than once".into() });
+            }
+        }
+        Ok(Params(map))
+    }
+
+    /// The raw value, if given.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// The raw value; an error if it is missing.
+    pub fn require(&self, key: &str) -> Result<&str, ParamError> {
+        self.get(key).ok_or_else(|| ParamError { key: key.into(), reason: "is required".into() })
+    }
+
+    /// The value parsed as `T`, or `default` when absent.
+    pub fn parse_or<T: FromStr>(&self, key: &str, default: T) -> Result<T, ParamError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| ParamError { key: key.into(), reason: format!("{v:?}: {e}") }),
+        }
+    }
+
+    /// Refuses any parameter not in `known`, so typos fail loudly.
+    pub fn allow_only(&self, known: &[&str]) -> Result<(), ParamError> {
+        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(k) => Err(ParamError {
+                key: k.clone(),
+                reason: if known.is_empty() {
+                    "this job takes no parameters".into()
+                } else {
+                    format!("unknown parameter (this job takes: {})", known.join(", "))
+                },
+            }),
+        }
+    }
+
+    /// The map of parameters.
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+type Factory = dyn Fn(&Params) -> Result<Arc<dyn DynJob>, ParamError> + Send + Sync;
+
+struct Entry {
+    about: String,
+    factory: Arc<Factory>,
+}
+
+/// Named jobs a binary can run.
+#[derive(Default, Clone)]
+pub struct Registry {
+    jobs: BTreeMap<String, Arc<Entry>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers job `name`, built from its parameters by `factory` (which validates them).
+    /// A later registration of the same name replaces the earlier one.
+    pub fn register<J, F>(&mut self, name: &str, about: &str, factory: F) -> &mut Self
+    where
+        J: Job,
+        F: Fn(&Params) -> Result<J, ParamError> + Send + Sync + 'static,
+    {
+        let factory: Arc<Factory> = Arc::new(move |p: &Params| {
+            let job = factory(p)?;
+            Ok(Arc::new(JobRunner(job)) as Arc<dyn DynJob>)
+        });
+        self.jobs.insert(name.to_string(), Arc::new(Entry { about: about.to_string(), factory }));
+        self
+    }
+
+    /// Adds every job of `other`.
+    pub fn extend(&mut self, other: &Registry) -> &mut Self {
+        for (k, v) in &other.jobs {
+            self.jobs.insert(k.clone(), v.clone());
+        }
+        self
+    }
+
+    /// Builds job `name` with `params`.
+    pub fn create(&self, name: &str, params: &Params) -> Result<Arc<dyn DynJob>, LookupError> {
+        let entry = self.jobs.get(name).ok_or_else(|| LookupError::UnknownJob {
+            name: name.to_string(),
+            known: self.names().join(", "),
+        })?;
+        (entry.factory)(params).map_err(|source| LookupError::Params { job: name.to_string(), source })
+    }
+
+    /// Registered names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.jobs.keys().cloned().collect()
+    }
+
+    /// (name, one-line description) pairs, sorted by name.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        self.jobs.iter().map(|(k, v)| (k.clone(), v.about.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_parse_and_bad_ones_are_refused() {
+        let p = Params::parse_pairs(&["n=3", "pattern=a=b"]).unwrap();
+        assert_eq!(p.get("pattern"), Some("a=b"));
+        assert_eq!(p.parse_or("n", 0usize).unwrap(), 3);
+        assert!(Params::parse_pairs(&["novalue"]).is_err());
+        assert!(Params::parse_pairs(&["=x"]).is_err());
+        assert!(Params::parse_pairs(&["a=1", "a=2"]).is_err());
+        assert!(p.parse_or::<usize>("pattern", 0).is_err());
+        assert!(p.allow_only(&["n"]).is_err());
+        assert!(p.allow_only(&["n", "pattern"]).is_ok());
+    }
+}

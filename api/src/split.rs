@@ -1,0 +1,195 @@
+//! Input splits and Hadoop's TextInputFormat line rule.
+//!
+//! A text object is cut into byte ranges `[start, end)` of about `split_size` bytes. A split
+//! owns exactly the lines that *start* at a position `p` with `start < p <= end`, plus the line
+//! at 0 for the first split: so it skips past the first newline after its start (that line
+//! belongs to the previous split) and reads on past its end to finish its last line. Every
+//! line is read exactly once, whatever the split size.
+
+use std::ops::Range;
+
+/// An input object to split.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputObject {
+    /// Its URL.
+    pub url: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A byte range of one input object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// The object's URL.
+    pub url: String,
+    /// First byte of the range.
+    pub start: u64,
+    /// One past the last byte of the range.
+    pub end: u64,
+    /// Size of the whole object.
+    pub object_size: u64,
+}
+
+/// Hadoop lets the last split of a file run 10% over rather than leave a sliver.
+const SLOP: f64 = 1.1;
+
+/// Cuts objects into splits of about `split_size` bytes. Empty objects get no split; an
+/// object no larger than `split_size` (times the slop) gets exactly one.
+pub fn compute_splits(objects: &[InputObject], split_size: u64) -> Vec<Split> {
+    let split_size = split_size.max(1);
+    let mut out = Vec::new();
+    for o in objects {
+        let mut start = 0u64;
+        while start < o.size {
+            let remaining = o.size - start;
+            let len = if (remaining as f64) <= split_size as f64 * SLOP { remaining } else { split_size };
+            out.push(Split { url: o.url.clone(), start, end: start + len, object_size: o.size });
+            start += len;
+        }
+    }
+    out
+}
+
+/// Given `data`, the object's bytes from offset `start` onwards (at least through the first
+/// newline at or after `end`, or to the end of the object), returns the byte range within
+/// `data` of the lines the split `[start, end)` owns.
+pub fn owned_range(data: &[u8], start: u64, end: u64) -> Range<usize> {
+    let rel_end = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+    let begin = if start == 0 {
+        0
+    } else {
+        match data.iter().position(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None => return 0..0,
+        }
+    };
+    if begin > rel_end || begin >= data.len() {
+        return 0..0;
+    }
+    let stop = match data.get(rel_end..).and_then(|tail| tail.iter().position(|&b| b == b'\n')) {
+        Some(i) => rel_end + i + 1,
+        None => data.len(),
+    };
+    begin..stop
+}
+
+/// Whether `data` (the object from `start` on) reaches far enough to decide the split: it
+/// holds a newline at or after relative offset `end - start`, or it reaches the object's end.
+pub fn has_enough(data: &[u8], start: u64, end: u64, object_size: u64) -> bool {
+    if start + data.len() as u64 >= object_size {
+        return true;
+    }
+    let rel_end = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+    data.get(rel_end..).is_some_and(|tail| tail.contains(&b'\n'))
+}
+
+/// The lines in `bytes` (a range from [`owned_range`]), each with its offset relative to
+/// `bytes`, without `\n` or `\r\n`.
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        if pos >= bytes.len() {
+            return None;
+        }
+        let rest = &bytes[pos..];
+        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], pos + i + 1),
+            None => (rest, bytes.len()),
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let at = pos;
+        pos = next;
+        Some((at, line))
+    })
+}
+
+/// Cuts an owned range into about `pieces` chunks at line boundaries, for parallel mapping.
+pub fn chunk_at_lines(bytes: &[u8], pieces: usize) -> Vec<Range<usize>> {
+    let target = (bytes.len() / pieces.max(1)).max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let mut end = (start + target).min(bytes.len());
+        if end < bytes.len() {
+            end = match bytes[end..].iter().position(|&b| b == b'\n') {
+                Some(i) => end + i + 1,
+                None => bytes.len(),
+            };
+        }
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn all_lines(data: &[u8]) -> Vec<Vec<u8>> {
+        lines(data).map(|(_, l)| l.to_vec()).collect()
+    }
+
+    /// Reads a split the way a worker does: from `start` to the first newline at or past `end`.
+    fn read_split(data: &[u8], s: &Split) -> Vec<Vec<u8>> {
+        let from = s.start as usize;
+        let mut to = (s.end as usize).min(data.len());
+        while !has_enough(&data[from..to], s.start, s.end, s.object_size) {
+            to = (to + 3).min(data.len());
+        }
+        let buf = &data[from..to];
+        let r = owned_range(buf, s.start, s.end);
+        all_lines(&buf[r])
+    }
+
+    proptest! {
+        #[test]
+        fn every_line_is_read_exactly_once(
+            data in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'x'), any::<u8>()], 0..400),
+            split_size in 1u64..60,
+        ) {
+            let objects = [InputObject { url: "u".into(), size: data.len() as u64 }];
+            let splits = compute_splits(&objects, split_size);
+            let covered: u64 = splits.iter().map(|s| s.end - s.start).sum();
+            prop_assert_eq!(covered, data.len() as u64);
+            let mut got = Vec::new();
+            for s in &splits {
+                got.extend(read_split(&data, s));
+            }
+            prop_assert_eq!(got, all_lines(&data));
+        }
+
+        #[test]
+        fn chunks_cover_the_bytes_at_line_boundaries(
+            data in proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..300),
+            pieces in 1usize..9,
+        ) {
+            let chunks = chunk_at_lines(&data, pieces);
+            let mut got = Vec::new();
+            for c in &chunks {
+                got.extend(all_lines(&data[c.clone()]));
+                prop_assert!(c.end == data.len() || data[c.end - 1] == b'\n');
+            }
+            prop_assert_eq!(got, all_lines(&data));
+        }
+    }
+
+    #[test]
+    fn small_objects_get_one_split_and_empty_ones_none() {
+        let objs = [
+            InputObject { url: "a".into(), size: 0 },
+            InputObject { url: "b".into(), size: 10 },
+            InputObject { url: "c".into(), size: 105 },
+            InputObject { url: "d".into(), size: 250 },
+        ];
+        let s = compute_splits(&objs, 100);
+        let shape: Vec<(&str, u64, u64)> = s.iter().map(|s| (s.url.as_str(), s.start, s.end)).collect();
+        assert_eq!(shape, vec![("b", 0, 10), ("c", 0, 105), ("d", 0, 100), ("d", 100, 200), ("d", 200, 250)]);
+    }
+
+    #[test]
+    fn crlf_is_stripped() {
+        assert_eq!(all_lines(b"a\r\nb\n\nc"), vec![b"a".to_vec(), b"b".to_vec(), b"".to_vec(), b"c".to_vec()]);
+    }
+}

@@ -1,0 +1,206 @@
+//! Storage URLs and the object stores behind them.
+//!
+//! Every location Quern reads or writes is a URL the `object_store` crate understands:
+//! `file:///abs/path`, `memory:///path` (one shared in-memory store per process) or
+//! `s3://bucket/prefix` (configured from the usual `AWS_*` environment variables). A URL
+//! ending in `/` names a directory (every object under it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreScheme};
+use url::Url;
+
+use crate::error::StoreError;
+
+/// A validated storage URL.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreUrl(Url);
+
+impl StoreUrl {
+    /// Parses a URL, refusing schemes and shapes Quern cannot store to.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        let bad = |reason: &str| StoreError::BadUrl { url: s.to_string(), reason: reason.to_string() };
+        let url = Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        match url.scheme() {
+            "file" => {
+                if url.host_str().is_some_and(|h| !h.is_empty()) {
+                    return Err(bad("a file URL needs an absolute path: file:///abs/path"));
+                }
+            }
+            "memory" => {
+                if url.host_str().is_some_and(|h| !h.is_empty()) {
+                    return Err(bad("a memory URL has no host: memory:///path"));
+                }
+            }
+            "s3" | "s3a" => {
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(bad("an S3 URL needs a bucket: s3://bucket/prefix"));
+                }
+            }
+            other => return Err(bad(&format!("unsupported scheme {other:?} (use file://, memory:// or s3://)"))),
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("storage URLs take no query or fragment"));
+        }
+        if url.path_segments().is_some_and(|mut segs| segs.any(|p| p == ".." || p == ".")) {
+            return Err(bad("path must not contain . or .. segments"));
+        }
+        ObjectStoreScheme::parse(&url).map_err(|e| bad(&e.to_string()))?;
+        Ok(StoreUrl(url))
+    }
+
+    /// Parses what a user typed: a URL, or a plain local path (made absolute against the
+    /// current directory, keeping a trailing `/`).
+    pub fn from_user(s: &str) -> Result<Self, StoreError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(StoreError::BadUrl { url: s.to_string(), reason: "empty".into() });
+        }
+        if s.contains("://") {
+            return Self::parse(s);
+        }
+        let path = std::path::Path::new(s);
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| StoreError::BadUrl { url: s.to_string(), reason: e.to_string() })?
+                .join(path)
+        };
+        let mut url = Url::from_file_path(&abs)
+            .map_err(|()| StoreError::BadUrl { url: s.to_string(), reason: "not a valid local path".into() })?;
+        if s.ends_with('/') && !url.path().ends_with('/') {
+            let p = format!("{}/", url.path());
+            url.set_path(&p);
+        }
+        Self::parse(url.as_str())
+    }
+
+    /// Whether the URL names a directory (ends with `/`).
+    pub fn is_dir(&self) -> bool {
+        self.0.path().ends_with('/')
+    }
+
+    /// The URL as text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The same location as a directory (with a trailing `/`).
+    pub fn as_dir(&self) -> StoreUrl {
+        if self.is_dir() {
+            return self.clone();
+        }
+        let mut url = self.0.clone();
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+        StoreUrl(url)
+    }
+
+    /// The object `name` inside this location taken as a directory. `name` may hold `/`.
+    pub fn join(&self, name: &str) -> StoreUrl {
+        let dir = self.as_dir();
+        let mut url = dir.0.clone();
+        let p = format!("{}{}", dir.0.path(), name.trim_start_matches('/'));
+        url.set_path(&p);
+        StoreUrl(url)
+    }
+
+    /// Another object of the same store, by its store path.
+    pub fn with_path(&self, path: &Path) -> StoreUrl {
+        let mut url = self.0.clone();
+        url.set_path(&format!("/{}", path.as_ref()));
+        StoreUrl(url)
+    }
+
+    /// The last path segment (the object's base name), percent-decoded.
+    pub fn base_name(&self) -> String {
+        self.path().filename().unwrap_or("").to_string()
+    }
+
+    /// The path inside the store.
+    pub fn path(&self) -> Path {
+        match ObjectStoreScheme::parse(&self.0) {
+            Ok((_, p)) => p,
+            // parse() validated this already; an unparsable URL never gets here.
+            Err(_) => Path::default(),
+        }
+    }
+
+    /// The store that holds this URL (shared per scheme and bucket within a process).
+    pub fn store(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
+        static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+        let key = format!("{}://{}", self.0.scheme(), self.0.host_str().unwrap_or(""));
+        let stores = STORES.get_or_init(Default::default);
+        let mut stores = stores.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = stores.get(&key) {
+            return Ok(s.clone());
+        }
+        let store: Arc<dyn ObjectStore> = match self.0.scheme() {
+            // Automatic cleanup removes directories emptied by deletes, so a finished job
+            // leaves no empty folders behind in a file store.
+            "file" => Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)),
+            "memory" => Arc::new(InMemory::new()),
+            _ => Arc::new(
+                AmazonS3Builder::from_env()
+                    .with_url(self.0.as_str())
+                    .build()
+                    .map_err(|e| StoreError::from_store(self.as_str(), e))?,
+            ),
+        };
+        stores.insert(key, store.clone());
+        Ok(store)
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StoreUrl::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_validated() {
+        assert!(StoreUrl::parse("file:///tmp/x").is_ok());
+        assert!(StoreUrl::parse("file://relative/x").is_err());
+        assert!(StoreUrl::parse("ftp://host/x").is_err());
+        assert!(StoreUrl::parse("s3:///nobucket").is_err());
+        assert!(StoreUrl::parse("not a url").is_err());
+        assert!(StoreUrl::parse("memory:///a/b").is_ok());
+    }
+
+    #[test]
+    fn join_and_paths() {
+        let u = StoreUrl::parse("file:///tmp/store").unwrap();
+        assert!(!u.is_dir());
+        let j = u.join("jobs/a b.txt");
+        assert_eq!(j.path().as_ref(), "tmp/store/jobs/a b.txt");
+        assert_eq!(j.base_name(), "a b.txt");
+        let back = u.with_path(&j.path());
+        assert_eq!(back, j);
+        assert_eq!(StoreUrl::parse("file:///tmp/d/").unwrap().base_name(), "d");
+    }
+
+    #[test]
+    fn plain_paths_become_file_urls() {
+        let u = StoreUrl::from_user("/tmp/books/").unwrap();
+        assert_eq!(u.as_str(), "file:///tmp/books/");
+        assert!(u.is_dir());
+    }
+}
