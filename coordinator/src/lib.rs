@@ -1,1 +1,153 @@
-//! placeholder
+//! # quern-coordinator: accepts jobs, schedules tasks, decides which attempt counts
+//!
+//! - [`task`] and [`job`]: the task and job lifecycles as pure state machines.
+//! - [`core`]: all coordinator state ([`core::Core`]) with pure transitions that take the time
+//!   as an argument and return the I/O to perform as [`core::Action`]s.
+//! - [`policy`]: which job a free slot serves (kept apart from state and RPC).
+//! - [`service`]: the gRPC shell (`JobService`, `WorkerService`) and the token check.
+//! - [`inputs`]: listing inputs and checking outputs at submit time.
+//! - [`status`]: jobs, tasks and workers as users see them.
+//!
+//! [`start`] binds the listener and serves until the shutdown token is cancelled; the
+//! `quern coordinator` command, the embedded `quern run` and the tests all use it.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod core;
+pub mod inputs;
+pub mod job;
+pub mod policy;
+pub mod service;
+pub mod status;
+pub mod task;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use quern_api::client::MAX_MESSAGE;
+use quern_api::{StoreUrl, now_ms, pb};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::core::{Core, CoreConfig};
+use crate::service::{Auth, JobSvc, Shared, WorkerSvc};
+
+/// How a coordinator runs.
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Root of the store for intermediate data.
+    pub store: StoreUrl,
+    /// Where to write `http://HOST:PORT` once listening.
+    pub addr_file: Option<PathBuf>,
+    /// A worker silent this long is declared lost.
+    pub heartbeat_timeout: Duration,
+    /// How often workers heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Shared token required on every call.
+    pub token: Option<String>,
+    /// Counted failures after which a task fails its job.
+    pub max_attempts: u32,
+}
+
+impl CoordinatorConfig {
+    /// Defaults for everything but where to listen and store.
+    pub fn new(listen: SocketAddr, store: StoreUrl) -> Self {
+        CoordinatorConfig {
+            listen,
+            store,
+            addr_file: None,
+            heartbeat_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            token: None,
+            max_attempts: 4,
+        }
+    }
+}
+
+/// Starting the coordinator failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The address file could not be written.
+    #[error("cannot write address file {path}: {source}")]
+    AddrFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store URL is unusable.
+    #[error(transparent)]
+    Store(#[from] quern_api::StoreError),
+}
+
+/// A coordinator that is serving.
+pub struct Running {
+    /// Its address, `http://HOST:PORT`.
+    pub url: String,
+    /// Resolves when the server stops.
+    pub task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// Binds, writes the address file, and serves in the background until `shutdown`.
+pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Result<Running, StartError> {
+    cfg.store.store()?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let url = format!("http://{addr}");
+    if let Some(path) = &cfg.addr_file {
+        // Written whole then renamed, so a reader never sees half an address.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{url}\n"))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|source| StartError::AddrFile { path: path.clone(), source })?;
+    }
+    let core = Core::new(
+        CoreConfig {
+            store: cfg.store.clone(),
+            heartbeat_timeout: cfg.heartbeat_timeout,
+            max_attempts: cfg.max_attempts.max(1),
+            epoch_ms: now_ms(),
+        },
+        Box::new(policy::PriorityFifo),
+    );
+    let shared = Shared::new(core, cfg.heartbeat_interval);
+    tokio::spawn(shared.clone().run_ticker(shutdown.clone()));
+    let auth = Auth::new(cfg.token.clone());
+    // A reduce assignment lists every map output, so messages can be large.
+    let jobs = InterceptedService::new(
+        pb::job_service_server::JobServiceServer::new(JobSvc(shared.clone()))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+        auth.clone(),
+    );
+    let workers = InterceptedService::new(
+        pb::worker_service_server::WorkerServiceServer::new(WorkerSvc(shared))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+        auth,
+    );
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tracing::info!(%url, store = %cfg.store, "coordinator listening");
+    let task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(jobs)
+            .add_service(workers)
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await
+    });
+    Ok(Running { url, task })
+}

@@ -1,1 +1,323 @@
-//! placeholder
+//! # quern-worker: runs map and reduce tasks
+//!
+//! A worker registers with the coordinator (declaring its host, rack, slots and the jobs its
+//! binary can run), heartbeats, and long-polls for tasks, so a task starts the moment the
+//! coordinator has one. Each task runs on all cores through rayon:
+//!
+//! - [`map`]: split in, pairs partitioned, sorted, combined, one shuffle object out;
+//! - [`reduce`]: ranged reads of one partition from every map output, k-way merge, reduce;
+//! - [`shuffle`]: the checksummed Arrow IPC shuffle format;
+//! - [`task`]: the I/O around both, and the tokio-to-rayon bridge.
+//!
+//! [`run`] is the whole worker; the `quern worker` command and the embedded `quern run` both
+//! call it.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod error;
+pub mod map;
+pub mod reduce;
+pub mod shuffle;
+pub mod task;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quern_api::client::{ConnectError, WorkerClient, worker_client_lazy};
+use quern_api::{AttemptId, Registry, WorkerId, pb};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+pub use error::TaskError;
+use task::{TaskEnv, run_assignment};
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Coordinator address, `http://HOST:PORT`.
+    pub coordinator: String,
+    /// Shared token, if the coordinator requires one.
+    pub token: Option<String>,
+    /// Tasks run at once.
+    pub slots: u32,
+    /// Host name reported for locality.
+    pub host: String,
+    /// Rack name reported for locality.
+    pub rack: String,
+    /// How long the coordinator may be unreachable before the worker gives up.
+    pub reconnect_budget: Duration,
+    /// How long one poll may wait for work.
+    pub poll_wait: Duration,
+}
+
+/// The worker could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Bad address or token.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The coordinator stayed unreachable longer than the reconnect budget.
+    #[error("coordinator {addr} unreachable for {secs}s (reconnect budget): {last}")]
+    CoordinatorGone {
+        /// Its address.
+        addr: String,
+        /// How long we tried.
+        secs: u64,
+        /// The last error seen.
+        last: String,
+    },
+    /// The coordinator refused the worker outright.
+    #[error("coordinator refused this worker: {0}")]
+    Refused(String),
+}
+
+struct Shared {
+    running: Mutex<HashMap<AttemptId, CancellationToken>>,
+    slot_freed: Notify,
+}
+
+impl Shared {
+    fn running(&self) -> Vec<AttemptId> {
+        self.lock().keys().cloned().collect()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AttemptId, CancellationToken>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Tracks how long the coordinator has been unreachable.
+struct Outage {
+    since: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Outage {
+    fn new() -> Self {
+        Outage { since: None, backoff: Duration::from_millis(100) }
+    }
+    fn ok(&mut self) {
+        self.since = None;
+        self.backoff = Duration::from_millis(100);
+    }
+    /// Records a failure; Err once the budget is spent.
+    async fn failed(&mut self, cfg: &WorkerConfig, err: &tonic::Status, shutdown: &CancellationToken) -> Result<(), WorkerError> {
+        if matches!(err.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) {
+            return Err(WorkerError::Refused(err.message().to_string()));
+        }
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() > cfg.reconnect_budget {
+            return Err(WorkerError::CoordinatorGone {
+                addr: cfg.coordinator.clone(),
+                secs: cfg.reconnect_budget.as_secs(),
+                last: err.message().to_string(),
+            });
+        }
+        warn!(error = %err.message(), "coordinator call failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(self.backoff) => {}
+            _ = shutdown.cancelled() => {}
+        }
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
+        Ok(())
+    }
+}
+
+/// Runs a worker until `shutdown` is cancelled (then finishes its running tasks) or the
+/// coordinator stays away longer than the reconnect budget.
+pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let client = worker_client_lazy(&cfg.coordinator, cfg.token.as_deref())?;
+    let shared = Arc::new(Shared { running: Mutex::new(HashMap::new()), slot_freed: Notify::new() });
+    let tracker = TaskTracker::new();
+    let result = serve(&cfg, &registry, &client, &shared, &tracker, &shutdown).await;
+    if result.is_err() {
+        for c in shared.lock().values() {
+            c.cancel();
+        }
+    }
+    tracker.close();
+    tracker.wait().await;
+    result
+}
+
+async fn serve(
+    cfg: &WorkerConfig,
+    registry: &Registry,
+    client: &WorkerClient,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(), WorkerError> {
+    let mut outage = Outage::new();
+    while !shutdown.is_cancelled() {
+        // Register (again): a new identity every time.
+        let req = pb::RegisterRequest { host: cfg.host.clone(), rack: cfg.rack.clone(), slots: cfg.slots, jobs: registry.names() };
+        let reg = match client.clone().register(req).await {
+            Ok(r) => {
+                outage.ok();
+                r.into_inner()
+            }
+            Err(e) => {
+                outage.failed(cfg, &e, shutdown).await?;
+                continue;
+            }
+        };
+        let worker_id = WorkerId::parse(&reg.worker_id).map_err(|e| WorkerError::Refused(e.to_string()))?;
+        info!(worker = %worker_id, "registered");
+        let session = shutdown.child_token();
+        let interval = Duration::from_millis(reg.heartbeat_interval_ms.max(50));
+        let hb = tokio::spawn(heartbeat(client.clone(), worker_id.clone(), shared.clone(), interval, session.clone()));
+        let env = TaskEnv { registry: registry.clone(), client: client.clone(), worker_id: worker_id.clone() };
+        let polled = poll_loop(cfg, &env, client, shared, tracker, &session, &mut outage).await;
+        session.cancel();
+        let _ = hb.await;
+        polled?;
+        // Attempts of the old identity can no longer be reported; abandon them.
+        for c in shared.lock().values() {
+            c.cancel();
+        }
+    }
+    Ok(())
+}
+
+async fn poll_loop(
+    cfg: &WorkerConfig,
+    env: &TaskEnv,
+    client: &WorkerClient,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    session: &CancellationToken,
+    outage: &mut Outage,
+) -> Result<(), WorkerError> {
+    loop {
+        // Wait for a free slot.
+        loop {
+            let freed = shared.slot_freed.notified();
+            if (shared.lock().len() as u32) < cfg.slots {
+                break;
+            }
+            tokio::select! {
+                _ = freed => {}
+                _ = session.cancelled() => return Ok(()),
+            }
+        }
+        let free = cfg.slots.saturating_sub(shared.lock().len() as u32);
+        let req = pb::PollRequest {
+            worker_id: env.worker_id.to_string(),
+            free_slots: free,
+            wait_ms: cfg.poll_wait.as_millis() as u64,
+        };
+        let mut c = client.clone();
+        let resp = tokio::select! {
+            r = c.poll(req) => r,
+            _ = session.cancelled() => return Ok(()),
+        };
+        let resp = match resp {
+            Ok(r) => {
+                outage.ok();
+                r.into_inner()
+            }
+            Err(e) => {
+                outage.failed(cfg, &e, session).await?;
+                if session.is_cancelled() {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        if resp.reregister {
+            info!(worker = %env.worker_id, "coordinator asked this worker to register again");
+            return Ok(());
+        }
+        for a in resp.tasks {
+            let Ok(attempt) = AttemptId::try_from(a.attempt.as_ref()) else {
+                warn!("ignoring an assignment without a valid attempt");
+                continue;
+            };
+            let cancel = session.child_token();
+            shared.lock().insert(attempt.clone(), cancel.clone());
+            let (env, client, shared) = (env.clone(), client.clone(), shared.clone());
+            let span = info_span!("task", attempt = %attempt, worker = %env.worker_id);
+            tracker.spawn(
+                async move {
+                    let started = Instant::now();
+                    let outcome = run_assignment(env.clone(), a, cancel.clone()).await;
+                    match &outcome {
+                        Ok(_) => info!(ms = started.elapsed().as_millis() as u64, "attempt succeeded"),
+                        Err(e) => warn!(error = %e, "attempt failed"),
+                    }
+                    if !cancel.is_cancelled() {
+                        report(&client, &env.worker_id, &attempt, outcome).await;
+                    }
+                    shared.lock().remove(&attempt);
+                    shared.slot_freed.notify_waiters();
+                }
+                .instrument(span),
+            );
+        }
+    }
+}
+
+/// Sends an attempt's outcome, retrying briefly; if the coordinator stays away, the attempt
+/// is re-run after this worker is declared lost, so giving up loses nothing.
+async fn report(client: &WorkerClient, worker: &WorkerId, attempt: &AttemptId, outcome: Result<pb::Succeeded, TaskError>) {
+    let outcome = match outcome {
+        Ok(s) => pb::outcome_report::Outcome::Succeeded(s),
+        Err(TaskError::Cancelled) => pb::outcome_report::Outcome::Killed(pb::Killed {}),
+        Err(e) => pb::outcome_report::Outcome::Failed(e.to_pb()),
+    };
+    let req = pb::OutcomeReport { worker_id: worker.to_string(), attempt: Some(attempt.into()), outcome: Some(outcome) };
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..8 {
+        match client.clone().report(req.clone()).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                if !r.accepted {
+                    info!(reason = %r.reason, "coordinator rejected the outcome");
+                }
+                return;
+            }
+            Err(e) if e.code() == tonic::Code::Unavailable || e.code() == tonic::Code::Unknown => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                warn!(error = %e.message(), "report refused");
+                return;
+            }
+        }
+    }
+    warn!("could not report the outcome; the coordinator will re-run the attempt");
+}
+
+async fn heartbeat(client: WorkerClient, id: WorkerId, shared: Arc<Shared>, every: Duration, session: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = session.cancelled() => return,
+        }
+        let running: Vec<pb::AttemptRef> = shared.running().iter().map(pb::AttemptRef::from).collect();
+        let req = pb::HeartbeatRequest { worker_id: id.to_string(), running };
+        match client.clone().heartbeat(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                if r.reregister {
+                    session.cancel();
+                    return;
+                }
+                let running = shared.lock();
+                for c in &r.cancel {
+                    if let Ok(a) = AttemptId::try_from(c) {
+                        if let Some(tok) = running.get(&a) {
+                            tok.cancel();
+                        }
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e.message(), "heartbeat failed"),
+        }
+    }
+}

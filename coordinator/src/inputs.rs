@@ -1,0 +1,116 @@
+//! Storage checks done at submit time: listing inputs and making sure the output is empty.
+
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use quern_api::split::InputObject;
+use quern_api::{StoreError, StoreUrl};
+
+/// Why a submission's storage was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Nothing exists at an input URL.
+    #[error("input not found: {0}")]
+    NotFound(String),
+    /// Inputs exist but hold no bytes.
+    #[error("input is empty: {0}")]
+    Empty(String),
+    /// The output already holds objects.
+    #[error("output {url} already exists ({found}); refusing to overwrite it")]
+    OutputExists {
+        /// The output URL.
+        url: String,
+        /// An object found there.
+        found: String,
+    },
+}
+
+/// Whether an object is hidden from input listing (`_SUCCESS`, `.crc` files and the like).
+pub fn is_hidden(base_name: &str) -> bool {
+    base_name.starts_with('_') || base_name.starts_with('.')
+}
+
+/// Lists every input object of `urls`, sorted and de-duplicated. A URL ending in `/` is a
+/// directory; a URL naming no object is also tried as a directory.
+pub async fn list_inputs(urls: &[StoreUrl]) -> Result<Vec<InputObject>, InputError> {
+    let mut out = Vec::new();
+    for url in urls {
+        let store = url.store()?;
+        let mut found = Vec::new();
+        if !url.is_dir() {
+            match store.head(&url.path()).await {
+                Ok(meta) => found.push(InputObject { url: url.to_string(), size: meta.size }),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(StoreError::from_store(url.as_str(), e).into()),
+            }
+        }
+        if found.is_empty() {
+            let dir = url.as_dir();
+            let mut list = store.list(Some(&dir.path()));
+            while let Some(meta) = list.next().await {
+                let meta = meta.map_err(|e| StoreError::from_store(dir.as_str(), e))?;
+                let child = url.with_path(&meta.location);
+                if is_hidden(&child.base_name()) {
+                    continue;
+                }
+                found.push(InputObject { url: child.to_string(), size: meta.size });
+            }
+        }
+        if found.is_empty() {
+            return Err(InputError::NotFound(url.to_string()));
+        }
+        out.extend(found);
+    }
+    out.sort_by(|a, b| a.url.cmp(&b.url));
+    out.dedup_by(|a, b| a.url == b.url);
+    if out.iter().all(|o| o.size == 0) {
+        let names: Vec<&str> = urls.iter().map(StoreUrl::as_str).collect();
+        return Err(InputError::Empty(names.join(",")));
+    }
+    Ok(out)
+}
+
+/// Refuses an output location that already holds anything.
+pub async fn check_output_empty(url: &StoreUrl) -> Result<(), InputError> {
+    let store = url.store()?;
+    let path = url.path();
+    if !url.is_dir() {
+        match store.head(&path).await {
+            Ok(_) => return Err(InputError::OutputExists { url: url.to_string(), found: "an object of that name".into() }),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(StoreError::from_store(url.as_str(), e).into()),
+        }
+    }
+    let dir = url.as_dir();
+    let mut list = store.list(Some(&dir.path()));
+    if let Some(first) = list.next().await {
+        let meta = first.map_err(|e| StoreError::from_store(dir.as_str(), e))?;
+        return Err(InputError::OutputExists { url: url.to_string(), found: url.with_path(&meta.location).to_string() });
+    }
+    Ok(())
+}
+
+/// Deletes every object under `dir`, ignoring ones already gone.
+pub async fn delete_prefix(dir: &StoreUrl) -> Result<(), StoreError> {
+    let store = dir.store()?;
+    let locations = store.list(Some(&dir.path())).map(|m| m.map(|m| m.location)).boxed();
+    let mut deleted = store.delete_stream(locations);
+    while let Some(r) = deleted.next().await {
+        match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(StoreError::from_store(dir.as_str(), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes one object, ignoring one already gone.
+pub async fn delete_object(url: &StoreUrl) -> Result<(), StoreError> {
+    let store = url.store()?;
+    match store.delete(&url.path()).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(StoreError::from_store(url.as_str(), e)),
+    }
+}

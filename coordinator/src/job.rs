@@ -1,0 +1,291 @@
+//! The job lifecycle, as a pure state machine over its tasks.
+//!
+//! ```text
+//!          all reduces committed             _SUCCESS written
+//! Running ─────────────────────▶ Committing ─────────────────▶ Succeeded
+//!    │ a task ran out of attempts     │ writing _SUCCESS failed
+//!    ├───────────────────────────────▶├──────────────────────▶ Failed{error}
+//!    └─ kill ────────────────────────────────────────────────▶ Killed
+//! ```
+//!
+//! Reduce tasks become runnable once every map task has succeeded; a map whose output a
+//! reducer found missing or corrupt goes back to pending, and the reduces wait for it again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use quern_api::split::Split;
+use quern_api::{Counters, JobId, StoreUrl, TaskKind, WorkerId, pb};
+
+use crate::task::{MapOutputMeta, Task, TaskState};
+
+/// A validated job submission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSpec {
+    /// Registered job name.
+    pub name: String,
+    /// Input URLs as given.
+    pub inputs: Vec<String>,
+    /// Output directory.
+    pub output: StoreUrl,
+    /// Number of reduce tasks.
+    pub reducers: u32,
+    /// Split size in bytes.
+    pub split_size: u64,
+    /// Job parameters.
+    pub params: BTreeMap<String, String>,
+    /// Higher first under the priority policy.
+    pub priority: i32,
+}
+
+/// The state of a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Tasks are pending or running.
+    Running,
+    /// Every part is committed; `_SUCCESS` is being written.
+    Committing,
+    /// Done, output complete.
+    Succeeded,
+    /// Gave up.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// Killed by a user.
+    Killed,
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_final(&self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed { .. } | JobState::Killed)
+    }
+}
+
+/// A job and its tasks.
+#[derive(Debug)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// Submission order, for FIFO.
+    pub seq: u64,
+    /// What was asked.
+    pub spec: JobSpec,
+    /// Input splits, one per map task.
+    pub splits: Vec<Split>,
+    /// Map tasks.
+    pub maps: Vec<Task>,
+    /// Reduce tasks.
+    pub reduces: Vec<Task>,
+    /// Lifecycle state.
+    pub state: JobState,
+    /// Counters of committed attempts.
+    pub counters: Counters,
+    /// Wall-clock submit time (ms since epoch).
+    pub submitted_ms: u64,
+    /// Wall-clock end time.
+    pub finished_ms: Option<u64>,
+    /// Where the job's intermediate objects live (`STORE/jobs/ID/`).
+    pub scratch: StoreUrl,
+    pending_maps: BTreeSet<u32>,
+    pending_reduces: BTreeSet<u32>,
+    maps_done: u32,
+    reduces_done: u32,
+}
+
+impl Job {
+    /// A new running job with one map task per split.
+    pub fn new(id: JobId, seq: u64, spec: JobSpec, splits: Vec<Split>, scratch: StoreUrl, submitted_ms: u64) -> Self {
+        let m = splits.len();
+        let r = spec.reducers as usize;
+        Job {
+            id,
+            seq,
+            maps: (0..m).map(|_| Task::new()).collect(),
+            reduces: (0..r).map(|_| Task::new()).collect(),
+            pending_maps: (0..m as u32).collect(),
+            pending_reduces: (0..r as u32).collect(),
+            spec,
+            splits,
+            state: JobState::Running,
+            counters: Counters::new(),
+            submitted_ms,
+            finished_ms: None,
+            scratch,
+            maps_done: 0,
+            reduces_done: 0,
+        }
+    }
+
+    /// The tasks of one kind.
+    pub fn tasks(&self, kind: TaskKind) -> &[Task] {
+        match kind {
+            TaskKind::Map => &self.maps,
+            TaskKind::Reduce => &self.reduces,
+        }
+    }
+
+    fn tasks_mut(&mut self, kind: TaskKind) -> &mut Vec<Task> {
+        match kind {
+            TaskKind::Map => &mut self.maps,
+            TaskKind::Reduce => &mut self.reduces,
+        }
+    }
+
+    /// Keeps the pending sets and done counts in step with task `idx`.
+    fn sync(&mut self, kind: TaskKind, idx: u32, was_done: bool) {
+        let Some(t) = self.tasks(kind).get(idx as usize) else { return };
+        let (pending, done) = (matches!(t.state, TaskState::Pending), t.is_done());
+        let (set, count) = match kind {
+            TaskKind::Map => (&mut self.pending_maps, &mut self.maps_done),
+            TaskKind::Reduce => (&mut self.pending_reduces, &mut self.reduces_done),
+        };
+        if pending {
+            set.insert(idx);
+        } else {
+            set.remove(&idx);
+        }
+        match (was_done, done) {
+            (false, true) => *count += 1,
+            (true, false) => *count -= 1,
+            _ => {}
+        }
+    }
+
+    /// Applies `f` to task `idx` and keeps the bookkeeping right.
+    pub fn with_task<R>(&mut self, kind: TaskKind, idx: u32, f: impl FnOnce(&mut Task) -> R) -> Option<R> {
+        let t = self.tasks_mut(kind).get_mut(idx as usize)?;
+        let was_done = t.is_done();
+        let r = f(t);
+        self.sync(kind, idx, was_done);
+        Some(r)
+    }
+
+    /// Whether all map tasks have succeeded (so reduces may run).
+    pub fn maps_complete(&self) -> bool {
+        self.maps_done as usize == self.maps.len()
+    }
+
+    /// The next runnable task, maps first; reduces only once every map is done.
+    pub fn next_pending(&self) -> Option<(TaskKind, u32)> {
+        if self.state != JobState::Running {
+            return None;
+        }
+        if let Some(&i) = self.pending_maps.first() {
+            return Some((TaskKind::Map, i));
+        }
+        if self.maps_complete() {
+            if let Some(&i) = self.pending_reduces.first() {
+                return Some((TaskKind::Reduce, i));
+            }
+        }
+        None
+    }
+
+    /// Whether every reduce task has committed.
+    pub fn reduces_complete(&self) -> bool {
+        self.reduces_done as usize == self.reduces.len()
+    }
+
+    /// Progress of one kind: (total, done, running).
+    pub fn progress(&self, kind: TaskKind) -> (u32, u32, u32) {
+        let tasks = self.tasks(kind);
+        let done = match kind {
+            TaskKind::Map => self.maps_done,
+            TaskKind::Reduce => self.reduces_done,
+        };
+        let running = tasks.iter().filter(|t| matches!(t.state, TaskState::Running { .. })).count() as u32;
+        (tasks.len() as u32, done, running)
+    }
+
+    /// Whether any attempt was ever handed out.
+    pub fn started(&self) -> bool {
+        self.maps.iter().chain(&self.reduces).any(|t| t.attempts > 0)
+    }
+
+    /// The URL a map attempt writes its shuffle object to.
+    pub fn shuffle_url(&self, idx: u32, attempt: u32) -> StoreUrl {
+        self.scratch.join(&format!("map-{idx:05}-a{attempt}.arrows"))
+    }
+
+    /// The URL of reduce task `idx`'s part.
+    pub fn part_url(&self, idx: u32) -> StoreUrl {
+        self.spec.output.join(&format!("part-{idx:05}"))
+    }
+
+    /// The parts committed so far.
+    pub fn committed_parts(&self) -> Vec<StoreUrl> {
+        (0..self.reduces.len() as u32).filter(|&i| self.reduces[i as usize].is_done()).map(|i| self.part_url(i)).collect()
+    }
+
+    /// Builds the assignment for attempt `attempt` of a task.
+    pub fn assignment(&self, kind: TaskKind, idx: u32, attempt: u32) -> pb::TaskAssignment {
+        let attempt_ref = pb::AttemptRef {
+            job_id: self.id.to_string(),
+            kind: pb::TaskKind::from(kind) as i32,
+            index: idx,
+            attempt,
+        };
+        let task = match kind {
+            TaskKind::Map => {
+                let s = &self.splits[idx as usize];
+                pb::task_assignment::Task::Map(pb::MapTask {
+                    split: Some(pb::Split { url: s.url.clone(), start: s.start, end: s.end, object_size: s.object_size }),
+                    output_url: self.shuffle_url(idx, attempt).to_string(),
+                })
+            }
+            TaskKind::Reduce => {
+                let inputs = self
+                    .maps
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(m, t)| match &t.state {
+                        TaskState::Succeeded { output: Some(MapOutputMeta { url, segments }), .. } => Some(pb::ReduceInput {
+                            map_index: m as u32,
+                            url: url.clone(),
+                            segment: segments.get(idx as usize).cloned(),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                pb::task_assignment::Task::Reduce(pb::ReduceTask { inputs, part_url: self.part_url(idx).to_string() })
+            }
+        };
+        pb::TaskAssignment {
+            attempt: Some(attempt_ref),
+            job: self.spec.name.clone(),
+            params: self.spec.params.clone(),
+            reducers: self.spec.reducers,
+            task: Some(task),
+        }
+    }
+
+    /// Ends every live attempt; returns them as (kind, index, attempt, worker).
+    pub fn abort_all(&mut self) -> Vec<(TaskKind, u32, u32, WorkerId)> {
+        let mut out = Vec::new();
+        for kind in [TaskKind::Map, TaskKind::Reduce] {
+            for idx in 0..self.tasks(kind).len() as u32 {
+                let aborted = self.with_task(kind, idx, Task::abort).unwrap_or_default();
+                out.extend(aborted.into_iter().map(|(a, w)| (kind, idx, a, w)));
+            }
+        }
+        // Aborted tasks are not runnable: the job has ended.
+        self.pending_maps.clear();
+        self.pending_reduces.clear();
+        out
+    }
+
+    /// Live attempts of the job as (kind, index, attempt, worker, since).
+    pub fn live_attempts(&self) -> Vec<(TaskKind, u32, u32, WorkerId, Instant)> {
+        let mut out = Vec::new();
+        for kind in [TaskKind::Map, TaskKind::Reduce] {
+            for (i, t) in self.tasks(kind).iter().enumerate() {
+                for l in t.live_attempts() {
+                    out.push((kind, i as u32, l.attempt, l.worker.clone(), l.since));
+                }
+            }
+        }
+        out
+    }
+}

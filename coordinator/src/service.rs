@@ -1,0 +1,399 @@
+//! The gRPC shell around [`crate::core::Core`]: handlers decode, call one pure transition
+//! under the lock, perform the resulting [`Action`]s, and encode. No policy lives here.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use object_store::{ObjectStoreExt, PutPayload};
+use quern_api::split::compute_splits;
+use quern_api::{AttemptId, Counters, JobId, StoreUrl, WorkerId, now_ms, pb};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::core::{Action, Core, FailureKind, Now, Outcome};
+use crate::inputs::{InputError, check_output_empty, delete_object, delete_prefix, list_inputs};
+use crate::job::JobSpec;
+use crate::status::{job_status, job_tasks, worker_info};
+use crate::task::MapOutputMeta;
+
+/// Default split size: 64 MiB, as Hadoop's block size.
+pub const DEFAULT_SPLIT_SIZE: u64 = 64 * 1024 * 1024;
+/// Most reduce tasks a job may ask for.
+pub const MAX_REDUCERS: u32 = 100_000;
+/// Longest a poll may be held open.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
+
+/// State shared by all handlers.
+pub struct Shared {
+    core: Mutex<Core>,
+    changed: watch::Sender<u64>,
+    heartbeat_interval: Duration,
+}
+
+/// The current time.
+pub fn now() -> Now {
+    Now { at: Instant::now(), wall_ms: now_ms() }
+}
+
+impl Shared {
+    /// Wraps a core.
+    pub fn new(core: Core, heartbeat_interval: Duration) -> Arc<Self> {
+        Arc::new(Shared { core: Mutex::new(core), changed: watch::Sender::new(0), heartbeat_interval })
+    }
+
+    /// Locks the core. A panic while holding the lock is a bug, but the state stays usable.
+    pub fn core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes pollers and watchers.
+    pub fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Performs actions in the background, feeding results back into the core.
+    pub fn perform(self: &Arc<Self>, actions: Vec<Action>) {
+        if actions.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut queue = actions;
+            while let Some(action) = queue.pop() {
+                match action {
+                    Action::WriteSuccess { job, output } => {
+                        let marker = output.join("_SUCCESS");
+                        let result = match marker.store() {
+                            Ok(store) => store.put(&marker.path(), PutPayload::new()).await.map(|_| ()).map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        info!(job = %job, ok = result.is_ok(), "job committed");
+                        let more = me.core().finalized(&job, result, now_ms());
+                        me.bump();
+                        queue.extend(more);
+                    }
+                    Action::Cleanup { job, scratch, delete } => {
+                        for url in &delete {
+                            if let Err(e) = delete_object(url).await {
+                                warn!(job = %job, error = %e, "could not delete a part of an unsuccessful job");
+                            }
+                        }
+                        if let Err(e) = delete_prefix(&scratch).await {
+                            warn!(job = %job, error = %e, "could not delete intermediate data");
+                        }
+                    }
+                    Action::Delete(url) => {
+                        if let Err(e) = delete_object(&url).await {
+                            warn!(error = %e, "could not delete an unused attempt's output");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Declares silent workers lost, every fraction of the heartbeat timeout, until `stop`.
+    pub async fn run_ticker(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let every = (self.core().config().heartbeat_timeout / 5).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            if self.core().tick(now()) {
+                self.bump();
+            }
+        }
+    }
+}
+
+fn job_id(s: &str) -> Result<JobId, Status> {
+    JobId::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn worker_id(s: &str) -> Result<WorkerId, Status> {
+    WorkerId::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn not_found(id: &JobId) -> Status {
+    Status::not_found(format!("no job {id}"))
+}
+
+/// Checks a wire job spec and turns it into a domain one.
+pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>), Status> {
+    let bad = |m: String| Status::invalid_argument(m);
+    if spec.job.trim().is_empty() {
+        return Err(bad("job name is empty".into()));
+    }
+    if spec.inputs.is_empty() {
+        return Err(bad("no input given".into()));
+    }
+    let inputs = spec
+        .inputs
+        .iter()
+        .map(|u| StoreUrl::parse(u).map_err(|e| bad(format!("input: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let output = StoreUrl::parse(&spec.output).map_err(|e| bad(format!("output: {e}")))?;
+    if spec.reducers == 0 || spec.reducers > MAX_REDUCERS {
+        return Err(bad(format!("reducers must be between 1 and {MAX_REDUCERS}, not {}", spec.reducers)));
+    }
+    let split_size = if spec.split_size == 0 { DEFAULT_SPLIT_SIZE } else { spec.split_size };
+    let domain = JobSpec {
+        name: spec.job,
+        inputs: spec.inputs,
+        output,
+        reducers: spec.reducers,
+        split_size,
+        params: spec.params,
+        priority: spec.priority,
+    };
+    Ok((domain, inputs))
+}
+
+fn input_status(e: InputError) -> Status {
+    match e {
+        InputError::NotFound(_) | InputError::Empty(_) => Status::not_found(e.to_string()),
+        InputError::OutputExists { .. } => Status::already_exists(e.to_string()),
+        InputError::Store(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+/// The client-facing service.
+#[derive(Clone)]
+pub struct JobSvc(pub Arc<Shared>);
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::JobStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::job_service_server::JobService for JobSvc {
+    async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+        let spec = req.into_inner().spec.ok_or_else(|| Status::invalid_argument("missing job spec"))?;
+        let (spec, inputs) = validate_spec(spec)?;
+        if let Some(other) = self.0.core().output_in_use(&spec.output) {
+            return Err(Status::already_exists(format!("output {} is being written by job {other}", spec.output)));
+        }
+        check_output_empty(&spec.output).await.map_err(input_status)?;
+        let objects = list_inputs(&inputs).await.map_err(input_status)?;
+        let splits = compute_splits(&objects, spec.split_size);
+        let id = {
+            let mut core = self.0.core();
+            // Checked again under the lock: two submits may race for one output.
+            if let Some(other) = core.output_in_use(&spec.output) {
+                return Err(Status::already_exists(format!("output {} is being written by job {other}", spec.output)));
+            }
+            core.submit(spec, splits, now_ms())
+        };
+        info!(job = %id, "job submitted");
+        self.0.bump();
+        Ok(Response::new(pb::SubmitResponse { job_id: id.to_string() }))
+    }
+
+    async fn status(&self, req: Request<pb::JobRequest>) -> Result<Response<pb::JobStatus>, Status> {
+        let id = job_id(&req.into_inner().job_id)?;
+        let core = self.0.core();
+        let job = core.job(&id).ok_or_else(|| not_found(&id))?;
+        Ok(Response::new(job_status(job)))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<pb::JobRequest>) -> Result<Response<WatchStream>, Status> {
+        let id = job_id(&req.into_inner().job_id)?;
+        if self.0.core().job(&id).is_none() {
+            return Err(not_found(&id));
+        }
+        let shared = self.0.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut last: Option<pb::JobStatus> = None;
+            loop {
+                let mut changed = shared.changed.subscribe();
+                let status = shared.core().job(&id).map(job_status);
+                let Some(status) = status else { return };
+                let done = matches!(
+                    pb::JobState::try_from(status.state),
+                    Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Killed)
+                );
+                if last.as_ref() != Some(&status) {
+                    last = Some(status.clone());
+                    if tx.send(Ok(status)).await.is_err() {
+                        return;
+                    }
+                }
+                if done {
+                    return;
+                }
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn list(&self, _req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let core = self.0.core();
+        Ok(Response::new(pb::ListJobsResponse { jobs: core.jobs().map(job_status).collect() }))
+    }
+
+    async fn kill(&self, req: Request<pb::JobRequest>) -> Result<Response<pb::KillResponse>, Status> {
+        let id = job_id(&req.into_inner().job_id)?;
+        let (state, actions) = {
+            let mut core = self.0.core();
+            let (_, actions) = core.kill(&id, now_ms()).ok_or_else(|| not_found(&id))?;
+            let job = core.job(&id).ok_or_else(|| not_found(&id))?;
+            (crate::status::job_state(job), actions)
+        };
+        self.0.perform(actions);
+        self.0.bump();
+        Ok(Response::new(pb::KillResponse { state: state as i32 }))
+    }
+
+    async fn workers(&self, _req: Request<pb::ListWorkersRequest>) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let core = self.0.core();
+        let now = Instant::now();
+        let workers = core.workers().iter().map(|(id, w)| worker_info(id, w, now)).collect();
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
+    async fn tasks(&self, req: Request<pb::JobRequest>) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let id = job_id(&req.into_inner().job_id)?;
+        let core = self.0.core();
+        let job = core.job(&id).ok_or_else(|| not_found(&id))?;
+        Ok(Response::new(pb::ListTasksResponse { tasks: job_tasks(job) }))
+    }
+}
+
+/// The worker-facing service.
+#[derive(Clone)]
+pub struct WorkerSvc(pub Arc<Shared>);
+
+fn outcome_from_pb(o: pb::outcome_report::Outcome) -> Outcome {
+    match o {
+        pb::outcome_report::Outcome::Succeeded(s) => Outcome::Succeeded {
+            counters: Counters::from(s.counters),
+            map_output: s.map_output.map(|m| MapOutputMeta { url: m.url, segments: m.partitions }),
+        },
+        pb::outcome_report::Outcome::Failed(f) => Outcome::Failed {
+            kind: FailureKind::from(pb::FailureKind::try_from(f.kind).unwrap_or(pb::FailureKind::Internal)),
+            message: f.message,
+            lost_map: f.lost_map_index,
+        },
+        pb::outcome_report::Outcome::Killed(_) => Outcome::Killed,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::worker_service_server::WorkerService for WorkerSvc {
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = req.into_inner();
+        let id = self.0.core().register(r.host.clone(), r.rack.clone(), r.slots, r.jobs.into_iter().collect(), now());
+        info!(worker = %id, host = %r.host, slots = r.slots, "worker registered");
+        self.0.bump();
+        Ok(Response::new(pb::RegisterResponse {
+            worker_id: id.to_string(),
+            heartbeat_interval_ms: self.0.heartbeat_interval.as_millis() as u64,
+        }))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        let id = worker_id(&r.worker_id)?;
+        let cancel = self.0.core().heartbeat(&id, now());
+        Ok(Response::new(match cancel {
+            None => pb::HeartbeatResponse { reregister: true, cancel: Vec::new() },
+            Some(c) => pb::HeartbeatResponse { reregister: false, cancel: c.iter().map(pb::AttemptRef::from).collect() },
+        }))
+    }
+
+    async fn poll(&self, req: Request<pb::PollRequest>) -> Result<Response<pb::PollResponse>, Status> {
+        let r = req.into_inner();
+        let id = worker_id(&r.worker_id)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT);
+        loop {
+            // Subscribe before looking, so a change between the look and the wait is not missed.
+            let mut changed = self.0.changed.subscribe();
+            let assigned = self.0.core().poll(&id, r.free_slots, now());
+            match assigned {
+                None => return Ok(Response::new(pb::PollResponse { tasks: Vec::new(), reregister: true })),
+                Some(tasks) if !tasks.is_empty() => {
+                    self.0.bump();
+                    return Ok(Response::new(pb::PollResponse { tasks, reregister: false }));
+                }
+                Some(_) => {}
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Ok(Response::new(pb::PollResponse { tasks: Vec::new(), reregister: false }));
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, req: Request<pb::CommitRequest>) -> Result<Response<pb::CommitResponse>, Status> {
+        let r = req.into_inner();
+        let id = worker_id(&r.worker_id)?;
+        let attempt = AttemptId::try_from(r.attempt.as_ref())?;
+        let result = self.0.core().commit(&id, &attempt);
+        Ok(Response::new(match result {
+            Ok(()) => pb::CommitResponse { granted: true, reason: String::new() },
+            Err(why) => {
+                info!(attempt = %attempt, why, "commit refused");
+                pb::CommitResponse { granted: false, reason: why.to_string() }
+            }
+        }))
+    }
+
+    async fn report(&self, req: Request<pb::OutcomeReport>) -> Result<Response<pb::OutcomeResponse>, Status> {
+        let r = req.into_inner();
+        let id = worker_id(&r.worker_id)?;
+        let attempt = AttemptId::try_from(r.attempt.as_ref())?;
+        let outcome = outcome_from_pb(r.outcome.ok_or_else(|| Status::invalid_argument("missing outcome"))?);
+        let (result, actions) = self.0.core().report(&id, &attempt, outcome, now());
+        self.0.perform(actions);
+        self.0.bump();
+        Ok(Response::new(match result {
+            Ok(()) => pb::OutcomeResponse { accepted: true, reason: String::new() },
+            Err(why) => {
+                info!(attempt = %attempt, why, "outcome rejected");
+                pb::OutcomeResponse { accepted: false, reason: why.to_string() }
+            }
+        }))
+    }
+}
+
+/// Checks the shared token on every call.
+#[derive(Clone)]
+pub struct Auth {
+    expected: Option<Arc<str>>,
+}
+
+impl Auth {
+    /// Requires `Bearer TOKEN` when a token is set.
+    pub fn new(token: Option<String>) -> Self {
+        Auth { expected: token.map(|t| Arc::from(format!("Bearer {t}"))) }
+    }
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.expected else { return Ok(req) };
+        let given = req.metadata().get(quern_api::client::TOKEN_HEADER).and_then(|v| v.to_str().ok());
+        if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated("missing or wrong token (see --token-file)"))
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,88 @@
+//! What users see: jobs, tasks and workers as wire types.
+
+use std::time::Instant;
+
+use quern_api::{TaskKind, WorkerId, pb};
+
+use crate::core::WorkerEntry;
+use crate::job::{Job, JobState};
+use crate::task::TaskState;
+
+/// The user-facing state of a job.
+pub fn job_state(job: &Job) -> pb::JobState {
+    match &job.state {
+        JobState::Running if !job.started() => pb::JobState::Queued,
+        JobState::Running | JobState::Committing => pb::JobState::Running,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Failed { .. } => pb::JobState::Failed,
+        JobState::Killed => pb::JobState::Killed,
+    }
+}
+
+fn progress(job: &Job, kind: TaskKind) -> pb::Progress {
+    let (total, done, running) = job.progress(kind);
+    pb::Progress { total, done, running }
+}
+
+/// A job's status.
+pub fn job_status(job: &Job) -> pb::JobStatus {
+    let (_, maps_done, _) = job.progress(TaskKind::Map);
+    pb::JobStatus {
+        id: job.id.to_string(),
+        job: job.spec.name.clone(),
+        state: job_state(job) as i32,
+        maps: Some(progress(job, TaskKind::Map)),
+        reduces: Some(progress(job, TaskKind::Reduce)),
+        counters: job.counters.as_map().clone(),
+        // No worker declares local data yet, so every map read its split remotely.
+        locality: Some(pb::Locality { node_local: 0, rack_local: 0, remote: maps_done }),
+        error: match &job.state {
+            JobState::Failed { error } => Some(error.clone()),
+            JobState::Killed => Some("killed by user".into()),
+            _ => None,
+        },
+        output: job.spec.output.to_string(),
+        inputs: job.spec.inputs.clone(),
+        reducers: job.spec.reducers,
+        priority: job.spec.priority,
+        submitted_ms: job.submitted_ms,
+        finished_ms: job.finished_ms,
+        params: job.spec.params.clone(),
+    }
+}
+
+/// Every task of a job.
+pub fn job_tasks(job: &Job) -> Vec<pb::TaskInfo> {
+    let mut out = Vec::new();
+    for kind in [TaskKind::Map, TaskKind::Reduce] {
+        for (i, t) in job.tasks(kind).iter().enumerate() {
+            out.push(pb::TaskInfo {
+                kind: pb::TaskKind::from(kind) as i32,
+                index: i as u32,
+                state: t.state_name().to_string(),
+                attempts: t.attempts,
+                workers: t.workers.iter().map(|w| w.to_string()).collect(),
+                error: match &t.state {
+                    TaskState::Failed { error } => Some(error.clone()),
+                    _ => t.last_error.clone(),
+                },
+                locality: if kind == TaskKind::Map && t.is_done() { "remote".into() } else { String::new() },
+            });
+        }
+    }
+    out
+}
+
+/// One worker.
+pub fn worker_info(id: &WorkerId, w: &WorkerEntry, now: Instant) -> pb::WorkerInfo {
+    pb::WorkerInfo {
+        id: id.to_string(),
+        host: w.host.clone(),
+        rack: w.rack.clone(),
+        slots: w.slots,
+        running: w.running.len() as u32,
+        jobs: w.jobs.iter().cloned().collect(),
+        last_heartbeat_ms_ago: now.saturating_duration_since(w.last_seen).as_millis() as u64,
+        completed: w.completed,
+    }
+}

@@ -1,0 +1,338 @@
+//! The task lifecycle, as a pure state machine.
+//!
+//! ```text
+//!            start                      success (live attempt)
+//! Pending ──────────▶ Running{live} ───────────────────────────▶ Succeeded{attempt, output}
+//!    ▲                  │   │                                          │
+//!    │  failure, retry  │   │ failure, out of attempts                 │ output lost
+//!    │  or worker lost  │   ▼                                          │ (map only)
+//!    └──────────────────┘  Failed{error}          Pending ◀────────────┘
+//! ```
+//!
+//! Every attempt has a number; outcomes and commit requests are accepted only from an attempt
+//! that is live now, so a late report from a lost or superseded attempt is rejected (fencing).
+//! A reduce attempt must hold the commit (granted to one live attempt at a time) before it
+//! writes its part, and only the holder's success is accepted.
+
+use std::time::Instant;
+
+use quern_api::WorkerId;
+
+/// One running attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Live {
+    /// Attempt number (from 1).
+    pub attempt: u32,
+    /// Where it runs.
+    pub worker: WorkerId,
+    /// When it was handed out.
+    pub since: Instant,
+    /// Whether it holds the right to commit its output.
+    pub committing: bool,
+}
+
+/// Where a finished map task's output lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapOutputMeta {
+    /// The shuffle object.
+    pub url: String,
+    /// Its per-partition index.
+    pub segments: Vec<quern_api::pb::Segment>,
+}
+
+/// The state of one task.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskState {
+    /// Waiting to be scheduled.
+    Pending,
+    /// One or more attempts are running.
+    Running {
+        /// The live attempts.
+        live: Vec<Live>,
+    },
+    /// An attempt committed.
+    Succeeded {
+        /// The winning attempt.
+        attempt: u32,
+        /// Where it ran.
+        worker: WorkerId,
+        /// Map output (maps only).
+        output: Option<MapOutputMeta>,
+    },
+    /// Out of attempts.
+    Failed {
+        /// Why the last attempt failed.
+        error: String,
+    },
+}
+
+/// A task: its state plus the history that outlives states.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// Current state.
+    pub state: TaskState,
+    /// Attempts handed out so far (the next attempt is numbered `attempts + 1`).
+    pub attempts: u32,
+    /// Attempts that failed in a way that counts against `max_attempts`.
+    pub failures: u32,
+    /// Workers that ran attempts, in order.
+    pub workers: Vec<WorkerId>,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+}
+
+/// How a reported outcome was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The outcome counts.
+    Accepted,
+    /// Not from a live attempt (or not the commit holder): ignored.
+    Stale(&'static str),
+}
+
+/// What a failure did to the task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailureEffect {
+    /// Back to pending (or still running other attempts).
+    Retry,
+    /// The task is out of attempts.
+    Exhausted(String),
+    /// The report was stale.
+    Stale(&'static str),
+}
+
+impl Default for Task {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Task {
+    /// A new pending task.
+    pub fn new() -> Self {
+        Task { state: TaskState::Pending, attempts: 0, failures: 0, workers: Vec::new(), last_error: None }
+    }
+
+    /// Starts a new attempt on `worker`; returns its number. Allowed from Pending, or from
+    /// Running to add a backup attempt.
+    pub fn start(&mut self, worker: &WorkerId, now: Instant) -> Option<u32> {
+        let attempt = self.attempts + 1;
+        let l = Live { attempt, worker: worker.clone(), since: now, committing: false };
+        match &mut self.state {
+            TaskState::Pending => self.state = TaskState::Running { live: vec![l] },
+            TaskState::Running { live } => live.push(l),
+            _ => return None,
+        }
+        self.attempts = attempt;
+        self.workers.push(worker.clone());
+        Some(attempt)
+    }
+
+    fn live(&self, attempt: u32, worker: &WorkerId) -> Option<&Live> {
+        match &self.state {
+            TaskState::Running { live } => live.iter().find(|l| l.attempt == attempt && &l.worker == worker),
+            _ => None,
+        }
+    }
+
+    /// Whether `attempt` on `worker` is live now.
+    pub fn is_live(&self, attempt: u32, worker: &WorkerId) -> bool {
+        self.live(attempt, worker).is_some()
+    }
+
+    /// Grants the commit to `attempt` if it is live and nobody else holds it.
+    pub fn request_commit(&mut self, attempt: u32, worker: &WorkerId) -> Result<(), &'static str> {
+        let TaskState::Running { live } = &mut self.state else {
+            return Err("task is not running");
+        };
+        if live.iter().any(|l| l.committing && l.attempt != attempt) {
+            return Err("another attempt holds the commit");
+        }
+        match live.iter_mut().find(|l| l.attempt == attempt && &l.worker == worker) {
+            Some(l) => {
+                l.committing = true;
+                Ok(())
+            }
+            None => Err("attempt is not live"),
+        }
+    }
+
+    /// A live attempt succeeded. `needs_commit`: only the commit holder may succeed.
+    pub fn succeed(&mut self, attempt: u32, worker: &WorkerId, output: Option<MapOutputMeta>, needs_commit: bool) -> Verdict {
+        let Some(l) = self.live(attempt, worker) else {
+            return Verdict::Stale("attempt is not live");
+        };
+        if needs_commit && !l.committing {
+            return Verdict::Stale("attempt did not hold the commit");
+        }
+        self.state = TaskState::Succeeded { attempt, worker: worker.clone(), output };
+        Verdict::Accepted
+    }
+
+    /// A live attempt failed; `counts` says whether it counts against `max_attempts`.
+    pub fn fail(&mut self, attempt: u32, worker: &WorkerId, error: &str, counts: bool, max_attempts: u32) -> FailureEffect {
+        if !self.is_live(attempt, worker) {
+            return FailureEffect::Stale("attempt is not live");
+        }
+        self.last_error = Some(error.to_string());
+        if counts {
+            self.failures += 1;
+        }
+        self.drop_live(|l| l.attempt == attempt);
+        if counts && self.failures >= max_attempts {
+            let msg = format!("failed {} times; last error: {error}", self.failures);
+            self.state = TaskState::Failed { error: msg.clone() };
+            return FailureEffect::Exhausted(msg);
+        }
+        FailureEffect::Retry
+    }
+
+    /// Drops every live attempt on `worker` (it was lost); returns their numbers.
+    pub fn worker_lost(&mut self, worker: &WorkerId) -> Vec<u32> {
+        let lost: Vec<u32> = match &self.state {
+            TaskState::Running { live } => live.iter().filter(|l| &l.worker == worker).map(|l| l.attempt).collect(),
+            _ => return Vec::new(),
+        };
+        self.drop_live(|l| &l.worker == worker);
+        lost
+    }
+
+    /// Removes live attempts matching `f`; with none left the task is pending again.
+    fn drop_live(&mut self, f: impl Fn(&Live) -> bool) {
+        if let TaskState::Running { live } = &mut self.state {
+            live.retain(|l| !f(l));
+            if live.is_empty() {
+                self.state = TaskState::Pending;
+            }
+        }
+    }
+
+    /// A succeeded map's output was lost: run it again. Returns the lost output, if any.
+    pub fn output_lost(&mut self) -> Option<MapOutputMeta> {
+        match std::mem::replace(&mut self.state, TaskState::Pending) {
+            TaskState::Succeeded { output, .. } => output,
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// Ends every live attempt (job killed or failed); returns (attempt, worker) pairs.
+    pub fn abort(&mut self) -> Vec<(u32, WorkerId)> {
+        match &mut self.state {
+            TaskState::Running { live } => {
+                let out = live.iter().map(|l| (l.attempt, l.worker.clone())).collect();
+                self.state = TaskState::Pending;
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the task succeeded.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, TaskState::Succeeded { .. })
+    }
+
+    /// Live attempts.
+    pub fn live_attempts(&self) -> &[Live] {
+        match &self.state {
+            TaskState::Running { live } => live,
+            _ => &[],
+        }
+    }
+
+    /// `pending`, `running`, `succeeded` or `failed`.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            TaskState::Pending => "pending",
+            TaskState::Running { .. } => "running",
+            TaskState::Succeeded { .. } => "succeeded",
+            TaskState::Failed { .. } => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn w(n: u64) -> WorkerId {
+        WorkerId::new(1, n)
+    }
+
+    #[test]
+    fn attempts_are_numbered_and_only_live_ones_succeed() {
+        let now = Instant::now();
+        let mut t = Task::new();
+        assert_eq!(t.start(&w(1), now), Some(1));
+        assert_eq!(t.worker_lost(&w(1)), vec![1]);
+        assert_eq!(t.state, TaskState::Pending);
+        assert_eq!(t.start(&w(2), now + Duration::from_secs(1)), Some(2));
+        // The lost attempt 1 reports late: rejected.
+        assert!(matches!(t.succeed(1, &w(1), None, false), Verdict::Stale(_)));
+        // Right number, wrong worker: rejected.
+        assert!(matches!(t.succeed(2, &w(1), None, false), Verdict::Stale(_)));
+        assert_eq!(t.succeed(2, &w(2), None, false), Verdict::Accepted);
+        assert!(t.is_done());
+        assert!(t.start(&w(3), now).is_none());
+    }
+
+    #[test]
+    fn failures_retry_until_max_attempts() {
+        let now = Instant::now();
+        let mut t = Task::new();
+        for i in 1..=3 {
+            let a = t.start(&w(i), now).unwrap();
+            assert_eq!(t.fail(a, &w(i), "boom", true, 4), FailureEffect::Retry);
+            assert_eq!(t.state, TaskState::Pending);
+        }
+        // A failure that does not count (e.g. lost map output) leaves the budget alone.
+        let a = t.start(&w(9), now).unwrap();
+        assert_eq!(t.fail(a, &w(9), "input gone", false, 4), FailureEffect::Retry);
+        let a = t.start(&w(4), now).unwrap();
+        assert!(matches!(t.fail(a, &w(4), "boom", true, 4), FailureEffect::Exhausted(m) if m.contains("boom")));
+        assert!(matches!(t.state, TaskState::Failed { .. }));
+        assert!(matches!(t.fail(a, &w(4), "again", true, 4), FailureEffect::Stale(_)));
+    }
+
+    #[test]
+    fn commit_goes_to_one_live_attempt() {
+        let now = Instant::now();
+        let mut t = Task::new();
+        let a1 = t.start(&w(1), now).unwrap();
+        let a2 = t.start(&w(2), now).unwrap();
+        // Success without the commit is refused for tasks that need one.
+        assert!(matches!(t.succeed(a1, &w(1), None, true), Verdict::Stale(_)));
+        assert!(t.request_commit(a1, &w(1)).is_ok());
+        assert!(t.request_commit(a2, &w(2)).is_err());
+        assert!(t.request_commit(a1, &w(1)).is_ok(), "asking again is idempotent");
+        assert_eq!(t.succeed(a1, &w(1), None, true), Verdict::Accepted);
+        assert!(t.request_commit(a2, &w(2)).is_err());
+    }
+
+    #[test]
+    fn commit_holder_lost_frees_the_commit() {
+        let now = Instant::now();
+        let mut t = Task::new();
+        let a1 = t.start(&w(1), now).unwrap();
+        t.request_commit(a1, &w(1)).unwrap();
+        t.worker_lost(&w(1));
+        let a2 = t.start(&w(2), now).unwrap();
+        assert!(t.request_commit(a2, &w(2)).is_ok());
+    }
+
+    #[test]
+    fn lost_map_output_sends_the_task_back() {
+        let now = Instant::now();
+        let mut t = Task::new();
+        let a = t.start(&w(1), now).unwrap();
+        let out = MapOutputMeta { url: "u".into(), segments: vec![] };
+        t.succeed(a, &w(1), Some(out.clone()), false);
+        assert_eq!(t.output_lost(), Some(out));
+        assert_eq!(t.state, TaskState::Pending);
+        assert_eq!(t.start(&w(2), now), Some(2));
+    }
+}

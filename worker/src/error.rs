@@ -1,0 +1,58 @@
+//! Why a task attempt failed, typed so the coordinator's retry policy never parses text.
+
+use quern_api::{StoreError, pb};
+
+use crate::shuffle::ShuffleError;
+
+/// A task attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The job's own code returned an error or panicked.
+    #[error("{0}")]
+    User(String),
+    /// The input split could not be read.
+    #[error("reading input: {0}")]
+    Input(#[source] StoreError),
+    /// A map output this reducer needs is missing or corrupt.
+    #[error("map output {map_index} is unusable: {reason}")]
+    MapOutputLost {
+        /// Which map task.
+        map_index: u32,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Writing to or reading from the store failed.
+    #[error("store: {0}")]
+    Store(#[source] StoreError),
+    /// Encoding the shuffle failed.
+    #[error("shuffle encoding: {0}")]
+    Shuffle(#[from] ShuffleError),
+    /// The worker cannot run this task (unknown job, bad parameters, bad assignment).
+    #[error("{0}")]
+    Config(String),
+    /// The coordinator refused this attempt the right to commit.
+    #[error("commit refused: {0}")]
+    CommitRefused(String),
+    /// The attempt was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl TaskError {
+    /// The wire form of the failure.
+    pub fn to_pb(&self) -> pb::Failed {
+        let kind = match self {
+            TaskError::User(_) => pb::FailureKind::UserCode,
+            TaskError::Input(_) => pb::FailureKind::Input,
+            TaskError::MapOutputLost { .. } => pb::FailureKind::MapOutputLost,
+            TaskError::Store(_) => pb::FailureKind::Store,
+            TaskError::Config(_) => pb::FailureKind::Config,
+            TaskError::Shuffle(_) | TaskError::CommitRefused(_) | TaskError::Cancelled => pb::FailureKind::Internal,
+        };
+        let lost_map_index = match self {
+            TaskError::MapOutputLost { map_index, .. } => Some(*map_index),
+            _ => None,
+        };
+        pb::Failed { kind: kind as i32, message: self.to_string(), lost_map_index }
+    }
+}

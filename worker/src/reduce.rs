@@ -1,0 +1,86 @@
+//! Reduce execution: k-way merge of the sorted runs fetched from every map output, grouping
+//! by key, and the job's reduce over each group.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use quern_api::counters::names;
+use quern_api::job::{DynJob, ReduceContext, TextOutput};
+use quern_api::Counters;
+
+use crate::error::TaskError;
+use crate::shuffle::Run;
+
+/// The head of one run in the merge heap.
+struct Head<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    run: usize,
+    pos: (usize, usize),
+}
+
+impl PartialEq for Head<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Head<'_> {}
+impl PartialOrd for Head<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head<'_> {
+    /// By key, then by run: values of a key arrive in map-task order, so output is
+    /// deterministic.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.cmp(other.key).then(self.run.cmp(&other.run))
+    }
+}
+
+fn head(runs: &[Run], run: usize, pos: Option<(usize, usize)>) -> Option<Head<'_>> {
+    let pos = pos?;
+    let (key, value) = runs[run].get(pos.0, pos.1)?;
+    Some(Head { key, value, run, pos })
+}
+
+/// Merges `runs` (each sorted by key), reduces every key group, and returns the output part's
+/// bytes with the reduce counters.
+pub fn reduce_runs(job: &dyn DynJob, runs: &[Run]) -> Result<(Vec<u8>, Counters), TaskError> {
+    let mut heap = BinaryHeap::with_capacity(runs.len());
+    for (i, r) in runs.iter().enumerate() {
+        if let Some(h) = head(runs, i, r.first_pos()) {
+            heap.push(Reverse(h));
+        }
+    }
+    let mut out = TextOutput::new();
+    let mut counters = Counters::new();
+    let mut user = Counters::new();
+    let (mut groups, mut records) = (0i64, 0i64);
+    let mut values: Vec<&[u8]> = Vec::new();
+    while let Some(Reverse(first)) = heap.pop() {
+        let key = first.key;
+        values.clear();
+        let mut next = Some(first);
+        while let Some(h) = next.take() {
+            values.push(h.value);
+            if let Some(n) = head(runs, h.run, runs[h.run].next_pos(h.pos.0, h.pos.1)) {
+                heap.push(Reverse(n));
+            }
+            if heap.peek().is_some_and(|Reverse(top)| top.key == key) {
+                next = heap.pop().map(|Reverse(h)| h);
+            }
+        }
+        groups += 1;
+        records += values.len() as i64;
+        let mut ctx = ReduceContext::new(&mut out, &mut user);
+        job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx).map_err(|e| TaskError::User(e.0))?;
+    }
+    counters.add(names::REDUCE_INPUT_GROUPS, groups);
+    counters.add(names::REDUCE_INPUT_RECORDS, records);
+    counters.add(names::REDUCE_OUTPUT_RECORDS, out.records() as i64);
+    counters.merge(&user);
+    let bytes = out.into_bytes();
+    counters.add(names::OUTPUT_BYTES, bytes.len() as i64);
+    Ok((bytes, counters))
+}

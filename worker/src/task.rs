@@ -1,0 +1,225 @@
+//! Running one assignment: the I/O around [`crate::map`] and [`crate::reduce`].
+//!
+//! Storage I/O happens on tokio; all CPU work goes to rayon through [`spawn_compute`], which
+//! also turns a panic in user code into a failed attempt instead of a dead worker.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use quern_api::counters::names;
+use quern_api::split::has_enough;
+use quern_api::{AttemptId, DynJob, Params, Registry, StoreError, StoreUrl, WorkerId, pb};
+use rayon::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::TaskError;
+use crate::map::map_split;
+use crate::reduce::reduce_runs;
+use crate::shuffle::decode_segment;
+
+/// Runs `f` on the rayon pool and awaits it; a panic becomes [`TaskError::User`].
+pub async fn spawn_compute<T, F>(f: F) -> Result<T, TaskError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+        let _ = tx.send(result);
+    });
+    match rx.await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(panic)) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(TaskError::User(format!("user code panicked: {msg}")))
+        }
+        Err(_) => Err(TaskError::User("compute task vanished".into())),
+    }
+}
+
+/// Retries transient store failures with exponential backoff; not-found is final.
+pub async fn with_retries<T, F, Fut>(what: &str, mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1.. {
+        match op().await {
+            Err(StoreError::Io { url, source }) if attempt < 5 => {
+                tracing::warn!(%url, error = %source, attempt, "store call failed for {what}; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// What a task needs from its worker.
+#[derive(Clone)]
+pub struct TaskEnv {
+    /// Jobs this worker can run.
+    pub registry: Registry,
+    /// For commit requests.
+    pub client: quern_api::client::WorkerClient,
+    /// This worker's current identity.
+    pub worker_id: WorkerId,
+}
+
+/// Runs one assignment to its outcome.
+pub async fn run_assignment(
+    env: TaskEnv,
+    a: pb::TaskAssignment,
+    cancel: CancellationToken,
+) -> Result<pb::Succeeded, TaskError> {
+    let attempt = AttemptId::try_from(a.attempt.as_ref()).map_err(|e| TaskError::Config(e.to_string()))?;
+    let params = Params::new(a.params.clone());
+    let job = env.registry.create(&a.job, &params).map_err(|e| TaskError::Config(e.to_string()))?;
+    match a.task {
+        Some(pb::task_assignment::Task::Map(m)) => run_map(job, m, a.reducers, &cancel).await,
+        Some(pb::task_assignment::Task::Reduce(r)) => run_reduce(&env, &attempt, job, r, &cancel).await,
+        None => Err(TaskError::Config("assignment without a task".into())),
+    }
+}
+
+fn url(s: &str) -> Result<(StoreUrl, Arc<dyn ObjectStore>), TaskError> {
+    let u = StoreUrl::parse(s).map_err(|e| TaskError::Config(e.to_string()))?;
+    let store = u.store().map_err(TaskError::Store)?;
+    Ok((u, store))
+}
+
+async fn get_range(store: &Arc<dyn ObjectStore>, u: &StoreUrl, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
+    let path = u.path();
+    with_retries("read", || async {
+        store.get_range(&path, range.clone()).await.map_err(|e| StoreError::from_store(u.as_str(), e))
+    })
+    .await
+}
+
+async fn put(store: &Arc<dyn ObjectStore>, u: &StoreUrl, bytes: Bytes) -> Result<(), StoreError> {
+    let path = u.path();
+    with_retries("write", || async {
+        store.put(&path, PutPayload::from_bytes(bytes.clone())).await.map(|_| ()).map_err(|e| StoreError::from_store(u.as_str(), e))
+    })
+    .await
+}
+
+/// Reads the split's bytes from its start through the end of its last line.
+async fn fetch_split(split: &pb::Split) -> Result<Bytes, TaskError> {
+    let (u, store) = url(&split.url)?;
+    let (start, end, size) = (split.start, split.end.min(split.object_size), split.object_size);
+    if start >= end {
+        return Ok(Bytes::new());
+    }
+    let first = get_range(&store, &u, start..end).await.map_err(TaskError::Input)?;
+    if has_enough(&first, start, end, size) {
+        return Ok(first);
+    }
+    // The last line runs past the split's end: read on in growing steps until it ends.
+    let mut buf = first.to_vec();
+    let mut step = 64 * 1024u64;
+    while !has_enough(&buf, start, end, size) {
+        let from = start + buf.len() as u64;
+        let to = (from + step).min(size);
+        let more = get_range(&store, &u, from..to).await.map_err(TaskError::Input)?;
+        if more.is_empty() {
+            break;
+        }
+        buf.extend_from_slice(&more);
+        step *= 2;
+    }
+    Ok(Bytes::from(buf))
+}
+
+async fn run_map(
+    job: Arc<dyn DynJob>,
+    m: pb::MapTask,
+    reducers: u32,
+    cancel: &CancellationToken,
+) -> Result<pb::Succeeded, TaskError> {
+    let split = m.split.ok_or_else(|| TaskError::Config("map task without a split".into()))?;
+    let (out_url, out_store) = url(&m.output_url)?;
+    if reducers == 0 {
+        return Err(TaskError::Config("a job needs at least one reducer".into()));
+    }
+    let data = fetch_split(&split).await?;
+    let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
+    let (start, end) = (split.start, split.end);
+    let result = spawn_compute(move || map_split(job.as_ref(), &data, start, end, &source, reducers)).await??;
+    if cancel.is_cancelled() {
+        return Err(TaskError::Cancelled);
+    }
+    put(&out_store, &out_url, Bytes::from(result.object)).await.map_err(TaskError::Store)?;
+    Ok(pb::Succeeded {
+        counters: result.counters.into_map(),
+        map_output: Some(pb::MapOutput { url: m.output_url, partitions: result.segments }),
+    })
+}
+
+async fn run_reduce(
+    env: &TaskEnv,
+    attempt: &AttemptId,
+    job: Arc<dyn DynJob>,
+    r: pb::ReduceTask,
+    cancel: &CancellationToken,
+) -> Result<pb::Succeeded, TaskError> {
+    let (part_url, part_store) = url(&r.part_url)?;
+    let fetches = r.inputs.into_iter().map(|input| async move {
+        let seg = input.segment.unwrap_or_default();
+        let lost = |reason: String| TaskError::MapOutputLost { map_index: input.map_index, reason };
+        if seg.length == 0 {
+            return Ok((Bytes::new(), seg, input.map_index));
+        }
+        let (u, store) = url(&input.url)?;
+        let bytes = get_range(&store, &u, seg.offset..seg.offset + seg.length).await.map_err(|e| match e {
+            StoreError::NotFound { .. } => lost(e.to_string()),
+            e => TaskError::Store(e),
+        })?;
+        if bytes.len() as u64 != seg.length {
+            return Err(lost(format!("short read: {} of {} bytes", bytes.len(), seg.length)));
+        }
+        Ok((bytes, seg, input.map_index))
+    });
+    let fetched: Vec<(Bytes, pb::Segment, u32)> = futures::stream::iter(fetches).buffered(16).try_collect().await?;
+    if cancel.is_cancelled() {
+        return Err(TaskError::Cancelled);
+    }
+    let shuffle_bytes: u64 = fetched.iter().map(|f| f.0.len() as u64).sum();
+    let (bytes, mut counters) = spawn_compute(move || {
+        let runs = fetched
+            .into_par_iter()
+            .map(|(bytes, seg, map_index)| {
+                decode_segment(bytes, &seg).map_err(|e| TaskError::MapOutputLost { map_index, reason: e.to_string() })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        reduce_runs(job.as_ref(), &runs)
+    })
+    .await??;
+    counters.add(names::REDUCE_SHUFFLE_BYTES, shuffle_bytes as i64);
+    if cancel.is_cancelled() {
+        return Err(TaskError::Cancelled);
+    }
+    // Only the attempt the coordinator names may write the part: ask first.
+    let mut client = env.client.clone();
+    let resp = client
+        .commit(pb::CommitRequest { worker_id: env.worker_id.to_string(), attempt: Some(attempt.into()) })
+        .await
+        .map_err(|s| TaskError::CommitRefused(s.message().to_string()))?
+        .into_inner();
+    if !resp.granted {
+        return Err(TaskError::CommitRefused(resp.reason));
+    }
+    put(&part_store, &part_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
+    Ok(pb::Succeeded { counters: counters.into_map(), map_output: None })
+}
