@@ -1,1 +1,97 @@
-//! placeholder
+//! # quern-cli: the `quern` command line, for the stock binary and for users' own
+//!
+//! [`main_with`] is the whole CLI for a given [`Registry`] of jobs: the stock `quern` binary
+//! calls it with the built-in jobs, and a user's own binary calls it with its own jobs (next
+//! to or instead of the built-ins), getting every subcommand, `worker` and `run` included.
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     let mut jobs = quern_examples::builtin();
+//!     // jobs.register("myjob", "what it does", |params| Ok(MyJob::new(params)?));
+//!     quern_cli::main_with(jobs)
+//! }
+//! ```
+//!
+//! Arguments are parsed by clap ([`args`]) into validated configs that call the library
+//! `start`/`run` functions of the coordinator and worker crates; errors print as one line.
+
+pub mod args;
+pub mod client_cmds;
+pub mod render;
+pub mod servers;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use quern_api::Registry;
+
+use crate::args::{Cli, Command};
+
+/// Runs the CLI with `registry`'s jobs; returns the process exit code.
+pub fn main_with(registry: Registry) -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+            // One line, not clap's usage block: the first line already says what is wrong.
+            let text = e.render().to_string();
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: bad arguments");
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&cli.command);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli.command, registry)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cmd: Command, registry: Registry) -> anyhow::Result<()> {
+    match cmd {
+        Command::Coordinator(a) => servers::coordinator(a).await,
+        Command::Worker(a) => servers::worker(a, registry).await,
+        Command::Run(a) => servers::run(a, registry).await,
+        Command::Submit(a) => client_cmds::submit(a, &registry).await,
+        Command::Status(a) => client_cmds::status(a).await,
+        Command::List(a) => client_cmds::list(a).await,
+        Command::Kill(a) => client_cmds::kill(a).await,
+        Command::Workers(a) => client_cmds::workers(a).await,
+        Command::Tasks(a) => client_cmds::tasks(a).await,
+        Command::Jobs => {
+            for (name, about) in registry.describe() {
+                println!("{name:<12} {about}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Logs go to stderr; servers log at info, client commands only at warn (RUST_LOG overrides).
+fn init_tracing(cmd: &Command) {
+    let default = match cmd {
+        Command::Coordinator(_) | Command::Worker(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

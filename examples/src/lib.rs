@@ -1,1 +1,65 @@
-//! placeholder
+//! # quern-examples: the built-in jobs
+//!
+//! Each job is an ordinary user of the [`quern_api::Job`] API, registered by name in
+//! [`builtin`]; the stock `quern` binary runs exactly these, and a user's own binary can add
+//! them next to its own (see `examples/custom-job`).
+//!
+//! | name        | key       | value                          |
+//! |-------------|-----------|--------------------------------|
+//! | `wordcount` | word      | occurrences                    |
+//! | `grep`      | match     | occurrences (`--param pattern=REGEX`) |
+//! | `indexer`   | word      | `N doc1,doc2,...`              |
+//!
+//! A word is a maximal run of characters for which `char::is_alphabetic` is true, case kept.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod grep;
+pub mod indexer;
+pub mod wordcount;
+
+use quern_api::Registry;
+
+/// The jobs of the stock `quern` binary.
+pub fn builtin() -> Registry {
+    let mut r = Registry::new();
+    r.register("wordcount", "count words (runs of alphabetic characters)", |p| {
+        p.allow_only(&[])?;
+        Ok(wordcount::WordCount)
+    });
+    r.register("grep", "count matches of --param pattern=REGEX", grep::Grep::from_params);
+    r.register("indexer", "inverted index: word -> number of documents and their names", |p| {
+        p.allow_only(&[])?;
+        Ok(indexer::Indexer)
+    });
+    r
+}
+
+/// Calls `f` on every word of `line`: maximal runs of alphabetic characters.
+pub fn for_each_word(line: &str, mut f: impl FnMut(&str)) {
+    let mut start = None;
+    for (i, c) in line.char_indices() {
+        match (c.is_alphabetic(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                f(&line[s..i]);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        f(&line[s..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_alphabetic_runs() {
+        let mut w = Vec::new();
+        for_each_word("Hello, wörld! it's 42nd-time\u{FFFD}ok", |s| w.push(s.to_string()));
+        assert_eq!(w, vec!["Hello", "wörld", "it", "s", "nd", "time", "ok"]);
+    }
+}

@@ -1,0 +1,241 @@
+//! Command-line arguments (clap). Parsing only: every command turns these into a validated
+//! config before anything runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Quern: MapReduce batch jobs in Rust.
+#[derive(Debug, Parser)]
+#[command(name = "quern", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands (see CONTRACT.md).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a coordinator.
+    Coordinator(CoordinatorArgs),
+    /// Run a worker.
+    Worker(WorkerArgs),
+    /// Submit a job.
+    Submit(SubmitArgs),
+    /// Show one job.
+    Status(JobArgs),
+    /// List jobs.
+    List(ListArgs),
+    /// Kill a job.
+    Kill(KillArgs),
+    /// List workers.
+    Workers(ListArgs),
+    /// List a job's tasks.
+    Tasks(JobArgs),
+    /// Run a job on an embedded cluster (coordinator and workers in this process).
+    Run(RunArgs),
+    /// List the jobs this binary can run.
+    Jobs,
+}
+
+/// Connection options shared by every command that talks to a coordinator.
+#[derive(Debug, Args, Clone)]
+pub struct Conn {
+    /// Coordinator address, http://HOST:PORT.
+    #[arg(long, env = "QUERN_COORDINATOR")]
+    pub coordinator: String,
+    /// File holding the shared token the coordinator requires.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `quern coordinator`.
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Store URL for intermediate data (file:///abs/path, s3://bucket/prefix).
+    #[arg(long)]
+    pub store: String,
+    /// Write http://HOST:PORT here once listening.
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+    /// Declare a worker lost after this long without a heartbeat.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// How often workers heartbeat.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// Attempts (failures) after which a task, and its job, fails.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+    /// Require this shared token from every caller.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `quern worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Coordinator address, http://HOST:PORT.
+    #[arg(long, env = "QUERN_COORDINATOR")]
+    pub coordinator: String,
+    /// Tasks to run at once (each uses every core).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub slots: u32,
+    /// Host name for locality (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Rack name for locality.
+    #[arg(long, default_value = "default-rack")]
+    pub rack: String,
+    /// Give up after the coordinator has been unreachable this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub reconnect_budget: Duration,
+    /// File holding the coordinator's shared token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `quern submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Where to submit.
+    #[command(flatten)]
+    pub conn: Conn,
+    /// The job to run.
+    #[command(flatten)]
+    pub job: JobDef,
+    /// Split size in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub split_size: u64,
+    /// Higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Wait for the job to end; exit non-zero unless it succeeded.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON (with --wait: the final status).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What job to run, shared by `submit` and `run`.
+#[derive(Debug, Args, Clone)]
+pub struct JobDef {
+    /// Registered job name (see `quern jobs`).
+    #[arg(long)]
+    pub job: String,
+    /// Input URLs or paths, comma-separated; one ending in / means everything under it.
+    #[arg(long, value_delimiter = ',')]
+    pub input: Vec<String>,
+    /// Output directory URL or path; must not exist or be empty.
+    #[arg(long)]
+    pub output: String,
+    /// Number of reduce tasks (output parts).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub reducers: u32,
+    /// Job parameter KEY=VALUE (repeatable).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+}
+
+/// Commands about one job.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// Where to ask.
+    #[command(flatten)]
+    pub conn: Conn,
+    /// The job id.
+    pub job_id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `quern kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Where to ask.
+    #[command(flatten)]
+    pub conn: Conn,
+    /// The job id.
+    pub job_id: String,
+}
+
+/// Listing commands.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Where to ask.
+    #[command(flatten)]
+    pub conn: Conn,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `quern run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job to run.
+    #[command(flatten)]
+    pub job: JobDef,
+    /// Workers to start in this process.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: u32,
+    /// Split size in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub split_size: u64,
+    /// Store for intermediate data (default: a temporary directory, removed afterwards).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Print the final status as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `123`, `64K`, `64KiB`, `1.5G`... into bytes (K = 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 1048576, 64MiB, 1G)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit {other:?} (use K, M, G or T)")),
+    };
+    let bytes = n * mult as f64;
+    if !(1.0..=(1u64 << 50) as f64).contains(&bytes) {
+        return Err(format!("{s:?} is out of range (1 byte to 1 PiB)"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("-5").is_err());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

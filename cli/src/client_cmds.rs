@@ -1,0 +1,253 @@
+//! Commands that talk to a running coordinator: submit, status, list, kill, workers, tasks.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use quern_api::client::{JobClient, job_client, read_token_file};
+use quern_api::{Params, Registry, StoreUrl, pb};
+use tokio_stream::StreamExt;
+
+use crate::args::{Conn, JobArgs, JobDef, KillArgs, ListArgs, SubmitArgs};
+use crate::render;
+
+/// Turns a gRPC error into one line a user can act on.
+pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
+    match s.code() {
+        tonic::Code::Unavailable => anyhow!("coordinator unavailable: {}", s.message()),
+        _ => anyhow!("{}", s.message()),
+    }
+}
+
+/// Connects to the coordinator named by `conn`.
+pub async fn connect(conn: &Conn) -> Result<JobClient> {
+    let token = conn.token_file.as_deref().map(read_token_file).transpose()?;
+    Ok(job_client(&conn.coordinator, token.as_deref()).await?)
+}
+
+/// Checks a job definition against this binary's registry and builds the wire spec.
+pub fn prepare(def: &JobDef, registry: &Registry, split_size: u64, priority: i32) -> Result<pb::JobSpec> {
+    let params = Params::parse_pairs(&def.params).context("bad --param")?;
+    registry.create(&def.job, &params)?;
+    if def.input.iter().all(|s| s.trim().is_empty()) {
+        bail!("--input is required for job {:?}", def.job);
+    }
+    let inputs = def
+        .input
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| StoreUrl::from_user(s).map(|u| u.to_string()).context("bad --input"))
+        .collect::<Result<Vec<_>>>()?;
+    let output = StoreUrl::from_user(&def.output).context("bad --output")?;
+    Ok(pb::JobSpec {
+        job: def.job.clone(),
+        inputs,
+        output: output.to_string(),
+        reducers: def.reducers,
+        split_size,
+        params: params.as_map().clone(),
+        priority,
+    })
+}
+
+/// Submits a spec; returns the job id.
+pub async fn submit_spec(client: &mut JobClient, spec: pb::JobSpec) -> Result<String> {
+    let resp = client.submit(pb::SubmitRequest { spec: Some(spec) }).await.map_err(rpc_error)?;
+    Ok(resp.into_inner().job_id)
+}
+
+/// `quern submit`.
+pub async fn submit(a: SubmitArgs, registry: &Registry) -> Result<()> {
+    let spec = prepare(&a.job, registry, a.split_size, a.priority)?;
+    let mut client = connect(&a.conn).await?;
+    let id = submit_spec(&mut client, spec).await?;
+    if !a.wait {
+        if a.json {
+            println!("{}", serde_json::json!({ "id": id }));
+        } else {
+            println!("{id}");
+        }
+        return Ok(());
+    }
+    if !a.json {
+        println!("{id}");
+    }
+    let status = wait(&a.conn, &mut client, &id).await?;
+    if a.json {
+        println!("{}", render::status_json(&status));
+    }
+    finish(&status)
+}
+
+/// Exits non-zero (via an error) unless the job succeeded.
+pub fn finish(status: &pb::JobStatus) -> Result<()> {
+    match render::state_name(status.state) {
+        "succeeded" => Ok(()),
+        "killed" => bail!("job {} was killed", status.id),
+        _ => bail!("job {} failed: {}", status.id, status.error.clone().unwrap_or_else(|| "unknown error".into())),
+    }
+}
+
+/// Follows a job until it ends, showing progress on stderr. Survives a coordinator that goes
+/// away for a while (it reconnects for up to a minute).
+pub async fn wait(conn: &Conn, client: &mut JobClient, id: &str) -> Result<pb::JobStatus> {
+    let mut progress = Progress::new();
+    let mut down_since: Option<Instant> = None;
+    loop {
+        let stream = client.watch(pb::JobRequest { job_id: id.to_string() }).await;
+        match stream {
+            Ok(s) => {
+                down_since = None;
+                let mut s = s.into_inner();
+                while let Some(item) = s.next().await {
+                    match item {
+                        Ok(status) => {
+                            progress.show(&status);
+                            if render::is_final(&status) {
+                                progress.done();
+                                return Ok(status);
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(e) if e.code() == tonic::Code::NotFound || e.code() == tonic::Code::Unauthenticated => {
+                progress.done();
+                return Err(rpc_error(e));
+            }
+            Err(_) => {}
+        }
+        let since = *down_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > Duration::from_secs(60) {
+            progress.done();
+            bail!("lost the coordinator at {} while waiting for job {id}", conn.coordinator);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Ok(c) = connect(conn).await {
+            *client = c;
+        }
+    }
+}
+
+/// Progress on stderr: a bar on a terminal, plain lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last: String,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {pos}/{len} tasks  {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        Progress { bar, last: String::new() }
+    }
+
+    fn show(&mut self, s: &pb::JobStatus) {
+        let (m, r) = (s.maps.clone().unwrap_or_default(), s.reduces.clone().unwrap_or_default());
+        match &self.bar {
+            Some(b) => {
+                b.set_length(u64::from(m.total + r.total));
+                b.set_position(u64::from(m.done + r.done));
+                b.set_message(format!("{} maps {}/{} reduces {}/{}", render::state_name(s.state), m.done, m.total, r.done, r.total));
+            }
+            None => {
+                let line = render::status_line(s);
+                if line != self.last {
+                    eprintln!("{line}");
+                    self.last = line;
+                }
+            }
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// `quern status`.
+pub async fn status(a: JobArgs) -> Result<()> {
+    let mut client = connect(&a.conn).await?;
+    let s = client.status(pb::JobRequest { job_id: a.job_id }).await.map_err(rpc_error)?.into_inner();
+    if a.json {
+        println!("{}", render::status_json(&s));
+    } else {
+        print!("{}", render::status_text(&s));
+    }
+    Ok(())
+}
+
+/// `quern list`.
+pub async fn list(a: ListArgs) -> Result<()> {
+    let mut client = connect(&a.conn).await?;
+    let jobs = client.list(pb::ListJobsRequest {}).await.map_err(rpc_error)?.into_inner().jobs;
+    if a.json {
+        let v: Vec<_> = jobs.iter().map(render::status_json).collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        for j in &jobs {
+            println!("{}", render::status_line(j));
+        }
+    }
+    Ok(())
+}
+
+/// `quern kill`.
+pub async fn kill(a: KillArgs) -> Result<()> {
+    let mut client = connect(&a.conn).await?;
+    let r = client.kill(pb::JobRequest { job_id: a.job_id.clone() }).await.map_err(rpc_error)?.into_inner();
+    match render::state_name(r.state) {
+        "killed" => {
+            eprintln!("job {} killed", a.job_id);
+            Ok(())
+        }
+        other => bail!("job {} had already ended ({other})", a.job_id),
+    }
+}
+
+/// `quern workers`.
+pub async fn workers(a: ListArgs) -> Result<()> {
+    let mut client = connect(&a.conn).await?;
+    let ws = client.workers(pb::ListWorkersRequest {}).await.map_err(rpc_error)?.into_inner().workers;
+    if a.json {
+        println!("{}", serde_json::Value::Array(ws.iter().map(render::worker_json).collect()));
+    } else {
+        for w in &ws {
+            println!("{}  host={} rack={} slots={} running={} completed={}", w.id, w.host, w.rack, w.slots, w.running, w.completed);
+        }
+    }
+    Ok(())
+}
+
+/// `quern tasks`.
+pub async fn tasks(a: JobArgs) -> Result<()> {
+    let mut client = connect(&a.conn).await?;
+    let ts = client.tasks(pb::JobRequest { job_id: a.job_id }).await.map_err(rpc_error)?.into_inner().tasks;
+    if a.json {
+        println!("{}", serde_json::Value::Array(ts.iter().map(render::task_json).collect()));
+    } else {
+        for t in &ts {
+            let v = render::task_json(t);
+            println!(
+                "{:<6} {:>5}  {:<9} attempts={} {}",
+                v["kind"].as_str().unwrap_or(""),
+                t.index,
+                t.state,
+                t.attempts,
+                t.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Long-running commands: `quern coordinator`, `quern worker`, and the embedded `quern run`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use quern_api::client::read_token_file;
+use quern_api::{Registry, StoreUrl};
+use quern_coordinator::CoordinatorConfig;
+use quern_worker::WorkerConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{CoordinatorArgs, RunArgs, WorkerArgs};
+use crate::client_cmds::{finish, prepare, submit_spec, wait};
+use crate::render;
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        token.cancel();
+    });
+}
+
+/// `quern coordinator`.
+pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
+    let store = StoreUrl::from_user(&a.store).context("bad --store")?;
+    let token = a.token_file.as_deref().map(read_token_file).transpose()?;
+    let mut cfg = CoordinatorConfig::new(a.listen, store);
+    cfg.addr_file = a.addr_file;
+    cfg.heartbeat_timeout = a.heartbeat_timeout;
+    cfg.heartbeat_interval = a.heartbeat_interval;
+    cfg.max_attempts = a.max_attempts;
+    cfg.token = token;
+    if cfg.heartbeat_interval >= cfg.heartbeat_timeout {
+        anyhow::bail!("--heartbeat-interval must be shorter than --heartbeat-timeout");
+    }
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let running = quern_coordinator::start(cfg, shutdown).await?;
+    eprintln!("coordinator listening on {}", running.url);
+    running.task.await.context("coordinator task")?.context("serving")?;
+    Ok(())
+}
+
+fn default_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `quern worker`.
+pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
+    quern_api::client::endpoint(&a.coordinator)?;
+    let token = a.token_file.as_deref().map(read_token_file).transpose()?;
+    let cfg = WorkerConfig {
+        coordinator: a.coordinator,
+        token,
+        slots: a.slots,
+        host: a.host.unwrap_or_else(default_host),
+        rack: a.rack,
+        reconnect_budget: a.reconnect_budget,
+        poll_wait: Duration::from_secs(10),
+    };
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    quern_worker::run(cfg, registry, shutdown).await?;
+    Ok(())
+}
+
+/// `quern run`: a coordinator and workers in this process, one job, then exit.
+pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
+    let spec = prepare(&a.job, &registry, a.split_size, 0)?;
+    let scratch = match &a.store {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("quern-run-").tempdir().context("creating a scratch directory")?),
+    };
+    let store = match (&a.store, &scratch) {
+        (Some(s), _) => StoreUrl::from_user(s).context("bad --store")?,
+        (None, Some(dir)) => StoreUrl::from_user(&format!("{}/", dir.path().display()))?,
+        (None, None) => unreachable!("scratch exists when --store is absent"),
+    };
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let listen = "127.0.0.1:0".parse().context("loopback address")?;
+    let running = quern_coordinator::start(CoordinatorConfig::new(listen, store), shutdown.clone()).await?;
+    let mut workers = Vec::new();
+    for i in 0..a.workers {
+        let cfg = WorkerConfig {
+            coordinator: running.url.clone(),
+            token: None,
+            slots: 1,
+            host: format!("local-{i}"),
+            rack: "local".into(),
+            reconnect_budget: Duration::from_secs(10),
+            poll_wait: Duration::from_secs(10),
+        };
+        workers.push(tokio::spawn(quern_worker::run(cfg, registry.clone(), shutdown.clone())));
+    }
+    let started = Instant::now();
+    let conn = crate::args::Conn { coordinator: running.url.clone(), token_file: None };
+    let result = async {
+        let mut client = crate::client_cmds::connect(&conn).await?;
+        let id = submit_spec(&mut client, spec).await?;
+        wait(&conn, &mut client, &id).await
+    }
+    .await;
+    shutdown.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = running.task.await;
+    let status = result?;
+    if a.json {
+        println!("{}", render::status_json(&status));
+    } else {
+        eprint!("{}", render::status_text(&status));
+        eprintln!("wall time {:.3}s", started.elapsed().as_secs_f64());
+    }
+    finish(&status)
+}

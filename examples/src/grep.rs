@@ -1,0 +1,48 @@
+//! Distributed grep: counts every substring matching a regular expression.
+
+use quern_api::{Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
+use regex::Regex;
+
+/// Counts matches of `pattern`.
+#[derive(Debug, Clone)]
+pub struct Grep {
+    pattern: Regex,
+}
+
+impl Grep {
+    /// Builds the job from `--param pattern=REGEX`.
+    pub fn from_params(p: &Params) -> Result<Self, ParamError> {
+        p.allow_only(&["pattern"])?;
+        let raw = p.require("pattern")?;
+        if raw.is_empty() {
+            return Err(ParamError { key: "pattern".into(), reason: "must not be empty".into() });
+        }
+        let pattern = Regex::new(raw).map_err(|e| ParamError {
+            key: "pattern".into(),
+            reason: format!("not a valid regular expression: {}", e.to_string().lines().last().unwrap_or("")),
+        })?;
+        Ok(Grep { pattern })
+    }
+}
+
+impl Job for Grep {
+    type Key = String;
+    type Value = u64;
+    const COMBINER: bool = true;
+
+    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+        for m in self.pattern.find_iter(rec.line) {
+            ctx.emit_borrowed(m.as_str(), 1);
+        }
+        Ok(())
+    }
+
+    fn combine(&self, acc: &mut u64, n: u64) {
+        *acc += n;
+    }
+
+    fn reduce(&self, m: String, counts: &mut dyn Iterator<Item = u64>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
+        out.emit(m, counts.sum::<u64>());
+        Ok(())
+    }
+}
