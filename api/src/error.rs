@@ -104,12 +104,11 @@ pub enum LookupError {
         known: String,
     },
     /// The job exists but refused its parameters.
-    #[error("job {job}: {source}")]
+    #[error("job {job}: {error}")]
     Params {
         /// The job's name.
         job: String,
         /// What was wrong.
-        #[source]
-        source: ParamError,
+        error: ParamError,
     },
 }

@@ -62,7 +62,11 @@ pub trait Job: Send + Sync + 'static {
     const COMBINER: bool = false;
 
     /// Turns one input record into any number of pairs.
-    fn map(&self, record: &TextRecord<'_>, ctx: &mut MapContext<'_, Self::Key, Self::Value>) -> Result<(), JobError>;
+    fn map(
+        &self,
+        record: &TextRecord<'_>,
+        ctx: &mut MapContext<'_, Self::Key, Self::Value>,
+    ) -> Result<(), JobError>;
 
     /// Folds `value` into `acc`, two values of the same key (map-side combining, like Spark's
     /// `reduceByKey`); only called when [`Job::COMBINER`] is true. Must be associative and
@@ -100,11 +104,18 @@ pub trait PairSink {
     fn push(&mut self, key: &[u8], value: &[u8]);
 }
 
+/// The job's combine function, borrowed for one map run.
+type CombineFn<'s, V> = &'s dyn Fn(&mut V, V);
+
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<rustc_hash::FxHasher>>;
 
 enum MapMode<'s, K, V> {
     /// Encode every pair straight into the sink.
-    Direct { sink: &'s mut dyn PairSink, kbuf: Vec<u8>, vbuf: Vec<u8> },
+    Direct {
+        sink: &'s mut dyn PairSink,
+        kbuf: Vec<u8>,
+        vbuf: Vec<u8>,
+    },
     /// Pre-aggregate in memory; flushed to the sink when the chunk ends.
     Combining { table: FastMap<K, V> },
 }
@@ -112,7 +123,7 @@ enum MapMode<'s, K, V> {
 /// What a map function writes to.
 pub struct MapContext<'s, K, V> {
     mode: MapMode<'s, K, V>,
-    combine: Option<&'s dyn Fn(&mut V, V)>,
+    combine: Option<CombineFn<'s, V>>,
     emitted: u64,
     counters: &'s mut Counters,
 }
@@ -232,7 +243,11 @@ pub trait DynJob: Send + Sync {
     fn has_combiner(&self) -> bool;
 
     /// Combines several encoded values of one key into one, written to `out`.
-    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError>;
+    fn combine_encoded(
+        &self,
+        values: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), JobError>;
 
     /// Reduces one key group.
     fn reduce_encoded(
@@ -262,9 +277,15 @@ impl<J: Job> DynJob for JobRunner<J> {
         let mut inputs = 0i64;
         let (emitted, table) = {
             let mode = if J::COMBINER {
-                MapMode::Combining { table: FastMap::default() }
+                MapMode::Combining {
+                    table: FastMap::default(),
+                }
             } else {
-                MapMode::Direct { sink: &mut *sink, kbuf: Vec::new(), vbuf: Vec::new() }
+                MapMode::Direct {
+                    sink: &mut *sink,
+                    kbuf: Vec::new(),
+                    vbuf: Vec::new(),
+                }
             };
             let mut ctx = MapContext {
                 mode,
@@ -303,7 +324,11 @@ impl<J: Job> DynJob for JobRunner<J> {
         J::COMBINER
     }
 
-    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError> {
+    fn combine_encoded(
+        &self,
+        values: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), JobError> {
         let mut acc: Option<J::Value> = None;
         for bytes in values {
             let v = J::Value::decode(bytes)?;
@@ -355,7 +380,11 @@ mod tests {
         type Key = String;
         type Value = u64;
         const COMBINER: bool = true;
-        fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+        fn map(
+            &self,
+            rec: &TextRecord<'_>,
+            ctx: &mut MapContext<'_, String, u64>,
+        ) -> Result<(), JobError> {
             for w in rec.line.split_whitespace() {
                 ctx.emit_borrowed(w, 1);
             }
@@ -364,7 +393,12 @@ mod tests {
         fn combine(&self, acc: &mut u64, v: u64) {
             *acc += v;
         }
-        fn reduce(&self, k: String, vs: &mut dyn Iterator<Item = u64>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
+        fn reduce(
+            &self,
+            k: String,
+            vs: &mut dyn Iterator<Item = u64>,
+            out: &mut ReduceContext<'_>,
+        ) -> Result<(), JobError> {
             out.emit(k, vs.sum::<u64>());
             Ok(())
         }
@@ -381,12 +415,23 @@ mod tests {
     fn combining_map_counts_and_reduce_writes_lines() {
         let job = JobRunner(Words);
         let lines = ["a b a", "b a"];
-        let mut recs = lines.iter().map(|l| TextRecord { source: "x", offset: 0, line: l });
+        let mut recs = lines.iter().map(|l| TextRecord {
+            source: "x",
+            offset: 0,
+            line: l,
+        });
         let mut sink = Collect(Vec::new());
         let mut counters = Counters::new();
-        job.map_records(&mut recs, &mut sink, &mut counters).unwrap();
+        job.map_records(&mut recs, &mut sink, &mut counters)
+            .unwrap();
         sink.0.sort();
-        assert_eq!(sink.0, vec![(b"a".to_vec(), 3u64.to_be_bytes().to_vec()), (b"b".to_vec(), 2u64.to_be_bytes().to_vec())]);
+        assert_eq!(
+            sink.0,
+            vec![
+                (b"a".to_vec(), 3u64.to_be_bytes().to_vec()),
+                (b"b".to_vec(), 2u64.to_be_bytes().to_vec())
+            ]
+        );
         assert_eq!(counters.get(names::MAP_INPUT_RECORDS), 2);
         assert_eq!(counters.get(names::MAP_OUTPUT_RECORDS), 5);
 
@@ -395,7 +440,8 @@ mod tests {
         let one = 1u64.to_be_bytes();
         let two = 2u64.to_be_bytes();
         let mut vals = [&one[..], &two[..]].into_iter();
-        job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc)).unwrap();
+        job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc))
+            .unwrap();
         assert_eq!(String::from_utf8(out.into_bytes()).unwrap(), "a\t3\n");
     }
 
@@ -405,7 +451,10 @@ mod tests {
         let mut out = TextOutput::new();
         let mut rc = Counters::new();
         let mut vals = [&b"xyz"[..]].into_iter();
-        assert!(job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc)).is_err());
+        assert!(
+            job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc))
+                .is_err()
+        );
     }
 
     #[test]

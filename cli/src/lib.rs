@@ -14,6 +14,7 @@
 //!
 //! Arguments are parsed by clap ([`args`]) into validated configs that call the library
 //! `start`/`run` functions of the coordinator and worker crates; errors print as one line.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod args;
 pub mod client_cmds;
@@ -43,13 +44,19 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
             // One line, not clap's usage block: the first line already says what is wrong.
             let text = e.render().to_string();
-            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: bad arguments");
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: bad arguments");
             eprintln!("{line}");
             return ExitCode::from(2);
         }
     };
     init_tracing(&cli.command);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -92,6 +99,11 @@ fn init_tracing(cmd: &Command) {
         Command::Coordinator(_) | Command::Worker(_) => "info",
         _ => "warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

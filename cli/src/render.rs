@@ -20,20 +20,20 @@ pub fn is_final(s: &pb::JobStatus) -> bool {
     matches!(state_name(s.state), "succeeded" | "failed" | "killed")
 }
 
-fn progress(p: &Option<pb::Progress>) -> Value {
-    let p = p.clone().unwrap_or_default();
+fn progress(p: Option<pb::Progress>) -> Value {
+    let p = p.unwrap_or_default();
     json!({"total": p.total, "done": p.done, "running": p.running})
 }
 
 /// A job status as the contract's JSON object.
 pub fn status_json(s: &pb::JobStatus) -> Value {
-    let loc = s.locality.clone().unwrap_or_default();
+    let loc = s.locality.unwrap_or_default();
     json!({
         "id": s.id,
         "job": s.job,
         "state": state_name(s.state),
-        "maps": progress(&s.maps),
-        "reduces": progress(&s.reduces),
+        "maps": progress(s.maps),
+        "reduces": progress(s.reduces),
         "counters": s.counters,
         "locality": {"node_local": loc.node_local, "rack_local": loc.rack_local, "remote": loc.remote},
         "error": s.error,
@@ -47,14 +47,21 @@ pub fn status_json(s: &pb::JobStatus) -> Value {
     })
 }
 
-fn frac(p: &Option<pb::Progress>) -> String {
-    let p = p.clone().unwrap_or_default();
+fn frac(p: Option<pb::Progress>) -> String {
+    let p = p.unwrap_or_default();
     format!("{}/{}", p.done, p.total)
 }
 
 /// One line: id, job, state, progress.
 pub fn status_line(s: &pb::JobStatus) -> String {
-    format!("{}  {:<10} {:<9} maps {:>9}  reduces {:>9}", s.id, s.job, state_name(s.state), frac(&s.maps), frac(&s.reduces))
+    format!(
+        "{}  {:<10} {:<9} maps {:>9}  reduces {:>9}",
+        s.id,
+        s.job,
+        state_name(s.state),
+        frac(s.maps),
+        frac(s.reduces)
+    )
 }
 
 /// A full human-readable status.
@@ -63,12 +70,15 @@ pub fn status_text(s: &pb::JobStatus) -> String {
     out.push_str(&format!("job       {}\n", s.id));
     out.push_str(&format!("name      {}\n", s.job));
     out.push_str(&format!("state     {}\n", state_name(s.state)));
-    out.push_str(&format!("maps      {}\n", frac(&s.maps)));
-    out.push_str(&format!("reduces   {}\n", frac(&s.reduces)));
+    out.push_str(&format!("maps      {}\n", frac(s.maps)));
+    out.push_str(&format!("reduces   {}\n", frac(s.reduces)));
     out.push_str(&format!("inputs    {}\n", s.inputs.join(",")));
     out.push_str(&format!("output    {}\n", s.output));
     if let (Some(end), start) = (s.finished_ms, s.submitted_ms) {
-        out.push_str(&format!("elapsed   {:.3}s\n", end.saturating_sub(start) as f64 / 1000.0));
+        out.push_str(&format!(
+            "elapsed   {:.3}s\n",
+            end.saturating_sub(start) as f64 / 1000.0
+        ));
     }
     if let Some(e) = &s.error {
         out.push_str(&format!("error     {e}\n"));
@@ -93,7 +103,11 @@ pub fn worker_json(w: &pb::WorkerInfo) -> Value {
 
 /// A task as JSON.
 pub fn task_json(t: &pb::TaskInfo) -> Value {
-    let kind = if t.kind == pb::TaskKind::Map as i32 { "map" } else { "reduce" };
+    let kind = if t.kind == pb::TaskKind::Map as i32 {
+        "map"
+    } else {
+        "reduce"
+    };
     json!({
         "kind": kind, "index": t.index, "state": t.state, "attempts": t.attempts,
         "workers": t.workers, "error": t.error, "locality": t.locality,

@@ -152,7 +152,14 @@ pub struct Core {
 impl Core {
     /// An empty coordinator.
     pub fn new(cfg: CoreConfig, policy: Box<dyn Policy>) -> Self {
-        Core { cfg, policy, jobs: BTreeMap::new(), workers: BTreeMap::new(), next_job: 1, next_worker: 1 }
+        Core {
+            cfg,
+            policy,
+            jobs: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            next_job: 1,
+            next_worker: 1,
+        }
     }
 
     /// Settings.
@@ -178,13 +185,23 @@ impl Core {
     /// Whether an unfinished job already writes to `output`.
     pub fn output_in_use(&self, output: &StoreUrl) -> Option<&JobId> {
         let dir = output.as_dir();
-        self.jobs.values().find(|j| !j.state.is_final() && j.spec.output.as_dir() == dir).map(|j| &j.id)
+        self.jobs
+            .values()
+            .find(|j| !j.state.is_final() && j.spec.output.as_dir() == dir)
+            .map(|j| &j.id)
     }
 
     // ------------------------------------------------------------------ workers
 
     /// Registers a worker under a fresh id.
-    pub fn register(&mut self, host: String, rack: String, slots: u32, jobs: BTreeSet<String>, now: Now) -> WorkerId {
+    pub fn register(
+        &mut self,
+        host: String,
+        rack: String,
+        slots: u32,
+        jobs: BTreeSet<String>,
+        now: Now,
+    ) -> WorkerId {
         let id = WorkerId::new(self.cfg.epoch_ms, self.next_worker);
         self.next_worker += 1;
         let entry = WorkerEntry {
@@ -212,8 +229,12 @@ impl Core {
     /// Declares silent workers lost and re-queues their attempts; true if any was lost.
     pub fn tick(&mut self, now: Now) -> bool {
         let timeout = self.cfg.heartbeat_timeout;
-        let lost: Vec<WorkerId> =
-            self.workers.iter().filter(|(_, w)| now.at.saturating_duration_since(w.last_seen) > timeout).map(|(id, _)| id.clone()).collect();
+        let lost: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| now.at.saturating_duration_since(w.last_seen) > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in &lost {
             self.worker_lost(id);
         }
@@ -223,7 +244,9 @@ impl Core {
     /// Forgets a worker and re-queues whatever it was running. Its finished map outputs stay:
     /// they live in the shared store, not on the worker.
     pub fn worker_lost(&mut self, id: &WorkerId) {
-        let Some(w) = self.workers.remove(id) else { return };
+        let Some(w) = self.workers.remove(id) else {
+            return;
+        };
         tracing::warn!(worker = %id, running = w.running.len(), "worker lost");
         for a in &w.running {
             if let Some(job) = self.jobs.get_mut(&a.task.job) {
@@ -233,7 +256,12 @@ impl Core {
     }
 
     /// A worker asks for up to `free` tasks. None for an unknown worker.
-    pub fn poll(&mut self, worker: &WorkerId, free: u32, now: Now) -> Option<Vec<pb::TaskAssignment>> {
+    pub fn poll(
+        &mut self,
+        worker: &WorkerId,
+        free: u32,
+        now: Now,
+    ) -> Option<Vec<pb::TaskAssignment>> {
         let w = self.workers.get_mut(worker)?;
         w.last_seen = now.at;
         let free = free.min(w.slots.saturating_sub(w.running.len() as u32));
@@ -243,15 +271,29 @@ impl Core {
             if out.len() as u32 >= free {
                 break;
             }
-            let Some(job) = self.jobs.get_mut(&job_id) else { continue };
+            let Some(job) = self.jobs.get_mut(&job_id) else {
+                continue;
+            };
             if !can_run.contains(&job.spec.name) {
                 continue;
             }
             while (out.len() as u32) < free {
-                let Some((kind, idx)) = job.next_pending() else { break };
-                let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start(worker, now.at)) else { break };
+                let Some((kind, idx)) = job.next_pending() else {
+                    break;
+                };
+                let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start(worker, now.at))
+                else {
+                    break;
+                };
                 out.push(job.assignment(kind, idx, attempt));
-                let aid = AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt };
+                let aid = AttemptId {
+                    task: TaskId {
+                        job: job_id.clone(),
+                        kind,
+                        index: idx,
+                    },
+                    attempt,
+                };
                 if let Some(w) = self.workers.get_mut(worker) {
                     w.running.insert(aid);
                 }
@@ -269,12 +311,20 @@ impl Core {
         if attempt.task.kind != TaskKind::Reduce {
             return Err("only reduce attempts commit");
         }
-        job.with_task(attempt.task.kind, attempt.task.index, |t| t.request_commit(attempt.attempt, worker))
-            .ok_or("unknown task")?
+        job.with_task(attempt.task.kind, attempt.task.index, |t| {
+            t.request_commit(attempt.attempt, worker)
+        })
+        .ok_or("unknown task")?
     }
 
     /// An attempt reports its outcome.
-    pub fn report(&mut self, worker: &WorkerId, attempt: &AttemptId, outcome: Outcome, now: Now) -> (Result<(), Rejection>, Vec<Action>) {
+    pub fn report(
+        &mut self,
+        worker: &WorkerId,
+        attempt: &AttemptId,
+        outcome: Outcome,
+        now: Now,
+    ) -> (Result<(), Rejection>, Vec<Action>) {
         if let Some(w) = self.workers.get_mut(worker) {
             w.last_seen = now.at;
             w.running.remove(attempt);
@@ -286,13 +336,20 @@ impl Core {
         };
         let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
         let result = match outcome {
-            Outcome::Succeeded { counters, map_output } => {
-                let url = map_output.as_ref().and_then(|m| StoreUrl::parse(&m.url).ok());
+            Outcome::Succeeded {
+                counters,
+                map_output,
+            } => {
+                let url = map_output
+                    .as_ref()
+                    .and_then(|m| StoreUrl::parse(&m.url).ok());
                 let verdict = if job.state != JobState::Running {
                     Verdict::Stale("job is not running")
                 } else {
-                    job.with_task(kind, idx, |t| t.succeed(n, worker, map_output, kind == TaskKind::Reduce))
-                        .unwrap_or(Verdict::Stale("unknown task"))
+                    job.with_task(kind, idx, |t| {
+                        t.succeed(n, worker, map_output, kind == TaskKind::Reduce)
+                    })
+                    .unwrap_or(Verdict::Stale("unknown task"))
                 };
                 match verdict {
                     Verdict::Accepted => {
@@ -300,7 +357,10 @@ impl Core {
                         job.counters.merge(&counters);
                         if kind == TaskKind::Reduce && job.reduces_complete() {
                             job.state = JobState::Committing;
-                            actions.push(Action::WriteSuccess { job: job.id.clone(), output: job.spec.output.clone() });
+                            actions.push(Action::WriteSuccess {
+                                job: job.id.clone(),
+                                output: job.spec.output.clone(),
+                            });
                         }
                         if let Some(w) = self.workers.get_mut(worker) {
                             w.completed += 1;
@@ -314,7 +374,11 @@ impl Core {
                     }
                 }
             }
-            Outcome::Failed { kind: fk, message, lost_map } => {
+            Outcome::Failed {
+                kind: fk,
+                message,
+                lost_map,
+            } => {
                 let counts = fk != FailureKind::MapOutputLost;
                 let effect = job
                     .with_task(kind, idx, |t| t.fail(n, worker, &message, counts, max))
@@ -324,25 +388,37 @@ impl Core {
                     FailureEffect::Retry => {
                         if let (FailureKind::MapOutputLost, Some(m)) = (fk, lost_map) {
                             tracing::warn!(job = %job.id, map = m, "map output lost; running the map again");
-                            if let Some(Some(old)) = job.with_task(TaskKind::Map, m, |t| t.output_lost()) {
+                            if let Some(Some(old)) =
+                                job.with_task(TaskKind::Map, m, |t| t.output_lost())
+                            {
                                 actions.extend(StoreUrl::parse(&old.url).ok().map(Action::Delete));
                             }
                         }
                         Ok(())
                     }
                     FailureEffect::Exhausted(msg) => {
-                        let what = if kind == TaskKind::Map { "map" } else { "reduce" };
+                        let what = if kind == TaskKind::Map {
+                            "map"
+                        } else {
+                            "reduce"
+                        };
                         let error = format!("{what} task {idx} {msg}");
-                        actions.extend(self.end_job(&attempt.task.job, JobState::Failed { error }, now.wall_ms));
+                        actions.extend(self.end_job(
+                            &attempt.task.job,
+                            JobState::Failed { error },
+                            now.wall_ms,
+                        ));
                         Ok(())
                     }
                 }
             }
-            Outcome::Killed => match job.with_task(kind, idx, |t| t.fail(n, worker, "killed", false, max)) {
-                Some(FailureEffect::Stale(why)) => Err(why),
-                Some(_) => Ok(()),
-                None => Err("unknown task"),
-            },
+            Outcome::Killed => {
+                match job.with_task(kind, idx, |t| t.fail(n, worker, "killed", false, max)) {
+                    Some(FailureEffect::Stale(why)) => Err(why),
+                    Some(_) => Ok(()),
+                    None => Err("unknown task"),
+                }
+            }
         };
         (result, actions)
     }
@@ -355,7 +431,10 @@ impl Core {
         let seq = self.next_job;
         self.next_job += 1;
         let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
-        self.jobs.insert(id.clone(), Job::new(id.clone(), seq, spec, splits, scratch, now_ms));
+        self.jobs.insert(
+            id.clone(),
+            Job::new(id.clone(), seq, spec, splits, scratch, now_ms),
+        );
         id
     }
 
@@ -370,8 +449,15 @@ impl Core {
     }
 
     /// `_SUCCESS` was written (or failed to be).
-    pub fn finalized(&mut self, id: &JobId, result: Result<(), String>, now_ms: u64) -> Vec<Action> {
-        let Some(job) = self.jobs.get_mut(id) else { return Vec::new() };
+    pub fn finalized(
+        &mut self,
+        id: &JobId,
+        result: Result<(), String>,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return Vec::new();
+        };
         if job.state != JobState::Committing {
             return Vec::new();
         }
@@ -379,29 +465,51 @@ impl Core {
             Ok(()) => {
                 job.state = JobState::Succeeded;
                 job.finished_ms = Some(now_ms);
-                vec![Action::Cleanup { job: id.clone(), scratch: job.scratch.clone(), delete: Vec::new() }]
+                vec![Action::Cleanup {
+                    job: id.clone(),
+                    scratch: job.scratch.clone(),
+                    delete: Vec::new(),
+                }]
             }
-            Err(e) => self.end_job(id, JobState::Failed { error: format!("writing _SUCCESS: {e}") }, now_ms),
+            Err(e) => self.end_job(
+                id,
+                JobState::Failed {
+                    error: format!("writing _SUCCESS: {e}"),
+                },
+                now_ms,
+            ),
         }
     }
 
     /// Ends a job that did not succeed: cancels its attempts, and deletes its scratch data
     /// and the parts it committed, so a failed job leaves its output directory as it found it.
     fn end_job(&mut self, id: &JobId, state: JobState, now_ms: u64) -> Vec<Action> {
-        let Some(job) = self.jobs.get_mut(id) else { return Vec::new() };
+        let Some(job) = self.jobs.get_mut(id) else {
+            return Vec::new();
+        };
         let aborted = job.abort_all();
         let parts = job.committed_parts();
         job.state = state;
         job.finished_ms = Some(now_ms);
         let scratch = job.scratch.clone();
         for (kind, index, attempt, worker) in aborted {
-            let aid = AttemptId { task: TaskId { job: id.clone(), kind, index }, attempt };
+            let aid = AttemptId {
+                task: TaskId {
+                    job: id.clone(),
+                    kind,
+                    index,
+                },
+                attempt,
+            };
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.running.remove(&aid);
                 w.to_cancel.push(aid);
             }
         }
-        vec![Action::Cleanup { job: id.clone(), scratch, delete: parts }]
+        vec![Action::Cleanup {
+            job: id.clone(),
+            scratch,
+            delete: parts,
+        }]
     }
 }
-

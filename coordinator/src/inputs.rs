@@ -41,7 +41,10 @@ pub async fn list_inputs(urls: &[StoreUrl]) -> Result<Vec<InputObject>, InputErr
         let mut found = Vec::new();
         if !url.is_dir() {
             match store.head(&url.path()).await {
-                Ok(meta) => found.push(InputObject { url: url.to_string(), size: meta.size }),
+                Ok(meta) => found.push(InputObject {
+                    url: url.to_string(),
+                    size: meta.size,
+                }),
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(StoreError::from_store(url.as_str(), e).into()),
             }
@@ -55,7 +58,10 @@ pub async fn list_inputs(urls: &[StoreUrl]) -> Result<Vec<InputObject>, InputErr
                 if is_hidden(&child.base_name()) {
                     continue;
                 }
-                found.push(InputObject { url: child.to_string(), size: meta.size });
+                found.push(InputObject {
+                    url: child.to_string(),
+                    size: meta.size,
+                });
             }
         }
         if found.is_empty() {
@@ -78,7 +84,12 @@ pub async fn check_output_empty(url: &StoreUrl) -> Result<(), InputError> {
     let path = url.path();
     if !url.is_dir() {
         match store.head(&path).await {
-            Ok(_) => return Err(InputError::OutputExists { url: url.to_string(), found: "an object of that name".into() }),
+            Ok(_) => {
+                return Err(InputError::OutputExists {
+                    url: url.to_string(),
+                    found: "an object of that name".into(),
+                });
+            }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(StoreError::from_store(url.as_str(), e).into()),
         }
@@ -87,7 +98,10 @@ pub async fn check_output_empty(url: &StoreUrl) -> Result<(), InputError> {
     let mut list = store.list(Some(&dir.path()));
     if let Some(first) = list.next().await {
         let meta = first.map_err(|e| StoreError::from_store(dir.as_str(), e))?;
-        return Err(InputError::OutputExists { url: url.to_string(), found: url.with_path(&meta.location).to_string() });
+        return Err(InputError::OutputExists {
+            url: url.to_string(),
+            found: url.with_path(&meta.location).to_string(),
+        });
     }
     Ok(())
 }
@@ -95,7 +109,10 @@ pub async fn check_output_empty(url: &StoreUrl) -> Result<(), InputError> {
 /// Deletes every object under `dir`, ignoring ones already gone.
 pub async fn delete_prefix(dir: &StoreUrl) -> Result<(), StoreError> {
     let store = dir.store()?;
-    let locations = store.list(Some(&dir.path())).map(|m| m.map(|m| m.location)).boxed();
+    let locations = store
+        .list(Some(&dir.path()))
+        .map(|m| m.map(|m| m.location))
+        .boxed();
     let mut deleted = store.delete_stream(locations);
     while let Some(r) = deleted.next().await {
         match r {

@@ -59,7 +59,10 @@ pub enum JobState {
 impl JobState {
     /// Whether the job has ended.
     pub fn is_final(&self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed { .. } | JobState::Killed)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed { .. } | JobState::Killed
+        )
     }
 }
 
@@ -96,7 +99,14 @@ pub struct Job {
 
 impl Job {
     /// A new running job with one map task per split.
-    pub fn new(id: JobId, seq: u64, spec: JobSpec, splits: Vec<Split>, scratch: StoreUrl, submitted_ms: u64) -> Self {
+    pub fn new(
+        id: JobId,
+        seq: u64,
+        spec: JobSpec,
+        splits: Vec<Split>,
+        scratch: StoreUrl,
+        submitted_ms: u64,
+    ) -> Self {
         let m = splits.len();
         let r = spec.reducers as usize;
         Job {
@@ -135,7 +145,9 @@ impl Job {
 
     /// Keeps the pending sets and done counts in step with task `idx`.
     fn sync(&mut self, kind: TaskKind, idx: u32, was_done: bool) {
-        let Some(t) = self.tasks(kind).get(idx as usize) else { return };
+        let Some(t) = self.tasks(kind).get(idx as usize) else {
+            return;
+        };
         let (pending, done) = (matches!(t.state, TaskState::Pending), t.is_done());
         let (set, count) = match kind {
             TaskKind::Map => (&mut self.pending_maps, &mut self.maps_done),
@@ -154,7 +166,12 @@ impl Job {
     }
 
     /// Applies `f` to task `idx` and keeps the bookkeeping right.
-    pub fn with_task<R>(&mut self, kind: TaskKind, idx: u32, f: impl FnOnce(&mut Task) -> R) -> Option<R> {
+    pub fn with_task<R>(
+        &mut self,
+        kind: TaskKind,
+        idx: u32,
+        f: impl FnOnce(&mut Task) -> R,
+    ) -> Option<R> {
         let t = self.tasks_mut(kind).get_mut(idx as usize)?;
         let was_done = t.is_done();
         let r = f(t);
@@ -175,12 +192,10 @@ impl Job {
         if let Some(&i) = self.pending_maps.first() {
             return Some((TaskKind::Map, i));
         }
-        if self.maps_complete() {
-            if let Some(&i) = self.pending_reduces.first() {
-                return Some((TaskKind::Reduce, i));
-            }
+        match self.pending_reduces.first() {
+            Some(&i) if self.maps_complete() => Some((TaskKind::Reduce, i)),
+            _ => None,
         }
-        None
     }
 
     /// Whether every reduce task has committed.
@@ -195,18 +210,25 @@ impl Job {
             TaskKind::Map => self.maps_done,
             TaskKind::Reduce => self.reduces_done,
         };
-        let running = tasks.iter().filter(|t| matches!(t.state, TaskState::Running { .. })).count() as u32;
+        let running = tasks
+            .iter()
+            .filter(|t| matches!(t.state, TaskState::Running { .. }))
+            .count() as u32;
         (tasks.len() as u32, done, running)
     }
 
     /// Whether any attempt was ever handed out.
     pub fn started(&self) -> bool {
-        self.maps.iter().chain(&self.reduces).any(|t| t.attempts > 0)
+        self.maps
+            .iter()
+            .chain(&self.reduces)
+            .any(|t| t.attempts > 0)
     }
 
     /// The URL a map attempt writes its shuffle object to.
     pub fn shuffle_url(&self, idx: u32, attempt: u32) -> StoreUrl {
-        self.scratch.join(&format!("map-{idx:05}-a{attempt}.arrows"))
+        self.scratch
+            .join(&format!("map-{idx:05}-a{attempt}.arrows"))
     }
 
     /// The URL of reduce task `idx`'s part.
@@ -216,7 +238,10 @@ impl Job {
 
     /// The parts committed so far.
     pub fn committed_parts(&self) -> Vec<StoreUrl> {
-        (0..self.reduces.len() as u32).filter(|&i| self.reduces[i as usize].is_done()).map(|i| self.part_url(i)).collect()
+        (0..self.reduces.len() as u32)
+            .filter(|&i| self.reduces[i as usize].is_done())
+            .map(|i| self.part_url(i))
+            .collect()
     }
 
     /// Builds the assignment for attempt `attempt` of a task.
@@ -231,7 +256,12 @@ impl Job {
             TaskKind::Map => {
                 let s = &self.splits[idx as usize];
                 pb::task_assignment::Task::Map(pb::MapTask {
-                    split: Some(pb::Split { url: s.url.clone(), start: s.start, end: s.end, object_size: s.object_size }),
+                    split: Some(pb::Split {
+                        url: s.url.clone(),
+                        start: s.start,
+                        end: s.end,
+                        object_size: s.object_size,
+                    }),
                     output_url: self.shuffle_url(idx, attempt).to_string(),
                 })
             }
@@ -241,7 +271,10 @@ impl Job {
                     .iter()
                     .enumerate()
                     .filter_map(|(m, t)| match &t.state {
-                        TaskState::Succeeded { output: Some(MapOutputMeta { url, segments }), .. } => Some(pb::ReduceInput {
+                        TaskState::Succeeded {
+                            output: Some(MapOutputMeta { url, segments }),
+                            ..
+                        } => Some(pb::ReduceInput {
                             map_index: m as u32,
                             url: url.clone(),
                             segment: segments.get(idx as usize).cloned(),
@@ -249,7 +282,10 @@ impl Job {
                         _ => None,
                     })
                     .collect();
-                pb::task_assignment::Task::Reduce(pb::ReduceTask { inputs, part_url: self.part_url(idx).to_string() })
+                pb::task_assignment::Task::Reduce(pb::ReduceTask {
+                    inputs,
+                    part_url: self.part_url(idx).to_string(),
+                })
             }
         };
         pb::TaskAssignment {

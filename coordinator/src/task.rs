@@ -110,14 +110,25 @@ impl Default for Task {
 impl Task {
     /// A new pending task.
     pub fn new() -> Self {
-        Task { state: TaskState::Pending, attempts: 0, failures: 0, workers: Vec::new(), last_error: None }
+        Task {
+            state: TaskState::Pending,
+            attempts: 0,
+            failures: 0,
+            workers: Vec::new(),
+            last_error: None,
+        }
     }
 
     /// Starts a new attempt on `worker`; returns its number. Allowed from Pending, or from
     /// Running to add a backup attempt.
     pub fn start(&mut self, worker: &WorkerId, now: Instant) -> Option<u32> {
         let attempt = self.attempts + 1;
-        let l = Live { attempt, worker: worker.clone(), since: now, committing: false };
+        let l = Live {
+            attempt,
+            worker: worker.clone(),
+            since: now,
+            committing: false,
+        };
         match &mut self.state {
             TaskState::Pending => self.state = TaskState::Running { live: vec![l] },
             TaskState::Running { live } => live.push(l),
@@ -130,7 +141,9 @@ impl Task {
 
     fn live(&self, attempt: u32, worker: &WorkerId) -> Option<&Live> {
         match &self.state {
-            TaskState::Running { live } => live.iter().find(|l| l.attempt == attempt && &l.worker == worker),
+            TaskState::Running { live } => live
+                .iter()
+                .find(|l| l.attempt == attempt && &l.worker == worker),
             _ => None,
         }
     }
@@ -148,7 +161,10 @@ impl Task {
         if live.iter().any(|l| l.committing && l.attempt != attempt) {
             return Err("another attempt holds the commit");
         }
-        match live.iter_mut().find(|l| l.attempt == attempt && &l.worker == worker) {
+        match live
+            .iter_mut()
+            .find(|l| l.attempt == attempt && &l.worker == worker)
+        {
             Some(l) => {
                 l.committing = true;
                 Ok(())
@@ -158,19 +174,36 @@ impl Task {
     }
 
     /// A live attempt succeeded. `needs_commit`: only the commit holder may succeed.
-    pub fn succeed(&mut self, attempt: u32, worker: &WorkerId, output: Option<MapOutputMeta>, needs_commit: bool) -> Verdict {
+    pub fn succeed(
+        &mut self,
+        attempt: u32,
+        worker: &WorkerId,
+        output: Option<MapOutputMeta>,
+        needs_commit: bool,
+    ) -> Verdict {
         let Some(l) = self.live(attempt, worker) else {
             return Verdict::Stale("attempt is not live");
         };
         if needs_commit && !l.committing {
             return Verdict::Stale("attempt did not hold the commit");
         }
-        self.state = TaskState::Succeeded { attempt, worker: worker.clone(), output };
+        self.state = TaskState::Succeeded {
+            attempt,
+            worker: worker.clone(),
+            output,
+        };
         Verdict::Accepted
     }
 
     /// A live attempt failed; `counts` says whether it counts against `max_attempts`.
-    pub fn fail(&mut self, attempt: u32, worker: &WorkerId, error: &str, counts: bool, max_attempts: u32) -> FailureEffect {
+    pub fn fail(
+        &mut self,
+        attempt: u32,
+        worker: &WorkerId,
+        error: &str,
+        counts: bool,
+        max_attempts: u32,
+    ) -> FailureEffect {
         if !self.is_live(attempt, worker) {
             return FailureEffect::Stale("attempt is not live");
         }
@@ -190,7 +223,11 @@ impl Task {
     /// Drops every live attempt on `worker` (it was lost); returns their numbers.
     pub fn worker_lost(&mut self, worker: &WorkerId) -> Vec<u32> {
         let lost: Vec<u32> = match &self.state {
-            TaskState::Running { live } => live.iter().filter(|l| &l.worker == worker).map(|l| l.attempt).collect(),
+            TaskState::Running { live } => live
+                .iter()
+                .filter(|l| &l.worker == worker)
+                .map(|l| l.attempt)
+                .collect(),
             _ => return Vec::new(),
         };
         self.drop_live(|l| &l.worker == worker);
@@ -272,9 +309,15 @@ mod tests {
         assert_eq!(t.state, TaskState::Pending);
         assert_eq!(t.start(&w(2), now + Duration::from_secs(1)), Some(2));
         // The lost attempt 1 reports late: rejected.
-        assert!(matches!(t.succeed(1, &w(1), None, false), Verdict::Stale(_)));
+        assert!(matches!(
+            t.succeed(1, &w(1), None, false),
+            Verdict::Stale(_)
+        ));
         // Right number, wrong worker: rejected.
-        assert!(matches!(t.succeed(2, &w(1), None, false), Verdict::Stale(_)));
+        assert!(matches!(
+            t.succeed(2, &w(1), None, false),
+            Verdict::Stale(_)
+        ));
         assert_eq!(t.succeed(2, &w(2), None, false), Verdict::Accepted);
         assert!(t.is_done());
         assert!(t.start(&w(3), now).is_none());
@@ -291,11 +334,19 @@ mod tests {
         }
         // A failure that does not count (e.g. lost map output) leaves the budget alone.
         let a = t.start(&w(9), now).unwrap();
-        assert_eq!(t.fail(a, &w(9), "input gone", false, 4), FailureEffect::Retry);
+        assert_eq!(
+            t.fail(a, &w(9), "input gone", false, 4),
+            FailureEffect::Retry
+        );
         let a = t.start(&w(4), now).unwrap();
-        assert!(matches!(t.fail(a, &w(4), "boom", true, 4), FailureEffect::Exhausted(m) if m.contains("boom")));
+        assert!(
+            matches!(t.fail(a, &w(4), "boom", true, 4), FailureEffect::Exhausted(m) if m.contains("boom"))
+        );
         assert!(matches!(t.state, TaskState::Failed { .. }));
-        assert!(matches!(t.fail(a, &w(4), "again", true, 4), FailureEffect::Stale(_)));
+        assert!(matches!(
+            t.fail(a, &w(4), "again", true, 4),
+            FailureEffect::Stale(_)
+        ));
     }
 
     #[test]
@@ -305,10 +356,16 @@ mod tests {
         let a1 = t.start(&w(1), now).unwrap();
         let a2 = t.start(&w(2), now).unwrap();
         // Success without the commit is refused for tasks that need one.
-        assert!(matches!(t.succeed(a1, &w(1), None, true), Verdict::Stale(_)));
+        assert!(matches!(
+            t.succeed(a1, &w(1), None, true),
+            Verdict::Stale(_)
+        ));
         assert!(t.request_commit(a1, &w(1)).is_ok());
         assert!(t.request_commit(a2, &w(2)).is_err());
-        assert!(t.request_commit(a1, &w(1)).is_ok(), "asking again is idempotent");
+        assert!(
+            t.request_commit(a1, &w(1)).is_ok(),
+            "asking again is idempotent"
+        );
         assert_eq!(t.succeed(a1, &w(1), None, true), Verdict::Accepted);
         assert!(t.request_commit(a2, &w(2)).is_err());
     }
@@ -329,7 +386,10 @@ mod tests {
         let now = Instant::now();
         let mut t = Task::new();
         let a = t.start(&w(1), now).unwrap();
-        let out = MapOutputMeta { url: "u".into(), segments: vec![] };
+        let out = MapOutputMeta {
+            url: "u".into(),
+            segments: vec![],
+        };
         t.succeed(a, &w(1), Some(out.clone()), false);
         assert_eq!(t.output_lost(), Some(out));
         assert_eq!(t.state, TaskState::Pending);

@@ -13,7 +13,11 @@ impl Job for WordCount {
     type Value = u64;
     const COMBINER: bool = true;
 
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+    fn map(
+        &self,
+        rec: &TextRecord<'_>,
+        ctx: &mut MapContext<'_, String, u64>,
+    ) -> Result<(), JobError> {
         // Borrowed keys: a word already in the combine table costs no allocation.
         for_each_word(rec.line, |w| ctx.emit_borrowed(w, 1));
         Ok(())
@@ -23,7 +27,12 @@ impl Job for WordCount {
         *acc += n;
     }
 
-    fn reduce(&self, word: String, counts: &mut dyn Iterator<Item = u64>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
+    fn reduce(
+        &self,
+        word: String,
+        counts: &mut dyn Iterator<Item = u64>,
+        out: &mut ReduceContext<'_>,
+    ) -> Result<(), JobError> {
         out.emit(word, counts.sum::<u64>());
         Ok(())
     }

@@ -1,1 +1,309 @@
-//! placeholder
+//! # quern-tests: the one test harness
+//!
+//! [`TestCluster`] starts a real coordinator and workers on 127.0.0.1 with a `file://` store
+//! in a temporary directory, either as separate `quern` processes ([`Mode::Processes`]) or as
+//! tasks in this process ([`Mode::InProcess`]), and offers the same operations on both:
+//! run CLI commands against it, kill and start workers, read the output. Everything is torn
+//! down on drop. [`data`] generates test corpora and computes expected results sequentially,
+//! independently of the code under test.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+pub mod data;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+/// How the cluster's nodes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `quern coordinator` and `quern worker` processes.
+    Processes,
+    /// Coordinator and workers as tasks of a runtime in the test process.
+    InProcess,
+}
+
+/// A built binary of this workspace (`quern`, `my-quern`), next to the test executable's
+/// `deps/` directory. `cargo test`/`nextest` build every workspace binary before the tests.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests through cargo",
+        path.display()
+    );
+    path
+}
+
+/// Runs `quern` with `args`, returning its output.
+pub fn quern(args: &[&str]) -> Output {
+    run_binary("quern", args)
+}
+
+/// Runs a workspace binary with `args`, with a bounded run time.
+pub fn run_binary(name: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(binary(name))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn quern");
+    // Bounded: a hung command fails the test instead of hanging CI.
+    let (tx, rx) = mpsc::channel();
+    let pid = child.id();
+    let out = std::thread::spawn(move || {
+        let _ = rx.recv_timeout(Duration::from_secs(300)).map_err(|_| {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        });
+    });
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let read = |p: Option<std::process::ChildStdout>| {
+        let mut v = Vec::new();
+        if let Some(mut p) = p {
+            let _ = std::io::Read::read_to_end(&mut p, &mut v);
+        }
+        v
+    };
+    let err_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut p) = stderr {
+            let _ = std::io::Read::read_to_end(&mut p, &mut v);
+        }
+        v
+    });
+    let stdout = read(stdout);
+    let stderr = err_thread.join().unwrap_or_default();
+    let status = child.wait().expect("wait for quern");
+    let _ = tx.send(());
+    let _ = out.join();
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Stdout of a successful command, or a panic showing what went wrong.
+pub fn ok_stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+enum Node {
+    Process(Child),
+    Task(CancellationToken),
+}
+
+impl Node {
+    fn stop(&mut self) {
+        match self {
+            Node::Process(c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            Node::Task(t) => t.cancel(),
+        }
+    }
+}
+
+/// A running cluster.
+pub struct TestCluster {
+    mode: Mode,
+    dir: TempDir,
+    url: String,
+    coordinator: Node,
+    workers: Vec<Node>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TestCluster {
+    /// Starts a coordinator and `workers` workers.
+    pub fn start(mode: Mode, workers: usize) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("quern-test-").tempdir()?;
+        let store = format!("file://{}/store/", dir.path().display());
+        let (coordinator, url, runtime) = match mode {
+            Mode::Processes => {
+                let (child, url) = spawn_coordinator(&store, dir.path())?;
+                (Node::Process(child), url, None)
+            }
+            Mode::InProcess => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                let token = CancellationToken::new();
+                let mut cfg = quern_coordinator::CoordinatorConfig::new(
+                    "127.0.0.1:0".parse()?,
+                    quern_api::StoreUrl::parse(&store)?,
+                );
+                cfg.heartbeat_timeout = Duration::from_secs(5);
+                let running = rt.block_on(quern_coordinator::start(cfg, token.clone()))?;
+                (Node::Task(token), running.url, Some(rt))
+            }
+        };
+        let mut cluster = TestCluster {
+            mode,
+            dir,
+            url,
+            coordinator,
+            workers: Vec::new(),
+            runtime,
+        };
+        for _ in 0..workers {
+            cluster.start_worker()?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts one more worker; returns its index.
+    pub fn start_worker(&mut self) -> Result<usize> {
+        let i = self.workers.len();
+        let node = match self.mode {
+            Mode::Processes => {
+                let log = std::fs::File::create(self.dir.path().join(format!("worker-{i}.log")))?;
+                let child = Command::new(binary("quern"))
+                    .args([
+                        "worker",
+                        "--coordinator",
+                        &self.url,
+                        "--host",
+                        &format!("host-{i}"),
+                    ])
+                    .env("RUST_LOG", "info")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .context("spawn worker")?;
+                Node::Process(child)
+            }
+            Mode::InProcess => {
+                let token = CancellationToken::new();
+                let cfg = quern_worker::WorkerConfig {
+                    coordinator: self.url.clone(),
+                    token: None,
+                    slots: 1,
+                    host: format!("host-{i}"),
+                    rack: "default-rack".into(),
+                    reconnect_budget: Duration::from_secs(30),
+                    poll_wait: Duration::from_secs(5),
+                };
+                let rt = self.runtime.as_ref().ok_or_else(|| anyhow!("no runtime"))?;
+                rt.spawn(quern_worker::run(
+                    cfg,
+                    quern_examples::builtin(),
+                    token.clone(),
+                ));
+                Node::Task(token)
+            }
+        };
+        self.workers.push(node);
+        Ok(i)
+    }
+
+    /// Stops worker `i` (SIGKILL for a process).
+    pub fn kill_worker(&mut self, i: usize) {
+        if let Some(w) = self.workers.get_mut(i) {
+            w.stop();
+        }
+    }
+
+    /// The coordinator's address.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A fresh directory for test data.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The store's root directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Runs `quern CMD --coordinator URL ARGS...`.
+    pub fn cli(&self, cmd: &str, args: &[&str]) -> Output {
+        let mut all = vec![cmd, "--coordinator", &self.url];
+        all.extend_from_slice(args);
+        quern(&all)
+    }
+
+    /// `quern status --json` of a job.
+    pub fn status(&self, job: &str) -> Result<serde_json::Value> {
+        let out = self.cli("status", &[job, "--json"]);
+        if !out.status.success() {
+            bail!("status failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            w.stop();
+        }
+        self.coordinator.stop();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Starts `quern coordinator` and reads its address from its first stderr line: no sleeps,
+/// no polling for a file.
+fn spawn_coordinator(store: &str, dir: &Path) -> Result<(Child, String)> {
+    let mut child = Command::new(binary("quern"))
+        .args(["coordinator", "--listen", "127.0.0.1:0", "--store", store])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawn coordinator")?;
+    let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+    let mut log = std::fs::File::create(dir.join("coordinator.log"))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("coordinator listening on ")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(url.trim().to_string());
+            }
+            let _ = std::io::Write::write_all(&mut log, format!("{line}\n").as_bytes());
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => Ok((child, url)),
+        Err(_) => {
+            let _ = child.kill();
+            bail!(
+                "coordinator did not start; see {}",
+                dir.join("coordinator.log").display()
+            )
+        }
+    }
+}

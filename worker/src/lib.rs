@@ -95,15 +95,26 @@ struct Outage {
 
 impl Outage {
     fn new() -> Self {
-        Outage { since: None, backoff: Duration::from_millis(100) }
+        Outage {
+            since: None,
+            backoff: Duration::from_millis(100),
+        }
     }
     fn ok(&mut self) {
         self.since = None;
         self.backoff = Duration::from_millis(100);
     }
     /// Records a failure; Err once the budget is spent.
-    async fn failed(&mut self, cfg: &WorkerConfig, err: &tonic::Status, shutdown: &CancellationToken) -> Result<(), WorkerError> {
-        if matches!(err.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) {
+    async fn failed(
+        &mut self,
+        cfg: &WorkerConfig,
+        err: &tonic::Status,
+        shutdown: &CancellationToken,
+    ) -> Result<(), WorkerError> {
+        if matches!(
+            err.code(),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+        ) {
             return Err(WorkerError::Refused(err.message().to_string()));
         }
         let since = *self.since.get_or_insert_with(Instant::now);
@@ -126,9 +137,16 @@ impl Outage {
 
 /// Runs a worker until `shutdown` is cancelled (then finishes its running tasks) or the
 /// coordinator stays away longer than the reconnect budget.
-pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationToken) -> Result<(), WorkerError> {
+pub async fn run(
+    cfg: WorkerConfig,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     let client = worker_client_lazy(&cfg.coordinator, cfg.token.as_deref())?;
-    let shared = Arc::new(Shared { running: Mutex::new(HashMap::new()), slot_freed: Notify::new() });
+    let shared = Arc::new(Shared {
+        running: Mutex::new(HashMap::new()),
+        slot_freed: Notify::new(),
+    });
     let tracker = TaskTracker::new();
     let result = serve(&cfg, &registry, &client, &shared, &tracker, &shutdown).await;
     if result.is_err() {
@@ -152,7 +170,12 @@ async fn serve(
     let mut outage = Outage::new();
     while !shutdown.is_cancelled() {
         // Register (again): a new identity every time.
-        let req = pb::RegisterRequest { host: cfg.host.clone(), rack: cfg.rack.clone(), slots: cfg.slots, jobs: registry.names() };
+        let req = pb::RegisterRequest {
+            host: cfg.host.clone(),
+            rack: cfg.rack.clone(),
+            slots: cfg.slots,
+            jobs: registry.names(),
+        };
         let reg = match client.clone().register(req).await {
             Ok(r) => {
                 outage.ok();
@@ -163,12 +186,23 @@ async fn serve(
                 continue;
             }
         };
-        let worker_id = WorkerId::parse(&reg.worker_id).map_err(|e| WorkerError::Refused(e.to_string()))?;
+        let worker_id =
+            WorkerId::parse(&reg.worker_id).map_err(|e| WorkerError::Refused(e.to_string()))?;
         info!(worker = %worker_id, "registered");
         let session = shutdown.child_token();
         let interval = Duration::from_millis(reg.heartbeat_interval_ms.max(50));
-        let hb = tokio::spawn(heartbeat(client.clone(), worker_id.clone(), shared.clone(), interval, session.clone()));
-        let env = TaskEnv { registry: registry.clone(), client: client.clone(), worker_id: worker_id.clone() };
+        let hb = tokio::spawn(heartbeat(
+            client.clone(),
+            worker_id.clone(),
+            shared.clone(),
+            interval,
+            session.clone(),
+        ));
+        let env = TaskEnv {
+            registry: registry.clone(),
+            client: client.clone(),
+            worker_id: worker_id.clone(),
+        };
         let polled = poll_loop(cfg, &env, client, shared, tracker, &session, &mut outage).await;
         session.cancel();
         let _ = hb.await;
@@ -244,7 +278,10 @@ async fn poll_loop(
                     let started = Instant::now();
                     let outcome = run_assignment(env.clone(), a, cancel.clone()).await;
                     match &outcome {
-                        Ok(_) => info!(ms = started.elapsed().as_millis() as u64, "attempt succeeded"),
+                        Ok(_) => info!(
+                            ms = started.elapsed().as_millis() as u64,
+                            "attempt succeeded"
+                        ),
                         Err(e) => warn!(error = %e, "attempt failed"),
                     }
                     if !cancel.is_cancelled() {
@@ -261,13 +298,22 @@ async fn poll_loop(
 
 /// Sends an attempt's outcome, retrying briefly; if the coordinator stays away, the attempt
 /// is re-run after this worker is declared lost, so giving up loses nothing.
-async fn report(client: &WorkerClient, worker: &WorkerId, attempt: &AttemptId, outcome: Result<pb::Succeeded, TaskError>) {
+async fn report(
+    client: &WorkerClient,
+    worker: &WorkerId,
+    attempt: &AttemptId,
+    outcome: Result<pb::Succeeded, TaskError>,
+) {
     let outcome = match outcome {
         Ok(s) => pb::outcome_report::Outcome::Succeeded(s),
         Err(TaskError::Cancelled) => pb::outcome_report::Outcome::Killed(pb::Killed {}),
         Err(e) => pb::outcome_report::Outcome::Failed(e.to_pb()),
     };
-    let req = pb::OutcomeReport { worker_id: worker.to_string(), attempt: Some(attempt.into()), outcome: Some(outcome) };
+    let req = pb::OutcomeReport {
+        worker_id: worker.to_string(),
+        attempt: Some(attempt.into()),
+        outcome: Some(outcome),
+    };
     let mut delay = Duration::from_millis(100);
     for _ in 0..8 {
         match client.clone().report(req.clone()).await {
@@ -291,7 +337,13 @@ async fn report(client: &WorkerClient, worker: &WorkerId, attempt: &AttemptId, o
     warn!("could not report the outcome; the coordinator will re-run the attempt");
 }
 
-async fn heartbeat(client: WorkerClient, id: WorkerId, shared: Arc<Shared>, every: Duration, session: CancellationToken) {
+async fn heartbeat(
+    client: WorkerClient,
+    id: WorkerId,
+    shared: Arc<Shared>,
+    every: Duration,
+    session: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -299,8 +351,12 @@ async fn heartbeat(client: WorkerClient, id: WorkerId, shared: Arc<Shared>, ever
             _ = tick.tick() => {}
             _ = session.cancelled() => return,
         }
-        let running: Vec<pb::AttemptRef> = shared.running().iter().map(pb::AttemptRef::from).collect();
-        let req = pb::HeartbeatRequest { worker_id: id.to_string(), running };
+        let running: Vec<pb::AttemptRef> =
+            shared.running().iter().map(pb::AttemptRef::from).collect();
+        let req = pb::HeartbeatRequest {
+            worker_id: id.to_string(),
+            running,
+        };
         match client.clone().heartbeat(req).await {
             Ok(r) => {
                 let r = r.into_inner();
@@ -310,10 +366,8 @@ async fn heartbeat(client: WorkerClient, id: WorkerId, shared: Arc<Shared>, ever
                 }
                 let running = shared.lock();
                 for c in &r.cancel {
-                    if let Ok(a) = AttemptId::try_from(c) {
-                        if let Some(tok) = running.get(&a) {
-                            tok.cancel();
-                        }
+                    if let Some(tok) = AttemptId::try_from(c).ok().and_then(|a| running.get(&a)) {
+                        tok.cancel();
                     }
                 }
             }

@@ -1,0 +1,316 @@
+//! The CLI against a live cluster: status, list and kill, and every kind of bad input getting
+//! one clear line and a non-zero exit, with nothing written to the output.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::process::Output;
+
+use quern_tests::data::write_corpus;
+use quern_tests::{Mode, TestCluster, ok_stdout, quern};
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails with exit code 1 or 2 and exactly one stderr line containing `needle`.
+fn assert_fails(o: &Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected failure, got success: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let code = o.status.code().unwrap();
+    assert!(code == 1 || code == 2, "exit code {code}");
+    let err = stderr(o);
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line on stderr, got: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "stderr {err:?} should mention {needle:?}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_writes_nothing() {
+    let c = TestCluster::start(Mode::Processes, 1).unwrap();
+    let input = c.path("input");
+    write_corpus(&input, 1, 2_000, 9).unwrap();
+    let empty = c.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("a.txt"), b"").unwrap();
+    let existing = c.path("existing");
+    std::fs::create_dir_all(&existing).unwrap();
+    std::fs::write(existing.join("keep.txt"), b"precious\n").unwrap();
+    let out = c.path("out").display().to_string();
+    let i = format!("{}/", input.display());
+    let sub = |args: &[&str]| c.cli("submit", args);
+
+    assert_fails(
+        &sub(&[
+            "--job",
+            "wordcount",
+            "--input",
+            &c.path("nope/").display().to_string(),
+            "--output",
+            &out,
+        ]),
+        "input not found",
+    );
+    assert_fails(
+        &sub(&[
+            "--job",
+            "wordcount",
+            "--input",
+            &format!("{}/", empty.display()),
+            "--output",
+            &out,
+        ]),
+        "input is empty",
+    );
+    assert_fails(
+        &sub(&[
+            "--job",
+            "wordcount",
+            "--input",
+            &i,
+            "--output",
+            &existing.display().to_string(),
+        ]),
+        "already exists",
+    );
+    assert_eq!(
+        std::fs::read(existing.join("keep.txt")).unwrap(),
+        b"precious\n"
+    );
+    assert_fails(
+        &sub(&["--job", "nosuchjob", "--input", &i, "--output", &out]),
+        "unknown job",
+    );
+    assert_fails(
+        &sub(&[
+            "--job",
+            "wordcount",
+            "--input",
+            "ftp://host/x",
+            "--output",
+            &out,
+        ]),
+        "unsupported scheme",
+    );
+    assert_fails(
+        &sub(&[
+            "--job",
+            "wordcount",
+            "--input",
+            "file://relative/x",
+            "--output",
+            &out,
+        ]),
+        "absolute path",
+    );
+    assert_fails(
+        &sub(&[
+            "--job",
+            "wordcount",
+            "--input",
+            &i,
+            "--output",
+            &out,
+            "--param",
+            "novalue",
+        ]),
+        "KEY=VALUE",
+    );
+    assert_fails(
+        &sub(&[
+            "--job",
+            "wordcount",
+            "--input",
+            &i,
+            "--output",
+            &out,
+            "--param",
+            "x=1",
+        ]),
+        "takes no parameters",
+    );
+    assert_fails(
+        &sub(&[
+            "--job",
+            "grep",
+            "--input",
+            &i,
+            "--output",
+            &out,
+            "--param",
+            "pattern=((",
+        ]),
+        "regular expression",
+    );
+    assert_fails(
+        &sub(&["--job", "grep", "--input", &i, "--output", &out]),
+        "is required",
+    );
+    assert_fails(
+        &sub(&["--job", "wordcount", "--output", &out]),
+        "--input is required",
+    );
+    assert_fails(
+        &sub(&[
+            "--job",
+            "wordcount",
+            "--input",
+            &i,
+            "--output",
+            &out,
+            "--reducers",
+            "0",
+        ]),
+        "--reducers",
+    );
+    assert_fails(
+        &sub(&[
+            "--job",
+            "wordcount",
+            "--input",
+            &i,
+            "--output",
+            &out,
+            "--split-size",
+            "lots",
+        ]),
+        "--split-size",
+    );
+    assert_fails(
+        &sub(&[
+            "--job",
+            "wordcount",
+            "--input",
+            &i,
+            "--output",
+            &out,
+            "--bogus",
+        ]),
+        "--bogus",
+    );
+    assert_fails(&c.cli("status", &["job_1_0001"]), "no job");
+    assert_fails(&c.cli("status", &["../../etc"]), "not a job id");
+    assert_fails(&c.cli("kill", &["job_1_0001"]), "no job");
+    assert!(!c.path("out").exists(), "nothing was written to the output");
+
+    // Unreachable or malformed coordinator addresses.
+    let sub_to = |addr: &str| {
+        quern(&[
+            "submit",
+            "--coordinator",
+            addr,
+            "--job",
+            "wordcount",
+            "--input",
+            &i,
+            "--output",
+            &out,
+        ])
+    };
+    assert_fails(&sub_to("http://127.0.0.1:1"), "cannot reach coordinator");
+    assert_fails(&sub_to("127.0.0.1:1"), "http://HOST:PORT");
+    assert_fails(
+        &quern(&[
+            "status",
+            "--coordinator",
+            "http://127.0.0.1:1",
+            "job_1_0001",
+        ]),
+        "cannot reach coordinator",
+    );
+    // The embedded runner checks the same things.
+    assert_fails(
+        &quern(&[
+            "run",
+            "--job",
+            "wordcount",
+            "--input",
+            &c.path("nope").display().to_string(),
+            "--output",
+            &out,
+        ]),
+        "input not found",
+    );
+    assert_fails(
+        &quern(&[
+            "coordinator",
+            "--listen",
+            "not-an-addr",
+            "--store",
+            "file:///tmp/x",
+        ]),
+        "--listen",
+    );
+    assert_fails(
+        &quern(&[
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "ftp://x/y",
+        ]),
+        "unsupported scheme",
+    );
+    assert!(!c.path("out").exists());
+}
+
+#[test]
+fn queued_job_shows_in_status_and_list_and_can_be_killed() {
+    // No workers: the job stays queued until killed.
+    let c = TestCluster::start(Mode::Processes, 0).unwrap();
+    let input = c.path("input");
+    write_corpus(&input, 2, 5_000, 10).unwrap();
+    let (i, o) = (
+        format!("{}/", input.display()),
+        c.path("out").display().to_string(),
+    );
+    let id = ok_stdout(&c.cli(
+        "submit",
+        &["--job", "wordcount", "--input", &i, "--output", &o],
+    ))
+    .trim()
+    .to_string();
+    assert!(id.starts_with("job_"), "submit prints the id alone: {id:?}");
+    let s = c.status(&id).unwrap();
+    assert_eq!(s["state"], "queued");
+    assert_eq!(s["maps"]["done"], 0);
+    assert!(s["error"].is_null());
+    // A second job may not write to the same output while the first runs.
+    let dup = c.cli(
+        "submit",
+        &["--job", "wordcount", "--input", &i, "--output", &o],
+    );
+    assert!(
+        !dup.status.success() && stderr(&dup).contains("being written by job"),
+        "{}",
+        stderr(&dup)
+    );
+
+    let list = ok_stdout(&c.cli("list", &[]));
+    assert!(list.contains(&id) && list.contains("queued"), "{list}");
+    ok_stdout(&c.cli("kill", &[&id]));
+    let s = c.status(&id).unwrap();
+    assert_eq!(s["state"], "killed");
+    let again = c.cli("kill", &[&id]);
+    assert!(!again.status.success() && stderr(&again).contains("already ended"));
+    // Waiting on a killed job exits non-zero with the reason.
+    let o2 = c.path("out2").display().to_string();
+    let id2 = ok_stdout(&c.cli(
+        "submit",
+        &["--job", "wordcount", "--input", &i, "--output", &o2],
+    ))
+    .trim()
+    .to_string();
+    ok_stdout(&c.cli("kill", &[&id2]));
+    let text = ok_stdout(&c.cli("status", &[&id2]));
+    assert!(text.contains("killed"), "{text}");
+    assert!(!c.path("out").exists() && !c.path("out2").exists());
+}

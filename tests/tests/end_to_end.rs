@@ -1,0 +1,271 @@
+//! Jobs end to end on real clusters, compared with sequential computations.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use quern_tests::data::{files_under, index, read_output, word_count, word_lengths, write_corpus};
+use quern_tests::{Mode, TestCluster, ok_stdout, quern, run_binary};
+
+/// Several files, several splits per file (8 KiB splits of ~40 KB files), R = 5.
+fn corpus(c: &TestCluster, seed: u64) -> std::path::PathBuf {
+    let dir = c.path("input");
+    write_corpus(&dir, 4, 40_000, seed).unwrap();
+    dir
+}
+
+fn submit_wait(
+    c: &TestCluster,
+    job: &str,
+    input: &std::path::Path,
+    output: &std::path::Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let input = format!("{}/", input.display());
+    let output = output.display().to_string();
+    let mut args = vec![
+        "--job",
+        job,
+        "--input",
+        &input,
+        "--output",
+        &output,
+        "--reducers",
+        "5",
+        "--split-size",
+        "8KiB",
+        "--wait",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = c.cli("submit", &args);
+    serde_json::from_str(&ok_stdout(&out)).unwrap()
+}
+
+#[test]
+fn wordcount_on_three_worker_processes_matches_a_sequential_count() {
+    let c = TestCluster::start(Mode::Processes, 3).unwrap();
+    let input = corpus(&c, 1);
+    let output = c.path("out");
+    let status = submit_wait(&c, "wordcount", &input, &output, &[]);
+    assert_eq!(status["state"], "succeeded");
+    let maps = status["maps"]["total"].as_u64().unwrap();
+    assert!(
+        maps >= 4 * 4,
+        "several splits per file, got {maps} map tasks"
+    );
+    assert_eq!(status["maps"]["done"], maps);
+    assert_eq!(status["reduces"]["done"], 5);
+
+    let expected = word_count(&input);
+    assert_eq!(read_output(&output, 5, true), expected);
+
+    // Counters of committed attempts, checked against the input.
+    let lines: u64 = (0..4)
+        .map(|f| {
+            std::fs::read(input.join(format!("doc-{f:02}.txt")))
+                .unwrap()
+                .split(|&b| b == b'\n')
+                .filter(|_| true)
+                .count() as u64
+                - 1
+        })
+        .sum();
+    assert_eq!(status["counters"]["MAP_INPUT_RECORDS"], lines);
+    let words: u64 = expected.values().map(|v| v.parse::<u64>().unwrap()).sum();
+    assert_eq!(status["counters"]["MAP_OUTPUT_RECORDS"], words);
+    assert_eq!(
+        status["counters"]["REDUCE_OUTPUT_RECORDS"],
+        expected.len() as u64
+    );
+    assert!(
+        status["counters"]["MALFORMED_INPUT_LINES"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(
+        status["locality"]["remote"].as_u64().unwrap()
+            + status["locality"]["node_local"].as_u64().unwrap()
+            + status["locality"]["rack_local"].as_u64().unwrap(),
+        maps
+    );
+
+    // Intermediate data is gone once the job ends.
+    assert_eq!(
+        files_under(&c.store_dir()),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    // status, list and tasks agree.
+    let id = status["id"].as_str().unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&c.cli("list", &["--json"]))).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id && j["state"] == "succeeded")
+    );
+    let tasks: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&c.cli("tasks", &[id, "--json"]))).unwrap();
+    assert_eq!(tasks.as_array().unwrap().len() as u64, maps + 5);
+    let workers: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&c.cli("workers", &["--json"]))).unwrap();
+    assert_eq!(workers.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn indexer_on_three_worker_processes_matches_a_sequential_index() {
+    let c = TestCluster::start(Mode::Processes, 3).unwrap();
+    let input = corpus(&c, 2);
+    let output = c.path("out");
+    let status = submit_wait(&c, "indexer", &input, &output, &[]);
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(read_output(&output, 5, true), index(&input));
+}
+
+#[test]
+fn wordcount_in_process_cluster_matches() {
+    let c = TestCluster::start(Mode::InProcess, 2).unwrap();
+    let input = corpus(&c, 3);
+    let output = c.path("out");
+    let status = submit_wait(&c, "wordcount", &input, &output, &[]);
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(read_output(&output, 5, true), word_count(&input));
+}
+
+#[test]
+fn quern_run_embedded_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    write_corpus(&input, 3, 30_000, 4).unwrap();
+    let output = dir.path().join("out");
+    let (i, o) = (
+        format!("{}/", input.display()),
+        output.display().to_string(),
+    );
+    let out = quern(&[
+        "run",
+        "--job",
+        "wordcount",
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--reducers",
+        "5",
+        "--split-size",
+        "8KiB",
+        "--workers",
+        "3",
+        "--json",
+    ]);
+    let status: serde_json::Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(read_output(&output, 5, true), word_count(&input));
+
+    let output2 = dir.path().join("out2");
+    let o2 = output2.display().to_string();
+    let out = quern(&[
+        "run",
+        "--job",
+        "indexer",
+        "--input",
+        &i,
+        "--output",
+        &o2,
+        "--reducers",
+        "5",
+        "--split-size",
+        "8KiB",
+    ]);
+    ok_stdout(&out);
+    assert_eq!(read_output(&output2, 5, true), index(&input));
+}
+
+#[test]
+fn grep_counts_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    write_corpus(&input, 2, 20_000, 5).unwrap();
+    let output = dir.path().join("out");
+    let (i, o) = (
+        format!("{}/", input.display()),
+        output.display().to_string(),
+    );
+    ok_stdout(&quern(&[
+        "run",
+        "--job",
+        "grep",
+        "--param",
+        "pattern=[Dd]ata|fox",
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--reducers",
+        "2",
+    ]));
+    let wc = word_count(&input);
+    let got = read_output(&output, 2, true);
+    let expected: std::collections::BTreeMap<String, String> = ["Data", "data", "fox"]
+        .iter()
+        .filter_map(|w| wc.get(*w).map(|n| (w.to_string(), n.clone())))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn a_users_own_binary_runs_its_job_in_process_and_on_a_cluster_of_its_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    write_corpus(&input, 2, 20_000, 6).unwrap();
+    let (i, o) = (
+        format!("{}/", input.display()),
+        dir.path().join("local").display().to_string(),
+    );
+    ok_stdout(&run_binary(
+        "my-quern",
+        &[
+            "run",
+            "--job",
+            "wordlengths",
+            "--input",
+            &i,
+            "--output",
+            &o,
+            "--reducers",
+            "3",
+        ],
+    ));
+    let expected = word_lengths(&input);
+    assert_eq!(read_output(&dir.path().join("local"), 3, false), expected);
+
+    // The same job on a cluster whose only worker is the user's binary.
+    let c = TestCluster::start(Mode::Processes, 0).unwrap();
+    let mut worker = std::process::Command::new(quern_tests::binary("my-quern"))
+        .args(["worker", "--coordinator", c.url()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let o = dir.path().join("cluster").display().to_string();
+    let out = run_binary(
+        "my-quern",
+        &[
+            "submit",
+            "--coordinator",
+            c.url(),
+            "--job",
+            "wordlengths",
+            "--input",
+            &i,
+            "--output",
+            &o,
+            "--reducers",
+            "3",
+            "--wait",
+        ],
+    );
+    let _ = worker.kill();
+    let _ = worker.wait();
+    ok_stdout(&out);
+    assert_eq!(read_output(&dir.path().join("cluster"), 3, false), expected);
+}
