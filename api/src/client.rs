@@ -76,12 +76,8 @@ pub enum ConnectError {
 
 /// Checks a coordinator address and builds its endpoint.
 pub fn endpoint(addr: &str) -> Result<Endpoint, ConnectError> {
-    let bad = |reason: &str| ConnectError::BadAddress {
-        addr: addr.to_string(),
-        reason: reason.to_string(),
-    };
-    let url =
-        url::Url::parse(addr).map_err(|e| bad(&format!("{e} (expected http://HOST:PORT)")))?;
+    let bad = |reason: &str| ConnectError::BadAddress { addr: addr.to_string(), reason: reason.to_string() };
+    let url = url::Url::parse(addr).map_err(|e| bad(&format!("{e} (expected http://HOST:PORT)")))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(bad("expected http://HOST:PORT"));
     }
@@ -101,29 +97,20 @@ pub async fn channel(addr: &str) -> Result<Channel, ConnectError> {
     endpoint(addr)?
         .connect()
         .await
-        .map_err(|e| ConnectError::Unreachable {
-            addr: addr.to_string(),
-            reason: transport_reason(&e),
-        })
+        .map_err(|e| ConnectError::Unreachable { addr: addr.to_string(), reason: transport_reason(&e) })
 }
 
 /// A job-service client for `addr`.
 pub async fn job_client(addr: &str, token: Option<&str>) -> Result<JobClient, ConnectError> {
     let ch = channel(addr).await?;
-    Ok(
-        JobServiceClient::with_interceptor(ch, TokenInterceptor::new(token)?)
-            .max_decoding_message_size(MAX_MESSAGE),
-    )
+    Ok(JobServiceClient::with_interceptor(ch, TokenInterceptor::new(token)?).max_decoding_message_size(MAX_MESSAGE))
 }
 
 /// A worker-service client for `addr`; connects lazily so a worker can start before its
 /// coordinator and keep retrying.
 pub fn worker_client_lazy(addr: &str, token: Option<&str>) -> Result<WorkerClient, ConnectError> {
     let ch = endpoint(addr)?.connect_lazy();
-    Ok(
-        WorkerServiceClient::with_interceptor(ch, TokenInterceptor::new(token)?)
-            .max_decoding_message_size(MAX_MESSAGE),
-    )
+    Ok(WorkerServiceClient::with_interceptor(ch, TokenInterceptor::new(token)?).max_decoding_message_size(MAX_MESSAGE))
 }
 
 /// Largest message either side accepts: a reduce assignment lists every map output.
@@ -140,15 +127,11 @@ fn transport_reason(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Reads a token file: its content without surrounding whitespace; empty is an error.
 pub fn read_token_file(path: &std::path::Path) -> Result<String, ConnectError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConnectError::BadToken(format!("cannot read token file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConnectError::BadToken(format!("cannot read token file {}: {e}", path.display())))?;
     let t = text.trim();
     if t.is_empty() {
-        return Err(ConnectError::BadToken(format!(
-            "token file {} is empty",
-            path.display()
-        )));
+        return Err(ConnectError::BadToken(format!("token file {} is empty", path.display())));
     }
     Ok(t.to_string())
 }

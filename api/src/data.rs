@@ -19,8 +19,7 @@ impl Data for String {
         out.extend_from_slice(self.as_bytes());
     }
     fn decode(bytes: &[u8]) -> Result<Self, JobError> {
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| JobError::new("shuffle data: string is not UTF-8"))
+        String::from_utf8(bytes.to_vec()).map_err(|_| JobError::new("shuffle data: string is not UTF-8"))
     }
 }
 

@@ -23,17 +23,12 @@ impl JobId {
 
     /// Parses a user- or wire-supplied id, refusing anything that could escape a store path.
     pub fn parse(s: &str) -> Result<Self, ProtocolError> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok =
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok {
             Ok(JobId(s.to_string()))
         } else {
-            Err(ProtocolError::BadField {
-                field: "job_id",
-                reason: format!("{s:?} is not a job id"),
-            })
+            Err(ProtocolError::BadField { field: "job_id", reason: format!("{s:?} is not a job id") })
         }
     }
 
@@ -113,10 +108,7 @@ impl TryFrom<i32> for TaskKind {
         match pb::TaskKind::try_from(v) {
             Ok(pb::TaskKind::Map) => Ok(TaskKind::Map),
             Ok(pb::TaskKind::Reduce) => Ok(TaskKind::Reduce),
-            _ => Err(ProtocolError::BadField {
-                field: "kind",
-                reason: format!("unknown task kind {v}"),
-            }),
+            _ => Err(ProtocolError::BadField { field: "kind", reason: format!("unknown task kind {v}") }),
         }
     }
 }
@@ -168,17 +160,10 @@ impl TryFrom<&pb::AttemptRef> for AttemptId {
     type Error = ProtocolError;
     fn try_from(r: &pb::AttemptRef) -> Result<Self, Self::Error> {
         if r.attempt == 0 {
-            return Err(ProtocolError::BadField {
-                field: "attempt",
-                reason: "attempts count from 1".into(),
-            });
+            return Err(ProtocolError::BadField { field: "attempt", reason: "attempts count from 1".into() });
         }
         Ok(AttemptId {
-            task: TaskId {
-                job: JobId::parse(&r.job_id)?,
-                kind: TaskKind::try_from(r.kind)?,
-                index: r.index,
-            },
+            task: TaskId { job: JobId::parse(&r.job_id)?, kind: TaskKind::try_from(r.kind)?, index: r.index },
             attempt: r.attempt,
         })
     }
@@ -197,14 +182,7 @@ mod tests {
 
     #[test]
     fn attempt_round_trips_through_the_wire_type() {
-        let a = AttemptId {
-            task: TaskId {
-                job: JobId::new(17, 3),
-                kind: TaskKind::Reduce,
-                index: 4,
-            },
-            attempt: 2,
-        };
+        let a = AttemptId { task: TaskId { job: JobId::new(17, 3), kind: TaskKind::Reduce, index: 4 }, attempt: 2 };
         let back = AttemptId::try_from(&pb::AttemptRef::from(&a)).unwrap();
         assert_eq!(a, back);
         assert_eq!(a.to_string(), "job_17_0003_r00004_a2");

@@ -62,11 +62,7 @@ pub trait Job: Send + Sync + 'static {
     const COMBINER: bool = false;
 
     /// Turns one input record into any number of pairs.
-    fn map(
-        &self,
-        record: &TextRecord<'_>,
-        ctx: &mut MapContext<'_, Self::Key, Self::Value>,
-    ) -> Result<(), JobError>;
+    fn map(&self, record: &TextRecord<'_>, ctx: &mut MapContext<'_, Self::Key, Self::Value>) -> Result<(), JobError>;
 
     /// Folds `value` into `acc`, two values of the same key (map-side combining, like Spark's
     /// `reduceByKey`); only called when [`Job::COMBINER`] is true. Must be associative and
@@ -111,11 +107,7 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<rustc_hash::FxHasher>>;
 
 enum MapMode<'s, K, V> {
     /// Encode every pair straight into the sink.
-    Direct {
-        sink: &'s mut dyn PairSink,
-        kbuf: Vec<u8>,
-        vbuf: Vec<u8>,
-    },
+    Direct { sink: &'s mut dyn PairSink, kbuf: Vec<u8>, vbuf: Vec<u8> },
     /// Pre-aggregate in memory; flushed to the sink when the chunk ends.
     Combining { table: FastMap<K, V> },
 }
@@ -243,11 +235,7 @@ pub trait DynJob: Send + Sync {
     fn has_combiner(&self) -> bool;
 
     /// Combines several encoded values of one key into one, written to `out`.
-    fn combine_encoded(
-        &self,
-        values: &mut dyn Iterator<Item = &[u8]>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), JobError>;
+    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError>;
 
     /// Reduces one key group.
     fn reduce_encoded(
@@ -277,15 +265,9 @@ impl<J: Job> DynJob for JobRunner<J> {
         let mut inputs = 0i64;
         let (emitted, table) = {
             let mode = if J::COMBINER {
-                MapMode::Combining {
-                    table: FastMap::default(),
-                }
+                MapMode::Combining { table: FastMap::default() }
             } else {
-                MapMode::Direct {
-                    sink: &mut *sink,
-                    kbuf: Vec::new(),
-                    vbuf: Vec::new(),
-                }
+                MapMode::Direct { sink: &mut *sink, kbuf: Vec::new(), vbuf: Vec::new() }
             };
             let mut ctx = MapContext {
                 mode,
@@ -324,11 +306,7 @@ impl<J: Job> DynJob for JobRunner<J> {
         J::COMBINER
     }
 
-    fn combine_encoded(
-        &self,
-        values: &mut dyn Iterator<Item = &[u8]>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), JobError> {
+    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError> {
         let mut acc: Option<J::Value> = None;
         for bytes in values {
             let v = J::Value::decode(bytes)?;
@@ -380,11 +358,7 @@ mod tests {
         type Key = String;
         type Value = u64;
         const COMBINER: bool = true;
-        fn map(
-            &self,
-            rec: &TextRecord<'_>,
-            ctx: &mut MapContext<'_, String, u64>,
-        ) -> Result<(), JobError> {
+        fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
             for w in rec.line.split_whitespace() {
                 ctx.emit_borrowed(w, 1);
             }
@@ -415,22 +389,14 @@ mod tests {
     fn combining_map_counts_and_reduce_writes_lines() {
         let job = JobRunner(Words);
         let lines = ["a b a", "b a"];
-        let mut recs = lines.iter().map(|l| TextRecord {
-            source: "x",
-            offset: 0,
-            line: l,
-        });
+        let mut recs = lines.iter().map(|l| TextRecord { source: "x", offset: 0, line: l });
         let mut sink = Collect(Vec::new());
         let mut counters = Counters::new();
-        job.map_records(&mut recs, &mut sink, &mut counters)
-            .unwrap();
+        job.map_records(&mut recs, &mut sink, &mut counters).unwrap();
         sink.0.sort();
         assert_eq!(
             sink.0,
-            vec![
-                (b"a".to_vec(), 3u64.to_be_bytes().to_vec()),
-                (b"b".to_vec(), 2u64.to_be_bytes().to_vec())
-            ]
+            vec![(b"a".to_vec(), 3u64.to_be_bytes().to_vec()), (b"b".to_vec(), 2u64.to_be_bytes().to_vec())]
         );
         assert_eq!(counters.get(names::MAP_INPUT_RECORDS), 2);
         assert_eq!(counters.get(names::MAP_OUTPUT_RECORDS), 5);
@@ -440,8 +406,7 @@ mod tests {
         let one = 1u64.to_be_bytes();
         let two = 2u64.to_be_bytes();
         let mut vals = [&one[..], &two[..]].into_iter();
-        job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc))
-            .unwrap();
+        job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc)).unwrap();
         assert_eq!(String::from_utf8(out.into_bytes()).unwrap(), "a\t3\n");
     }
 
@@ -451,10 +416,7 @@ mod tests {
         let mut out = TextOutput::new();
         let mut rc = Counters::new();
         let mut vals = [&b"xyz"[..]].into_iter();
-        assert!(
-            job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc))
-                .is_err()
-        );
+        assert!(job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc)).is_err());
     }
 
     #[test]

@@ -26,21 +26,14 @@ impl Params {
         let mut map = BTreeMap::new();
         for p in pairs {
             let p = p.as_ref();
-            let (k, v) = p.split_once('=').ok_or_else(|| ParamError {
-                key: p.to_string(),
-                reason: "expected KEY=VALUE".into(),
-            })?;
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| ParamError { key: p.to_string(), reason: "expected KEY=VALUE".into() })?;
             if k.is_empty() {
-                return Err(ParamError {
-                    key: p.to_string(),
-                    reason: "empty key".into(),
-                });
+                return Err(ParamError { key: p.to_string(), reason: "empty key".into() });
             }
             if map.insert(k.to_string(), v.to_string()).is_some() {
-                return Err(ParamError {
-                    key: k.to_string(),
-                    reason: "given more than once".into(),
-                });
+                return Err(ParamError { key: k.to_string(), reason: "given more than once".into() });
             }
         }
         Ok(Params(map))
@@ -53,10 +46,7 @@ impl Params {
 
     /// The raw value; an error if it is missing.
     pub fn require(&self, key: &str) -> Result<&str, ParamError> {
-        self.get(key).ok_or_else(|| ParamError {
-            key: key.into(),
-            reason: "is required".into(),
-        })
+        self.get(key).ok_or_else(|| ParamError { key: key.into(), reason: "is required".into() })
     }
 
     /// The value parsed as `T`, or `default` when absent.
@@ -66,10 +56,7 @@ impl Params {
     {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|e: T::Err| ParamError {
-                key: key.into(),
-                reason: format!("{v:?}: {e}"),
-            }),
+            Some(v) => v.parse().map_err(|e: T::Err| ParamError { key: key.into(), reason: format!("{v:?}: {e}") }),
         }
     }
 
@@ -124,13 +111,7 @@ impl Registry {
             let job = factory(p)?;
             Ok(Arc::new(JobRunner(job)) as Arc<dyn DynJob>)
         });
-        self.jobs.insert(
-            name.to_string(),
-            Arc::new(Entry {
-                about: about.to_string(),
-                factory,
-            }),
-        );
+        self.jobs.insert(name.to_string(), Arc::new(Entry { about: about.to_string(), factory }));
         self
     }
 
@@ -144,14 +125,11 @@ impl Registry {
 
     /// Builds job `name` with `params`.
     pub fn create(&self, name: &str, params: &Params) -> Result<Arc<dyn DynJob>, LookupError> {
-        let entry = self.jobs.get(name).ok_or_else(|| LookupError::UnknownJob {
-            name: name.to_string(),
-            known: self.names().join(", "),
-        })?;
-        (entry.factory)(params).map_err(|error| LookupError::Params {
-            job: name.to_string(),
-            error,
-        })
+        let entry = self
+            .jobs
+            .get(name)
+            .ok_or_else(|| LookupError::UnknownJob { name: name.to_string(), known: self.names().join(", ") })?;
+        (entry.factory)(params).map_err(|error| LookupError::Params { job: name.to_string(), error })
     }
 
     /// Registered names, sorted.
@@ -161,10 +139,7 @@ impl Registry {
 
     /// (name, one-line description) pairs, sorted by name.
     pub fn describe(&self) -> Vec<(String, String)> {
-        self.jobs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.about.clone()))
-            .collect()
+        self.jobs.iter().map(|(k, v)| (k.clone(), v.about.clone())).collect()
     }
 }
 

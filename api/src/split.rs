@@ -42,17 +42,8 @@ pub fn compute_splits(objects: &[InputObject], split_size: u64) -> Vec<Split> {
         let mut start = 0u64;
         while start < o.size {
             let remaining = o.size - start;
-            let len = if (remaining as f64) <= split_size as f64 * SLOP {
-                remaining
-            } else {
-                split_size
-            };
-            out.push(Split {
-                url: o.url.clone(),
-                start,
-                end: start + len,
-                object_size: o.size,
-            });
+            let len = if (remaining as f64) <= split_size as f64 * SLOP { remaining } else { split_size };
+            out.push(Split { url: o.url.clone(), start, end: start + len, object_size: o.size });
             start += len;
         }
     }
@@ -75,10 +66,7 @@ pub fn owned_range(data: &[u8], start: u64, end: u64) -> Range<usize> {
     if begin > rel_end || begin >= data.len() {
         return 0..0;
     }
-    let stop = match data
-        .get(rel_end..)
-        .and_then(|tail| tail.iter().position(|&b| b == b'\n'))
-    {
+    let stop = match data.get(rel_end..).and_then(|tail| tail.iter().position(|&b| b == b'\n')) {
         Some(i) => rel_end + i + 1,
         None => data.len(),
     };
@@ -92,8 +80,7 @@ pub fn has_enough(data: &[u8], start: u64, end: u64, object_size: u64) -> bool {
         return true;
     }
     let rel_end = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
-    data.get(rel_end..)
-        .is_some_and(|tail| tail.contains(&b'\n'))
+    data.get(rel_end..).is_some_and(|tail| tail.contains(&b'\n'))
 }
 
 /// The lines in `bytes` (a range from [`owned_range`]), each with its offset relative to
@@ -191,43 +178,18 @@ mod tests {
     #[test]
     fn small_objects_get_one_split_and_empty_ones_none() {
         let objs = [
-            InputObject {
-                url: "a".into(),
-                size: 0,
-            },
-            InputObject {
-                url: "b".into(),
-                size: 10,
-            },
-            InputObject {
-                url: "c".into(),
-                size: 105,
-            },
-            InputObject {
-                url: "d".into(),
-                size: 250,
-            },
+            InputObject { url: "a".into(), size: 0 },
+            InputObject { url: "b".into(), size: 10 },
+            InputObject { url: "c".into(), size: 105 },
+            InputObject { url: "d".into(), size: 250 },
         ];
         let s = compute_splits(&objs, 100);
-        let shape: Vec<(&str, u64, u64)> =
-            s.iter().map(|s| (s.url.as_str(), s.start, s.end)).collect();
-        assert_eq!(
-            shape,
-            vec![
-                ("b", 0, 10),
-                ("c", 0, 105),
-                ("d", 0, 100),
-                ("d", 100, 200),
-                ("d", 200, 250)
-            ]
-        );
+        let shape: Vec<(&str, u64, u64)> = s.iter().map(|s| (s.url.as_str(), s.start, s.end)).collect();
+        assert_eq!(shape, vec![("b", 0, 10), ("c", 0, 105), ("d", 0, 100), ("d", 100, 200), ("d", 200, 250)]);
     }
 
     #[test]
     fn crlf_is_stripped() {
-        assert_eq!(
-            all_lines(b"a\r\nb\n\nc"),
-            vec![b"a".to_vec(), b"b".to_vec(), b"".to_vec(), b"c".to_vec()]
-        );
+        assert_eq!(all_lines(b"a\r\nb\n\nc"), vec![b"a".to_vec(), b"b".to_vec(), b"".to_vec(), b"c".to_vec()]);
     }
 }

@@ -24,10 +24,7 @@ pub struct StoreUrl(Url);
 impl StoreUrl {
     /// Parses a URL, refusing schemes and shapes Quern cannot store to.
     pub fn parse(s: &str) -> Result<Self, StoreError> {
-        let bad = |reason: &str| StoreError::BadUrl {
-            url: s.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| StoreError::BadUrl { url: s.to_string(), reason: reason.to_string() };
         let url = Url::parse(s).map_err(|e| bad(&e.to_string()))?;
         match url.scheme() {
             "file" => {
@@ -46,18 +43,13 @@ impl StoreUrl {
                 }
             }
             other => {
-                return Err(bad(&format!(
-                    "unsupported scheme {other:?} (use file://, memory:// or s3://)"
-                )));
+                return Err(bad(&format!("unsupported scheme {other:?} (use file://, memory:// or s3://)")));
             }
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(bad("storage URLs take no query or fragment"));
         }
-        if url
-            .path_segments()
-            .is_some_and(|mut segs| segs.any(|p| p == ".." || p == "."))
-        {
+        if url.path_segments().is_some_and(|mut segs| segs.any(|p| p == ".." || p == ".")) {
             return Err(bad("path must not contain . or .. segments"));
         }
         ObjectStoreScheme::parse(&url).map_err(|e| bad(&e.to_string()))?;
@@ -69,10 +61,7 @@ impl StoreUrl {
     pub fn from_user(s: &str) -> Result<Self, StoreError> {
         let s = s.trim();
         if s.is_empty() {
-            return Err(StoreError::BadUrl {
-                url: s.to_string(),
-                reason: "empty".into(),
-            });
+            return Err(StoreError::BadUrl { url: s.to_string(), reason: "empty".into() });
         }
         if s.contains("://") {
             return Self::parse(s);
@@ -82,16 +71,11 @@ impl StoreUrl {
             path.to_path_buf()
         } else {
             std::env::current_dir()
-                .map_err(|e| StoreError::BadUrl {
-                    url: s.to_string(),
-                    reason: e.to_string(),
-                })?
+                .map_err(|e| StoreError::BadUrl { url: s.to_string(), reason: e.to_string() })?
                 .join(path)
         };
-        let mut url = Url::from_file_path(&abs).map_err(|()| StoreError::BadUrl {
-            url: s.to_string(),
-            reason: "not a valid local path".into(),
-        })?;
+        let mut url = Url::from_file_path(&abs)
+            .map_err(|()| StoreError::BadUrl { url: s.to_string(), reason: "not a valid local path".into() })?;
         if s.ends_with('/') && !url.path().ends_with('/') {
             let p = format!("{}/", url.path());
             url.set_path(&p);

@@ -201,13 +201,9 @@ pub struct RunArgs {
 /// Parses `123`, `64K`, `64KiB`, `1.5G`... into bytes (K = 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 1048576, 64MiB, 1G)"))?;
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 1048576, 64MiB, 1G)"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,

@@ -21,21 +21,12 @@ pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
 
 /// Connects to the coordinator named by `conn`.
 pub async fn connect(conn: &Conn) -> Result<JobClient> {
-    let token = conn
-        .token_file
-        .as_deref()
-        .map(read_token_file)
-        .transpose()?;
+    let token = conn.token_file.as_deref().map(read_token_file).transpose()?;
     Ok(job_client(&conn.coordinator, token.as_deref()).await?)
 }
 
 /// Checks a job definition against this binary's registry and builds the wire spec.
-pub fn prepare(
-    def: &JobDef,
-    registry: &Registry,
-    split_size: u64,
-    priority: i32,
-) -> Result<pb::JobSpec> {
+pub fn prepare(def: &JobDef, registry: &Registry, split_size: u64, priority: i32) -> Result<pb::JobSpec> {
     let params = Params::parse_pairs(&def.params).context("bad --param")?;
     registry.create(&def.job, &params)?;
     if def.input.iter().all(|s| s.trim().is_empty()) {
@@ -45,11 +36,7 @@ pub fn prepare(
         .input
         .iter()
         .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            StoreUrl::from_user(s)
-                .map(|u| u.to_string())
-                .context("bad --input")
-        })
+        .map(|s| StoreUrl::from_user(s).map(|u| u.to_string()).context("bad --input"))
         .collect::<Result<Vec<_>>>()?;
     let output = StoreUrl::from_user(&def.output).context("bad --output")?;
     Ok(pb::JobSpec {
@@ -65,10 +52,7 @@ pub fn prepare(
 
 /// Submits a spec; returns the job id.
 pub async fn submit_spec(client: &mut JobClient, spec: pb::JobSpec) -> Result<String> {
-    let resp = client
-        .submit(pb::SubmitRequest { spec: Some(spec) })
-        .await
-        .map_err(rpc_error)?;
+    let resp = client.submit(pb::SubmitRequest { spec: Some(spec) }).await.map_err(rpc_error)?;
     Ok(resp.into_inner().job_id)
 }
 
@@ -100,14 +84,7 @@ pub fn finish(status: &pb::JobStatus) -> Result<()> {
     match render::state_name(status.state) {
         "succeeded" => Ok(()),
         "killed" => bail!("job {} was killed", status.id),
-        _ => bail!(
-            "job {} failed: {}",
-            status.id,
-            status
-                .error
-                .clone()
-                .unwrap_or_else(|| "unknown error".into())
-        ),
+        _ => bail!("job {} failed: {}", status.id, status.error.clone().unwrap_or_else(|| "unknown error".into())),
     }
 }
 
@@ -117,11 +94,7 @@ pub async fn wait(conn: &Conn, client: &mut JobClient, id: &str) -> Result<pb::J
     let mut progress = Progress::new();
     let mut down_since: Option<Instant> = None;
     loop {
-        let stream = client
-            .watch(pb::JobRequest {
-                job_id: id.to_string(),
-            })
-            .await;
+        let stream = client.watch(pb::JobRequest { job_id: id.to_string() }).await;
         match stream {
             Ok(s) => {
                 down_since = None;
@@ -139,10 +112,7 @@ pub async fn wait(conn: &Conn, client: &mut JobClient, id: &str) -> Result<pb::J
                     }
                 }
             }
-            Err(e)
-                if e.code() == tonic::Code::NotFound
-                    || e.code() == tonic::Code::Unauthenticated =>
-            {
+            Err(e) if e.code() == tonic::Code::NotFound || e.code() == tonic::Code::Unauthenticated => {
                 progress.done();
                 return Err(rpc_error(e));
             }
@@ -151,10 +121,7 @@ pub async fn wait(conn: &Conn, client: &mut JobClient, id: &str) -> Result<pb::J
         let since = *down_since.get_or_insert_with(Instant::now);
         if since.elapsed() > Duration::from_secs(60) {
             progress.done();
-            bail!(
-                "lost the coordinator at {} while waiting for job {id}",
-                conn.coordinator
-            );
+            bail!("lost the coordinator at {} while waiting for job {id}", conn.coordinator);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         if let Ok(c) = connect(conn).await {
@@ -183,10 +150,7 @@ impl Progress {
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
-        Progress {
-            bar,
-            last: String::new(),
-        }
+        Progress { bar, last: String::new() }
     }
 
     fn show(&mut self, s: &pb::JobStatus) {
@@ -224,11 +188,7 @@ impl Progress {
 /// `quern status`.
 pub async fn status(a: JobArgs) -> Result<()> {
     let mut client = connect(&a.conn).await?;
-    let s = client
-        .status(pb::JobRequest { job_id: a.job_id })
-        .await
-        .map_err(rpc_error)?
-        .into_inner();
+    let s = client.status(pb::JobRequest { job_id: a.job_id }).await.map_err(rpc_error)?.into_inner();
     if a.json {
         println!("{}", render::status_json(&s));
     } else {
@@ -240,12 +200,7 @@ pub async fn status(a: JobArgs) -> Result<()> {
 /// `quern list`.
 pub async fn list(a: ListArgs) -> Result<()> {
     let mut client = connect(&a.conn).await?;
-    let jobs = client
-        .list(pb::ListJobsRequest {})
-        .await
-        .map_err(rpc_error)?
-        .into_inner()
-        .jobs;
+    let jobs = client.list(pb::ListJobsRequest {}).await.map_err(rpc_error)?.into_inner().jobs;
     if a.json {
         let v: Vec<_> = jobs.iter().map(render::status_json).collect();
         println!("{}", serde_json::Value::Array(v));
@@ -260,13 +215,7 @@ pub async fn list(a: ListArgs) -> Result<()> {
 /// `quern kill`.
 pub async fn kill(a: KillArgs) -> Result<()> {
     let mut client = connect(&a.conn).await?;
-    let r = client
-        .kill(pb::JobRequest {
-            job_id: a.job_id.clone(),
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner();
+    let r = client.kill(pb::JobRequest { job_id: a.job_id.clone() }).await.map_err(rpc_error)?.into_inner();
     match render::state_name(r.state) {
         "killed" => {
             eprintln!("job {} killed", a.job_id);
@@ -279,17 +228,9 @@ pub async fn kill(a: KillArgs) -> Result<()> {
 /// `quern workers`.
 pub async fn workers(a: ListArgs) -> Result<()> {
     let mut client = connect(&a.conn).await?;
-    let ws = client
-        .workers(pb::ListWorkersRequest {})
-        .await
-        .map_err(rpc_error)?
-        .into_inner()
-        .workers;
+    let ws = client.workers(pb::ListWorkersRequest {}).await.map_err(rpc_error)?.into_inner().workers;
     if a.json {
-        println!(
-            "{}",
-            serde_json::Value::Array(ws.iter().map(render::worker_json).collect())
-        );
+        println!("{}", serde_json::Value::Array(ws.iter().map(render::worker_json).collect()));
     } else {
         for w in &ws {
             println!(
@@ -304,17 +245,9 @@ pub async fn workers(a: ListArgs) -> Result<()> {
 /// `quern tasks`.
 pub async fn tasks(a: JobArgs) -> Result<()> {
     let mut client = connect(&a.conn).await?;
-    let ts = client
-        .tasks(pb::JobRequest { job_id: a.job_id })
-        .await
-        .map_err(rpc_error)?
-        .into_inner()
-        .tasks;
+    let ts = client.tasks(pb::JobRequest { job_id: a.job_id }).await.map_err(rpc_error)?.into_inner().tasks;
     if a.json {
-        println!(
-            "{}",
-            serde_json::Value::Array(ts.iter().map(render::task_json).collect())
-        );
+        println!("{}", serde_json::Value::Array(ts.iter().map(render::task_json).collect()));
     } else {
         for t in &ts {
             let v = render::task_json(t);

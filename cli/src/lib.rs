@@ -44,19 +44,13 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
             // One line, not clap's usage block: the first line already says what is wrong.
             let text = e.render().to_string();
-            let line = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error: bad arguments");
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: bad arguments");
             eprintln!("{line}");
             return ExitCode::from(2);
         }
     };
     init_tracing(&cli.command);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -101,9 +95,6 @@ fn init_tracing(cmd: &Command) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }

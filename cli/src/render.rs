@@ -75,10 +75,7 @@ pub fn status_text(s: &pb::JobStatus) -> String {
     out.push_str(&format!("inputs    {}\n", s.inputs.join(",")));
     out.push_str(&format!("output    {}\n", s.output));
     if let (Some(end), start) = (s.finished_ms, s.submitted_ms) {
-        out.push_str(&format!(
-            "elapsed   {:.3}s\n",
-            end.saturating_sub(start) as f64 / 1000.0
-        ));
+        out.push_str(&format!("elapsed   {:.3}s\n", end.saturating_sub(start) as f64 / 1000.0));
     }
     if let Some(e) = &s.error {
         out.push_str(&format!("error     {e}\n"));
@@ -103,11 +100,7 @@ pub fn worker_json(w: &pb::WorkerInfo) -> Value {
 
 /// A task as JSON.
 pub fn task_json(t: &pb::TaskInfo) -> Value {
-    let kind = if t.kind == pb::TaskKind::Map as i32 {
-        "map"
-    } else {
-        "reduce"
-    };
+    let kind = if t.kind == pb::TaskKind::Map as i32 { "map" } else { "reduce" };
     json!({
         "kind": kind, "index": t.index, "state": t.state, "attempts": t.attempts,
         "workers": t.workers, "error": t.error, "locality": t.locality,

@@ -19,15 +19,14 @@ pub fn cancel_on_signal(token: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        token.cancel();
-                        return;
-                    }
-                };
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -56,11 +55,7 @@ pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     cancel_on_signal(shutdown.clone());
     let running = quern_coordinator::start(cfg, shutdown).await?;
     eprintln!("coordinator listening on {}", running.url);
-    running
-        .task
-        .await
-        .context("coordinator task")?
-        .context("serving")?;
+    running.task.await.context("coordinator task")?.context("serving")?;
     Ok(())
 }
 
@@ -97,12 +92,7 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
     let spec = prepare(&a.job, &registry, a.split_size, 0)?;
     let scratch = match &a.store {
         Some(_) => None,
-        None => Some(
-            tempfile::Builder::new()
-                .prefix("quern-run-")
-                .tempdir()
-                .context("creating a scratch directory")?,
-        ),
+        None => Some(tempfile::Builder::new().prefix("quern-run-").tempdir().context("creating a scratch directory")?),
     };
     let store = match (&a.store, &scratch) {
         (Some(s), _) => StoreUrl::from_user(s).context("bad --store")?,
@@ -112,8 +102,7 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let listen = "127.0.0.1:0".parse().context("loopback address")?;
-    let running =
-        quern_coordinator::start(CoordinatorConfig::new(listen, store), shutdown.clone()).await?;
+    let running = quern_coordinator::start(CoordinatorConfig::new(listen, store), shutdown.clone()).await?;
     let mut workers = Vec::new();
     for i in 0..a.workers {
         let cfg = WorkerConfig {
@@ -125,17 +114,10 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
             reconnect_budget: Duration::from_secs(10),
             poll_wait: Duration::from_secs(10),
         };
-        workers.push(tokio::spawn(quern_worker::run(
-            cfg,
-            registry.clone(),
-            shutdown.clone(),
-        )));
+        workers.push(tokio::spawn(quern_worker::run(cfg, registry.clone(), shutdown.clone())));
     }
     let started = Instant::now();
-    let conn = crate::args::Conn {
-        coordinator: running.url.clone(),
-        token_file: None,
-    };
+    let conn = crate::args::Conn { coordinator: running.url.clone(), token_file: None };
     let result = async {
         let mut client = crate::client_cmds::connect(&conn).await?;
         let id = submit_spec(&mut client, spec).await?;

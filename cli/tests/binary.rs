@@ -6,36 +6,16 @@ use std::process::Command;
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in [
-        "coordinator",
-        "worker",
-        "submit",
-        "status",
-        "list",
-        "kill",
-        "workers",
-        "tasks",
-        "run",
-        "jobs",
-    ] {
-        let o = Command::new(env!("CARGO_BIN_EXE_quern"))
-            .args([sub, "--help"])
-            .output()
-            .unwrap();
+    for sub in ["coordinator", "worker", "submit", "status", "list", "kill", "workers", "tasks", "run", "jobs"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_quern")).args([sub, "--help"]).output().unwrap();
         assert!(o.status.success(), "{sub} --help");
-        assert!(
-            String::from_utf8_lossy(&o.stdout).contains("Usage"),
-            "{sub} --help prints usage"
-        );
+        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{sub} --help prints usage");
     }
 }
 
 #[test]
 fn the_stock_binary_lists_the_builtin_jobs() {
-    let o = Command::new(env!("CARGO_BIN_EXE_quern"))
-        .arg("jobs")
-        .output()
-        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_quern")).arg("jobs").output().unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     for job in ["wordcount", "grep", "indexer"] {
         assert!(text.contains(job), "{job} missing from {text}");

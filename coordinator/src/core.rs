@@ -152,14 +152,7 @@ pub struct Core {
 impl Core {
     /// An empty coordinator.
     pub fn new(cfg: CoreConfig, policy: Box<dyn Policy>) -> Self {
-        Core {
-            cfg,
-            policy,
-            jobs: BTreeMap::new(),
-            workers: BTreeMap::new(),
-            next_job: 1,
-            next_worker: 1,
-        }
+        Core { cfg, policy, jobs: BTreeMap::new(), workers: BTreeMap::new(), next_job: 1, next_worker: 1 }
     }
 
     /// Settings.
@@ -185,23 +178,13 @@ impl Core {
     /// Whether an unfinished job already writes to `output`.
     pub fn output_in_use(&self, output: &StoreUrl) -> Option<&JobId> {
         let dir = output.as_dir();
-        self.jobs
-            .values()
-            .find(|j| !j.state.is_final() && j.spec.output.as_dir() == dir)
-            .map(|j| &j.id)
+        self.jobs.values().find(|j| !j.state.is_final() && j.spec.output.as_dir() == dir).map(|j| &j.id)
     }
 
     // ------------------------------------------------------------------ workers
 
     /// Registers a worker under a fresh id.
-    pub fn register(
-        &mut self,
-        host: String,
-        rack: String,
-        slots: u32,
-        jobs: BTreeSet<String>,
-        now: Now,
-    ) -> WorkerId {
+    pub fn register(&mut self, host: String, rack: String, slots: u32, jobs: BTreeSet<String>, now: Now) -> WorkerId {
         let id = WorkerId::new(self.cfg.epoch_ms, self.next_worker);
         self.next_worker += 1;
         let entry = WorkerEntry {
@@ -256,12 +239,7 @@ impl Core {
     }
 
     /// A worker asks for up to `free` tasks. None for an unknown worker.
-    pub fn poll(
-        &mut self,
-        worker: &WorkerId,
-        free: u32,
-        now: Now,
-    ) -> Option<Vec<pb::TaskAssignment>> {
+    pub fn poll(&mut self, worker: &WorkerId, free: u32, now: Now) -> Option<Vec<pb::TaskAssignment>> {
         let w = self.workers.get_mut(worker)?;
         w.last_seen = now.at;
         let free = free.min(w.slots.saturating_sub(w.running.len() as u32));
@@ -281,19 +259,11 @@ impl Core {
                 let Some((kind, idx)) = job.next_pending() else {
                     break;
                 };
-                let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start(worker, now.at))
-                else {
+                let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start(worker, now.at)) else {
                     break;
                 };
                 out.push(job.assignment(kind, idx, attempt));
-                let aid = AttemptId {
-                    task: TaskId {
-                        job: job_id.clone(),
-                        kind,
-                        index: idx,
-                    },
-                    attempt,
-                };
+                let aid = AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt };
                 if let Some(w) = self.workers.get_mut(worker) {
                     w.running.insert(aid);
                 }
@@ -311,10 +281,8 @@ impl Core {
         if attempt.task.kind != TaskKind::Reduce {
             return Err("only reduce attempts commit");
         }
-        job.with_task(attempt.task.kind, attempt.task.index, |t| {
-            t.request_commit(attempt.attempt, worker)
-        })
-        .ok_or("unknown task")?
+        job.with_task(attempt.task.kind, attempt.task.index, |t| t.request_commit(attempt.attempt, worker))
+            .ok_or("unknown task")?
     }
 
     /// An attempt reports its outcome.
@@ -336,31 +304,19 @@ impl Core {
         };
         let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
         let result = match outcome {
-            Outcome::Succeeded {
-                counters,
-                map_output,
-            } => {
-                let url = map_output
-                    .as_ref()
-                    .and_then(|m| StoreUrl::parse(&m.url).ok());
+            Outcome::Succeeded { counters, map_output } => {
+                let url = map_output.as_ref().and_then(|m| StoreUrl::parse(&m.url).ok());
                 let verdict = if job.state != JobState::Running {
                     Verdict::Stale("job is not running")
                 } else {
-                    job.with_task(kind, idx, |t| {
-                        t.succeed(n, worker, map_output, kind == TaskKind::Reduce)
-                    })
-                    .unwrap_or(Verdict::Stale("unknown task"))
+                    job.with_task(kind, idx, |t| t.succeed(n, worker, map_output, counters, kind == TaskKind::Reduce))
+                        .unwrap_or(Verdict::Stale("unknown task"))
                 };
                 match verdict {
                     Verdict::Accepted => {
-                        // Only committed attempts count (MapReduce paper, 4.9).
-                        job.counters.merge(&counters);
                         if kind == TaskKind::Reduce && job.reduces_complete() {
                             job.state = JobState::Committing;
-                            actions.push(Action::WriteSuccess {
-                                job: job.id.clone(),
-                                output: job.spec.output.clone(),
-                            });
+                            actions.push(Action::WriteSuccess { job: job.id.clone(), output: job.spec.output.clone() });
                         }
                         if let Some(w) = self.workers.get_mut(worker) {
                             w.completed += 1;
@@ -374,11 +330,7 @@ impl Core {
                     }
                 }
             }
-            Outcome::Failed {
-                kind: fk,
-                message,
-                lost_map,
-            } => {
+            Outcome::Failed { kind: fk, message, lost_map } => {
                 let counts = fk != FailureKind::MapOutputLost;
                 let effect = job
                     .with_task(kind, idx, |t| t.fail(n, worker, &message, counts, max))
@@ -388,37 +340,25 @@ impl Core {
                     FailureEffect::Retry => {
                         if let (FailureKind::MapOutputLost, Some(m)) = (fk, lost_map) {
                             tracing::warn!(job = %job.id, map = m, "map output lost; running the map again");
-                            if let Some(Some(old)) =
-                                job.with_task(TaskKind::Map, m, |t| t.output_lost())
-                            {
+                            if let Some(Some(old)) = job.with_task(TaskKind::Map, m, |t| t.output_lost()) {
                                 actions.extend(StoreUrl::parse(&old.url).ok().map(Action::Delete));
                             }
                         }
                         Ok(())
                     }
                     FailureEffect::Exhausted(msg) => {
-                        let what = if kind == TaskKind::Map {
-                            "map"
-                        } else {
-                            "reduce"
-                        };
+                        let what = if kind == TaskKind::Map { "map" } else { "reduce" };
                         let error = format!("{what} task {idx} {msg}");
-                        actions.extend(self.end_job(
-                            &attempt.task.job,
-                            JobState::Failed { error },
-                            now.wall_ms,
-                        ));
+                        actions.extend(self.end_job(&attempt.task.job, JobState::Failed { error }, now.wall_ms));
                         Ok(())
                     }
                 }
             }
-            Outcome::Killed => {
-                match job.with_task(kind, idx, |t| t.fail(n, worker, "killed", false, max)) {
-                    Some(FailureEffect::Stale(why)) => Err(why),
-                    Some(_) => Ok(()),
-                    None => Err("unknown task"),
-                }
-            }
+            Outcome::Killed => match job.with_task(kind, idx, |t| t.fail(n, worker, "killed", false, max)) {
+                Some(FailureEffect::Stale(why)) => Err(why),
+                Some(_) => Ok(()),
+                None => Err("unknown task"),
+            },
         };
         (result, actions)
     }
@@ -431,10 +371,7 @@ impl Core {
         let seq = self.next_job;
         self.next_job += 1;
         let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
-        self.jobs.insert(
-            id.clone(),
-            Job::new(id.clone(), seq, spec, splits, scratch, now_ms),
-        );
+        self.jobs.insert(id.clone(), Job::new(id.clone(), seq, spec, splits, scratch, now_ms));
         id
     }
 
@@ -449,12 +386,7 @@ impl Core {
     }
 
     /// `_SUCCESS` was written (or failed to be).
-    pub fn finalized(
-        &mut self,
-        id: &JobId,
-        result: Result<(), String>,
-        now_ms: u64,
-    ) -> Vec<Action> {
+    pub fn finalized(&mut self, id: &JobId, result: Result<(), String>, now_ms: u64) -> Vec<Action> {
         let Some(job) = self.jobs.get_mut(id) else {
             return Vec::new();
         };
@@ -465,19 +397,9 @@ impl Core {
             Ok(()) => {
                 job.state = JobState::Succeeded;
                 job.finished_ms = Some(now_ms);
-                vec![Action::Cleanup {
-                    job: id.clone(),
-                    scratch: job.scratch.clone(),
-                    delete: Vec::new(),
-                }]
+                vec![Action::Cleanup { job: id.clone(), scratch: job.scratch.clone(), delete: Vec::new() }]
             }
-            Err(e) => self.end_job(
-                id,
-                JobState::Failed {
-                    error: format!("writing _SUCCESS: {e}"),
-                },
-                now_ms,
-            ),
+            Err(e) => self.end_job(id, JobState::Failed { error: format!("writing _SUCCESS: {e}") }, now_ms),
         }
     }
 
@@ -493,23 +415,16 @@ impl Core {
         job.finished_ms = Some(now_ms);
         let scratch = job.scratch.clone();
         for (kind, index, attempt, worker) in aborted {
-            let aid = AttemptId {
-                task: TaskId {
-                    job: id.clone(),
-                    kind,
-                    index,
-                },
-                attempt,
-            };
+            let aid = AttemptId { task: TaskId { job: id.clone(), kind, index }, attempt };
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.running.remove(&aid);
                 w.to_cancel.push(aid);
             }
         }
-        vec![Action::Cleanup {
-            job: id.clone(),
-            scratch,
-            delete: parts,
-        }]
+        vec![Action::Cleanup { job: id.clone(), scratch, delete: parts }]
     }
 }
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -41,10 +41,7 @@ pub async fn list_inputs(urls: &[StoreUrl]) -> Result<Vec<InputObject>, InputErr
         let mut found = Vec::new();
         if !url.is_dir() {
             match store.head(&url.path()).await {
-                Ok(meta) => found.push(InputObject {
-                    url: url.to_string(),
-                    size: meta.size,
-                }),
+                Ok(meta) => found.push(InputObject { url: url.to_string(), size: meta.size }),
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(StoreError::from_store(url.as_str(), e).into()),
             }
@@ -58,10 +55,7 @@ pub async fn list_inputs(urls: &[StoreUrl]) -> Result<Vec<InputObject>, InputErr
                 if is_hidden(&child.base_name()) {
                     continue;
                 }
-                found.push(InputObject {
-                    url: child.to_string(),
-                    size: meta.size,
-                });
+                found.push(InputObject { url: child.to_string(), size: meta.size });
             }
         }
         if found.is_empty() {
@@ -85,10 +79,7 @@ pub async fn check_output_empty(url: &StoreUrl) -> Result<(), InputError> {
     if !url.is_dir() {
         match store.head(&path).await {
             Ok(_) => {
-                return Err(InputError::OutputExists {
-                    url: url.to_string(),
-                    found: "an object of that name".into(),
-                });
+                return Err(InputError::OutputExists { url: url.to_string(), found: "an object of that name".into() });
             }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(StoreError::from_store(url.as_str(), e).into()),
@@ -109,10 +100,7 @@ pub async fn check_output_empty(url: &StoreUrl) -> Result<(), InputError> {
 /// Deletes every object under `dir`, ignoring ones already gone.
 pub async fn delete_prefix(dir: &StoreUrl) -> Result<(), StoreError> {
     let store = dir.store()?;
-    let locations = store
-        .list(Some(&dir.path()))
-        .map(|m| m.map(|m| m.location))
-        .boxed();
+    let locations = store.list(Some(&dir.path())).map(|m| m.map(|m| m.location)).boxed();
     let mut deleted = store.delete_stream(locations);
     while let Some(r) = deleted.next().await {
         match r {

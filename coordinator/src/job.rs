@@ -59,10 +59,7 @@ pub enum JobState {
 impl JobState {
     /// Whether the job has ended.
     pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Failed { .. } | JobState::Killed
-        )
+        matches!(self, JobState::Succeeded | JobState::Failed { .. } | JobState::Killed)
     }
 }
 
@@ -83,8 +80,6 @@ pub struct Job {
     pub reduces: Vec<Task>,
     /// Lifecycle state.
     pub state: JobState,
-    /// Counters of committed attempts.
-    pub counters: Counters,
     /// Wall-clock submit time (ms since epoch).
     pub submitted_ms: u64,
     /// Wall-clock end time.
@@ -99,14 +94,7 @@ pub struct Job {
 
 impl Job {
     /// A new running job with one map task per split.
-    pub fn new(
-        id: JobId,
-        seq: u64,
-        spec: JobSpec,
-        splits: Vec<Split>,
-        scratch: StoreUrl,
-        submitted_ms: u64,
-    ) -> Self {
+    pub fn new(id: JobId, seq: u64, spec: JobSpec, splits: Vec<Split>, scratch: StoreUrl, submitted_ms: u64) -> Self {
         let m = splits.len();
         let r = spec.reducers as usize;
         Job {
@@ -119,7 +107,6 @@ impl Job {
             spec,
             splits,
             state: JobState::Running,
-            counters: Counters::new(),
             submitted_ms,
             finished_ms: None,
             scratch,
@@ -166,12 +153,7 @@ impl Job {
     }
 
     /// Applies `f` to task `idx` and keeps the bookkeeping right.
-    pub fn with_task<R>(
-        &mut self,
-        kind: TaskKind,
-        idx: u32,
-        f: impl FnOnce(&mut Task) -> R,
-    ) -> Option<R> {
+    pub fn with_task<R>(&mut self, kind: TaskKind, idx: u32, f: impl FnOnce(&mut Task) -> R) -> Option<R> {
         let t = self.tasks_mut(kind).get_mut(idx as usize)?;
         let was_done = t.is_done();
         let r = f(t);
@@ -210,25 +192,30 @@ impl Job {
             TaskKind::Map => self.maps_done,
             TaskKind::Reduce => self.reduces_done,
         };
-        let running = tasks
-            .iter()
-            .filter(|t| matches!(t.state, TaskState::Running { .. }))
-            .count() as u32;
+        let running = tasks.iter().filter(|t| matches!(t.state, TaskState::Running { .. })).count() as u32;
         (tasks.len() as u32, done, running)
+    }
+
+    /// The job's counters: the sum over tasks of their committed attempt's counters, so
+    /// retried, killed, superseded and re-run attempts never count twice.
+    pub fn counters(&self) -> Counters {
+        let mut c = Counters::new();
+        for t in self.maps.iter().chain(&self.reduces) {
+            if let Some(tc) = t.counters() {
+                c.merge(tc);
+            }
+        }
+        c
     }
 
     /// Whether any attempt was ever handed out.
     pub fn started(&self) -> bool {
-        self.maps
-            .iter()
-            .chain(&self.reduces)
-            .any(|t| t.attempts > 0)
+        self.maps.iter().chain(&self.reduces).any(|t| t.attempts > 0)
     }
 
     /// The URL a map attempt writes its shuffle object to.
     pub fn shuffle_url(&self, idx: u32, attempt: u32) -> StoreUrl {
-        self.scratch
-            .join(&format!("map-{idx:05}-a{attempt}.arrows"))
+        self.scratch.join(&format!("map-{idx:05}-a{attempt}.arrows"))
     }
 
     /// The URL of reduce task `idx`'s part.
@@ -246,12 +233,8 @@ impl Job {
 
     /// Builds the assignment for attempt `attempt` of a task.
     pub fn assignment(&self, kind: TaskKind, idx: u32, attempt: u32) -> pb::TaskAssignment {
-        let attempt_ref = pb::AttemptRef {
-            job_id: self.id.to_string(),
-            kind: pb::TaskKind::from(kind) as i32,
-            index: idx,
-            attempt,
-        };
+        let attempt_ref =
+            pb::AttemptRef { job_id: self.id.to_string(), kind: pb::TaskKind::from(kind) as i32, index: idx, attempt };
         let task = match kind {
             TaskKind::Map => {
                 let s = &self.splits[idx as usize];
@@ -271,21 +254,17 @@ impl Job {
                     .iter()
                     .enumerate()
                     .filter_map(|(m, t)| match &t.state {
-                        TaskState::Succeeded {
-                            output: Some(MapOutputMeta { url, segments }),
-                            ..
-                        } => Some(pb::ReduceInput {
-                            map_index: m as u32,
-                            url: url.clone(),
-                            segment: segments.get(idx as usize).cloned(),
-                        }),
+                        TaskState::Succeeded { output: Some(MapOutputMeta { url, segments }), .. } => {
+                            Some(pb::ReduceInput {
+                                map_index: m as u32,
+                                url: url.clone(),
+                                segment: segments.get(idx as usize).cloned(),
+                            })
+                        }
                         _ => None,
                     })
                     .collect();
-                pb::task_assignment::Task::Reduce(pb::ReduceTask {
-                    inputs,
-                    part_url: self.part_url(idx).to_string(),
-                })
+                pb::task_assignment::Task::Reduce(pb::ReduceTask { inputs, part_url: self.part_url(idx).to_string() })
             }
         };
         pb::TaskAssignment {

@@ -102,31 +102,19 @@ pub struct Running {
 }
 
 /// Binds, writes the address file, and serves in the background until `shutdown`.
-pub async fn start(
-    cfg: CoordinatorConfig,
-    shutdown: CancellationToken,
-) -> Result<Running, StartError> {
+pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Result<Running, StartError> {
     cfg.store.store()?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|source| StartError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: cfg.listen,
-        source,
-    })?;
+        .map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
     let url = format!("http://{addr}");
     if let Some(path) = &cfg.addr_file {
         // Written whole then renamed, so a reader never sees half an address.
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, format!("{url}\n"))
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| StartError::AddrFile {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| StartError::AddrFile { path: path.clone(), source })?;
     }
     let core = Core::new(
         CoreConfig {

@@ -35,20 +35,13 @@ pub struct Shared {
 
 /// The current time.
 pub fn now() -> Now {
-    Now {
-        at: Instant::now(),
-        wall_ms: now_ms(),
-    }
+    Now { at: Instant::now(), wall_ms: now_ms() }
 }
 
 impl Shared {
     /// Wraps a core.
     pub fn new(core: Core, heartbeat_interval: Duration) -> Arc<Self> {
-        Arc::new(Shared {
-            core: Mutex::new(core),
-            changed: watch::Sender::new(0),
-            heartbeat_interval,
-        })
+        Arc::new(Shared { core: Mutex::new(core), changed: watch::Sender::new(0), heartbeat_interval })
     }
 
     /// Locks the core. A panic while holding the lock is a bug, but the state stays usable.
@@ -86,11 +79,7 @@ impl Shared {
                         me.bump();
                         queue.extend(more);
                     }
-                    Action::Cleanup {
-                        job,
-                        scratch,
-                        delete,
-                    } => {
+                    Action::Cleanup { job, scratch, delete } => {
                         for url in &delete {
                             if let Err(e) = delete_object(url).await {
                                 warn!(job = %job, error = %e, "could not delete a part of an unsuccessful job");
@@ -112,8 +101,8 @@ impl Shared {
 
     /// Declares silent workers lost, every fraction of the heartbeat timeout, until `stop`.
     pub async fn run_ticker(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
-        let every = (self.core().config().heartbeat_timeout / 5)
-            .clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let every =
+            (self.core().config().heartbeat_timeout / 5).clamp(Duration::from_millis(20), Duration::from_secs(1));
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
@@ -155,16 +144,9 @@ pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>), Stat
         .collect::<Result<Vec<_>, _>>()?;
     let output = StoreUrl::parse(&spec.output).map_err(|e| bad(format!("output: {e}")))?;
     if spec.reducers == 0 || spec.reducers > MAX_REDUCERS {
-        return Err(bad(format!(
-            "reducers must be between 1 and {MAX_REDUCERS}, not {}",
-            spec.reducers
-        )));
+        return Err(bad(format!("reducers must be between 1 and {MAX_REDUCERS}, not {}", spec.reducers)));
     }
-    let split_size = if spec.split_size == 0 {
-        DEFAULT_SPLIT_SIZE
-    } else {
-        spec.split_size
-    };
+    let split_size = if spec.split_size == 0 { DEFAULT_SPLIT_SIZE } else { spec.split_size };
     let domain = JobSpec {
         name: spec.job,
         inputs: spec.inputs,
@@ -193,48 +175,29 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::JobStatus, Status>> + Se
 
 #[tonic::async_trait]
 impl pb::job_service_server::JobService for JobSvc {
-    async fn submit(
-        &self,
-        req: Request<pb::SubmitRequest>,
-    ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let spec = req
-            .into_inner()
-            .spec
-            .ok_or_else(|| Status::invalid_argument("missing job spec"))?;
+    async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+        let spec = req.into_inner().spec.ok_or_else(|| Status::invalid_argument("missing job spec"))?;
         let (spec, inputs) = validate_spec(spec)?;
         if let Some(other) = self.0.core().output_in_use(&spec.output) {
-            return Err(Status::already_exists(format!(
-                "output {} is being written by job {other}",
-                spec.output
-            )));
+            return Err(Status::already_exists(format!("output {} is being written by job {other}", spec.output)));
         }
-        check_output_empty(&spec.output)
-            .await
-            .map_err(input_status)?;
+        check_output_empty(&spec.output).await.map_err(input_status)?;
         let objects = list_inputs(&inputs).await.map_err(input_status)?;
         let splits = compute_splits(&objects, spec.split_size);
         let id = {
             let mut core = self.0.core();
             // Checked again under the lock: two submits may race for one output.
             if let Some(other) = core.output_in_use(&spec.output) {
-                return Err(Status::already_exists(format!(
-                    "output {} is being written by job {other}",
-                    spec.output
-                )));
+                return Err(Status::already_exists(format!("output {} is being written by job {other}", spec.output)));
             }
             core.submit(spec, splits, now_ms())
         };
         info!(job = %id, "job submitted");
         self.0.bump();
-        Ok(Response::new(pb::SubmitResponse {
-            job_id: id.to_string(),
-        }))
+        Ok(Response::new(pb::SubmitResponse { job_id: id.to_string() }))
     }
 
-    async fn status(
-        &self,
-        req: Request<pb::JobRequest>,
-    ) -> Result<Response<pb::JobStatus>, Status> {
+    async fn status(&self, req: Request<pb::JobRequest>) -> Result<Response<pb::JobStatus>, Status> {
         let id = job_id(&req.into_inner().job_id)?;
         let core = self.0.core();
         let job = core.job(&id).ok_or_else(|| not_found(&id))?;
@@ -276,38 +239,25 @@ impl pb::job_service_server::JobService for JobSvc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
-    async fn list(
-        &self,
-        _req: Request<pb::ListJobsRequest>,
-    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+    async fn list(&self, _req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
         let core = self.0.core();
-        Ok(Response::new(pb::ListJobsResponse {
-            jobs: core.jobs().map(job_status).collect(),
-        }))
+        Ok(Response::new(pb::ListJobsResponse { jobs: core.jobs().map(job_status).collect() }))
     }
 
-    async fn kill(
-        &self,
-        req: Request<pb::JobRequest>,
-    ) -> Result<Response<pb::KillResponse>, Status> {
+    async fn kill(&self, req: Request<pb::JobRequest>) -> Result<Response<pb::KillResponse>, Status> {
         let id = job_id(&req.into_inner().job_id)?;
         let (state, actions) = {
             let mut core = self.0.core();
             let job = core.job(&id).ok_or_else(|| not_found(&id))?;
             if job.state.is_final() {
-                let state = pb::JobState::try_from(crate::status::job_state(job) as i32)
-                    .unwrap_or(pb::JobState::Unspecified);
+                let state =
+                    pb::JobState::try_from(crate::status::job_state(job) as i32).unwrap_or(pb::JobState::Unspecified);
                 return Err(Status::failed_precondition(format!(
                     "job {id} had already ended ({})",
-                    state
-                        .as_str_name()
-                        .trim_start_matches("JOB_STATE_")
-                        .to_lowercase()
+                    state.as_str_name().trim_start_matches("JOB_STATE_").to_lowercase()
                 )));
             }
             let (_, actions) = core.kill(&id, now_ms()).ok_or_else(|| not_found(&id))?;
@@ -316,9 +266,7 @@ impl pb::job_service_server::JobService for JobSvc {
         };
         self.0.perform(actions);
         self.0.bump();
-        Ok(Response::new(pb::KillResponse {
-            state: state as i32,
-        }))
+        Ok(Response::new(pb::KillResponse { state: state as i32 }))
     }
 
     async fn workers(
@@ -327,24 +275,15 @@ impl pb::job_service_server::JobService for JobSvc {
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         let core = self.0.core();
         let now = Instant::now();
-        let workers = core
-            .workers()
-            .iter()
-            .map(|(id, w)| worker_info(id, w, now))
-            .collect();
+        let workers = core.workers().iter().map(|(id, w)| worker_info(id, w, now)).collect();
         Ok(Response::new(pb::ListWorkersResponse { workers }))
     }
 
-    async fn tasks(
-        &self,
-        req: Request<pb::JobRequest>,
-    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+    async fn tasks(&self, req: Request<pb::JobRequest>) -> Result<Response<pb::ListTasksResponse>, Status> {
         let id = job_id(&req.into_inner().job_id)?;
         let core = self.0.core();
         let job = core.job(&id).ok_or_else(|| not_found(&id))?;
-        Ok(Response::new(pb::ListTasksResponse {
-            tasks: job_tasks(job),
-        }))
+        Ok(Response::new(pb::ListTasksResponse { tasks: job_tasks(job) }))
     }
 }
 
@@ -356,15 +295,10 @@ fn outcome_from_pb(o: pb::outcome_report::Outcome) -> Outcome {
     match o {
         pb::outcome_report::Outcome::Succeeded(s) => Outcome::Succeeded {
             counters: Counters::from(s.counters),
-            map_output: s.map_output.map(|m| MapOutputMeta {
-                url: m.url,
-                segments: m.partitions,
-            }),
+            map_output: s.map_output.map(|m| MapOutputMeta { url: m.url, segments: m.partitions }),
         },
         pb::outcome_report::Outcome::Failed(f) => Outcome::Failed {
-            kind: FailureKind::from(
-                pb::FailureKind::try_from(f.kind).unwrap_or(pb::FailureKind::Internal),
-            ),
+            kind: FailureKind::from(pb::FailureKind::try_from(f.kind).unwrap_or(pb::FailureKind::Internal)),
             message: f.message,
             lost_map: f.lost_map_index,
         },
@@ -374,18 +308,9 @@ fn outcome_from_pb(o: pb::outcome_report::Outcome) -> Outcome {
 
 #[tonic::async_trait]
 impl pb::worker_service_server::WorkerService for WorkerSvc {
-    async fn register(
-        &self,
-        req: Request<pb::RegisterRequest>,
-    ) -> Result<Response<pb::RegisterResponse>, Status> {
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
         let r = req.into_inner();
-        let id = self.0.core().register(
-            r.host.clone(),
-            r.rack.clone(),
-            r.slots,
-            r.jobs.into_iter().collect(),
-            now(),
-        );
+        let id = self.0.core().register(r.host.clone(), r.rack.clone(), r.slots, r.jobs.into_iter().collect(), now());
         info!(worker = %id, host = %r.host, slots = r.slots, "worker registered");
         self.0.bump();
         Ok(Response::new(pb::RegisterResponse {
@@ -394,50 +319,33 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         }))
     }
 
-    async fn heartbeat(
-        &self,
-        req: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
         let cancel = self.0.core().heartbeat(&id, now());
         Ok(Response::new(match cancel {
-            None => pb::HeartbeatResponse {
-                reregister: true,
-                cancel: Vec::new(),
-            },
-            Some(c) => pb::HeartbeatResponse {
-                reregister: false,
-                cancel: c.iter().map(pb::AttemptRef::from).collect(),
-            },
+            None => pb::HeartbeatResponse { reregister: true, cancel: Vec::new() },
+            Some(c) => {
+                pb::HeartbeatResponse { reregister: false, cancel: c.iter().map(pb::AttemptRef::from).collect() }
+            }
         }))
     }
 
-    async fn poll(
-        &self,
-        req: Request<pb::PollRequest>,
-    ) -> Result<Response<pb::PollResponse>, Status> {
+    async fn poll(&self, req: Request<pb::PollRequest>) -> Result<Response<pb::PollResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT);
         loop {
             // Subscribe before looking, so a change between the look and the wait is not missed.
             let mut changed = self.0.changed.subscribe();
             let assigned = self.0.core().poll(&id, r.free_slots, now());
             match assigned {
                 None => {
-                    return Ok(Response::new(pb::PollResponse {
-                        tasks: Vec::new(),
-                        reregister: true,
-                    }));
+                    return Ok(Response::new(pb::PollResponse { tasks: Vec::new(), reregister: true }));
                 }
                 Some(tasks) if !tasks.is_empty() => {
                     self.0.bump();
-                    return Ok(Response::new(pb::PollResponse {
-                        tasks,
-                        reregister: false,
-                    }));
+                    return Ok(Response::new(pb::PollResponse { tasks, reregister: false }));
                 }
                 Some(_) => {}
             }
@@ -450,54 +358,33 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         }
     }
 
-    async fn commit(
-        &self,
-        req: Request<pb::CommitRequest>,
-    ) -> Result<Response<pb::CommitResponse>, Status> {
+    async fn commit(&self, req: Request<pb::CommitRequest>) -> Result<Response<pb::CommitResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
         let attempt = AttemptId::try_from(r.attempt.as_ref())?;
         let result = self.0.core().commit(&id, &attempt);
         Ok(Response::new(match result {
-            Ok(()) => pb::CommitResponse {
-                granted: true,
-                reason: String::new(),
-            },
+            Ok(()) => pb::CommitResponse { granted: true, reason: String::new() },
             Err(why) => {
                 info!(attempt = %attempt, why, "commit refused");
-                pb::CommitResponse {
-                    granted: false,
-                    reason: why.to_string(),
-                }
+                pb::CommitResponse { granted: false, reason: why.to_string() }
             }
         }))
     }
 
-    async fn report(
-        &self,
-        req: Request<pb::OutcomeReport>,
-    ) -> Result<Response<pb::OutcomeResponse>, Status> {
+    async fn report(&self, req: Request<pb::OutcomeReport>) -> Result<Response<pb::OutcomeResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
         let attempt = AttemptId::try_from(r.attempt.as_ref())?;
-        let outcome = outcome_from_pb(
-            r.outcome
-                .ok_or_else(|| Status::invalid_argument("missing outcome"))?,
-        );
+        let outcome = outcome_from_pb(r.outcome.ok_or_else(|| Status::invalid_argument("missing outcome"))?);
         let (result, actions) = self.0.core().report(&id, &attempt, outcome, now());
         self.0.perform(actions);
         self.0.bump();
         Ok(Response::new(match result {
-            Ok(()) => pb::OutcomeResponse {
-                accepted: true,
-                reason: String::new(),
-            },
+            Ok(()) => pb::OutcomeResponse { accepted: true, reason: String::new() },
             Err(why) => {
                 info!(attempt = %attempt, why, "outcome rejected");
-                pb::OutcomeResponse {
-                    accepted: false,
-                    reason: why.to_string(),
-                }
+                pb::OutcomeResponse { accepted: false, reason: why.to_string() }
             }
         }))
     }
@@ -512,9 +399,7 @@ pub struct Auth {
 impl Auth {
     /// Requires `Bearer TOKEN` when a token is set.
     pub fn new(token: Option<String>) -> Self {
-        Auth {
-            expected: token.map(|t| Arc::from(format!("Bearer {t}"))),
-        }
+        Auth { expected: token.map(|t| Arc::from(format!("Bearer {t}"))) }
     }
 }
 
@@ -523,16 +408,11 @@ impl tonic::service::Interceptor for Auth {
         let Some(expected) = &self.expected else {
             return Ok(req);
         };
-        let given = req
-            .metadata()
-            .get(quern_api::client::TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok());
+        let given = req.metadata().get(quern_api::client::TOKEN_HEADER).and_then(|v| v.to_str().ok());
         if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
             Ok(req)
         } else {
-            Err(Status::unauthenticated(
-                "missing or wrong token (see --token-file)",
-            ))
+            Err(Status::unauthenticated("missing or wrong token (see --token-file)"))
         }
     }
 }

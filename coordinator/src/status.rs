@@ -21,11 +21,7 @@ pub fn job_state(job: &Job) -> pb::JobState {
 
 fn progress(job: &Job, kind: TaskKind) -> pb::Progress {
     let (total, done, running) = job.progress(kind);
-    pb::Progress {
-        total,
-        done,
-        running,
-    }
+    pb::Progress { total, done, running }
 }
 
 /// A job's status.
@@ -37,13 +33,9 @@ pub fn job_status(job: &Job) -> pb::JobStatus {
         state: job_state(job) as i32,
         maps: Some(progress(job, TaskKind::Map)),
         reduces: Some(progress(job, TaskKind::Reduce)),
-        counters: job.counters.as_map().clone(),
+        counters: job.counters().into_map(),
         // No worker declares local data yet, so every map read its split remotely.
-        locality: Some(pb::Locality {
-            node_local: 0,
-            rack_local: 0,
-            remote: maps_done,
-        }),
+        locality: Some(pb::Locality { node_local: 0, rack_local: 0, remote: maps_done }),
         error: match &job.state {
             JobState::Failed { error } => Some(error.clone()),
             JobState::Killed => Some("killed by user".into()),
@@ -74,11 +66,7 @@ pub fn job_tasks(job: &Job) -> Vec<pb::TaskInfo> {
                     TaskState::Failed { error } => Some(error.clone()),
                     _ => t.last_error.clone(),
                 },
-                locality: if kind == TaskKind::Map && t.is_done() {
-                    "remote".into()
-                } else {
-                    String::new()
-                },
+                locality: if kind == TaskKind::Map && t.is_done() { "remote".into() } else { String::new() },
             });
         }
     }

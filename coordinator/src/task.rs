@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use quern_api::WorkerId;
+use quern_api::{Counters, WorkerId};
 
 /// One running attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +58,8 @@ pub enum TaskState {
         worker: WorkerId,
         /// Map output (maps only).
         output: Option<MapOutputMeta>,
+        /// The winning attempt's counters: the only ones that count for the task.
+        counters: Counters,
     },
     /// Out of attempts.
     Failed {
@@ -110,25 +112,14 @@ impl Default for Task {
 impl Task {
     /// A new pending task.
     pub fn new() -> Self {
-        Task {
-            state: TaskState::Pending,
-            attempts: 0,
-            failures: 0,
-            workers: Vec::new(),
-            last_error: None,
-        }
+        Task { state: TaskState::Pending, attempts: 0, failures: 0, workers: Vec::new(), last_error: None }
     }
 
     /// Starts a new attempt on `worker`; returns its number. Allowed from Pending, or from
     /// Running to add a backup attempt.
     pub fn start(&mut self, worker: &WorkerId, now: Instant) -> Option<u32> {
         let attempt = self.attempts + 1;
-        let l = Live {
-            attempt,
-            worker: worker.clone(),
-            since: now,
-            committing: false,
-        };
+        let l = Live { attempt, worker: worker.clone(), since: now, committing: false };
         match &mut self.state {
             TaskState::Pending => self.state = TaskState::Running { live: vec![l] },
             TaskState::Running { live } => live.push(l),
@@ -141,9 +132,7 @@ impl Task {
 
     fn live(&self, attempt: u32, worker: &WorkerId) -> Option<&Live> {
         match &self.state {
-            TaskState::Running { live } => live
-                .iter()
-                .find(|l| l.attempt == attempt && &l.worker == worker),
+            TaskState::Running { live } => live.iter().find(|l| l.attempt == attempt && &l.worker == worker),
             _ => None,
         }
     }
@@ -161,10 +150,7 @@ impl Task {
         if live.iter().any(|l| l.committing && l.attempt != attempt) {
             return Err("another attempt holds the commit");
         }
-        match live
-            .iter_mut()
-            .find(|l| l.attempt == attempt && &l.worker == worker)
-        {
+        match live.iter_mut().find(|l| l.attempt == attempt && &l.worker == worker) {
             Some(l) => {
                 l.committing = true;
                 Ok(())
@@ -179,6 +165,7 @@ impl Task {
         attempt: u32,
         worker: &WorkerId,
         output: Option<MapOutputMeta>,
+        counters: Counters,
         needs_commit: bool,
     ) -> Verdict {
         let Some(l) = self.live(attempt, worker) else {
@@ -187,11 +174,7 @@ impl Task {
         if needs_commit && !l.committing {
             return Verdict::Stale("attempt did not hold the commit");
         }
-        self.state = TaskState::Succeeded {
-            attempt,
-            worker: worker.clone(),
-            output,
-        };
+        self.state = TaskState::Succeeded { attempt, worker: worker.clone(), output, counters };
         Verdict::Accepted
     }
 
@@ -223,11 +206,7 @@ impl Task {
     /// Drops every live attempt on `worker` (it was lost); returns their numbers.
     pub fn worker_lost(&mut self, worker: &WorkerId) -> Vec<u32> {
         let lost: Vec<u32> = match &self.state {
-            TaskState::Running { live } => live
-                .iter()
-                .filter(|l| &l.worker == worker)
-                .map(|l| l.attempt)
-                .collect(),
+            TaskState::Running { live } => live.iter().filter(|l| &l.worker == worker).map(|l| l.attempt).collect(),
             _ => return Vec::new(),
         };
         self.drop_live(|l| &l.worker == worker);
@@ -264,6 +243,14 @@ impl Task {
                 out
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// The committed attempt's counters (empty unless succeeded).
+    pub fn counters(&self) -> Option<&Counters> {
+        match &self.state {
+            TaskState::Succeeded { counters, .. } => Some(counters),
+            _ => None,
         }
     }
 
@@ -309,16 +296,10 @@ mod tests {
         assert_eq!(t.state, TaskState::Pending);
         assert_eq!(t.start(&w(2), now + Duration::from_secs(1)), Some(2));
         // The lost attempt 1 reports late: rejected.
-        assert!(matches!(
-            t.succeed(1, &w(1), None, false),
-            Verdict::Stale(_)
-        ));
+        assert!(matches!(t.succeed(1, &w(1), None, Counters::new(), false), Verdict::Stale(_)));
         // Right number, wrong worker: rejected.
-        assert!(matches!(
-            t.succeed(2, &w(1), None, false),
-            Verdict::Stale(_)
-        ));
-        assert_eq!(t.succeed(2, &w(2), None, false), Verdict::Accepted);
+        assert!(matches!(t.succeed(2, &w(1), None, Counters::new(), false), Verdict::Stale(_)));
+        assert_eq!(t.succeed(2, &w(2), None, Counters::new(), false), Verdict::Accepted);
         assert!(t.is_done());
         assert!(t.start(&w(3), now).is_none());
     }
@@ -334,19 +315,11 @@ mod tests {
         }
         // A failure that does not count (e.g. lost map output) leaves the budget alone.
         let a = t.start(&w(9), now).unwrap();
-        assert_eq!(
-            t.fail(a, &w(9), "input gone", false, 4),
-            FailureEffect::Retry
-        );
+        assert_eq!(t.fail(a, &w(9), "input gone", false, 4), FailureEffect::Retry);
         let a = t.start(&w(4), now).unwrap();
-        assert!(
-            matches!(t.fail(a, &w(4), "boom", true, 4), FailureEffect::Exhausted(m) if m.contains("boom"))
-        );
+        assert!(matches!(t.fail(a, &w(4), "boom", true, 4), FailureEffect::Exhausted(m) if m.contains("boom")));
         assert!(matches!(t.state, TaskState::Failed { .. }));
-        assert!(matches!(
-            t.fail(a, &w(4), "again", true, 4),
-            FailureEffect::Stale(_)
-        ));
+        assert!(matches!(t.fail(a, &w(4), "again", true, 4), FailureEffect::Stale(_)));
     }
 
     #[test]
@@ -356,17 +329,11 @@ mod tests {
         let a1 = t.start(&w(1), now).unwrap();
         let a2 = t.start(&w(2), now).unwrap();
         // Success without the commit is refused for tasks that need one.
-        assert!(matches!(
-            t.succeed(a1, &w(1), None, true),
-            Verdict::Stale(_)
-        ));
+        assert!(matches!(t.succeed(a1, &w(1), None, Counters::new(), true), Verdict::Stale(_)));
         assert!(t.request_commit(a1, &w(1)).is_ok());
         assert!(t.request_commit(a2, &w(2)).is_err());
-        assert!(
-            t.request_commit(a1, &w(1)).is_ok(),
-            "asking again is idempotent"
-        );
-        assert_eq!(t.succeed(a1, &w(1), None, true), Verdict::Accepted);
+        assert!(t.request_commit(a1, &w(1)).is_ok(), "asking again is idempotent");
+        assert_eq!(t.succeed(a1, &w(1), None, Counters::new(), true), Verdict::Accepted);
         assert!(t.request_commit(a2, &w(2)).is_err());
     }
 
@@ -386,11 +353,8 @@ mod tests {
         let now = Instant::now();
         let mut t = Task::new();
         let a = t.start(&w(1), now).unwrap();
-        let out = MapOutputMeta {
-            url: "u".into(),
-            segments: vec![],
-        };
-        t.succeed(a, &w(1), Some(out.clone()), false);
+        let out = MapOutputMeta { url: "u".into(), segments: vec![] };
+        t.succeed(a, &w(1), Some(out.clone()), Counters::new(), false);
         assert_eq!(t.output_lost(), Some(out));
         assert_eq!(t.state, TaskState::Pending);
         assert_eq!(t.start(&w(2), now), Some(2));

@@ -15,20 +15,13 @@ impl Grep {
         p.allow_only(&["pattern"])?;
         let raw = p.require("pattern")?;
         if raw.is_empty() {
-            return Err(ParamError {
-                key: "pattern".into(),
-                reason: "must not be empty".into(),
-            });
+            return Err(ParamError { key: "pattern".into(), reason: "must not be empty".into() });
         }
         let pattern = Regex::new(raw).map_err(|e| ParamError {
             key: "pattern".into(),
             reason: format!(
                 "not a valid regular expression: {}",
-                e.to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ")
+                e.to_string().lines().last().unwrap_or("").trim_start_matches("error: ")
             ),
         })?;
         Ok(Grep { pattern })
@@ -40,11 +33,7 @@ impl Job for Grep {
     type Value = u64;
     const COMBINER: bool = true;
 
-    fn map(
-        &self,
-        rec: &TextRecord<'_>,
-        ctx: &mut MapContext<'_, String, u64>,
-    ) -> Result<(), JobError> {
+    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
         for m in self.pattern.find_iter(rec.line) {
             ctx.emit_borrowed(m.as_str(), 1);
         }

@@ -22,11 +22,7 @@ impl Data for DocSet {
         let mut set = BTreeSet::new();
         while !bytes.is_empty() {
             let bad = || JobError::new("indexer: malformed document set");
-            let len = bytes
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes)
-                .ok_or_else(bad)? as usize;
+            let len = bytes.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(bad)? as usize;
             let name = bytes.get(4..4 + len).ok_or_else(bad)?;
             set.insert(String::from_utf8(name.to_vec()).map_err(|_| bad())?);
             bytes = &bytes[4 + len..];
@@ -44,14 +40,8 @@ impl Job for Indexer {
     type Value = DocSet;
     const COMBINER: bool = true;
 
-    fn map(
-        &self,
-        rec: &TextRecord<'_>,
-        ctx: &mut MapContext<'_, String, DocSet>,
-    ) -> Result<(), JobError> {
-        for_each_word(rec.line, |w| {
-            ctx.emit_borrowed(w, DocSet(BTreeSet::from([rec.source.to_string()])))
-        });
+    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, DocSet>) -> Result<(), JobError> {
+        for_each_word(rec.line, |w| ctx.emit_borrowed(w, DocSet(BTreeSet::from([rec.source.to_string()]))));
         Ok(())
     }
 

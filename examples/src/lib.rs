@@ -22,27 +22,15 @@ use quern_api::Registry;
 /// The jobs of the stock `quern` binary.
 pub fn builtin() -> Registry {
     let mut r = Registry::new();
-    r.register(
-        "wordcount",
-        "count words (runs of alphabetic characters)",
-        |p| {
-            p.allow_only(&[])?;
-            Ok(wordcount::WordCount)
-        },
-    );
-    r.register(
-        "grep",
-        "count matches of --param pattern=REGEX",
-        grep::Grep::from_params,
-    );
-    r.register(
-        "indexer",
-        "inverted index: word -> number of documents and their names",
-        |p| {
-            p.allow_only(&[])?;
-            Ok(indexer::Indexer)
-        },
-    );
+    r.register("wordcount", "count words (runs of alphabetic characters)", |p| {
+        p.allow_only(&[])?;
+        Ok(wordcount::WordCount)
+    });
+    r.register("grep", "count matches of --param pattern=REGEX", grep::Grep::from_params);
+    r.register("indexer", "inverted index: word -> number of documents and their names", |p| {
+        p.allow_only(&[])?;
+        Ok(indexer::Indexer)
+    });
     r
 }
 
@@ -71,9 +59,7 @@ mod tests {
     #[test]
     fn words_are_alphabetic_runs() {
         let mut w = Vec::new();
-        for_each_word("Hello, wörld! it's 42nd-time\u{FFFD}ok", |s| {
-            w.push(s.to_string())
-        });
+        for_each_word("Hello, wörld! it's 42nd-time\u{FFFD}ok", |s| w.push(s.to_string()));
         assert_eq!(w, vec!["Hello", "wörld", "it", "s", "nd", "time", "ok"]);
     }
 }

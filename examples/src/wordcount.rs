@@ -13,11 +13,7 @@ impl Job for WordCount {
     type Value = u64;
     const COMBINER: bool = true;
 
-    fn map(
-        &self,
-        rec: &TextRecord<'_>,
-        ctx: &mut MapContext<'_, String, u64>,
-    ) -> Result<(), JobError> {
+    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
         // Borrowed keys: a word already in the combine table costs no allocation.
         for_each_word(rec.line, |w| ctx.emit_borrowed(w, 1));
         Ok(())

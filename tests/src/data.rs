@@ -39,9 +39,7 @@ const WORDS: &[&str] = &[
     "Zürich",
     "œuvre",
 ];
-const SEPARATORS: &[&str] = &[
-    " ", "  ", ", ", ". ", "-", "'", "42", " 7 ", "\t", "_", "!? ",
-];
+const SEPARATORS: &[&str] = &[" ", "  ", ", ", ". ", "-", "'", "42", " 7 ", "\t", "_", "!? "];
 
 /// Writes `files` text files of about `bytes` each into `dir`, seeded: words from a mixed
 /// vocabulary (Unicode included), separators with digits and punctuation, some CRLF line
@@ -55,18 +53,12 @@ pub fn write_corpus(dir: &Path, files: usize, bytes: usize, seed: u64) -> std::i
             let words = rng.random_range(0..14);
             for _ in 0..words {
                 text.extend_from_slice(WORDS[rng.random_range(0..WORDS.len())].as_bytes());
-                text.extend_from_slice(
-                    SEPARATORS[rng.random_range(0..SEPARATORS.len())].as_bytes(),
-                );
+                text.extend_from_slice(SEPARATORS[rng.random_range(0..SEPARATORS.len())].as_bytes());
                 if rng.random_ratio(1, 500) {
                     text.push(0xff);
                 }
             }
-            text.extend_from_slice(if rng.random_ratio(1, 10) {
-                b"\r\n"
-            } else {
-                b"\n"
-            });
+            text.extend_from_slice(if rng.random_ratio(1, 10) { b"\r\n" } else { b"\n" });
         }
         std::fs::write(dir.join(format!("doc-{f:02}.txt")), text)?;
     }
@@ -115,21 +107,14 @@ pub fn word_count(dir: &Path) -> BTreeMap<String, String> {
             *counts.entry(w).or_default() += 1;
         }
     }
-    counts
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string()))
-        .collect()
+    counts.into_iter().map(|(k, v)| (k, v.to_string())).collect()
 }
 
 /// Sequential inverted index of every visible file in `dir`.
 pub fn index(dir: &Path) -> BTreeMap<String, String> {
     let mut docs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in visible_files(dir) {
-        let name = f
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name")
-            .to_string();
+        let name = f.file_name().and_then(|n| n.to_str()).expect("name").to_string();
         let text = String::from_utf8_lossy(&std::fs::read(&f).expect("read")).into_owned();
         for w in words(&text) {
             docs.entry(w).or_default().insert(name.clone());
@@ -152,10 +137,7 @@ pub fn word_lengths(dir: &Path) -> BTreeMap<String, String> {
             *counts.entry(w.chars().count() as u64).or_default() += 1;
         }
     }
-    counts
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    counts.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// FNV-1a 64, written out again here so the test checks the contract, not the code.
@@ -170,11 +152,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// Reads a finished job's output directory and checks its shape per CONTRACT.md: exactly
 /// `part-00000..part-{R-1}` and `_SUCCESS`, every part sorted by key bytes, and (when
 /// `check_partitioning`) every key in the part its FNV-1a hash names. Returns all pairs.
-pub fn read_output(
-    dir: &Path,
-    reducers: usize,
-    check_partitioning: bool,
-) -> BTreeMap<String, String> {
+pub fn read_output(dir: &Path, reducers: usize, check_partitioning: bool) -> BTreeMap<String, String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read output {}: {e}", dir.display()))
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -183,42 +161,21 @@ pub fn read_output(
     let mut expected: Vec<String> = (0..reducers).map(|i| format!("part-{i:05}")).collect();
     expected.insert(0, "_SUCCESS".into());
     expected.sort();
-    assert_eq!(
-        names, expected,
-        "output directory holds exactly the parts and _SUCCESS"
-    );
-    assert_eq!(
-        std::fs::metadata(dir.join("_SUCCESS"))
-            .expect("_SUCCESS")
-            .len(),
-        0
-    );
+    assert_eq!(names, expected, "output directory holds exactly the parts and _SUCCESS");
+    assert_eq!(std::fs::metadata(dir.join("_SUCCESS")).expect("_SUCCESS").len(), 0);
     let mut all = BTreeMap::new();
     for i in 0..reducers {
-        let text =
-            std::fs::read_to_string(dir.join(format!("part-{i:05}"))).expect("part is UTF-8");
+        let text = std::fs::read_to_string(dir.join(format!("part-{i:05}"))).expect("part is UTF-8");
         let mut prev: Option<String> = None;
         for line in text.lines() {
-            let (k, v) = line
-                .split_once('\t')
-                .unwrap_or_else(|| panic!("no tab in {line:?}"));
+            let (k, v) = line.split_once('\t').unwrap_or_else(|| panic!("no tab in {line:?}"));
             if let Some(p) = &prev {
-                assert!(
-                    p.as_bytes() < k.as_bytes(),
-                    "part {i} not sorted: {p:?} then {k:?}"
-                );
+                assert!(p.as_bytes() < k.as_bytes(), "part {i} not sorted: {p:?} then {k:?}");
             }
             if check_partitioning {
-                assert_eq!(
-                    fnv(k.as_bytes()) % reducers as u64,
-                    i as u64,
-                    "key {k:?} in the wrong part"
-                );
+                assert_eq!(fnv(k.as_bytes()) % reducers as u64, i as u64, "key {k:?} in the wrong part");
             }
-            assert!(
-                all.insert(k.to_string(), v.to_string()).is_none(),
-                "key {k:?} in two parts"
-            );
+            assert!(all.insert(k.to_string(), v.to_string()).is_none(), "key {k:?} in two parts");
             prev = Some(k.to_string());
         }
     }

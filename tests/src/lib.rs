@@ -33,16 +33,9 @@ pub enum Mode {
 /// `deps/` directory. `cargo test`/`nextest` build every workspace binary before the tests.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is not built; run the tests through cargo",
-        path.display()
-    );
+    assert!(path.exists(), "{} is not built; run the tests through cargo", path.display());
     path
 }
 
@@ -53,58 +46,40 @@ pub fn quern(args: &[&str]) -> Output {
 
 /// Runs a workspace binary with `args`, with a bounded run time.
 pub fn run_binary(name: &str, args: &[&str]) -> Output {
-    let mut child = Command::new(binary(name))
+    wait_bounded(spawn_binary(name, args), Duration::from_secs(300))
+}
+
+/// Starts a workspace binary with piped output.
+pub fn spawn_binary(name: &str, args: &[&str]) -> Child {
+    Command::new(binary(name))
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn quern");
-    // Bounded: a hung command fails the test instead of hanging CI.
-    let (tx, rx) = mpsc::channel();
+        .expect("spawn binary")
+}
+
+/// Waits for a child, killing it after `limit`: a hung command fails the test instead of
+/// hanging CI.
+pub fn wait_bounded(child: Child, limit: Duration) -> Output {
     let pid = child.id();
-    let out = std::thread::spawn(move || {
-        let _ = rx.recv_timeout(Duration::from_secs(300)).map_err(|_| {
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(limit).is_err() {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        });
-    });
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let read = |p: Option<std::process::ChildStdout>| {
-        let mut v = Vec::new();
-        if let Some(mut p) = p {
-            let _ = std::io::Read::read_to_end(&mut p, &mut v);
         }
-        v
-    };
-    let err_thread = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(mut p) = stderr {
-            let _ = std::io::Read::read_to_end(&mut p, &mut v);
-        }
-        v
     });
-    let stdout = read(stdout);
-    let stderr = err_thread.join().unwrap_or_default();
-    let status = child.wait().expect("wait for quern");
-    let _ = tx.send(());
-    let _ = out.join();
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
+    let out = child.wait_with_output().expect("wait for child");
+    let _ = done_tx.send(());
+    let _ = watchdog.join();
+    out
 }
 
 /// Stdout of a successful command, or a panic showing what went wrong.
 pub fn ok_stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "command failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -146,10 +121,7 @@ impl TestCluster {
                 (Node::Process(child), url, None)
             }
             Mode::InProcess => {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()?;
+                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
                 let token = CancellationToken::new();
                 let mut cfg = quern_coordinator::CoordinatorConfig::new(
                     "127.0.0.1:0".parse()?,
@@ -160,14 +132,7 @@ impl TestCluster {
                 (Node::Task(token), running.url, Some(rt))
             }
         };
-        let mut cluster = TestCluster {
-            mode,
-            dir,
-            url,
-            coordinator,
-            workers: Vec::new(),
-            runtime,
-        };
+        let mut cluster = TestCluster { mode, dir, url, coordinator, workers: Vec::new(), runtime };
         for _ in 0..workers {
             cluster.start_worker()?;
         }
@@ -181,13 +146,7 @@ impl TestCluster {
             Mode::Processes => {
                 let log = std::fs::File::create(self.dir.path().join(format!("worker-{i}.log")))?;
                 let child = Command::new(binary("quern"))
-                    .args([
-                        "worker",
-                        "--coordinator",
-                        &self.url,
-                        "--host",
-                        &format!("host-{i}"),
-                    ])
+                    .args(["worker", "--coordinator", &self.url, "--host", &format!("host-{i}")])
                     .env("RUST_LOG", "info")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -208,11 +167,7 @@ impl TestCluster {
                     poll_wait: Duration::from_secs(5),
                 };
                 let rt = self.runtime.as_ref().ok_or_else(|| anyhow!("no runtime"))?;
-                rt.spawn(quern_worker::run(
-                    cfg,
-                    quern_examples::builtin(),
-                    token.clone(),
-                ));
+                rt.spawn(quern_worker::run(cfg, quern_examples::builtin(), token.clone()));
                 Node::Task(token)
             }
         };
@@ -300,10 +255,7 @@ fn spawn_coordinator(store: &str, dir: &Path) -> Result<(Child, String)> {
         Ok(url) => Ok((child, url)),
         Err(_) => {
             let _ = child.kill();
-            bail!(
-                "coordinator did not start; see {}",
-                dir.join("coordinator.log").display()
-            )
+            bail!("coordinator did not start; see {}", dir.join("coordinator.log").display())
         }
     }
 }

@@ -3,9 +3,10 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::process::Output;
+use std::time::Duration;
 
 use quern_tests::data::write_corpus;
-use quern_tests::{Mode, TestCluster, ok_stdout, quern};
+use quern_tests::{Mode, TestCluster, ok_stdout, quern, spawn_binary, wait_bounded};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -13,23 +14,12 @@ fn stderr(o: &Output) -> String {
 
 /// Fails with exit code 1 or 2 and exactly one stderr line containing `needle`.
 fn assert_fails(o: &Output, needle: &str) {
-    assert!(
-        !o.status.success(),
-        "expected failure, got success: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert!(!o.status.success(), "expected failure, got success: {}", String::from_utf8_lossy(&o.stdout));
     let code = o.status.code().unwrap();
     assert!(code == 1 || code == 2, "exit code {code}");
     let err = stderr(o);
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line on stderr, got: {err}"
-    );
-    assert!(
-        err.contains(needle),
-        "stderr {err:?} should mention {needle:?}"
-    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line on stderr, got: {err}");
+    assert!(err.contains(needle), "stderr {err:?} should mention {needle:?}");
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -49,216 +39,56 @@ fn bad_input_gets_one_clear_line_and_writes_nothing() {
     let sub = |args: &[&str]| c.cli("submit", args);
 
     assert_fails(
-        &sub(&[
-            "--job",
-            "wordcount",
-            "--input",
-            &c.path("nope/").display().to_string(),
-            "--output",
-            &out,
-        ]),
+        &sub(&["--job", "wordcount", "--input", &c.path("nope/").display().to_string(), "--output", &out]),
         "input not found",
     );
     assert_fails(
-        &sub(&[
-            "--job",
-            "wordcount",
-            "--input",
-            &format!("{}/", empty.display()),
-            "--output",
-            &out,
-        ]),
+        &sub(&["--job", "wordcount", "--input", &format!("{}/", empty.display()), "--output", &out]),
         "input is empty",
     );
     assert_fails(
-        &sub(&[
-            "--job",
-            "wordcount",
-            "--input",
-            &i,
-            "--output",
-            &existing.display().to_string(),
-        ]),
+        &sub(&["--job", "wordcount", "--input", &i, "--output", &existing.display().to_string()]),
         "already exists",
     );
-    assert_eq!(
-        std::fs::read(existing.join("keep.txt")).unwrap(),
-        b"precious\n"
-    );
+    assert_eq!(std::fs::read(existing.join("keep.txt")).unwrap(), b"precious\n");
+    assert_fails(&sub(&["--job", "nosuchjob", "--input", &i, "--output", &out]), "unknown job");
+    assert_fails(&sub(&["--job", "wordcount", "--input", "ftp://host/x", "--output", &out]), "unsupported scheme");
+    assert_fails(&sub(&["--job", "wordcount", "--input", "file://relative/x", "--output", &out]), "absolute path");
+    assert_fails(&sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--param", "novalue"]), "KEY=VALUE");
     assert_fails(
-        &sub(&["--job", "nosuchjob", "--input", &i, "--output", &out]),
-        "unknown job",
-    );
-    assert_fails(
-        &sub(&[
-            "--job",
-            "wordcount",
-            "--input",
-            "ftp://host/x",
-            "--output",
-            &out,
-        ]),
-        "unsupported scheme",
-    );
-    assert_fails(
-        &sub(&[
-            "--job",
-            "wordcount",
-            "--input",
-            "file://relative/x",
-            "--output",
-            &out,
-        ]),
-        "absolute path",
-    );
-    assert_fails(
-        &sub(&[
-            "--job",
-            "wordcount",
-            "--input",
-            &i,
-            "--output",
-            &out,
-            "--param",
-            "novalue",
-        ]),
-        "KEY=VALUE",
-    );
-    assert_fails(
-        &sub(&[
-            "--job",
-            "wordcount",
-            "--input",
-            &i,
-            "--output",
-            &out,
-            "--param",
-            "x=1",
-        ]),
+        &sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--param", "x=1"]),
         "takes no parameters",
     );
     assert_fails(
-        &sub(&[
-            "--job",
-            "grep",
-            "--input",
-            &i,
-            "--output",
-            &out,
-            "--param",
-            "pattern=((",
-        ]),
+        &sub(&["--job", "grep", "--input", &i, "--output", &out, "--param", "pattern=(("]),
         "regular expression",
     );
+    assert_fails(&sub(&["--job", "grep", "--input", &i, "--output", &out]), "is required");
+    assert_fails(&sub(&["--job", "wordcount", "--output", &out]), "--input is required");
+    assert_fails(&sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--reducers", "0"]), "--reducers");
     assert_fails(
-        &sub(&["--job", "grep", "--input", &i, "--output", &out]),
-        "is required",
-    );
-    assert_fails(
-        &sub(&["--job", "wordcount", "--output", &out]),
-        "--input is required",
-    );
-    assert_fails(
-        &sub(&[
-            "--job",
-            "wordcount",
-            "--input",
-            &i,
-            "--output",
-            &out,
-            "--reducers",
-            "0",
-        ]),
-        "--reducers",
-    );
-    assert_fails(
-        &sub(&[
-            "--job",
-            "wordcount",
-            "--input",
-            &i,
-            "--output",
-            &out,
-            "--split-size",
-            "lots",
-        ]),
+        &sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--split-size", "lots"]),
         "--split-size",
     );
-    assert_fails(
-        &sub(&[
-            "--job",
-            "wordcount",
-            "--input",
-            &i,
-            "--output",
-            &out,
-            "--bogus",
-        ]),
-        "--bogus",
-    );
+    assert_fails(&sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--bogus"]), "--bogus");
     assert_fails(&c.cli("status", &["job_1_0001"]), "no job");
     assert_fails(&c.cli("status", &["../../etc"]), "not a job id");
     assert_fails(&c.cli("kill", &["job_1_0001"]), "no job");
     assert!(!c.path("out").exists(), "nothing was written to the output");
 
     // Unreachable or malformed coordinator addresses.
-    let sub_to = |addr: &str| {
-        quern(&[
-            "submit",
-            "--coordinator",
-            addr,
-            "--job",
-            "wordcount",
-            "--input",
-            &i,
-            "--output",
-            &out,
-        ])
-    };
+    let sub_to =
+        |addr: &str| quern(&["submit", "--coordinator", addr, "--job", "wordcount", "--input", &i, "--output", &out]);
     assert_fails(&sub_to("http://127.0.0.1:1"), "cannot reach coordinator");
     assert_fails(&sub_to("127.0.0.1:1"), "http://HOST:PORT");
-    assert_fails(
-        &quern(&[
-            "status",
-            "--coordinator",
-            "http://127.0.0.1:1",
-            "job_1_0001",
-        ]),
-        "cannot reach coordinator",
-    );
+    assert_fails(&quern(&["status", "--coordinator", "http://127.0.0.1:1", "job_1_0001"]), "cannot reach coordinator");
     // The embedded runner checks the same things.
     assert_fails(
-        &quern(&[
-            "run",
-            "--job",
-            "wordcount",
-            "--input",
-            &c.path("nope").display().to_string(),
-            "--output",
-            &out,
-        ]),
+        &quern(&["run", "--job", "wordcount", "--input", &c.path("nope").display().to_string(), "--output", &out]),
         "input not found",
     );
-    assert_fails(
-        &quern(&[
-            "coordinator",
-            "--listen",
-            "not-an-addr",
-            "--store",
-            "file:///tmp/x",
-        ]),
-        "--listen",
-    );
-    assert_fails(
-        &quern(&[
-            "coordinator",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            "ftp://x/y",
-        ]),
-        "unsupported scheme",
-    );
+    assert_fails(&quern(&["coordinator", "--listen", "not-an-addr", "--store", "file:///tmp/x"]), "--listen");
+    assert_fails(&quern(&["coordinator", "--listen", "127.0.0.1:0", "--store", "ftp://x/y"]), "unsupported scheme");
     assert!(!c.path("out").exists());
 }
 
@@ -268,31 +98,16 @@ fn queued_job_shows_in_status_and_list_and_can_be_killed() {
     let c = TestCluster::start(Mode::Processes, 0).unwrap();
     let input = c.path("input");
     write_corpus(&input, 2, 5_000, 10).unwrap();
-    let (i, o) = (
-        format!("{}/", input.display()),
-        c.path("out").display().to_string(),
-    );
-    let id = ok_stdout(&c.cli(
-        "submit",
-        &["--job", "wordcount", "--input", &i, "--output", &o],
-    ))
-    .trim()
-    .to_string();
+    let (i, o) = (format!("{}/", input.display()), c.path("out").display().to_string());
+    let id = ok_stdout(&c.cli("submit", &["--job", "wordcount", "--input", &i, "--output", &o])).trim().to_string();
     assert!(id.starts_with("job_"), "submit prints the id alone: {id:?}");
     let s = c.status(&id).unwrap();
     assert_eq!(s["state"], "queued");
     assert_eq!(s["maps"]["done"], 0);
     assert!(s["error"].is_null());
     // A second job may not write to the same output while the first runs.
-    let dup = c.cli(
-        "submit",
-        &["--job", "wordcount", "--input", &i, "--output", &o],
-    );
-    assert!(
-        !dup.status.success() && stderr(&dup).contains("being written by job"),
-        "{}",
-        stderr(&dup)
-    );
+    let dup = c.cli("submit", &["--job", "wordcount", "--input", &i, "--output", &o]);
+    assert!(!dup.status.success() && stderr(&dup).contains("being written by job"), "{}", stderr(&dup));
 
     let list = ok_stdout(&c.cli("list", &[]));
     assert!(list.contains(&id) && list.contains("queued"), "{list}");
@@ -303,14 +118,45 @@ fn queued_job_shows_in_status_and_list_and_can_be_killed() {
     assert!(!again.status.success() && stderr(&again).contains("already ended"));
     // Waiting on a killed job exits non-zero with the reason.
     let o2 = c.path("out2").display().to_string();
-    let id2 = ok_stdout(&c.cli(
-        "submit",
-        &["--job", "wordcount", "--input", &i, "--output", &o2],
-    ))
-    .trim()
-    .to_string();
+    let id2 = ok_stdout(&c.cli("submit", &["--job", "wordcount", "--input", &i, "--output", &o2])).trim().to_string();
     ok_stdout(&c.cli("kill", &[&id2]));
     let text = ok_stdout(&c.cli("status", &[&id2]));
     assert!(text.contains("killed"), "{text}");
     assert!(!c.path("out").exists() && !c.path("out2").exists());
+}
+
+#[test]
+fn a_job_whose_tasks_keep_failing_fails_with_the_reason_and_leaves_no_output() {
+    // Submit (and wait) while no worker runs, then delete the input: every map attempt then
+    // fails to read it, and after max_attempts the job fails.
+    let mut c = TestCluster::start(Mode::Processes, 0).unwrap();
+    let input = c.path("input");
+    write_corpus(&input, 1, 3_000, 11).unwrap();
+    let (i, o) = (format!("{}/", input.display()), c.path("out").display().to_string());
+    let waiter = spawn_binary(
+        "quern",
+        &["submit", "--coordinator", c.url(), "--job", "wordcount", "--input", &i, "--output", &o, "--wait"],
+    );
+    // Bounded wait for the submission to be accepted (it lists the input first).
+    let mut submitted = false;
+    for _ in 0..400 {
+        let list: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("list", &["--json"]))).unwrap();
+        if !list.as_array().unwrap().is_empty() {
+            submitted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(submitted, "job was not submitted");
+    std::fs::remove_dir_all(&input).unwrap();
+    c.start_worker().unwrap();
+    let out = wait_bounded(waiter, Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or("");
+    assert!(last.contains("failed") && last.contains("map task 0") && last.contains("not found"), "{err}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let s = c.status(&id).unwrap();
+    assert_eq!(s["state"], "failed");
+    assert!(!c.path("out").exists(), "a failed job leaves no output");
 }

@@ -47,10 +47,7 @@ fn wordcount_on_three_worker_processes_matches_a_sequential_count() {
     let status = submit_wait(&c, "wordcount", &input, &output, &[]);
     assert_eq!(status["state"], "succeeded");
     let maps = status["maps"]["total"].as_u64().unwrap();
-    assert!(
-        maps >= 4 * 4,
-        "several splits per file, got {maps} map tasks"
-    );
+    assert!(maps >= 4 * 4, "several splits per file, got {maps} map tasks");
     assert_eq!(status["maps"]["done"], maps);
     assert_eq!(status["reduces"]["done"], 5);
 
@@ -71,16 +68,8 @@ fn wordcount_on_three_worker_processes_matches_a_sequential_count() {
     assert_eq!(status["counters"]["MAP_INPUT_RECORDS"], lines);
     let words: u64 = expected.values().map(|v| v.parse::<u64>().unwrap()).sum();
     assert_eq!(status["counters"]["MAP_OUTPUT_RECORDS"], words);
-    assert_eq!(
-        status["counters"]["REDUCE_OUTPUT_RECORDS"],
-        expected.len() as u64
-    );
-    assert!(
-        status["counters"]["MALFORMED_INPUT_LINES"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    assert_eq!(status["counters"]["REDUCE_OUTPUT_RECORDS"], expected.len() as u64);
+    assert!(status["counters"]["MALFORMED_INPUT_LINES"].as_u64().unwrap() > 0);
     assert_eq!(
         status["locality"]["remote"].as_u64().unwrap()
             + status["locality"]["node_local"].as_u64().unwrap()
@@ -89,26 +78,15 @@ fn wordcount_on_three_worker_processes_matches_a_sequential_count() {
     );
 
     // Intermediate data is gone once the job ends.
-    assert_eq!(
-        files_under(&c.store_dir()),
-        Vec::<std::path::PathBuf>::new()
-    );
+    assert_eq!(files_under(&c.store_dir()), Vec::<std::path::PathBuf>::new());
 
     // status, list and tasks agree.
     let id = status["id"].as_str().unwrap();
-    let list: serde_json::Value =
-        serde_json::from_str(&ok_stdout(&c.cli("list", &["--json"]))).unwrap();
-    assert!(
-        list.as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["id"] == id && j["state"] == "succeeded")
-    );
-    let tasks: serde_json::Value =
-        serde_json::from_str(&ok_stdout(&c.cli("tasks", &[id, "--json"]))).unwrap();
+    let list: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("list", &["--json"]))).unwrap();
+    assert!(list.as_array().unwrap().iter().any(|j| j["id"] == id && j["state"] == "succeeded"));
+    let tasks: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("tasks", &[id, "--json"]))).unwrap();
     assert_eq!(tasks.as_array().unwrap().len() as u64, maps + 5);
-    let workers: serde_json::Value =
-        serde_json::from_str(&ok_stdout(&c.cli("workers", &["--json"]))).unwrap();
+    let workers: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("workers", &["--json"]))).unwrap();
     assert_eq!(workers.as_array().unwrap().len(), 3);
 }
 
@@ -138,10 +116,7 @@ fn quern_run_embedded_matches() {
     let input = dir.path().join("input");
     write_corpus(&input, 3, 30_000, 4).unwrap();
     let output = dir.path().join("out");
-    let (i, o) = (
-        format!("{}/", input.display()),
-        output.display().to_string(),
-    );
+    let (i, o) = (format!("{}/", input.display()), output.display().to_string());
     let out = quern(&[
         "run",
         "--job",
@@ -164,19 +139,8 @@ fn quern_run_embedded_matches() {
 
     let output2 = dir.path().join("out2");
     let o2 = output2.display().to_string();
-    let out = quern(&[
-        "run",
-        "--job",
-        "indexer",
-        "--input",
-        &i,
-        "--output",
-        &o2,
-        "--reducers",
-        "5",
-        "--split-size",
-        "8KiB",
-    ]);
+    let out =
+        quern(&["run", "--job", "indexer", "--input", &i, "--output", &o2, "--reducers", "5", "--split-size", "8KiB"]);
     ok_stdout(&out);
     assert_eq!(read_output(&output2, 5, true), index(&input));
 }
@@ -187,10 +151,7 @@ fn grep_counts_matches() {
     let input = dir.path().join("input");
     write_corpus(&input, 2, 20_000, 5).unwrap();
     let output = dir.path().join("out");
-    let (i, o) = (
-        format!("{}/", input.display()),
-        output.display().to_string(),
-    );
+    let (i, o) = (format!("{}/", input.display()), output.display().to_string());
     ok_stdout(&quern(&[
         "run",
         "--job",
@@ -206,10 +167,8 @@ fn grep_counts_matches() {
     ]));
     let wc = word_count(&input);
     let got = read_output(&output, 2, true);
-    let expected: std::collections::BTreeMap<String, String> = ["Data", "data", "fox"]
-        .iter()
-        .filter_map(|w| wc.get(*w).map(|n| (w.to_string(), n.clone())))
-        .collect();
+    let expected: std::collections::BTreeMap<String, String> =
+        ["Data", "data", "fox"].iter().filter_map(|w| wc.get(*w).map(|n| (w.to_string(), n.clone()))).collect();
     assert_eq!(got, expected);
 }
 
@@ -218,23 +177,10 @@ fn a_users_own_binary_runs_its_job_in_process_and_on_a_cluster_of_its_workers() 
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input");
     write_corpus(&input, 2, 20_000, 6).unwrap();
-    let (i, o) = (
-        format!("{}/", input.display()),
-        dir.path().join("local").display().to_string(),
-    );
+    let (i, o) = (format!("{}/", input.display()), dir.path().join("local").display().to_string());
     ok_stdout(&run_binary(
         "my-quern",
-        &[
-            "run",
-            "--job",
-            "wordlengths",
-            "--input",
-            &i,
-            "--output",
-            &o,
-            "--reducers",
-            "3",
-        ],
+        &["run", "--job", "wordlengths", "--input", &i, "--output", &o, "--reducers", "3"],
     ));
     let expected = word_lengths(&input);
     assert_eq!(read_output(&dir.path().join("local"), 3, false), expected);

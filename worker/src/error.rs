@@ -47,18 +47,12 @@ impl TaskError {
             TaskError::MapOutputLost { .. } => pb::FailureKind::MapOutputLost,
             TaskError::Store(_) => pb::FailureKind::Store,
             TaskError::Config(_) => pb::FailureKind::Config,
-            TaskError::Shuffle(_) | TaskError::CommitRefused(_) | TaskError::Cancelled => {
-                pb::FailureKind::Internal
-            }
+            TaskError::Shuffle(_) | TaskError::CommitRefused(_) | TaskError::Cancelled => pb::FailureKind::Internal,
         };
         let lost_map_index = match self {
             TaskError::MapOutputLost { map_index, .. } => Some(*map_index),
             _ => None,
         };
-        pb::Failed {
-            kind: kind as i32,
-            message: self.to_string(),
-            lost_map_index,
-        }
+        pb::Failed { kind: kind as i32, message: self.to_string(), lost_map_index }
     }
 }

@@ -95,10 +95,7 @@ struct Outage {
 
 impl Outage {
     fn new() -> Self {
-        Outage {
-            since: None,
-            backoff: Duration::from_millis(100),
-        }
+        Outage { since: None, backoff: Duration::from_millis(100) }
     }
     fn ok(&mut self) {
         self.since = None;
@@ -111,10 +108,7 @@ impl Outage {
         err: &tonic::Status,
         shutdown: &CancellationToken,
     ) -> Result<(), WorkerError> {
-        if matches!(
-            err.code(),
-            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-        ) {
+        if matches!(err.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) {
             return Err(WorkerError::Refused(err.message().to_string()));
         }
         let since = *self.since.get_or_insert_with(Instant::now);
@@ -137,16 +131,9 @@ impl Outage {
 
 /// Runs a worker until `shutdown` is cancelled (then finishes its running tasks) or the
 /// coordinator stays away longer than the reconnect budget.
-pub async fn run(
-    cfg: WorkerConfig,
-    registry: Registry,
-    shutdown: CancellationToken,
-) -> Result<(), WorkerError> {
+pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let client = worker_client_lazy(&cfg.coordinator, cfg.token.as_deref())?;
-    let shared = Arc::new(Shared {
-        running: Mutex::new(HashMap::new()),
-        slot_freed: Notify::new(),
-    });
+    let shared = Arc::new(Shared { running: Mutex::new(HashMap::new()), slot_freed: Notify::new() });
     let tracker = TaskTracker::new();
     let result = serve(&cfg, &registry, &client, &shared, &tracker, &shutdown).await;
     if result.is_err() {
@@ -186,23 +173,12 @@ async fn serve(
                 continue;
             }
         };
-        let worker_id =
-            WorkerId::parse(&reg.worker_id).map_err(|e| WorkerError::Refused(e.to_string()))?;
+        let worker_id = WorkerId::parse(&reg.worker_id).map_err(|e| WorkerError::Refused(e.to_string()))?;
         info!(worker = %worker_id, "registered");
         let session = shutdown.child_token();
         let interval = Duration::from_millis(reg.heartbeat_interval_ms.max(50));
-        let hb = tokio::spawn(heartbeat(
-            client.clone(),
-            worker_id.clone(),
-            shared.clone(),
-            interval,
-            session.clone(),
-        ));
-        let env = TaskEnv {
-            registry: registry.clone(),
-            client: client.clone(),
-            worker_id: worker_id.clone(),
-        };
+        let hb = tokio::spawn(heartbeat(client.clone(), worker_id.clone(), shared.clone(), interval, session.clone()));
+        let env = TaskEnv { registry: registry.clone(), client: client.clone(), worker_id: worker_id.clone() };
         let polled = poll_loop(cfg, &env, client, shared, tracker, &session, &mut outage).await;
         session.cancel();
         let _ = hb.await;
@@ -278,10 +254,7 @@ async fn poll_loop(
                     let started = Instant::now();
                     let outcome = run_assignment(env.clone(), a, cancel.clone()).await;
                     match &outcome {
-                        Ok(_) => info!(
-                            ms = started.elapsed().as_millis() as u64,
-                            "attempt succeeded"
-                        ),
+                        Ok(_) => info!(ms = started.elapsed().as_millis() as u64, "attempt succeeded"),
                         Err(e) => warn!(error = %e, "attempt failed"),
                     }
                     if !cancel.is_cancelled() {
@@ -309,11 +282,8 @@ async fn report(
         Err(TaskError::Cancelled) => pb::outcome_report::Outcome::Killed(pb::Killed {}),
         Err(e) => pb::outcome_report::Outcome::Failed(e.to_pb()),
     };
-    let req = pb::OutcomeReport {
-        worker_id: worker.to_string(),
-        attempt: Some(attempt.into()),
-        outcome: Some(outcome),
-    };
+    let req =
+        pb::OutcomeReport { worker_id: worker.to_string(), attempt: Some(attempt.into()), outcome: Some(outcome) };
     let mut delay = Duration::from_millis(100);
     for _ in 0..8 {
         match client.clone().report(req.clone()).await {
@@ -351,12 +321,8 @@ async fn heartbeat(
             _ = tick.tick() => {}
             _ = session.cancelled() => return,
         }
-        let running: Vec<pb::AttemptRef> =
-            shared.running().iter().map(pb::AttemptRef::from).collect();
-        let req = pb::HeartbeatRequest {
-            worker_id: id.to_string(),
-            running,
-        };
+        let running: Vec<pb::AttemptRef> = shared.running().iter().map(pb::AttemptRef::from).collect();
+        let req = pb::HeartbeatRequest { worker_id: id.to_string(), running };
         match client.clone().heartbeat(req).await {
             Ok(r) => {
                 let r = r.into_inner();

@@ -31,9 +31,7 @@ impl PairBuf {
     }
 
     fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.idx
-            .iter()
-            .map(|&(o, k, v)| (&self.data[o..o + k], &self.data[o + k..o + k + v]))
+        self.idx.iter().map(|&(o, k, v)| (&self.data[o..o + k], &self.data[o + k..o + k + v]))
     }
 }
 
@@ -47,11 +45,7 @@ struct Partitioned<'j> {
 
 impl PairSink for Partitioned<'_> {
     fn push(&mut self, key: &[u8], value: &[u8]) {
-        let p = if self.reducers == 1 {
-            0
-        } else {
-            self.job.partition(key, self.reducers)
-        };
+        let p = if self.reducers == 1 { 0 } else { self.job.partition(key, self.reducers) };
         match self.bufs.get_mut(p as usize) {
             Some(buf) => buf.push(key, value),
             None => self.bad_partition = Some(p),
@@ -98,27 +92,20 @@ pub fn map_split(
             let mut counters = Counters::new();
             let text = String::from_utf8_lossy(chunk);
             if let Cow::Owned(_) = &text {
-                let bad = lines(chunk)
-                    .filter(|(_, l)| std::str::from_utf8(l).is_err())
-                    .count();
+                let bad = lines(chunk).filter(|(_, l)| std::str::from_utf8(l).is_err()).count();
                 counters.add(names::MALFORMED_INPUT_LINES, bad as i64);
             }
             // Lossy decoding keeps every '\n' and '\r', so lines of the decoded text match the
             // raw lines one to one; offsets come from the raw bytes.
             let chunk_base = base + range.start as u64;
-            let mut records = lines(chunk)
-                .zip(lines(text.as_bytes()))
-                .map(|((off, _), (_, l))| TextRecord {
-                    source,
-                    offset: chunk_base + off as u64,
-                    line: std::str::from_utf8(l).unwrap_or(""),
-                });
-            job.map_records(&mut records, &mut sink, &mut counters)
-                .map_err(|e| TaskError::User(e.0))?;
+            let mut records = lines(chunk).zip(lines(text.as_bytes())).map(|((off, _), (_, l))| TextRecord {
+                source,
+                offset: chunk_base + off as u64,
+                line: std::str::from_utf8(l).unwrap_or(""),
+            });
+            job.map_records(&mut records, &mut sink, &mut counters).map_err(|e| TaskError::User(e.0))?;
             if let Some(p) = sink.bad_partition {
-                return Err(TaskError::User(format!(
-                    "partitioner returned {p} for {reducers} reducers"
-                )));
+                return Err(TaskError::User(format!("partitioner returned {p} for {reducers} reducers")));
             }
             Ok((sink, counters))
         })
@@ -136,8 +123,7 @@ pub fn map_split(
     let encoded: Vec<Result<(Vec<u8>, u64), TaskError>> = (0..reducers as usize)
         .into_par_iter()
         .map(|p| {
-            let mut pairs: Vec<(&[u8], &[u8])> =
-                sinks.iter().flat_map(|s| s.bufs[p].iter()).collect();
+            let mut pairs: Vec<(&[u8], &[u8])> = sinks.iter().flat_map(|s| s.bufs[p].iter()).collect();
             // Stable, so values of one key keep their map order: output is deterministic.
             pairs.par_sort_by(|a, b| a.0.cmp(b.0));
             if !combiner {
@@ -146,10 +132,7 @@ pub fn map_split(
             }
             let combined = combine_sorted(job, &pairs)?;
             let n = combined.idx.len() as u64;
-            Ok((
-                encode_segment(combined.iter().collect::<Vec<_>>().into_iter())?,
-                n,
-            ))
+            Ok((encode_segment(combined.iter().collect::<Vec<_>>().into_iter())?, n))
         })
         .collect();
 
@@ -172,11 +155,7 @@ pub fn map_split(
     if combiner {
         counters.add(names::COMBINE_OUTPUT_RECORDS, written as i64);
     }
-    Ok(MapResult {
-        object,
-        segments,
-        counters,
-    })
+    Ok(MapResult { object, segments, counters })
 }
 
 /// Merges runs of equal keys in sorted `pairs` through the job's combiner.
@@ -194,8 +173,7 @@ fn combine_sorted(job: &dyn DynJob, pairs: &[(&[u8], &[u8])]) -> Result<PairBuf,
             out.push(key, pairs[i].1);
         } else {
             value.clear();
-            job.combine_encoded(&mut pairs[i..j].iter().map(|p| p.1), &mut value)
-                .map_err(|e| TaskError::User(e.0))?;
+            job.combine_encoded(&mut pairs[i..j].iter().map(|p| p.1), &mut value).map_err(|e| TaskError::User(e.0))?;
             out.push(key, &value);
         }
         i = j;

@@ -41,12 +41,7 @@ impl Ord for Head<'_> {
 fn head(runs: &[Run], run: usize, pos: Option<(usize, usize)>) -> Option<Head<'_>> {
     let pos = pos?;
     let (key, value) = runs[run].get(pos.0, pos.1)?;
-    Some(Head {
-        key,
-        value,
-        run,
-        pos,
-    })
+    Some(Head { key, value, run, pos })
 }
 
 /// Merges `runs` (each sorted by key), reduces every key group, and returns the output part's
@@ -79,8 +74,7 @@ pub fn reduce_runs(job: &dyn DynJob, runs: &[Run]) -> Result<(Vec<u8>, Counters)
         groups += 1;
         records += values.len() as i64;
         let mut ctx = ReduceContext::new(&mut out, &mut user);
-        job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx)
-            .map_err(|e| TaskError::User(e.0))?;
+        job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx).map_err(|e| TaskError::User(e.0))?;
     }
     counters.add(names::REDUCE_INPUT_GROUPS, groups);
     counters.add(names::REDUCE_INPUT_RECORDS, records);

@@ -57,9 +57,7 @@ fn schema() -> SchemaRef {
 }
 
 /// Encodes sorted pairs as one segment; no pairs give an empty segment.
-pub fn encode_segment<'a>(
-    pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Result<Vec<u8>, ShuffleError> {
+pub fn encode_segment<'a>(pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>) -> Result<Vec<u8>, ShuffleError> {
     if pairs.len() == 0 {
         return Ok(Vec::new());
     }
@@ -67,14 +65,10 @@ pub fn encode_segment<'a>(
     let (mut keys, mut values) = (BinaryBuilder::new(), BinaryBuilder::new());
     let mut rows = 0usize;
     let mut bytes = 0usize;
-    let flush =
-        |keys: &mut BinaryBuilder, values: &mut BinaryBuilder, w: &mut StreamWriter<Vec<u8>>| {
-            let batch = RecordBatch::try_new(
-                schema(),
-                vec![Arc::new(keys.finish()), Arc::new(values.finish())],
-            )?;
-            w.write(&batch)
-        };
+    let flush = |keys: &mut BinaryBuilder, values: &mut BinaryBuilder, w: &mut StreamWriter<Vec<u8>>| {
+        let batch = RecordBatch::try_new(schema(), vec![Arc::new(keys.finish()), Arc::new(values.finish())])?;
+        w.write(&batch)
+    };
     for (k, v) in pairs {
         keys.append_value(k);
         values.append_value(v);
@@ -139,10 +133,7 @@ impl Run {
 
     /// The first position, if any.
     pub fn first_pos(&self) -> Option<(usize, usize)> {
-        self.batches
-            .iter()
-            .position(|(k, _)| !k.is_empty())
-            .map(|b| (b, 0))
+        self.batches.iter().position(|(k, _)| !k.is_empty()).map(|b| (b, 0))
     }
 }
 
@@ -150,10 +141,7 @@ impl Run {
 pub fn decode_segment(bytes: bytes::Bytes, seg: &pb::Segment) -> Result<Run, ShuffleError> {
     let found = checksum(&bytes);
     if found != seg.crc32 {
-        return Err(ShuffleError::Checksum {
-            expected: seg.crc32,
-            found,
-        });
+        return Err(ShuffleError::Checksum { expected: seg.crc32, found });
     }
     if bytes.is_empty() {
         return Ok(Run::default());
@@ -165,23 +153,15 @@ pub fn decode_segment(bytes: bytes::Bytes, seg: &pb::Segment) -> Result<Run, Shu
     let mut batches = Vec::new();
     for batch in reader {
         let batch = batch?;
-        let k = batch
-            .column(0)
-            .as_binary_opt::<i32>()
-            .ok_or_else(|| ShuffleError::Shape("key is not Binary".into()))?;
-        let v = batch
-            .column(1)
-            .as_binary_opt::<i32>()
-            .ok_or_else(|| ShuffleError::Shape("value is not Binary".into()))?;
+        let k =
+            batch.column(0).as_binary_opt::<i32>().ok_or_else(|| ShuffleError::Shape("key is not Binary".into()))?;
+        let v =
+            batch.column(1).as_binary_opt::<i32>().ok_or_else(|| ShuffleError::Shape("value is not Binary".into()))?;
         batches.push((k.clone(), v.clone()));
     }
     let run = Run { batches };
     if run.len() as u64 != seg.records {
-        return Err(ShuffleError::Shape(format!(
-            "expected {} records, found {}",
-            seg.records,
-            run.len()
-        )));
+        return Err(ShuffleError::Shape(format!("expected {} records, found {}", seg.records, run.len())));
     }
     Ok(run)
 }
@@ -192,17 +172,11 @@ mod tests {
 
     #[test]
     fn segments_round_trip_and_detect_corruption() {
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..100_000u32)
-            .map(|i| (i.to_be_bytes().to_vec(), vec![7; (i % 5) as usize]))
-            .collect();
-        let bytes =
-            encode_segment(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
-        let seg = pb::Segment {
-            offset: 0,
-            length: bytes.len() as u64,
-            crc32: checksum(&bytes),
-            records: pairs.len() as u64,
-        };
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..100_000u32).map(|i| (i.to_be_bytes().to_vec(), vec![7; (i % 5) as usize])).collect();
+        let bytes = encode_segment(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
+        let seg =
+            pb::Segment { offset: 0, length: bytes.len() as u64, crc32: checksum(&bytes), records: pairs.len() as u64 };
         let run = decode_segment(bytes::Bytes::from(bytes.clone()), &seg).unwrap();
         let mut pos = run.first_pos();
         let mut got = Vec::new();
@@ -216,26 +190,14 @@ mod tests {
         let mut bad = bytes;
         let mid = bad.len() / 2;
         bad[mid] ^= 0xff;
-        assert!(matches!(
-            decode_segment(bytes::Bytes::from(bad), &seg),
-            Err(ShuffleError::Checksum { .. })
-        ));
+        assert!(matches!(decode_segment(bytes::Bytes::from(bad), &seg), Err(ShuffleError::Checksum { .. })));
     }
 
     #[test]
     fn empty_segments_are_empty() {
         let bytes = encode_segment(std::iter::empty::<(&[u8], &[u8])>()).unwrap();
         assert!(bytes.is_empty());
-        let seg = pb::Segment {
-            offset: 0,
-            length: 0,
-            crc32: checksum(&[]),
-            records: 0,
-        };
-        assert!(
-            decode_segment(bytes::Bytes::new(), &seg)
-                .unwrap()
-                .is_empty()
-        );
+        let seg = pb::Segment { offset: 0, length: 0, crc32: checksum(&[]), records: 0 };
+        assert!(decode_segment(bytes::Bytes::new(), &seg).unwrap().is_empty());
     }
 }

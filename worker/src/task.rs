@@ -83,18 +83,12 @@ pub async fn run_assignment(
     a: pb::TaskAssignment,
     cancel: CancellationToken,
 ) -> Result<pb::Succeeded, TaskError> {
-    let attempt =
-        AttemptId::try_from(a.attempt.as_ref()).map_err(|e| TaskError::Config(e.to_string()))?;
+    let attempt = AttemptId::try_from(a.attempt.as_ref()).map_err(|e| TaskError::Config(e.to_string()))?;
     let params = Params::new(a.params.clone());
-    let job = env
-        .registry
-        .create(&a.job, &params)
-        .map_err(|e| TaskError::Config(e.to_string()))?;
+    let job = env.registry.create(&a.job, &params).map_err(|e| TaskError::Config(e.to_string()))?;
     match a.task {
         Some(pb::task_assignment::Task::Map(m)) => run_map(job, m, a.reducers, &cancel).await,
-        Some(pb::task_assignment::Task::Reduce(r)) => {
-            run_reduce(&env, &attempt, job, r, &cancel).await
-        }
+        Some(pb::task_assignment::Task::Reduce(r)) => run_reduce(&env, &attempt, job, r, &cancel).await,
         None => Err(TaskError::Config("assignment without a task".into())),
     }
 }
@@ -112,10 +106,7 @@ async fn get_range(
 ) -> Result<Bytes, StoreError> {
     let path = u.path();
     with_retries("read", || async {
-        store
-            .get_range(&path, range.clone())
-            .await
-            .map_err(|e| StoreError::from_store(u.as_str(), e))
+        store.get_range(&path, range.clone()).await.map_err(|e| StoreError::from_store(u.as_str(), e))
     })
     .await
 }
@@ -135,17 +126,11 @@ async fn put(store: &Arc<dyn ObjectStore>, u: &StoreUrl, bytes: Bytes) -> Result
 /// Reads the split's bytes from its start through the end of its last line.
 async fn fetch_split(split: &pb::Split) -> Result<Bytes, TaskError> {
     let (u, store) = url(&split.url)?;
-    let (start, end, size) = (
-        split.start,
-        split.end.min(split.object_size),
-        split.object_size,
-    );
+    let (start, end, size) = (split.start, split.end.min(split.object_size), split.object_size);
     if start >= end {
         return Ok(Bytes::new());
     }
-    let first = get_range(&store, &u, start..end)
-        .await
-        .map_err(TaskError::Input)?;
+    let first = get_range(&store, &u, start..end).await.map_err(TaskError::Input)?;
     if has_enough(&first, start, end, size) {
         return Ok(first);
     }
@@ -155,9 +140,7 @@ async fn fetch_split(split: &pb::Split) -> Result<Bytes, TaskError> {
     while !has_enough(&buf, start, end, size) {
         let from = start + buf.len() as u64;
         let to = (from + step).min(size);
-        let more = get_range(&store, &u, from..to)
-            .await
-            .map_err(TaskError::Input)?;
+        let more = get_range(&store, &u, from..to).await.map_err(TaskError::Input)?;
         if more.is_empty() {
             break;
         }
@@ -173,33 +156,22 @@ async fn run_map(
     reducers: u32,
     cancel: &CancellationToken,
 ) -> Result<pb::Succeeded, TaskError> {
-    let split = m
-        .split
-        .ok_or_else(|| TaskError::Config("map task without a split".into()))?;
+    let split = m.split.ok_or_else(|| TaskError::Config("map task without a split".into()))?;
     let (out_url, out_store) = url(&m.output_url)?;
     if reducers == 0 {
         return Err(TaskError::Config("a job needs at least one reducer".into()));
     }
     let data = fetch_split(&split).await?;
-    let source = StoreUrl::parse(&split.url)
-        .map(|u| u.base_name())
-        .unwrap_or_default();
+    let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
     let (start, end) = (split.start, split.end);
-    let result =
-        spawn_compute(move || map_split(job.as_ref(), &data, start, end, &source, reducers))
-            .await??;
+    let result = spawn_compute(move || map_split(job.as_ref(), &data, start, end, &source, reducers)).await??;
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
-    put(&out_store, &out_url, Bytes::from(result.object))
-        .await
-        .map_err(TaskError::Store)?;
+    put(&out_store, &out_url, Bytes::from(result.object)).await.map_err(TaskError::Store)?;
     Ok(pb::Succeeded {
         counters: result.counters.into_map(),
-        map_output: Some(pb::MapOutput {
-            url: m.output_url,
-            partitions: result.segments,
-        }),
+        map_output: Some(pb::MapOutput { url: m.output_url, partitions: result.segments }),
     })
 }
 
@@ -213,33 +185,21 @@ async fn run_reduce(
     let (part_url, part_store) = url(&r.part_url)?;
     let fetches = r.inputs.into_iter().map(|input| async move {
         let seg = input.segment.unwrap_or_default();
-        let lost = |reason: String| TaskError::MapOutputLost {
-            map_index: input.map_index,
-            reason,
-        };
+        let lost = |reason: String| TaskError::MapOutputLost { map_index: input.map_index, reason };
         if seg.length == 0 {
             return Ok((Bytes::new(), seg, input.map_index));
         }
         let (u, store) = url(&input.url)?;
-        let bytes = get_range(&store, &u, seg.offset..seg.offset + seg.length)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound { .. } => lost(e.to_string()),
-                e => TaskError::Store(e),
-            })?;
+        let bytes = get_range(&store, &u, seg.offset..seg.offset + seg.length).await.map_err(|e| match e {
+            StoreError::NotFound { .. } => lost(e.to_string()),
+            e => TaskError::Store(e),
+        })?;
         if bytes.len() as u64 != seg.length {
-            return Err(lost(format!(
-                "short read: {} of {} bytes",
-                bytes.len(),
-                seg.length
-            )));
+            return Err(lost(format!("short read: {} of {} bytes", bytes.len(), seg.length)));
         }
         Ok((bytes, seg, input.map_index))
     });
-    let fetched: Vec<(Bytes, pb::Segment, u32)> = futures::stream::iter(fetches)
-        .buffered(16)
-        .try_collect()
-        .await?;
+    let fetched: Vec<(Bytes, pb::Segment, u32)> = futures::stream::iter(fetches).buffered(16).try_collect().await?;
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
@@ -248,10 +208,7 @@ async fn run_reduce(
         let runs = fetched
             .into_par_iter()
             .map(|(bytes, seg, map_index)| {
-                decode_segment(bytes, &seg).map_err(|e| TaskError::MapOutputLost {
-                    map_index,
-                    reason: e.to_string(),
-                })
+                decode_segment(bytes, &seg).map_err(|e| TaskError::MapOutputLost { map_index, reason: e.to_string() })
             })
             .collect::<Result<Vec<_>, _>>()?;
         reduce_runs(job.as_ref(), &runs)
@@ -264,21 +221,13 @@ async fn run_reduce(
     // Only the attempt the coordinator names may write the part: ask first.
     let mut client = env.client.clone();
     let resp = client
-        .commit(pb::CommitRequest {
-            worker_id: env.worker_id.to_string(),
-            attempt: Some(attempt.into()),
-        })
+        .commit(pb::CommitRequest { worker_id: env.worker_id.to_string(), attempt: Some(attempt.into()) })
         .await
         .map_err(|s| TaskError::CommitRefused(s.message().to_string()))?
         .into_inner();
     if !resp.granted {
         return Err(TaskError::CommitRefused(resp.reason));
     }
-    put(&part_store, &part_url, Bytes::from(bytes))
-        .await
-        .map_err(TaskError::Store)?;
-    Ok(pb::Succeeded {
-        counters: counters.into_map(),
-        map_output: None,
-    })
+    put(&part_store, &part_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
+    Ok(pb::Succeeded { counters: counters.into_map(), map_output: None })
 }

@@ -23,16 +23,8 @@ impl Job for WordLengths {
     type Value = u64;
     const COMBINER: bool = true;
 
-    fn map(
-        &self,
-        rec: &TextRecord<'_>,
-        ctx: &mut MapContext<'_, u64, u64>,
-    ) -> Result<(), JobError> {
-        for word in rec
-            .line
-            .split(|c: char| !c.is_alphabetic())
-            .filter(|w| !w.is_empty())
-        {
+    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, u64, u64>) -> Result<(), JobError> {
+        for word in rec.line.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()) {
             let len = word.chars().count() as u64;
             if len >= self.min {
                 ctx.emit(len, 1);
@@ -58,15 +50,9 @@ impl Job for WordLengths {
 
 fn main() -> std::process::ExitCode {
     let mut jobs = quern_examples::builtin();
-    jobs.register(
-        "wordlengths",
-        "count words by length (--param min=N)",
-        |params| {
-            params.allow_only(&["min"])?;
-            Ok(WordLengths {
-                min: params.parse_or("min", 1)?,
-            })
-        },
-    );
+    jobs.register("wordlengths", "count words by length (--param min=N)", |params| {
+        params.allow_only(&["min"])?;
+        Ok(WordLengths { min: params.parse_or("min", 1)? })
+    });
     quern_cli::main_with(jobs)
 }

@@ -4,10 +4,7 @@
 
 #[test]
 fn my_quern_lists_its_own_job_and_the_builtins() {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_my-quern"))
-        .arg("jobs")
-        .output()
-        .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_my-quern")).arg("jobs").output().unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     for job in ["wordlengths", "wordcount", "grep", "indexer"] {
         assert!(text.contains(job), "{job} missing from {text}");

@@ -1,0 +1,270 @@
+//! Job-lifecycle tests of [`Core`] with a fake clock: no network, no runtime, no store.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use quern_api::split::Split;
+use quern_api::{AttemptId, Counters, StoreUrl, TaskKind, WorkerId, pb};
+
+use super::*;
+use crate::job::{JobSpec, JobState};
+use crate::policy::PriorityFifo;
+use crate::task::MapOutputMeta;
+
+struct Clock(Instant, u64);
+
+impl Clock {
+    fn new() -> Self {
+        Clock(Instant::now(), 1_000)
+    }
+    fn now(&self) -> Now {
+        Now { at: self.0, wall_ms: self.1 }
+    }
+    fn advance(&mut self, d: Duration) {
+        self.0 += d;
+        self.1 += d.as_millis() as u64;
+    }
+}
+
+fn core() -> Core {
+    Core::new(
+        CoreConfig {
+            store: StoreUrl::parse("memory:///store/").unwrap(),
+            heartbeat_timeout: Duration::from_secs(5),
+            max_attempts: 2,
+            epoch_ms: 7,
+        },
+        Box::new(PriorityFifo),
+    )
+}
+
+fn spec(output: &str, reducers: u32, priority: i32) -> JobSpec {
+    JobSpec {
+        name: "wordcount".into(),
+        inputs: vec!["memory:///in/".into()],
+        output: StoreUrl::parse(output).unwrap(),
+        reducers,
+        split_size: 100,
+        params: Default::default(),
+        priority,
+    }
+}
+
+fn splits(n: usize) -> Vec<Split> {
+    (0..n).map(|i| Split { url: format!("memory:///in/{i}"), start: 0, end: 10, object_size: 10 }).collect()
+}
+
+fn worker(c: &mut Core, clock: &Clock) -> WorkerId {
+    c.register("h".into(), "r".into(), 1, BTreeSet::from(["wordcount".to_string()]), clock.now())
+}
+
+fn attempt_of(a: &pb::TaskAssignment) -> AttemptId {
+    AttemptId::try_from(a.attempt.as_ref()).unwrap()
+}
+
+fn map_ok(a: &pb::TaskAssignment, reducers: usize) -> Outcome {
+    let url = match &a.task {
+        Some(pb::task_assignment::Task::Map(m)) => m.output_url.clone(),
+        _ => panic!("not a map"),
+    };
+    let mut counters = Counters::new();
+    counters.add("MAP_INPUT_RECORDS", 10);
+    Outcome::Succeeded {
+        counters,
+        map_output: Some(MapOutputMeta { url, segments: vec![pb::Segment::default(); reducers] }),
+    }
+}
+
+fn reduce_ok() -> Outcome {
+    let mut counters = Counters::new();
+    counters.add("REDUCE_OUTPUT_RECORDS", 1);
+    Outcome::Succeeded { counters, map_output: None }
+}
+
+/// Runs one task on `w` to success (committing reduces); returns the actions.
+fn run_one(c: &mut Core, w: &WorkerId, clock: &Clock, reducers: usize) -> Vec<Action> {
+    let a = c.poll(w, 1, clock.now()).unwrap().pop().expect("a task");
+    let id = attempt_of(&a);
+    let outcome = if id.task.kind == TaskKind::Map {
+        map_ok(&a, reducers)
+    } else {
+        c.commit(w, &id).unwrap();
+        reduce_ok()
+    };
+    let (r, actions) = c.report(w, &id, outcome, clock.now());
+    r.unwrap();
+    actions
+}
+
+#[test]
+fn a_job_runs_maps_then_reduces_then_commits() {
+    let clock = Clock::new();
+    let mut c = core();
+    let w = worker(&mut c, &clock);
+    let id = c.submit(spec("memory:///out/", 2, 0), splits(3), 1);
+    assert!(!c.job(&id).unwrap().started());
+    for _ in 0..3 {
+        assert!(run_one(&mut c, &w, &clock, 2).is_empty());
+    }
+    // Reduces see every map output.
+    let a = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
+    match &a.task {
+        Some(pb::task_assignment::Task::Reduce(r)) => {
+            assert_eq!(r.inputs.len(), 3);
+            assert_eq!(r.part_url, "memory:///out/part-00000");
+        }
+        _ => panic!("expected a reduce"),
+    }
+    let id0 = attempt_of(&a);
+    c.commit(&w, &id0).unwrap();
+    c.report(&w, &id0, reduce_ok(), clock.now()).0.unwrap();
+    let actions = run_one(&mut c, &w, &clock, 2);
+    assert_eq!(
+        actions,
+        vec![Action::WriteSuccess { job: id.clone(), output: StoreUrl::parse("memory:///out/").unwrap() }]
+    );
+    assert_eq!(c.job(&id).unwrap().state, JobState::Committing);
+    let cleanup = c.finalized(&id, Ok(()), 5);
+    assert!(matches!(&cleanup[..], [Action::Cleanup { delete, .. }] if delete.is_empty()));
+    let job = c.job(&id).unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.counters().get("MAP_INPUT_RECORDS"), 30);
+    assert_eq!(job.counters().get("REDUCE_OUTPUT_RECORDS"), 2);
+    assert_eq!(job.finished_ms, Some(5));
+}
+
+#[test]
+fn reduces_wait_for_every_map() {
+    let clock = Clock::new();
+    let mut c = core();
+    let (w1, w2) = (worker(&mut c, &clock), worker(&mut c, &clock));
+    c.submit(spec("memory:///out/", 1, 0), splits(2), 1);
+    let a = c.poll(&w1, 1, clock.now()).unwrap().pop().unwrap();
+    run_one(&mut c, &w2, &clock, 1);
+    // One map still running: nothing for w2.
+    assert!(c.poll(&w2, 1, clock.now()).unwrap().is_empty());
+    c.report(&w1, &attempt_of(&a), map_ok(&a, 1), clock.now()).0.unwrap();
+    let next = c.poll(&w2, 1, clock.now()).unwrap();
+    assert_eq!(attempt_of(&next[0]).task.kind, TaskKind::Reduce);
+}
+
+#[test]
+fn a_lost_worker_s_attempt_runs_elsewhere_and_its_late_report_is_rejected() {
+    let mut clock = Clock::new();
+    let mut c = core();
+    let (w1, w2) = (worker(&mut c, &clock), worker(&mut c, &clock));
+    let id = c.submit(spec("memory:///out/", 1, 0), splits(1), 1);
+    let a1 = c.poll(&w1, 1, clock.now()).unwrap().pop().unwrap();
+    // w2 keeps heartbeating, w1 goes silent past the timeout.
+    clock.advance(Duration::from_secs(3));
+    c.heartbeat(&w2, clock.now()).unwrap();
+    clock.advance(Duration::from_secs(3));
+    assert!(c.tick(clock.now()));
+    assert!(c.heartbeat(&w1, clock.now()).is_none(), "lost worker must register again");
+    let a2 = c.poll(&w2, 1, clock.now()).unwrap().pop().unwrap();
+    assert_eq!(attempt_of(&a2).attempt, 2);
+    // The zombie's success is rejected and its output deleted.
+    let (r, actions) = c.report(&w1, &attempt_of(&a1), map_ok(&a1, 1), clock.now());
+    assert!(r.is_err());
+    assert!(matches!(&actions[..], [Action::Delete(_)]));
+    c.report(&w2, &attempt_of(&a2), map_ok(&a2, 1), clock.now()).0.unwrap();
+    assert_eq!(c.job(&id).unwrap().counters().get("MAP_INPUT_RECORDS"), 10, "counted once");
+}
+
+#[test]
+fn a_finished_map_of_a_lost_worker_is_not_run_again() {
+    let mut clock = Clock::new();
+    let mut c = core();
+    let (w1, w2) = (worker(&mut c, &clock), worker(&mut c, &clock));
+    let id = c.submit(spec("memory:///out/", 1, 0), splits(2), 1);
+    run_one(&mut c, &w1, &clock, 1);
+    clock.advance(Duration::from_secs(6));
+    c.heartbeat(&w2, clock.now()).unwrap();
+    c.tick(clock.now());
+    run_one(&mut c, &w2, &clock, 1);
+    let job = c.job(&id).unwrap();
+    assert!(job.maps_complete());
+    assert_eq!(job.maps.iter().map(|t| t.attempts).sum::<u32>(), 2);
+}
+
+#[test]
+fn failures_exhaust_attempts_then_the_job_fails_and_cleans_up() {
+    let clock = Clock::new();
+    let mut c = core();
+    let w = worker(&mut c, &clock);
+    let id = c.submit(spec("memory:///out/", 2, 0), splits(1), 1);
+    let fail = |msg: &str| Outcome::Failed { kind: FailureKind::UserCode, message: msg.into(), lost_map: None };
+    let a = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
+    assert!(c.report(&w, &attempt_of(&a), fail("boom 1"), clock.now()).1.is_empty());
+    let a = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
+    assert_eq!(attempt_of(&a).attempt, 2);
+    let (_, actions) = c.report(&w, &attempt_of(&a), fail("boom 2"), clock.now());
+    assert!(matches!(&actions[..], [Action::Cleanup { .. }]));
+    match &c.job(&id).unwrap().state {
+        JobState::Failed { error } => assert!(error.contains("map task 0") && error.contains("boom 2"), "{error}"),
+        s => panic!("{s:?}"),
+    }
+    assert!(c.poll(&w, 1, clock.now()).unwrap().is_empty());
+}
+
+#[test]
+fn lost_map_output_reruns_the_map_without_counting_against_the_reducer() {
+    let clock = Clock::new();
+    let mut c = core();
+    let w = worker(&mut c, &clock);
+    let id = c.submit(spec("memory:///out/", 1, 0), splits(1), 1);
+    run_one(&mut c, &w, &clock, 1);
+    let r = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
+    let lost = Outcome::Failed { kind: FailureKind::MapOutputLost, message: "crc".into(), lost_map: Some(0) };
+    let (_, actions) = c.report(&w, &attempt_of(&r), lost, clock.now());
+    assert!(matches!(&actions[..], [Action::Delete(_)]), "the bad output is deleted");
+    let next = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
+    assert_eq!(attempt_of(&next).task.kind, TaskKind::Map);
+    assert_eq!(attempt_of(&next).attempt, 2);
+    c.report(&w, &attempt_of(&next), map_ok(&next, 1), clock.now()).0.unwrap();
+    let job = c.job(&id).unwrap();
+    assert_eq!(job.reduces[0].failures, 0);
+    // The lost run's counters are gone with it: the map's records count once.
+    assert_eq!(job.counters().get("MAP_INPUT_RECORDS"), 10);
+    run_one(&mut c, &w, &clock, 1);
+    assert_eq!(c.job(&id).unwrap().state, JobState::Committing);
+}
+
+#[test]
+fn kill_cancels_running_attempts_and_deletes_committed_parts() {
+    let clock = Clock::new();
+    let mut c = core();
+    let (w1, w2) = (worker(&mut c, &clock), worker(&mut c, &clock));
+    let id = c.submit(spec("memory:///out/", 2, 0), splits(1), 1);
+    run_one(&mut c, &w1, &clock, 2);
+    run_one(&mut c, &w1, &clock, 2); // reduce 0 committed
+    let running = c.poll(&w2, 1, clock.now()).unwrap().pop().unwrap();
+    let (state, actions) = c.kill(&id, 9).unwrap();
+    assert_eq!(state, JobState::Killed);
+    match &actions[..] {
+        [Action::Cleanup { delete, .. }] => {
+            assert_eq!(delete, &vec![StoreUrl::parse("memory:///out/part-00000").unwrap()])
+        }
+        a => panic!("{a:?}"),
+    }
+    assert_eq!(c.heartbeat(&w2, clock.now()).unwrap(), vec![attempt_of(&running)]);
+    // Its report after the kill is refused, and a commit too.
+    assert!(c.commit(&w2, &attempt_of(&running)).is_err());
+    assert!(c.report(&w2, &attempt_of(&running), reduce_ok(), clock.now()).0.is_err());
+}
+
+#[test]
+fn higher_priority_first_then_submission_order_and_only_on_capable_workers() {
+    let clock = Clock::new();
+    let mut c = core();
+    let low = c.submit(spec("memory:///a/", 1, 0), splits(1), 1);
+    let high = c.submit(spec("memory:///b/", 1, 5), splits(1), 1);
+    let other = c.register("h".into(), "r".into(), 4, BTreeSet::from(["grep".to_string()]), clock.now());
+    assert!(c.poll(&other, 4, clock.now()).unwrap().is_empty(), "worker cannot run wordcount");
+    let w = c.register("h".into(), "r".into(), 2, BTreeSet::from(["wordcount".to_string()]), clock.now());
+    let got = c.poll(&w, 5, clock.now()).unwrap();
+    assert_eq!(got.len(), 2, "slots limit the assignments");
+    assert_eq!(attempt_of(&got[0]).task.job, high);
+    assert_eq!(attempt_of(&got[1]).task.job, low);
+    assert_eq!(c.output_in_use(&StoreUrl::parse("memory:///a").unwrap()), Some(&low));
+}
