@@ -29,14 +29,16 @@ pub enum Mode {
     InProcess,
 }
 
-/// A built binary of this workspace (`quern`, `my-quern`), next to the test executable's
-/// `deps/` directory. `cargo test`/`nextest` build every workspace binary before the tests.
+/// A built binary of this workspace (`quern`, `my-quern`): beside the running executable, or
+/// one directory up from a test executable in `deps/`. `cargo test` builds every workspace
+/// binary before the tests.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is not built; run the tests through cargo", path.display());
-    path
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let here = exe.parent().expect("executable directory");
+    let candidates = [here.join(&file), here.parent().map(|p| p.join(&file)).unwrap_or_default()];
+    let found = candidates.iter().find(|p| p.is_file());
+    found.cloned().unwrap_or_else(|| panic!("{file} is not built next to {}; build the workspace first", exe.display()))
 }
 
 /// Runs `quern` with `args`, returning its output.
