@@ -26,6 +26,12 @@ pub mod names {
     pub const REDUCE_OUTPUT_RECORDS: &str = "REDUCE_OUTPUT_RECORDS";
     /// Bytes of output parts written.
     pub const OUTPUT_BYTES: &str = "OUTPUT_BYTES";
+    /// Records (map) or key groups (reduce) skipped because user code panicked on them.
+    pub const SKIPPED_RECORDS: &str = "SKIPPED_RECORDS";
+    /// Backup (speculative) attempts started for slow tasks.
+    pub const BACKUP_ATTEMPTS: &str = "BACKUP_ATTEMPTS";
+    /// Tasks whose backup attempt finished first.
+    pub const BACKUP_ATTEMPTS_WON: &str = "BACKUP_ATTEMPTS_WON";
     /// Input lines that were not valid UTF-8 (read with U+FFFD replacements).
     pub const MALFORMED_INPUT_LINES: &str = "MALFORMED_INPUT_LINES";
 }

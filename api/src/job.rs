@@ -35,6 +35,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt::{Display, Write as _};
 use std::hash::{BuildHasherDefault, Hash};
+use std::panic::AssertUnwindSafe;
 
 use crate::counters::{Counters, names};
 use crate::data::Data;
@@ -118,11 +119,17 @@ pub struct MapContext<'s, K, V> {
     combine: Option<CombineFn<'s, V>>,
     emitted: u64,
     counters: &'s mut Counters,
+    /// In skipping mode, one record's pairs wait here until its map call returns normally.
+    staging: Option<Vec<(K, V)>>,
 }
 
 impl<K: Data + Hash + Eq, V: Data> MapContext<'_, K, V> {
     /// Emits a pair.
     pub fn emit(&mut self, key: K, value: V) {
+        if let Some(staged) = &mut self.staging {
+            staged.push((key, value));
+            return;
+        }
         self.emitted += 1;
         match &mut self.mode {
             MapMode::Direct { sink, kbuf, vbuf } => {
@@ -151,6 +158,10 @@ impl<K: Data + Hash + Eq, V: Data> MapContext<'_, K, V> {
         K: Borrow<Q>,
         Q: ?Sized + Hash + Eq + ToOwned<Owned = K>,
     {
+        if self.staging.is_some() {
+            self.emit(key.to_owned(), value);
+            return;
+        }
         if let MapMode::Combining { table } = &mut self.mode {
             self.emitted += 1;
             if let Some(acc) = table.get_mut(key) {
@@ -189,6 +200,17 @@ impl TextOutput {
         self.records
     }
 
+    /// A point to roll back to (see [`TextOutput::rollback`]).
+    pub fn mark(&self) -> (usize, u64) {
+        (self.text.len(), self.records)
+    }
+
+    /// Drops everything written since `mark` (a skipped key group's partial output).
+    pub fn rollback(&mut self, mark: (usize, u64)) {
+        self.text.truncate(mark.0);
+        self.records = mark.1;
+    }
+
     /// The bytes to store.
     pub fn into_bytes(self) -> Vec<u8> {
         self.text.into_bytes()
@@ -223,12 +245,14 @@ impl<'a> ReduceContext<'a> {
 /// A job with its types erased: what the worker runs. Everything is encoded bytes.
 pub trait DynJob: Send + Sync {
     /// Maps a run of records, pushing encoded pairs (pre-combined when the job has a
-    /// combiner) into `sink`.
+    /// combiner) into `sink`. With `skip_panics`, a record whose map call panics is skipped
+    /// (its pairs dropped) and counted in `SKIPPED_RECORDS` (MapReduce paper, 4.6).
     fn map_records<'r>(
         &self,
         records: &mut dyn Iterator<Item = TextRecord<'r>>,
         sink: &mut dyn PairSink,
         counters: &mut Counters,
+        skip_panics: bool,
     ) -> Result<(), JobError>;
 
     /// Whether the job combines map output.
@@ -258,11 +282,13 @@ impl<J: Job> DynJob for JobRunner<J> {
         records: &mut dyn Iterator<Item = TextRecord<'r>>,
         sink: &mut dyn PairSink,
         counters: &mut Counters,
+        skip_panics: bool,
     ) -> Result<(), JobError> {
         let job = &self.0;
         let combine = |acc: &mut J::Value, v: J::Value| job.combine(acc, v);
         let mut user_counters = Counters::new();
         let mut inputs = 0i64;
+        let mut skipped = 0i64;
         let (emitted, table) = {
             let mode = if J::COMBINER {
                 MapMode::Combining { table: FastMap::default() }
@@ -274,10 +300,22 @@ impl<J: Job> DynJob for JobRunner<J> {
                 combine: J::COMBINER.then_some(&combine as &dyn Fn(&mut J::Value, J::Value)),
                 emitted: 0,
                 counters: &mut user_counters,
+                staging: None,
             };
             for rec in records {
                 inputs += 1;
-                job.map(&rec, &mut ctx)?;
+                if !skip_panics {
+                    job.map(&rec, &mut ctx)?;
+                    continue;
+                }
+                ctx.staging = Some(Vec::new());
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| job.map(&rec, &mut ctx)));
+                let staged = ctx.staging.take().unwrap_or_default();
+                match result {
+                    Ok(Ok(())) => staged.into_iter().for_each(|(k, v)| ctx.emit(k, v)),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => skipped += 1,
+                }
             }
             let table = match ctx.mode {
                 MapMode::Combining { table } => Some(table),
@@ -297,6 +335,9 @@ impl<J: Job> DynJob for JobRunner<J> {
             counters.add(names::COMBINE_INPUT_RECORDS, emitted as i64);
         }
         counters.add(names::MAP_INPUT_RECORDS, inputs);
+        if skipped > 0 {
+            counters.add(names::SKIPPED_RECORDS, skipped);
+        }
         counters.add(names::MAP_OUTPUT_RECORDS, emitted as i64);
         counters.merge(&user_counters);
         Ok(())
@@ -392,7 +433,7 @@ mod tests {
         let mut recs = lines.iter().map(|l| TextRecord { source: "x", offset: 0, line: l });
         let mut sink = Collect(Vec::new());
         let mut counters = Counters::new();
-        job.map_records(&mut recs, &mut sink, &mut counters).unwrap();
+        job.map_records(&mut recs, &mut sink, &mut counters, false).unwrap();
         sink.0.sort();
         assert_eq!(
             sink.0,

@@ -120,6 +120,15 @@ impl StoreUrl {
         StoreUrl(url)
     }
 
+    /// The directory holding this location (with a trailing `/`), if it has one.
+    pub fn parent_dir(&self) -> Option<StoreUrl> {
+        let path = self.0.path().trim_end_matches('/');
+        let cut = path.rfind('/')?;
+        let mut url = self.0.clone();
+        url.set_path(&path[..=cut]);
+        Some(StoreUrl(url))
+    }
+
     /// The last path segment (the object's base name), percent-decoded.
     pub fn base_name(&self) -> String {
         self.path().filename().unwrap_or("").to_string()

@@ -76,6 +76,18 @@ pub struct CoordinatorArgs {
     /// Require this shared token from every caller.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Start backup attempts for stragglers near the end of a phase.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub speculation: String,
+    /// A task is a straggler when it runs this many times longer than the phase's median.
+    #[arg(long, default_value_t = 2.0)]
+    pub speculation_factor: f64,
+    /// Tasks running less than this never get a backup.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub speculation_min: Duration,
+    /// Fault injection for tests: hand out no reduce task while this file exists.
+    #[arg(long, hide = true)]
+    pub debug_hold_reduces_while: Option<PathBuf>,
 }
 
 /// `quern worker`.
@@ -99,6 +111,9 @@ pub struct WorkerArgs {
     /// File holding the coordinator's shared token.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Fault injection for tests: sleep this long before running each task.
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    pub debug_slowdown: Option<Duration>,
 }
 
 /// `quern submit`.
@@ -116,6 +131,10 @@ pub struct SubmitArgs {
     /// Higher runs first.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
+    /// After a failed attempt, skip records on which the job's code panics (counted in
+    /// SKIPPED_RECORDS) instead of failing the task again.
+    #[arg(long)]
+    pub skip_bad_records: bool,
     /// Wait for the job to end; exit non-zero unless it succeeded.
     #[arg(long)]
     pub wait: bool,

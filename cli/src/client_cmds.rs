@@ -47,6 +47,7 @@ pub fn prepare(def: &JobDef, registry: &Registry, split_size: u64, priority: i32
         split_size,
         params: params.as_map().clone(),
         priority,
+        skip_bad_records: false,
     })
 }
 
@@ -58,7 +59,8 @@ pub async fn submit_spec(client: &mut JobClient, spec: pb::JobSpec) -> Result<St
 
 /// `quern submit`.
 pub async fn submit(a: SubmitArgs, registry: &Registry) -> Result<()> {
-    let spec = prepare(&a.job, registry, a.split_size, a.priority)?;
+    let mut spec = prepare(&a.job, registry, a.split_size, a.priority)?;
+    spec.skip_bad_records = a.skip_bad_records;
     let mut client = connect(&a.conn).await?;
     let id = submit_spec(&mut client, spec).await?;
     if !a.wait {

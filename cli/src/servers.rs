@@ -48,6 +48,14 @@ pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     cfg.heartbeat_interval = a.heartbeat_interval;
     cfg.max_attempts = a.max_attempts;
     cfg.token = token;
+    if !(a.speculation_factor.is_finite() && a.speculation_factor >= 1.0) {
+        anyhow::bail!("--speculation-factor must be a number >= 1");
+    }
+    cfg.speculation = (a.speculation == "on").then_some(quern_coordinator::job::Speculation {
+        factor: a.speculation_factor,
+        min_runtime: a.speculation_min,
+    });
+    cfg.hold_reduces_while = a.debug_hold_reduces_while;
     if cfg.heartbeat_interval >= cfg.heartbeat_timeout {
         anyhow::bail!("--heartbeat-interval must be shorter than --heartbeat-timeout");
     }
@@ -80,6 +88,7 @@ pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
         rack: a.rack,
         reconnect_budget: a.reconnect_budget,
         poll_wait: Duration::from_secs(10),
+        slowdown: a.debug_slowdown,
     };
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -113,6 +122,7 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
             rack: "local".into(),
             reconnect_budget: Duration::from_secs(10),
             poll_wait: Duration::from_secs(10),
+            slowdown: None,
         };
         workers.push(tokio::spawn(quern_worker::run(cfg, registry.clone(), shutdown.clone())));
     }

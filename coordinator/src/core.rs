@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use quern_api::split::Split;
 use quern_api::{AttemptId, Counters, JobId, StoreUrl, TaskId, TaskKind, WorkerId, pb};
 
-use crate::job::{Job, JobSpec, JobState};
+use crate::job::{Job, JobSpec, JobState, Speculation};
 use crate::policy::Policy;
-use crate::task::{FailureEffect, MapOutputMeta, Verdict};
+use crate::task::{FailureEffect, MapOutputMeta, Task, Verdict};
 
 /// Coordinator settings the state machine needs.
 #[derive(Clone, Debug)]
@@ -26,6 +26,11 @@ pub struct CoreConfig {
     pub max_attempts: u32,
     /// When this coordinator started (ms since epoch), for unique ids.
     pub epoch_ms: u64,
+    /// Backup attempts for stragglers; None turns them off.
+    pub speculation: Option<Speculation>,
+    /// Fault injection for tests: reduces wait while this file exists. (The one place the
+    /// core looks at the outside world, and only when a test asks for it.)
+    pub hold_reduces_while: Option<std::path::PathBuf>,
 }
 
 /// A registered worker.
@@ -105,22 +110,25 @@ pub enum Outcome {
 /// I/O for the shell to perform.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Write the empty `_SUCCESS` marker, then call [`Core::finalized`].
+    /// Delete the output's temporary directory, write the empty `_SUCCESS` marker, then
+    /// call [`Core::finalized`].
     WriteSuccess {
         /// The job.
         job: JobId,
         /// Its output directory.
         output: StoreUrl,
+        /// Its reduce attempts' temporary directory under the output.
+        temporary: StoreUrl,
     },
-    /// Delete the job's scratch directory and the given objects (committed parts of a job
+    /// Delete directories (scratch and temporary data) and objects (committed parts of a job
     /// that did not succeed).
     Cleanup {
         /// The job.
         job: JobId,
-        /// Its scratch directory.
-        scratch: StoreUrl,
-        /// Other objects to delete.
-        delete: Vec<StoreUrl>,
+        /// Directories to delete with everything under them.
+        dirs: Vec<StoreUrl>,
+        /// Objects to delete.
+        objects: Vec<StoreUrl>,
     },
     /// Delete one object (output of an attempt whose result was not taken).
     Delete(StoreUrl),
@@ -133,6 +141,15 @@ pub struct Now {
     pub at: Instant,
     /// Milliseconds since the Unix epoch.
     pub wall_ms: u64,
+}
+
+/// A granted commit: move `temp` to `part`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Promotion {
+    /// What the attempt wrote.
+    pub temp: StoreUrl,
+    /// The part it becomes.
+    pub part: StoreUrl,
 }
 
 /// The outcome was not taken.
@@ -238,42 +255,70 @@ impl Core {
         }
     }
 
-    /// A worker asks for up to `free` tasks. None for an unknown worker.
+    /// A worker asks for up to `free` tasks. None for an unknown worker. Pending tasks come
+    /// first, in policy order; then, with slots left, backups of stragglers.
     pub fn poll(&mut self, worker: &WorkerId, free: u32, now: Now) -> Option<Vec<pb::TaskAssignment>> {
         let w = self.workers.get_mut(worker)?;
         w.last_seen = now.at;
-        let free = free.min(w.slots.saturating_sub(w.running.len() as u32));
+        let free = free.min(w.slots.saturating_sub(w.running.len() as u32)) as usize;
         let can_run = w.jobs.clone();
+        let order = self.policy.order(&self.jobs);
+        let hold_reduces = self.cfg.hold_reduces_while.as_ref().is_some_and(|p| p.exists());
         let mut out = Vec::new();
-        for job_id in self.policy.order(&self.jobs) {
-            if out.len() as u32 >= free {
-                break;
-            }
-            let Some(job) = self.jobs.get_mut(&job_id) else {
-                continue;
-            };
-            if !can_run.contains(&job.spec.name) {
+        let mut started = Vec::new();
+        for job_id in &order {
+            let Some(job) = self.jobs.get_mut(job_id) else { continue };
+            if out.len() >= free || !can_run.contains(&job.spec.name) {
                 continue;
             }
-            while (out.len() as u32) < free {
-                let Some((kind, idx)) = job.next_pending() else {
+            // A task that failed on this worker goes elsewhere, unless no other worker that
+            // can run the job is left to try.
+            let others: Vec<&WorkerId> = self
+                .workers
+                .iter()
+                .filter(|(id, e)| *id != worker && e.jobs.contains(&job.spec.name))
+                .map(|(id, _)| id)
+                .collect();
+            let allowed = |t: &Task| !t.failed_on.contains(worker) || others.iter().all(|o| t.failed_on.contains(o));
+            while out.len() < free {
+                let Some((kind, idx)) = job.next_pending(allowed) else { break };
+                if hold_reduces && kind == TaskKind::Reduce {
                     break;
-                };
-                let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start(worker, now.at)) else {
-                    break;
-                };
+                }
+                let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start(worker, now.at)) else { break };
                 out.push(job.assignment(kind, idx, attempt));
-                let aid = AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt };
-                if let Some(w) = self.workers.get_mut(worker) {
-                    w.running.insert(aid);
+                started.push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt });
+            }
+        }
+        if let Some(spec) = self.cfg.speculation.clone() {
+            for job_id in &order {
+                let Some(job) = self.jobs.get_mut(job_id) else { continue };
+                if out.len() >= free || !can_run.contains(&job.spec.name) {
+                    continue;
+                }
+                while out.len() < free {
+                    let Some((kind, idx)) = job.backup_candidate(worker, now.at, &spec) else { break };
+                    let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start_backup(worker, now.at)) else {
+                        break;
+                    };
+                    tracing::info!(job = %job_id, ?kind, idx, attempt, "starting a backup attempt of a straggler");
+                    job.backups_started += 1;
+                    out.push(job.assignment(kind, idx, attempt));
+                    started.push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt });
                 }
             }
+        }
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.running.extend(started);
         }
         Some(out)
     }
 
-    /// A reduce attempt asks to commit its part.
-    pub fn commit(&mut self, worker: &WorkerId, attempt: &AttemptId) -> Result<(), Rejection> {
+    /// A reduce attempt asks to commit its part. Granted to one live attempt at a time; the
+    /// answer names the attempt's temporary object and the part it becomes, and the shell
+    /// moves one to the other. Only the coordinator ever writes a part, so an attempt that was
+    /// cut off (a zombie) cannot.
+    pub fn commit(&mut self, worker: &WorkerId, attempt: &AttemptId) -> Result<Promotion, Rejection> {
         let job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
         if job.state != JobState::Running {
             return Err("job is not running");
@@ -281,8 +326,9 @@ impl Core {
         if attempt.task.kind != TaskKind::Reduce {
             return Err("only reduce attempts commit");
         }
-        job.with_task(attempt.task.kind, attempt.task.index, |t| t.request_commit(attempt.attempt, worker))
-            .ok_or("unknown task")?
+        let (idx, n) = (attempt.task.index, attempt.attempt);
+        job.with_task(TaskKind::Reduce, idx, |t| t.request_commit(n, worker)).ok_or("unknown task")??;
+        Ok(Promotion { temp: job.temp_part_url(idx, n), part: job.part_url(idx) })
     }
 
     /// An attempt reports its outcome.
@@ -309,14 +355,29 @@ impl Core {
                 let verdict = if job.state != JobState::Running {
                     Verdict::Stale("job is not running")
                 } else {
-                    job.with_task(kind, idx, |t| t.succeed(n, worker, map_output, counters, kind == TaskKind::Reduce))
-                        .unwrap_or(Verdict::Stale("unknown task"))
+                    job.with_task(kind, idx, |t| {
+                        t.succeed(n, worker, map_output, counters, kind == TaskKind::Reduce, now.at)
+                    })
+                    .unwrap_or(Verdict::Stale("unknown task"))
                 };
                 match verdict {
-                    Verdict::Accepted => {
+                    Verdict::Accepted(won) => {
+                        job.record_win(kind, &won);
+                        // The first to finish wins; the others are told to stop.
+                        for (loser, on) in &won.losers {
+                            let aid = AttemptId { task: attempt.task.clone(), attempt: *loser };
+                            if let Some(w) = self.workers.get_mut(on) {
+                                w.running.remove(&aid);
+                                w.to_cancel.push(aid);
+                            }
+                        }
                         if kind == TaskKind::Reduce && job.reduces_complete() {
                             job.state = JobState::Committing;
-                            actions.push(Action::WriteSuccess { job: job.id.clone(), output: job.spec.output.clone() });
+                            actions.push(Action::WriteSuccess {
+                                job: job.id.clone(),
+                                output: job.spec.output.clone(),
+                                temporary: job.temporary_dir(),
+                            });
                         }
                         if let Some(w) = self.workers.get_mut(worker) {
                             w.completed += 1;
@@ -371,7 +432,7 @@ impl Core {
         let seq = self.next_job;
         self.next_job += 1;
         let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
-        self.jobs.insert(id.clone(), Job::new(id.clone(), seq, spec, splits, scratch, now_ms));
+        self.jobs.insert(id.clone(), Job::new(id.clone(), seq, spec, splits, scratch, self.cfg.epoch_ms, now_ms));
         id
     }
 
@@ -397,7 +458,7 @@ impl Core {
             Ok(()) => {
                 job.state = JobState::Succeeded;
                 job.finished_ms = Some(now_ms);
-                vec![Action::Cleanup { job: id.clone(), scratch: job.scratch.clone(), delete: Vec::new() }]
+                vec![Action::Cleanup { job: id.clone(), dirs: vec![job.scratch.clone()], objects: Vec::new() }]
             }
             Err(e) => self.end_job(id, JobState::Failed { error: format!("writing _SUCCESS: {e}") }, now_ms),
         }
@@ -413,7 +474,7 @@ impl Core {
         let parts = job.committed_parts();
         job.state = state;
         job.finished_ms = Some(now_ms);
-        let scratch = job.scratch.clone();
+        let dirs = vec![job.scratch.clone(), job.temporary_dir()];
         for (kind, index, attempt, worker) in aborted {
             let aid = AttemptId { task: TaskId { job: id.clone(), kind, index }, attempt };
             if let Some(w) = self.workers.get_mut(&worker) {
@@ -421,7 +482,7 @@ impl Core {
                 w.to_cancel.push(aid);
             }
         }
-        vec![Action::Cleanup { job: id.clone(), scratch, delete: parts }]
+        vec![Action::Cleanup { job: id.clone(), dirs, objects: parts }]
     }
 }
 

@@ -33,6 +33,8 @@ fn core() -> Core {
             heartbeat_timeout: Duration::from_secs(5),
             max_attempts: 2,
             epoch_ms: 7,
+            speculation: Some(crate::job::Speculation::default()),
+            hold_reduces_while: None,
         },
         Box::new(PriorityFifo),
     )
@@ -47,6 +49,7 @@ fn spec(output: &str, reducers: u32, priority: i32) -> JobSpec {
         split_size: 100,
         params: Default::default(),
         priority,
+        skip_bad_records: false,
     }
 }
 
@@ -121,11 +124,15 @@ fn a_job_runs_maps_then_reduces_then_commits() {
     let actions = run_one(&mut c, &w, &clock, 2);
     assert_eq!(
         actions,
-        vec![Action::WriteSuccess { job: id.clone(), output: StoreUrl::parse("memory:///out/").unwrap() }]
+        vec![Action::WriteSuccess {
+            job: id.clone(),
+            output: StoreUrl::parse("memory:///out/").unwrap(),
+            temporary: StoreUrl::parse(&format!("memory:///out/_temporary/{id}/")).unwrap()
+        }]
     );
     assert_eq!(c.job(&id).unwrap().state, JobState::Committing);
     let cleanup = c.finalized(&id, Ok(()), 5);
-    assert!(matches!(&cleanup[..], [Action::Cleanup { delete, .. }] if delete.is_empty()));
+    assert!(matches!(&cleanup[..], [Action::Cleanup { objects, .. }] if objects.is_empty()));
     let job = c.job(&id).unwrap();
     assert_eq!(job.state, JobState::Succeeded);
     assert_eq!(job.counters().get("MAP_INPUT_RECORDS"), 30);
@@ -242,7 +249,8 @@ fn kill_cancels_running_attempts_and_deletes_committed_parts() {
     let (state, actions) = c.kill(&id, 9).unwrap();
     assert_eq!(state, JobState::Killed);
     match &actions[..] {
-        [Action::Cleanup { delete, .. }] => {
+        [Action::Cleanup { objects: delete, dirs, .. }] => {
+            assert_eq!(dirs.len(), 2, "scratch and temporary directories");
             assert_eq!(delete, &vec![StoreUrl::parse("memory:///out/part-00000").unwrap()])
         }
         a => panic!("{a:?}"),

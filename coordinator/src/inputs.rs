@@ -119,3 +119,23 @@ pub async fn delete_object(url: &StoreUrl) -> Result<(), StoreError> {
         Err(e) => Err(StoreError::from_store(url.as_str(), e)),
     }
 }
+
+/// Removes `dir` and its parents up to (not including) `stop` while they are empty local
+/// directories. Object stores have no directories, but a `file://` store leaves empty ones
+/// behind after renames out of them; an output must show only its parts and `_SUCCESS`.
+pub fn remove_empty_local_dirs(dir: &StoreUrl, stop: &StoreUrl) {
+    let (Ok(dir), Ok(stop)) = (url::Url::parse(dir.as_str()), url::Url::parse(stop.as_str())) else { return };
+    if dir.scheme() != "file" {
+        return;
+    }
+    let (Ok(mut cur), Ok(stop)) = (dir.to_file_path(), stop.to_file_path()) else { return };
+    while cur.starts_with(&stop) && cur != stop {
+        // remove_dir fails on a non-empty directory, which is exactly when to stop.
+        if std::fs::remove_dir(&cur).is_err() {
+            return;
+        }
+        if !cur.pop() {
+            return;
+        }
+    }
+}

@@ -12,12 +12,12 @@
 //! reducer found missing or corrupt goes back to pending, and the reduces wait for it again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use quern_api::split::Split;
 use quern_api::{Counters, JobId, StoreUrl, TaskKind, WorkerId, pb};
 
-use crate::task::{MapOutputMeta, Task, TaskState};
+use crate::task::{MapOutputMeta, Task, TaskState, Won};
 
 /// A validated job submission.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub struct JobSpec {
     pub params: BTreeMap<String, String>,
     /// Higher first under the priority policy.
     pub priority: i32,
+    /// Skip records on which user code panics, after a failed attempt.
+    pub skip_bad_records: bool,
 }
 
 /// The state of a job.
@@ -86,15 +88,50 @@ pub struct Job {
     pub finished_ms: Option<u64>,
     /// Where the job's intermediate objects live (`STORE/jobs/ID/`).
     pub scratch: StoreUrl,
+    /// Start time of the coordinator incarnation that runs the job: part of every attempt's
+    /// object names, so attempts of an earlier incarnation never collide with new ones.
+    pub epoch: u64,
+    /// Backup attempts started.
+    pub backups_started: u32,
+    /// Tasks whose backup attempt won.
+    pub backups_won: u32,
     pending_maps: BTreeSet<u32>,
     pending_reduces: BTreeSet<u32>,
     maps_done: u32,
     reduces_done: u32,
+    /// Run times of the winning attempts, per kind, for spotting stragglers.
+    map_times: Vec<Duration>,
+    reduce_times: Vec<Duration>,
+}
+
+/// When to start backup attempts (MapReduce paper, 3.6): once a phase has no pending task
+/// left, a task whose only attempt has run longer than `factor` times the median run time of
+/// the phase's finished tasks (and at least `min_runtime`) gets one backup on another worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Speculation {
+    /// How many times slower than the median counts as a straggler.
+    pub factor: f64,
+    /// Tasks running less than this never get a backup.
+    pub min_runtime: Duration,
+}
+
+impl Default for Speculation {
+    fn default() -> Self {
+        Speculation { factor: 2.0, min_runtime: Duration::from_secs(1) }
+    }
 }
 
 impl Job {
     /// A new running job with one map task per split.
-    pub fn new(id: JobId, seq: u64, spec: JobSpec, splits: Vec<Split>, scratch: StoreUrl, submitted_ms: u64) -> Self {
+    pub fn new(
+        id: JobId,
+        seq: u64,
+        spec: JobSpec,
+        splits: Vec<Split>,
+        scratch: StoreUrl,
+        epoch: u64,
+        submitted_ms: u64,
+    ) -> Self {
         let m = splits.len();
         let r = spec.reducers as usize;
         Job {
@@ -110,8 +147,13 @@ impl Job {
             submitted_ms,
             finished_ms: None,
             scratch,
+            epoch,
             maps_done: 0,
             reduces_done: 0,
+            backups_started: 0,
+            backups_won: 0,
+            map_times: Vec::new(),
+            reduce_times: Vec::new(),
         }
     }
 
@@ -166,17 +208,57 @@ impl Job {
         self.maps_done as usize == self.maps.len()
     }
 
-    /// The next runnable task, maps first; reduces only once every map is done.
-    pub fn next_pending(&self) -> Option<(TaskKind, u32)> {
+    /// The next runnable task that `allowed` accepts, maps first; reduces only once every
+    /// map is done.
+    pub fn next_pending(&self, allowed: impl Fn(&Task) -> bool) -> Option<(TaskKind, u32)> {
         if self.state != JobState::Running {
             return None;
         }
-        if let Some(&i) = self.pending_maps.first() {
-            return Some((TaskKind::Map, i));
+        let first = |set: &BTreeSet<u32>, kind: TaskKind| {
+            set.iter().copied().find(|&i| self.tasks(kind).get(i as usize).is_some_and(&allowed)).map(|i| (kind, i))
+        };
+        if !self.pending_maps.is_empty() {
+            return first(&self.pending_maps, TaskKind::Map);
         }
-        match self.pending_reduces.first() {
-            Some(&i) if self.maps_complete() => Some((TaskKind::Reduce, i)),
-            _ => None,
+        if self.maps_complete() { first(&self.pending_reduces, TaskKind::Reduce) } else { None }
+    }
+
+    /// A straggler that `worker` could run a backup of, per `spec`.
+    pub fn backup_candidate(&self, worker: &WorkerId, now: Instant, spec: &Speculation) -> Option<(TaskKind, u32)> {
+        if self.state != JobState::Running {
+            return None;
+        }
+        let (kind, pending, times) = if self.maps_complete() {
+            (TaskKind::Reduce, &self.pending_reduces, &self.reduce_times)
+        } else {
+            (TaskKind::Map, &self.pending_maps, &self.map_times)
+        };
+        if !pending.is_empty() || times.is_empty() {
+            return None;
+        }
+        let mut sorted = times.clone();
+        sorted.sort();
+        let threshold = sorted[sorted.len() / 2].mul_f64(spec.factor).max(spec.min_runtime);
+        self.tasks(kind)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let (w, since) = t.single_live()?;
+                let ran = now.saturating_duration_since(since);
+                (w != worker && ran > threshold && !t.failed_on.contains(worker)).then_some((ran, i as u32))
+            })
+            .max()
+            .map(|(_, i)| (kind, i))
+    }
+
+    /// Records a task's win: its run time, and whether a backup won.
+    pub fn record_win(&mut self, kind: TaskKind, won: &Won) {
+        match kind {
+            TaskKind::Map => self.map_times.push(won.took),
+            TaskKind::Reduce => self.reduce_times.push(won.took),
+        }
+        if won.backup {
+            self.backups_won += 1;
         }
     }
 
@@ -205,6 +287,10 @@ impl Job {
                 c.merge(tc);
             }
         }
+        if self.backups_started > 0 {
+            c.add(quern_api::counters::names::BACKUP_ATTEMPTS, i64::from(self.backups_started));
+            c.add(quern_api::counters::names::BACKUP_ATTEMPTS_WON, i64::from(self.backups_won));
+        }
         c
     }
 
@@ -215,7 +301,18 @@ impl Job {
 
     /// The URL a map attempt writes its shuffle object to.
     pub fn shuffle_url(&self, idx: u32, attempt: u32) -> StoreUrl {
-        self.scratch.join(&format!("map-{idx:05}-a{attempt}.arrows"))
+        self.scratch.join(&format!("map-{idx:05}-e{}-a{attempt}.arrows", self.epoch))
+    }
+
+    /// Where reduce attempts write before commit: `OUTPUT/_temporary/JOB/` (hidden from
+    /// input listing, removed before `_SUCCESS` is written).
+    pub fn temporary_dir(&self) -> StoreUrl {
+        self.spec.output.join(&format!("_temporary/{}/", self.id))
+    }
+
+    /// The object a reduce attempt writes its part to.
+    pub fn temp_part_url(&self, idx: u32, attempt: u32) -> StoreUrl {
+        self.temporary_dir().join(&format!("part-{idx:05}-e{}-a{attempt}", self.epoch))
     }
 
     /// The URL of reduce task `idx`'s part.
@@ -264,7 +361,11 @@ impl Job {
                         _ => None,
                     })
                     .collect();
-                pb::task_assignment::Task::Reduce(pb::ReduceTask { inputs, part_url: self.part_url(idx).to_string() })
+                pb::task_assignment::Task::Reduce(pb::ReduceTask {
+                    inputs,
+                    part_url: self.part_url(idx).to_string(),
+                    temp_url: self.temp_part_url(idx, attempt).to_string(),
+                })
             }
         };
         pb::TaskAssignment {
@@ -273,6 +374,7 @@ impl Job {
             params: self.spec.params.clone(),
             reducers: self.spec.reducers,
             task: Some(task),
+            skip_bad_records: self.spec.skip_bad_records,
         }
     }
 

@@ -50,6 +50,10 @@ pub struct CoordinatorConfig {
     pub token: Option<String>,
     /// Counted failures after which a task fails its job.
     pub max_attempts: u32,
+    /// Backup attempts for stragglers (None: off).
+    pub speculation: Option<job::Speculation>,
+    /// Fault injection for tests: while this file exists, no reduce task is handed out.
+    pub hold_reduces_while: Option<PathBuf>,
 }
 
 impl CoordinatorConfig {
@@ -63,6 +67,8 @@ impl CoordinatorConfig {
             heartbeat_interval: Duration::from_secs(1),
             token: None,
             max_attempts: 4,
+            speculation: Some(job::Speculation::default()),
+            hold_reduces_while: None,
         }
     }
 }
@@ -122,6 +128,8 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             heartbeat_timeout: cfg.heartbeat_timeout,
             max_attempts: cfg.max_attempts.max(1),
             epoch_ms: now_ms(),
+            speculation: cfg.speculation.clone(),
+            hold_reduces_while: cfg.hold_reduces_while.clone(),
         },
         Box::new(policy::PriorityFifo),
     );

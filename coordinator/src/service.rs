@@ -13,8 +13,10 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use crate::core::{Action, Core, FailureKind, Now, Outcome};
-use crate::inputs::{InputError, check_output_empty, delete_object, delete_prefix, list_inputs};
+use crate::core::{Action, Core, FailureKind, Now, Outcome, Promotion};
+use crate::inputs::{
+    InputError, check_output_empty, delete_object, delete_prefix, list_inputs, remove_empty_local_dirs,
+};
 use crate::job::JobSpec;
 use crate::status::{job_status, job_tasks, worker_info};
 use crate::task::MapOutputMeta;
@@ -64,29 +66,38 @@ impl Shared {
             let mut queue = actions;
             while let Some(action) = queue.pop() {
                 match action {
-                    Action::WriteSuccess { job, output } => {
+                    Action::WriteSuccess { job, output, temporary } => {
+                        // The temporary directory goes first: after _SUCCESS the output holds
+                        // the parts and nothing else.
                         let marker = output.join("_SUCCESS");
-                        let result = match marker.store() {
-                            Ok(store) => store
+                        let cleared = delete_prefix(&temporary).await;
+                        remove_empty_local_dirs(&temporary, &output);
+                        let result = match (cleared, marker.store()) {
+                            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+                            (Ok(()), Ok(store)) => store
                                 .put(&marker.path(), PutPayload::new())
                                 .await
                                 .map(|_| ())
                                 .map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
                         };
                         info!(job = %job, ok = result.is_ok(), "job committed");
                         let more = me.core().finalized(&job, result, now_ms());
                         me.bump();
                         queue.extend(more);
                     }
-                    Action::Cleanup { job, scratch, delete } => {
-                        for url in &delete {
+                    Action::Cleanup { job, dirs, objects } => {
+                        for url in &objects {
                             if let Err(e) = delete_object(url).await {
                                 warn!(job = %job, error = %e, "could not delete a part of an unsuccessful job");
                             }
                         }
-                        if let Err(e) = delete_prefix(&scratch).await {
-                            warn!(job = %job, error = %e, "could not delete intermediate data");
+                        for dir in &dirs {
+                            if let Err(e) = delete_prefix(dir).await {
+                                warn!(job = %job, error = %e, "could not delete intermediate data");
+                            }
+                            if let Some(parent) = dir.parent_dir() {
+                                remove_empty_local_dirs(dir, &parent.parent_dir().unwrap_or(parent));
+                            }
                         }
                     }
                     Action::Delete(url) => {
@@ -155,6 +166,7 @@ pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>), Stat
         split_size,
         params: spec.params,
         priority: spec.priority,
+        skip_bad_records: spec.skip_bad_records,
     };
     Ok((domain, inputs))
 }
@@ -362,14 +374,20 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
         let attempt = AttemptId::try_from(r.attempt.as_ref())?;
-        let result = self.0.core().commit(&id, &attempt);
-        Ok(Response::new(match result {
-            Ok(()) => pb::CommitResponse { granted: true, reason: String::new() },
-            Err(why) => {
-                info!(attempt = %attempt, why, "commit refused");
-                pb::CommitResponse { granted: false, reason: why.to_string() }
-            }
-        }))
+        let granted = self.0.core().commit(&id, &attempt);
+        let refused = |why: String| {
+            info!(attempt = %attempt, why, "commit refused");
+            Ok(Response::new(pb::CommitResponse { granted: false, reason: why }))
+        };
+        let promotion = match granted {
+            Ok(p) => p,
+            Err(why) => return refused(why.to_string()),
+        };
+        // One atomic rename inside the output's store (a server-side copy on S3).
+        match promote(&promotion).await {
+            Ok(()) => Ok(Response::new(pb::CommitResponse { granted: true, reason: String::new() })),
+            Err(e) => refused(format!("moving {} into place: {e}", promotion.temp)),
+        }
     }
 
     async fn report(&self, req: Request<pb::OutcomeReport>) -> Result<Response<pb::OutcomeResponse>, Status> {
@@ -388,6 +406,15 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             }
         }))
     }
+}
+
+/// Moves a committed attempt's output into place.
+async fn promote(p: &Promotion) -> Result<(), quern_api::StoreError> {
+    let store = p.part.store()?;
+    store
+        .rename(&p.temp.path(), &p.part.path())
+        .await
+        .map_err(|e| quern_api::StoreError::from_store(p.temp.as_str(), e))
 }
 
 /// Checks the shared token on every call.

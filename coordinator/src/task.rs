@@ -14,7 +14,7 @@
 //! A reduce attempt must hold the commit (granted to one live attempt at a time) before it
 //! writes its part, and only the holder's success is accepted.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use quern_api::{Counters, WorkerId};
 
@@ -29,6 +29,8 @@ pub struct Live {
     pub since: Instant,
     /// Whether it holds the right to commit its output.
     pub committing: bool,
+    /// Whether it is a backup (speculative) attempt.
+    pub backup: bool,
 }
 
 /// Where a finished map task's output lives.
@@ -81,15 +83,28 @@ pub struct Task {
     pub workers: Vec<WorkerId>,
     /// The last failure's message.
     pub last_error: Option<String>,
+    /// Workers on which an attempt failed (retries go elsewhere when they can).
+    pub failed_on: Vec<WorkerId>,
 }
 
 /// How a reported outcome was taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// The outcome counts.
-    Accepted,
+    Accepted(Won),
     /// Not from a live attempt (or not the commit holder): ignored.
     Stale(&'static str),
+}
+
+/// What winning meant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Won {
+    /// How long the winning attempt ran.
+    pub took: Duration,
+    /// Whether the winner was a backup attempt.
+    pub backup: bool,
+    /// Other attempts still running, now to be cancelled: (attempt, worker).
+    pub losers: Vec<(u32, WorkerId)>,
 }
 
 /// What a failure did to the task.
@@ -112,14 +127,37 @@ impl Default for Task {
 impl Task {
     /// A new pending task.
     pub fn new() -> Self {
-        Task { state: TaskState::Pending, attempts: 0, failures: 0, workers: Vec::new(), last_error: None }
+        Task {
+            state: TaskState::Pending,
+            attempts: 0,
+            failures: 0,
+            workers: Vec::new(),
+            last_error: None,
+            failed_on: Vec::new(),
+        }
     }
 
-    /// Starts a new attempt on `worker`; returns its number. Allowed from Pending, or from
-    /// Running to add a backup attempt.
+    /// Starts a new attempt on `worker`; returns its number. Allowed from Pending only.
     pub fn start(&mut self, worker: &WorkerId, now: Instant) -> Option<u32> {
+        if !matches!(self.state, TaskState::Pending) {
+            return None;
+        }
+        self.add_attempt(worker, now, false)
+    }
+
+    /// Starts a backup attempt of a task that runs one attempt, on another worker.
+    pub fn start_backup(&mut self, worker: &WorkerId, now: Instant) -> Option<u32> {
+        match &self.state {
+            TaskState::Running { live } if live.len() == 1 && &live[0].worker != worker => {
+                self.add_attempt(worker, now, true)
+            }
+            _ => None,
+        }
+    }
+
+    fn add_attempt(&mut self, worker: &WorkerId, now: Instant, backup: bool) -> Option<u32> {
         let attempt = self.attempts + 1;
-        let l = Live { attempt, worker: worker.clone(), since: now, committing: false };
+        let l = Live { attempt, worker: worker.clone(), since: now, committing: false, backup };
         match &mut self.state {
             TaskState::Pending => self.state = TaskState::Running { live: vec![l] },
             TaskState::Running { live } => live.push(l),
@@ -128,6 +166,14 @@ impl Task {
         self.attempts = attempt;
         self.workers.push(worker.clone());
         Some(attempt)
+    }
+
+    /// The only live attempt, if exactly one runs: (worker, since).
+    pub fn single_live(&self) -> Option<(&WorkerId, Instant)> {
+        match &self.state {
+            TaskState::Running { live } if live.len() == 1 => Some((&live[0].worker, live[0].since)),
+            _ => None,
+        }
     }
 
     fn live(&self, attempt: u32, worker: &WorkerId) -> Option<&Live> {
@@ -167,6 +213,7 @@ impl Task {
         output: Option<MapOutputMeta>,
         counters: Counters,
         needs_commit: bool,
+        now: Instant,
     ) -> Verdict {
         let Some(l) = self.live(attempt, worker) else {
             return Verdict::Stale("attempt is not live");
@@ -174,8 +221,18 @@ impl Task {
         if needs_commit && !l.committing {
             return Verdict::Stale("attempt did not hold the commit");
         }
+        let won = Won {
+            took: now.saturating_duration_since(l.since),
+            backup: l.backup,
+            losers: self
+                .live_attempts()
+                .iter()
+                .filter(|o| o.attempt != attempt)
+                .map(|o| (o.attempt, o.worker.clone()))
+                .collect(),
+        };
         self.state = TaskState::Succeeded { attempt, worker: worker.clone(), output, counters };
-        Verdict::Accepted
+        Verdict::Accepted(won)
     }
 
     /// A live attempt failed; `counts` says whether it counts against `max_attempts`.
@@ -193,6 +250,7 @@ impl Task {
         self.last_error = Some(error.to_string());
         if counts {
             self.failures += 1;
+            self.failed_on.push(worker.clone());
         }
         self.drop_live(|l| l.attempt == attempt);
         if counts && self.failures >= max_attempts {
@@ -296,10 +354,10 @@ mod tests {
         assert_eq!(t.state, TaskState::Pending);
         assert_eq!(t.start(&w(2), now + Duration::from_secs(1)), Some(2));
         // The lost attempt 1 reports late: rejected.
-        assert!(matches!(t.succeed(1, &w(1), None, Counters::new(), false), Verdict::Stale(_)));
+        assert!(matches!(t.succeed(1, &w(1), None, Counters::new(), false, now), Verdict::Stale(_)));
         // Right number, wrong worker: rejected.
-        assert!(matches!(t.succeed(2, &w(1), None, Counters::new(), false), Verdict::Stale(_)));
-        assert_eq!(t.succeed(2, &w(2), None, Counters::new(), false), Verdict::Accepted);
+        assert!(matches!(t.succeed(2, &w(1), None, Counters::new(), false, now), Verdict::Stale(_)));
+        assert!(matches!(t.succeed(2, &w(2), None, Counters::new(), false, now), Verdict::Accepted(_)));
         assert!(t.is_done());
         assert!(t.start(&w(3), now).is_none());
     }
@@ -327,14 +385,47 @@ mod tests {
         let now = Instant::now();
         let mut t = Task::new();
         let a1 = t.start(&w(1), now).unwrap();
-        let a2 = t.start(&w(2), now).unwrap();
+        let a2 = t.start_backup(&w(2), now).unwrap();
         // Success without the commit is refused for tasks that need one.
-        assert!(matches!(t.succeed(a1, &w(1), None, Counters::new(), true), Verdict::Stale(_)));
+        assert!(matches!(t.succeed(a1, &w(1), None, Counters::new(), true, now), Verdict::Stale(_)));
         assert!(t.request_commit(a1, &w(1)).is_ok());
         assert!(t.request_commit(a2, &w(2)).is_err());
         assert!(t.request_commit(a1, &w(1)).is_ok(), "asking again is idempotent");
-        assert_eq!(t.succeed(a1, &w(1), None, Counters::new(), true), Verdict::Accepted);
+        assert!(matches!(t.succeed(a1, &w(1), None, Counters::new(), true, now), Verdict::Accepted(_)));
         assert!(t.request_commit(a2, &w(2)).is_err());
+    }
+
+    #[test]
+    fn a_backup_runs_elsewhere_and_the_first_success_wins() {
+        let now = Instant::now();
+        let mut t = Task::new();
+        let a1 = t.start(&w(1), now).unwrap();
+        assert!(t.start(&w(2), now).is_none(), "a running task gets no second regular attempt");
+        assert!(t.start_backup(&w(1), now).is_none(), "never a backup on the same worker");
+        let a2 = t.start_backup(&w(2), now + Duration::from_secs(3)).unwrap();
+        assert!(t.start_backup(&w(3), now).is_none(), "one backup at most");
+        let later = now + Duration::from_secs(5);
+        match t.succeed(a2, &w(2), None, Counters::new(), false, later) {
+            Verdict::Accepted(won) => {
+                assert!(won.backup);
+                assert_eq!(won.took, Duration::from_secs(2));
+                assert_eq!(won.losers, vec![(a1, w(1))]);
+            }
+            v => panic!("{v:?}"),
+        }
+        assert!(matches!(t.succeed(a1, &w(1), None, Counters::new(), false, later), Verdict::Stale(_)));
+    }
+
+    #[test]
+    fn failed_workers_are_remembered() {
+        let now = Instant::now();
+        let mut t = Task::new();
+        let a = t.start(&w(1), now).unwrap();
+        t.fail(a, &w(1), "boom", true, 4);
+        let a = t.start(&w(2), now).unwrap();
+        t.worker_lost(&w(2));
+        assert_eq!(t.failed_on, vec![w(1)], "a lost worker is not a failure");
+        let _ = a;
     }
 
     #[test]
@@ -354,7 +445,7 @@ mod tests {
         let mut t = Task::new();
         let a = t.start(&w(1), now).unwrap();
         let out = MapOutputMeta { url: "u".into(), segments: vec![] };
-        t.succeed(a, &w(1), Some(out.clone()), Counters::new(), false);
+        t.succeed(a, &w(1), Some(out.clone()), Counters::new(), false, now);
         assert_eq!(t.output_lost(), Some(out));
         assert_eq!(t.state, TaskState::Pending);
         assert_eq!(t.start(&w(2), now), Some(2));

@@ -167,6 +167,7 @@ impl TestCluster {
                     rack: "default-rack".into(),
                     reconnect_budget: Duration::from_secs(30),
                     poll_wait: Duration::from_secs(5),
+                    slowdown: None,
                 };
                 let rt = self.runtime.as_ref().ok_or_else(|| anyhow!("no runtime"))?;
                 rt.spawn(quern_worker::run(cfg, quern_examples::builtin(), token.clone()));

@@ -50,6 +50,8 @@ pub struct WorkerConfig {
     pub reconnect_budget: Duration,
     /// How long one poll may wait for work.
     pub poll_wait: Duration,
+    /// Fault injection for tests: sleep this long before each task (a slow machine).
+    pub slowdown: Option<Duration>,
 }
 
 /// The worker could not go on.
@@ -247,11 +249,17 @@ async fn poll_loop(
             };
             let cancel = session.child_token();
             shared.lock().insert(attempt.clone(), cancel.clone());
-            let (env, client, shared) = (env.clone(), client.clone(), shared.clone());
+            let (env, client, shared, slowdown) = (env.clone(), client.clone(), shared.clone(), cfg.slowdown);
             let span = info_span!("task", attempt = %attempt, worker = %env.worker_id);
             tracker.spawn(
                 async move {
                     let started = Instant::now();
+                    if let Some(d) = slowdown {
+                        tokio::select! {
+                            _ = tokio::time::sleep(d) => {}
+                            _ = cancel.cancelled() => {}
+                        }
+                    }
                     let outcome = run_assignment(env.clone(), a, cancel.clone()).await;
                     match &outcome {
                         Ok(_) => info!(ms = started.elapsed().as_millis() as u64, "attempt succeeded"),

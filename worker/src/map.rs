@@ -64,7 +64,8 @@ pub struct MapResult {
 }
 
 /// Maps the split `[start, end)` whose bytes from `start` on are `data` (see
-/// [`quern_api::split::owned_range`]). `source` is the input object's base name.
+/// [`quern_api::split::owned_range`]). `source` is the input object's base name. With
+/// `skip_bad_records`, records on which the map function panics are skipped and counted.
 pub fn map_split(
     job: &dyn DynJob,
     data: &[u8],
@@ -72,6 +73,7 @@ pub fn map_split(
     end: u64,
     source: &str,
     reducers: u32,
+    skip_bad_records: bool,
 ) -> Result<MapResult, TaskError> {
     let owned = owned_range(data, start, end);
     let base = start + owned.start as u64;
@@ -103,7 +105,8 @@ pub fn map_split(
                 offset: chunk_base + off as u64,
                 line: std::str::from_utf8(l).unwrap_or(""),
             });
-            job.map_records(&mut records, &mut sink, &mut counters).map_err(|e| TaskError::User(e.0))?;
+            job.map_records(&mut records, &mut sink, &mut counters, skip_bad_records)
+                .map_err(|e| TaskError::User(e.0))?;
             if let Some(p) = sink.bad_partition {
                 return Err(TaskError::User(format!("partitioner returned {p} for {reducers} reducers")));
             }

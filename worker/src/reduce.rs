@@ -3,6 +3,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
+use std::panic::AssertUnwindSafe;
 
 use quern_api::Counters;
 use quern_api::counters::names;
@@ -46,7 +47,9 @@ fn head(runs: &[Run], run: usize, pos: Option<(usize, usize)>) -> Option<Head<'_
 
 /// Merges `runs` (each sorted by key), reduces every key group, and returns the output part's
 /// bytes with the reduce counters.
-pub fn reduce_runs(job: &dyn DynJob, runs: &[Run]) -> Result<(Vec<u8>, Counters), TaskError> {
+/// With `skip_bad_records`, a key group on which the reduce function panics is skipped (its
+/// partial output dropped) and counted in `SKIPPED_RECORDS`.
+pub fn reduce_runs(job: &dyn DynJob, runs: &[Run], skip_bad_records: bool) -> Result<(Vec<u8>, Counters), TaskError> {
     let mut heap = BinaryHeap::with_capacity(runs.len());
     for (i, r) in runs.iter().enumerate() {
         if let Some(h) = head(runs, i, r.first_pos()) {
@@ -56,7 +59,7 @@ pub fn reduce_runs(job: &dyn DynJob, runs: &[Run]) -> Result<(Vec<u8>, Counters)
     let mut out = TextOutput::new();
     let mut counters = Counters::new();
     let mut user = Counters::new();
-    let (mut groups, mut records) = (0i64, 0i64);
+    let (mut groups, mut records, mut skipped) = (0i64, 0i64, 0i64);
     let mut values: Vec<&[u8]> = Vec::new();
     while let Some(Reverse(first)) = heap.pop() {
         let key = first.key;
@@ -73,12 +76,30 @@ pub fn reduce_runs(job: &dyn DynJob, runs: &[Run]) -> Result<(Vec<u8>, Counters)
         }
         groups += 1;
         records += values.len() as i64;
-        let mut ctx = ReduceContext::new(&mut out, &mut user);
-        job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx).map_err(|e| TaskError::User(e.0))?;
+        if !skip_bad_records {
+            let mut ctx = ReduceContext::new(&mut out, &mut user);
+            job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx).map_err(|e| TaskError::User(e.0))?;
+            continue;
+        }
+        let mark = out.mark();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut ctx = ReduceContext::new(&mut out, &mut user);
+            job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx)
+        }));
+        match result {
+            Ok(r) => r.map_err(|e| TaskError::User(e.0))?,
+            Err(_) => {
+                out.rollback(mark);
+                skipped += 1;
+            }
+        }
     }
     counters.add(names::REDUCE_INPUT_GROUPS, groups);
     counters.add(names::REDUCE_INPUT_RECORDS, records);
     counters.add(names::REDUCE_OUTPUT_RECORDS, out.records() as i64);
+    if skipped > 0 {
+        counters.add(names::SKIPPED_RECORDS, skipped);
+    }
     counters.merge(&user);
     let bytes = out.into_bytes();
     counters.add(names::OUTPUT_BYTES, bytes.len() as i64);

@@ -86,9 +86,12 @@ pub async fn run_assignment(
     let attempt = AttemptId::try_from(a.attempt.as_ref()).map_err(|e| TaskError::Config(e.to_string()))?;
     let params = Params::new(a.params.clone());
     let job = env.registry.create(&a.job, &params).map_err(|e| TaskError::Config(e.to_string()))?;
+    // Skipping mode starts with the second attempt: the first one failing is what says there
+    // may be a bad record (MapReduce paper, 4.6).
+    let skip = a.skip_bad_records && attempt.attempt > 1;
     match a.task {
-        Some(pb::task_assignment::Task::Map(m)) => run_map(job, m, a.reducers, &cancel).await,
-        Some(pb::task_assignment::Task::Reduce(r)) => run_reduce(&env, &attempt, job, r, &cancel).await,
+        Some(pb::task_assignment::Task::Map(m)) => run_map(job, m, a.reducers, skip, &cancel).await,
+        Some(pb::task_assignment::Task::Reduce(r)) => run_reduce(&env, &attempt, job, r, skip, &cancel).await,
         None => Err(TaskError::Config("assignment without a task".into())),
     }
 }
@@ -154,6 +157,7 @@ async fn run_map(
     job: Arc<dyn DynJob>,
     m: pb::MapTask,
     reducers: u32,
+    skip: bool,
     cancel: &CancellationToken,
 ) -> Result<pb::Succeeded, TaskError> {
     let split = m.split.ok_or_else(|| TaskError::Config("map task without a split".into()))?;
@@ -164,7 +168,7 @@ async fn run_map(
     let data = fetch_split(&split).await?;
     let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
     let (start, end) = (split.start, split.end);
-    let result = spawn_compute(move || map_split(job.as_ref(), &data, start, end, &source, reducers)).await??;
+    let result = spawn_compute(move || map_split(job.as_ref(), &data, start, end, &source, reducers, skip)).await??;
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
@@ -180,9 +184,9 @@ async fn run_reduce(
     attempt: &AttemptId,
     job: Arc<dyn DynJob>,
     r: pb::ReduceTask,
+    skip: bool,
     cancel: &CancellationToken,
 ) -> Result<pb::Succeeded, TaskError> {
-    let (part_url, part_store) = url(&r.part_url)?;
     let fetches = r.inputs.into_iter().map(|input| async move {
         let seg = input.segment.unwrap_or_default();
         let lost = |reason: String| TaskError::MapOutputLost { map_index: input.map_index, reason };
@@ -211,23 +215,27 @@ async fn run_reduce(
                 decode_segment(bytes, &seg).map_err(|e| TaskError::MapOutputLost { map_index, reason: e.to_string() })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        reduce_runs(job.as_ref(), &runs)
+        reduce_runs(job.as_ref(), &runs, skip)
     })
     .await??;
     counters.add(names::REDUCE_SHUFFLE_BYTES, shuffle_bytes as i64);
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
-    // Only the attempt the coordinator names may write the part: ask first.
+    // Write to this attempt's own temporary object, then ask to commit: the coordinator
+    // moves the object of the one attempt it grants into place, so a cut-off attempt can
+    // never touch the part.
+    let (temp_url, temp_store) = url(&r.temp_url)?;
+    put(&temp_store, &temp_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
     let mut client = env.client.clone();
     let resp = client
         .commit(pb::CommitRequest { worker_id: env.worker_id.to_string(), attempt: Some(attempt.into()) })
         .await
-        .map_err(|s| TaskError::CommitRefused(s.message().to_string()))?
-        .into_inner();
+        .map(|r| r.into_inner())
+        .unwrap_or_else(|s| pb::CommitResponse { granted: false, reason: s.message().to_string() });
     if !resp.granted {
+        let _ = temp_store.delete(&temp_url.path()).await;
         return Err(TaskError::CommitRefused(resp.reason));
     }
-    put(&part_store, &part_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
     Ok(pb::Succeeded { counters: counters.into_map(), map_output: None })
 }
