@@ -87,11 +87,13 @@ async fn dispatch(cmd: Command, registry: Registry) -> anyhow::Result<()> {
     }
 }
 
-/// Logs go to stderr; servers log at info, client commands only at warn (RUST_LOG overrides).
+/// Logs go to stderr; servers log at info, the embedded runner at warn, and client commands
+/// not at all: their errors are the one line `main_with` prints (RUST_LOG overrides).
 fn init_tracing(cmd: &Command) {
     let default = match cmd {
         Command::Coordinator(_) | Command::Worker(_) => "info",
-        _ => "warn",
+        Command::Run(_) => "warn",
+        _ => "off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

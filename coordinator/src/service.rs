@@ -27,6 +27,8 @@ pub const DEFAULT_SPLIT_SIZE: u64 = 64 * 1024 * 1024;
 pub const MAX_REDUCERS: u32 = 100_000;
 /// Longest a poll may be held open.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
+/// How often a waiting poll looks again without being woken.
+const RECHECK: Duration = Duration::from_millis(250);
 
 /// State shared by all handlers.
 pub struct Shared {
@@ -361,11 +363,15 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
                 }
                 Some(_) => {}
             }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Response::new(pb::PollResponse { tasks: Vec::new(), reregister: false }));
+            }
+            // Some work becomes runnable by time alone (a straggler crossing the backup
+            // threshold), so look again now and then even without a change.
+            let recheck = (tokio::time::Instant::now() + RECHECK).min(deadline);
             tokio::select! {
                 _ = changed.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Ok(Response::new(pb::PollResponse { tasks: Vec::new(), reregister: false }));
-                }
+                _ = tokio::time::sleep_until(recheck) => {}
             }
         }
     }

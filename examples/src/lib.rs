@@ -9,10 +9,12 @@
 //! | `wordcount` | word      | occurrences                    |
 //! | `grep`      | match     | occurrences (`--param pattern=REGEX`) |
 //! | `indexer`   | word      | `N doc1,doc2,...`              |
+//! | `crashtest` | word      | occurrences, while crashing the worker at random |
 //!
 //! A word is a maximal run of characters for which `char::is_alphabetic` is true, case kept.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod crashtest;
 pub mod grep;
 pub mod indexer;
 pub mod wordcount;
@@ -27,6 +29,11 @@ pub fn builtin() -> Registry {
         Ok(wordcount::WordCount)
     });
     r.register("grep", "count matches of --param pattern=REGEX", grep::Grep::from_params);
+    r.register(
+        "crashtest",
+        "word count whose workers crash and stall at random (fault-tolerance tests)",
+        crashtest::CrashTest::from_params,
+    );
     r.register("indexer", "inverted index: word -> number of documents and their names", |p| {
         p.allow_only(&[])?;
         Ok(indexer::Indexer)

@@ -55,7 +55,9 @@ pub fn run_binary(name: &str, args: &[&str]) -> Output {
 pub fn spawn_binary(name: &str, args: &[&str]) -> Child {
     Command::new(binary(name))
         .args(args)
-        .env("RUST_LOG", "warn")
+        // Errors reach the user as one line of our own; library warnings (a transport
+        // hiccup on a loaded machine) must not add lines that the tests count.
+        .env("RUST_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -115,11 +117,16 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts a coordinator and `workers` workers.
     pub fn start(mode: Mode, workers: usize) -> Result<Self> {
+        Self::start_with(mode, workers, &[])
+    }
+
+    /// Starts a coordinator with extra flags (processes only) and `workers` workers.
+    pub fn start_with(mode: Mode, workers: usize, coordinator_args: &[&str]) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("quern-test-").tempdir()?;
         let store = format!("file://{}/store/", dir.path().display());
         let (coordinator, url, runtime) = match mode {
             Mode::Processes => {
-                let (child, url) = spawn_coordinator(&store, dir.path())?;
+                let (child, url) = spawn_coordinator(&store, dir.path(), coordinator_args)?;
                 (Node::Process(child), url, None)
             }
             Mode::InProcess => {
@@ -143,12 +150,18 @@ impl TestCluster {
 
     /// Starts one more worker; returns its index.
     pub fn start_worker(&mut self) -> Result<usize> {
+        self.start_worker_with(&[])
+    }
+
+    /// Starts one more worker with extra flags (processes only); returns its index.
+    pub fn start_worker_with(&mut self, extra: &[&str]) -> Result<usize> {
         let i = self.workers.len();
         let node = match self.mode {
             Mode::Processes => {
                 let log = std::fs::File::create(self.dir.path().join(format!("worker-{i}.log")))?;
                 let child = Command::new(binary("quern"))
                     .args(["worker", "--coordinator", &self.url, "--host", &format!("host-{i}")])
+                    .args(extra)
                     .env("RUST_LOG", "info")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -183,6 +196,71 @@ impl TestCluster {
         if let Some(w) = self.workers.get_mut(i) {
             w.stop();
         }
+    }
+
+    /// Sends a signal to worker process `i` (SIGSTOP pauses it like a partitioned machine,
+    /// SIGCONT brings the zombie back).
+    pub fn signal_worker(&self, i: usize, signal: i32) {
+        if let Some(Node::Process(c)) = self.workers.get(i) {
+            // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
+            unsafe { libc::kill(c.id() as i32, signal) };
+        }
+    }
+
+    /// Whether worker process `i` has exited (crashed).
+    pub fn worker_exited(&mut self, i: usize) -> bool {
+        match self.workers.get_mut(i) {
+            Some(Node::Process(c)) => !matches!(c.try_wait(), Ok(None)),
+            _ => false,
+        }
+    }
+
+    /// Number of workers started so far (live or not).
+    pub fn workers_started(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Worker `i`'s log (processes only).
+    pub fn worker_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("worker-{i}.log"))).unwrap_or_default()
+    }
+
+    /// Polls `status` until the job ends, at most `limit` (bounded: a hung job fails the
+    /// test). `each` runs between polls, for tests that inject faults while a job runs.
+    pub fn wait_job(
+        &mut self,
+        job: &str,
+        limit: Duration,
+        mut each: impl FnMut(&mut Self),
+    ) -> Result<serde_json::Value> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            let s = self.status(job)?;
+            if matches!(s["state"].as_str(), Some("succeeded" | "failed" | "killed")) {
+                return Ok(s);
+            }
+            each(self);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("job {job} did not end within {limit:?}")
+    }
+
+    /// `quern tasks --json` of a job.
+    pub fn tasks(&self, job: &str) -> Result<Vec<serde_json::Value>> {
+        let out = self.cli("tasks", &[job, "--json"]);
+        if !out.status.success() {
+            bail!("tasks failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)?)
+    }
+
+    /// Submits without waiting; returns the job id.
+    pub fn submit(&self, args: &[&str]) -> Result<String> {
+        let out = self.cli("submit", args);
+        if !out.status.success() {
+            bail!("submit failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     /// The coordinator's address.
@@ -231,9 +309,10 @@ impl Drop for TestCluster {
 
 /// Starts `quern coordinator` and reads its address from its first stderr line: no sleeps,
 /// no polling for a file.
-fn spawn_coordinator(store: &str, dir: &Path) -> Result<(Child, String)> {
+fn spawn_coordinator(store: &str, dir: &Path, extra: &[&str]) -> Result<(Child, String)> {
     let mut child = Command::new(binary("quern"))
         .args(["coordinator", "--listen", "127.0.0.1:0", "--store", store])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -1,0 +1,119 @@
+//! `crashtest`: word count that misbehaves on purpose, for fault-tolerance tests. A port of
+//! the crash test of MIT 6.824's MapReduce lab: map and reduce calls make the *worker process*
+//! exit or stall at random.
+//!
+//! Parameters (all optional):
+//! - `crash=P`: each map task (rolled at the first line of each input object, so use one
+//!   split per object) exits the process with probability P;
+//! - `stall=P`, `stall_ms=N`: ...or sleeps up to N ms (default 2000) with probability P;
+//! - `reduce_crash=P`, `reduce_stall=P`: the same rolls for every reduce key group;
+//! - `panic_word=W`: the map function panics on every line containing W (a deterministic
+//!   bad record, for skipping mode).
+
+use std::cell::Cell;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use quern_api::{Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
+
+use crate::for_each_word;
+
+/// The misbehaving word count.
+#[derive(Debug, Clone)]
+pub struct CrashTest {
+    crash: f64,
+    stall: f64,
+    stall_ms: u64,
+    reduce_crash: f64,
+    reduce_stall: f64,
+    panic_word: Option<String>,
+}
+
+fn probability(p: &Params, key: &str) -> Result<f64, ParamError> {
+    let v: f64 = p.parse_or(key, 0.0)?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(ParamError { key: key.into(), reason: format!("{v} is not a probability in [0, 1]") });
+    }
+    Ok(v)
+}
+
+impl CrashTest {
+    /// Builds the job from its parameters.
+    pub fn from_params(p: &Params) -> Result<Self, ParamError> {
+        p.allow_only(&["crash", "stall", "stall_ms", "reduce_crash", "reduce_stall", "panic_word"])?;
+        Ok(CrashTest {
+            crash: probability(p, "crash")?,
+            stall: probability(p, "stall")?,
+            stall_ms: p.parse_or("stall_ms", 2000)?,
+            reduce_crash: probability(p, "reduce_crash")?,
+            reduce_stall: probability(p, "reduce_stall")?,
+            panic_word: p.get("panic_word").filter(|w| !w.is_empty()).map(str::to_string),
+        })
+    }
+
+    /// Exits the process with probability `crash`, else stalls with probability `stall`.
+    fn roll(&self, crash: f64, stall: f64) {
+        let r = random();
+        if r < crash {
+            // Like a machine dying: no cleanup, no report.
+            std::process::exit(1);
+        }
+        if r < crash + stall {
+            let ms = (random() * self.stall_ms as f64) as u64;
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+    }
+}
+
+/// A uniform number in [0, 1): xorshift per thread, seeded from the clock, the process and
+/// the thread, so that restarted workers roll differently.
+fn random() -> f64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+            let here = &nanos as *const u64 as u64;
+            (nanos ^ u64::from(std::process::id()).rotate_left(32) ^ here) | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+impl Job for CrashTest {
+    type Key = String;
+    type Value = u64;
+    const COMBINER: bool = true;
+
+    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+        if rec.offset == 0 {
+            self.roll(self.crash, self.stall);
+        }
+        if let Some(w) = &self.panic_word
+            && rec.line.contains(w.as_str())
+        {
+            panic!("crashtest: bad record at offset {} of {}", rec.offset, rec.source);
+        }
+        for_each_word(rec.line, |w| ctx.emit_borrowed(w, 1));
+        Ok(())
+    }
+
+    fn combine(&self, acc: &mut u64, n: u64) {
+        *acc += n;
+    }
+
+    fn reduce(
+        &self,
+        word: String,
+        counts: &mut dyn Iterator<Item = u64>,
+        out: &mut ReduceContext<'_>,
+    ) -> Result<(), JobError> {
+        self.roll(self.reduce_crash, self.reduce_stall);
+        out.emit(word, counts.sum::<u64>());
+        Ok(())
+    }
+}
