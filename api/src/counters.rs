@@ -37,7 +37,8 @@ pub mod names {
 }
 
 /// A set of named counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Counters(BTreeMap<String, i64>);
 
 impl Counters {

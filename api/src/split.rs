@@ -18,7 +18,7 @@ pub struct InputObject {
 }
 
 /// A byte range of one input object.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Split {
     /// The object's URL.
     pub url: String,

@@ -18,8 +18,22 @@ use url::Url;
 use crate::error::StoreError;
 
 /// A validated storage URL.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct StoreUrl(Url);
+
+impl TryFrom<String> for StoreUrl {
+    type Error = StoreError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        StoreUrl::parse(&s)
+    }
+}
+
+impl From<StoreUrl> for String {
+    fn from(u: StoreUrl) -> String {
+        u.0.into()
+    }
+}
 
 impl StoreUrl {
     /// Parses a URL, refusing schemes and shapes Quern cannot store to.

@@ -12,6 +12,7 @@ use quern_api::split::Split;
 use quern_api::{AttemptId, Counters, JobId, StoreUrl, TaskId, TaskKind, WorkerId, pb};
 
 use crate::job::{Job, JobSpec, JobState, Speculation};
+use crate::journal::{Ended, Record};
 use crate::policy::Policy;
 use crate::task::{FailureEffect, MapOutputMeta, Task, Verdict};
 
@@ -164,12 +165,84 @@ pub struct Core {
     workers: BTreeMap<WorkerId, WorkerEntry>,
     next_job: u64,
     next_worker: u64,
+    /// Decisions to journal, drained by the shell while it still holds the lock.
+    journal: Vec<Record>,
 }
 
 impl Core {
     /// An empty coordinator.
     pub fn new(cfg: CoreConfig, policy: Box<dyn Policy>) -> Self {
-        Core { cfg, policy, jobs: BTreeMap::new(), workers: BTreeMap::new(), next_job: 1, next_worker: 1 }
+        Core {
+            cfg,
+            policy,
+            jobs: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            next_job: 1,
+            next_worker: 1,
+            journal: Vec::new(),
+        }
+    }
+
+    /// Takes the records to journal, in decision order.
+    pub fn take_journal(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// Rebuilds state from a journal: jobs, committed tasks, lost outputs, commits and ends.
+    /// Returns the I/O to resume: `_SUCCESS` for jobs that were committing. Running attempts
+    /// were not journalled; their tasks are pending again.
+    pub fn replay(&mut self, records: Vec<Record>) -> Vec<Action> {
+        for r in records {
+            match r {
+                Record::JobSubmitted { id, seq, spec, splits, submitted_ms } => {
+                    let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
+                    self.next_job = self.next_job.max(seq + 1);
+                    let job = Job::new(id.clone(), seq, spec, splits, scratch, self.cfg.epoch_ms, submitted_ms);
+                    self.jobs.insert(id, job);
+                }
+                Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters } => {
+                    if let Some(j) = self.jobs.get_mut(&job) {
+                        j.with_task(kind, index, |t| t.restore(attempt, worker, output, Counters::from(counters)));
+                    }
+                }
+                Record::MapOutputLost { job, index } => {
+                    if let Some(j) = self.jobs.get_mut(&job) {
+                        j.with_task(TaskKind::Map, index, |t| t.output_lost());
+                    }
+                }
+                Record::JobCommitting { job } => {
+                    if let Some(j) = self.jobs.get_mut(&job) {
+                        j.state = JobState::Committing;
+                    }
+                }
+                Record::JobEnded { job, outcome, finished_ms } => {
+                    if let Some(j) = self.jobs.get_mut(&job) {
+                        j.abort_all();
+                        j.finished_ms = Some(finished_ms);
+                        j.state = match outcome {
+                            Ended::Succeeded => JobState::Succeeded,
+                            Ended::Failed { error } => JobState::Failed { error },
+                            Ended::Killed => JobState::Killed,
+                        };
+                    }
+                }
+            }
+        }
+        let mut actions = Vec::new();
+        for job in self.jobs.values_mut() {
+            if job.state == JobState::Running && job.reduces_complete() {
+                job.state = JobState::Committing;
+                self.journal.push(Record::JobCommitting { job: job.id.clone() });
+            }
+            if job.state == JobState::Committing {
+                actions.push(Action::WriteSuccess {
+                    job: job.id.clone(),
+                    output: job.spec.output.clone(),
+                    temporary: job.temporary_dir(),
+                });
+            }
+        }
+        actions
     }
 
     /// Settings.
@@ -352,6 +425,15 @@ impl Core {
         let result = match outcome {
             Outcome::Succeeded { counters, map_output } => {
                 let url = map_output.as_ref().and_then(|m| StoreUrl::parse(&m.url).ok());
+                let record = Record::TaskSucceeded {
+                    job: attempt.task.job.clone(),
+                    kind,
+                    index: idx,
+                    attempt: n,
+                    worker: worker.clone(),
+                    output: map_output.clone(),
+                    counters: counters.as_map().clone(),
+                };
                 let verdict = if job.state != JobState::Running {
                     Verdict::Stale("job is not running")
                 } else {
@@ -362,6 +444,7 @@ impl Core {
                 };
                 match verdict {
                     Verdict::Accepted(won) => {
+                        self.journal.push(record);
                         job.record_win(kind, &won);
                         // The first to finish wins; the others are told to stop.
                         for (loser, on) in &won.losers {
@@ -373,6 +456,7 @@ impl Core {
                         }
                         if kind == TaskKind::Reduce && job.reduces_complete() {
                             job.state = JobState::Committing;
+                            self.journal.push(Record::JobCommitting { job: job.id.clone() });
                             actions.push(Action::WriteSuccess {
                                 job: job.id.clone(),
                                 output: job.spec.output.clone(),
@@ -402,6 +486,7 @@ impl Core {
                         if let (FailureKind::MapOutputLost, Some(m)) = (fk, lost_map) {
                             tracing::warn!(job = %job.id, map = m, "map output lost; running the map again");
                             if let Some(Some(old)) = job.with_task(TaskKind::Map, m, |t| t.output_lost()) {
+                                self.journal.push(Record::MapOutputLost { job: job.id.clone(), index: m });
                                 actions.extend(StoreUrl::parse(&old.url).ok().map(Action::Delete));
                             }
                         }
@@ -432,6 +517,13 @@ impl Core {
         let seq = self.next_job;
         self.next_job += 1;
         let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
+        self.journal.push(Record::JobSubmitted {
+            id: id.clone(),
+            seq,
+            spec: spec.clone(),
+            splits: splits.clone(),
+            submitted_ms: now_ms,
+        });
         self.jobs.insert(id.clone(), Job::new(id.clone(), seq, spec, splits, scratch, self.cfg.epoch_ms, now_ms));
         id
     }
@@ -458,6 +550,7 @@ impl Core {
             Ok(()) => {
                 job.state = JobState::Succeeded;
                 job.finished_ms = Some(now_ms);
+                self.journal.push(Record::JobEnded { job: id.clone(), outcome: Ended::Succeeded, finished_ms: now_ms });
                 vec![Action::Cleanup { job: id.clone(), dirs: vec![job.scratch.clone()], objects: Vec::new() }]
             }
             Err(e) => self.end_job(id, JobState::Failed { error: format!("writing _SUCCESS: {e}") }, now_ms),
@@ -475,6 +568,11 @@ impl Core {
         job.state = state;
         job.finished_ms = Some(now_ms);
         let dirs = vec![job.scratch.clone(), job.temporary_dir()];
+        let outcome = match &job.state {
+            JobState::Failed { error } => Ended::Failed { error: error.clone() },
+            _ => Ended::Killed,
+        };
+        self.journal.push(Record::JobEnded { job: id.clone(), outcome, finished_ms: now_ms });
         for (kind, index, attempt, worker) in aborted {
             let aid = AttemptId { task: TaskId { job: id.clone(), kind, index }, attempt };
             if let Some(w) = self.workers.get_mut(&worker) {

@@ -276,3 +276,57 @@ fn higher_priority_first_then_submission_order_and_only_on_capable_workers() {
     assert_eq!(attempt_of(&got[1]).task.job, low);
     assert_eq!(c.output_in_use(&StoreUrl::parse("memory:///a").unwrap()), Some(&low));
 }
+
+#[test]
+fn a_journal_replayed_into_a_new_core_resumes_without_rerunning_committed_tasks() {
+    let clock = Clock::new();
+    let mut a = core();
+    let w = worker(&mut a, &clock);
+    let id = a.submit(spec("memory:///out/", 1, 0), splits(3), 1);
+    run_one(&mut a, &w, &clock, 1);
+    run_one(&mut a, &w, &clock, 1);
+    let _running = a.poll(&w, 1, clock.now()).unwrap();
+    // Through JSON, as the journal stores it.
+    let text: Vec<String> = a.take_journal().iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+    let records: Vec<crate::journal::Record> = text.iter().map(|t| serde_json::from_str(t).unwrap()).collect();
+    assert_eq!(records.len(), 3, "submit and two successes; the running attempt is not journalled");
+
+    let mut b = core();
+    assert!(b.replay(records).is_empty());
+    let job = b.job(&id).unwrap();
+    assert_eq!(job.progress(TaskKind::Map), (3, 2, 0));
+    assert_eq!(job.counters().get("MAP_INPUT_RECORDS"), 20);
+    // Only the unfinished map runs again, with a fresh attempt number.
+    let w2 = worker(&mut b, &clock);
+    let next = b.poll(&w2, 1, clock.now()).unwrap().pop().unwrap();
+    assert_eq!(attempt_of(&next).task.index, 2);
+    b.report(&w2, &attempt_of(&next), map_ok(&next, 1), clock.now()).0.unwrap();
+    let actions = run_one(&mut b, &w2, &clock, 1);
+    assert!(matches!(&actions[..], [Action::WriteSuccess { .. }]));
+}
+
+#[test]
+fn a_committing_job_is_committed_again_after_a_replay() {
+    let clock = Clock::new();
+    let mut a = core();
+    let w = worker(&mut a, &clock);
+    let id = a.submit(spec("memory:///out/", 1, 0), splits(1), 1);
+    run_one(&mut a, &w, &clock, 1);
+    run_one(&mut a, &w, &clock, 1);
+    assert_eq!(a.job(&id).unwrap().state, JobState::Committing);
+    let mut b = core();
+    let actions = b.replay(a.take_journal());
+    assert!(matches!(&actions[..], [Action::WriteSuccess { job, .. }] if *job == id));
+    b.finalized(&id, Ok(()), 3);
+    // The whole history: a's decisions, then b's after its replay.
+    let mut a_again = core();
+    let w2 = worker(&mut a_again, &clock);
+    a_again.submit(spec("memory:///out/", 1, 0), splits(1), 1);
+    run_one(&mut a_again, &w2, &clock, 1);
+    run_one(&mut a_again, &w2, &clock, 1);
+    let mut history = a_again.take_journal();
+    history.extend(b.take_journal());
+    let mut c = core();
+    assert!(c.replay(history).is_empty(), "an ended job needs nothing more");
+    assert_eq!(c.job(&id).unwrap().state, JobState::Succeeded);
+}

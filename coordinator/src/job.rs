@@ -20,7 +20,7 @@ use quern_api::{Counters, JobId, StoreUrl, TaskKind, WorkerId, pb};
 use crate::task::{MapOutputMeta, Task, TaskState, Won};
 
 /// A validated job submission.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobSpec {
     /// Registered job name.
     pub name: String,

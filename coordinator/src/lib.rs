@@ -15,6 +15,7 @@
 pub mod core;
 pub mod inputs;
 pub mod job;
+pub mod journal;
 pub mod policy;
 pub mod service;
 pub mod status;
@@ -97,6 +98,9 @@ pub enum StartError {
     /// The store URL is unusable.
     #[error(transparent)]
     Store(#[from] quern_api::StoreError),
+    /// The journal could not be read back.
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
 }
 
 /// A coordinator that is serving.
@@ -122,7 +126,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|source| StartError::AddrFile { path: path.clone(), source })?;
     }
-    let core = Core::new(
+    let mut core = Core::new(
         CoreConfig {
             store: cfg.store.clone(),
             heartbeat_timeout: cfg.heartbeat_timeout,
@@ -133,7 +137,25 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
         },
         Box::new(policy::PriorityFifo),
     );
-    let shared = Shared::new(core, cfg.heartbeat_interval);
+    // Resume whatever the journal holds before taking any call.
+    let started = std::time::Instant::now();
+    let (records, next_entry) = journal::read_all(&cfg.store).await?;
+    let replayed = records.len();
+    let resume = core.replay(records);
+    let jobs = core.jobs().count();
+    if replayed > 0 {
+        tracing::info!(
+            records = replayed,
+            jobs,
+            ms = started.elapsed().as_millis() as u64,
+            "recovered from the journal"
+        );
+    }
+    // The server stops if another coordinator takes the journal over.
+    let stop = shutdown.child_token();
+    let journal = journal::Journal::start(&cfg.store, next_entry, stop.clone());
+    let shared = Shared::new(core, cfg.heartbeat_interval, Some(journal));
+    shared.perform(resume);
     tokio::spawn(shared.clone().run_ticker(shutdown.clone()));
     let auth = Auth::new(cfg.token.clone());
     // A reduce assignment lists every map output, so messages can be large.
@@ -156,7 +178,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             .tcp_nodelay(true)
             .add_service(jobs)
             .add_service(workers)
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await
     });
     Ok(Running { url, task })

@@ -18,6 +18,7 @@ use crate::inputs::{
     InputError, check_output_empty, delete_object, delete_prefix, list_inputs, remove_empty_local_dirs,
 };
 use crate::job::JobSpec;
+use crate::journal::Journal;
 use crate::status::{job_status, job_tasks, worker_info};
 use crate::task::MapOutputMeta;
 
@@ -27,6 +28,8 @@ pub const DEFAULT_SPLIT_SIZE: u64 = 64 * 1024 * 1024;
 pub const MAX_REDUCERS: u32 = 100_000;
 /// Longest a poll may be held open.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
+/// How long a submit waits for its journal record to be written.
+const JOURNAL_WAIT: Duration = Duration::from_secs(30);
 /// How often a waiting poll looks again without being woken.
 const RECHECK: Duration = Duration::from_millis(250);
 
@@ -35,6 +38,36 @@ pub struct Shared {
     core: Mutex<Core>,
     changed: watch::Sender<u64>,
     heartbeat_interval: Duration,
+    journal: Option<Journal>,
+}
+
+/// The locked core. Dropping it hands the decisions made under the lock to the journal,
+/// still under the lock, so the journal's order is the order of the decisions.
+pub struct CoreGuard<'a> {
+    guard: MutexGuard<'a, Core>,
+    journal: Option<&'a Journal>,
+}
+
+impl std::ops::Deref for CoreGuard<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for CoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Core {
+        &mut self.guard
+    }
+}
+
+impl Drop for CoreGuard<'_> {
+    fn drop(&mut self) {
+        let records = self.guard.take_journal();
+        if let (Some(j), false) = (self.journal, records.is_empty()) {
+            j.append(records);
+        }
+    }
 }
 
 /// The current time.
@@ -43,14 +76,14 @@ pub fn now() -> Now {
 }
 
 impl Shared {
-    /// Wraps a core.
-    pub fn new(core: Core, heartbeat_interval: Duration) -> Arc<Self> {
-        Arc::new(Shared { core: Mutex::new(core), changed: watch::Sender::new(0), heartbeat_interval })
+    /// Wraps a core; decisions go to `journal` when there is one.
+    pub fn new(core: Core, heartbeat_interval: Duration, journal: Option<Journal>) -> Arc<Self> {
+        Arc::new(Shared { core: Mutex::new(core), changed: watch::Sender::new(0), heartbeat_interval, journal })
     }
 
     /// Locks the core. A panic while holding the lock is a bug, but the state stays usable.
-    pub fn core(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn core(&self) -> CoreGuard<'_> {
+        CoreGuard { guard: self.core.lock().unwrap_or_else(|e| e.into_inner()), journal: self.journal.as_ref() }
     }
 
     /// Wakes pollers and watchers.
@@ -206,6 +239,12 @@ impl pb::job_service_server::JobService for JobSvc {
             }
             core.submit(spec, splits, now_ms())
         };
+        // The id goes back only once the submission would survive a coordinator restart.
+        if let Some(j) = &self.0.journal {
+            if !j.durable(j.enqueued(), JOURNAL_WAIT).await {
+                return Err(Status::unavailable(format!("job {id} accepted but the journal is not writable")));
+            }
+        }
         info!(job = %id, "job submitted");
         self.0.bump();
         Ok(Response::new(pb::SubmitResponse { job_id: id.to_string() }))

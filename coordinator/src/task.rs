@@ -34,7 +34,7 @@ pub struct Live {
 }
 
 /// Where a finished map task's output lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MapOutputMeta {
     /// The shuffle object.
     pub url: String,
@@ -279,6 +279,12 @@ impl Task {
                 self.state = TaskState::Pending;
             }
         }
+    }
+
+    /// Restores a success read back from the journal.
+    pub fn restore(&mut self, attempt: u32, worker: WorkerId, output: Option<MapOutputMeta>, counters: Counters) {
+        self.attempts = self.attempts.max(attempt);
+        self.state = TaskState::Succeeded { attempt, worker, output, counters };
     }
 
     /// A succeeded map's output was lost: run it again. Returns the lost output, if any.

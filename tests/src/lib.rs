@@ -112,6 +112,9 @@ pub struct TestCluster {
     coordinator: Node,
     workers: Vec<Node>,
     runtime: Option<tokio::runtime::Runtime>,
+    store: String,
+    coordinator_args: Vec<String>,
+    coordinator_starts: usize,
 }
 
 impl TestCluster {
@@ -126,7 +129,7 @@ impl TestCluster {
         let store = format!("file://{}/store/", dir.path().display());
         let (coordinator, url, runtime) = match mode {
             Mode::Processes => {
-                let (child, url) = spawn_coordinator(&store, dir.path(), coordinator_args)?;
+                let (child, url) = spawn_coordinator(&store, dir.path(), "127.0.0.1:0", coordinator_args, 0)?;
                 (Node::Process(child), url, None)
             }
             Mode::InProcess => {
@@ -141,7 +144,17 @@ impl TestCluster {
                 (Node::Task(token), running.url, Some(rt))
             }
         };
-        let mut cluster = TestCluster { mode, dir, url, coordinator, workers: Vec::new(), runtime };
+        let mut cluster = TestCluster {
+            mode,
+            dir,
+            url,
+            coordinator,
+            workers: Vec::new(),
+            runtime,
+            store,
+            coordinator_args: coordinator_args.iter().map(|s| s.to_string()).collect(),
+            coordinator_starts: 1,
+        };
         for _ in 0..workers {
             cluster.start_worker()?;
         }
@@ -196,6 +209,31 @@ impl TestCluster {
         if let Some(w) = self.workers.get_mut(i) {
             w.stop();
         }
+    }
+
+    /// Kills the coordinator with SIGKILL (processes only).
+    pub fn kill_coordinator(&mut self) {
+        self.coordinator.stop();
+    }
+
+    /// Starts the coordinator again on the same address and store; returns how long it took
+    /// until it listened (it has replayed its journal by then).
+    pub fn restart_coordinator(&mut self) -> Result<Duration> {
+        self.coordinator.stop();
+        let listen = self.url.trim_start_matches("http://").to_string();
+        let args: Vec<&str> = self.coordinator_args.iter().map(String::as_str).collect();
+        let started = std::time::Instant::now();
+        let (child, url) = spawn_coordinator(&self.store, self.dir.path(), &listen, &args, self.coordinator_starts)?;
+        let took = started.elapsed();
+        self.coordinator_starts += 1;
+        self.coordinator = Node::Process(child);
+        self.url = url;
+        Ok(took)
+    }
+
+    /// The coordinator's log of its `n`-th start (processes only).
+    pub fn coordinator_log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("coordinator-{n}.log"))).unwrap_or_default()
     }
 
     /// Sends a signal to worker process `i` (SIGSTOP pauses it like a partitioned machine,
@@ -309,9 +347,9 @@ impl Drop for TestCluster {
 
 /// Starts `quern coordinator` and reads its address from its first stderr line: no sleeps,
 /// no polling for a file.
-fn spawn_coordinator(store: &str, dir: &Path, extra: &[&str]) -> Result<(Child, String)> {
+fn spawn_coordinator(store: &str, dir: &Path, listen: &str, extra: &[&str], n: usize) -> Result<(Child, String)> {
     let mut child = Command::new(binary("quern"))
-        .args(["coordinator", "--listen", "127.0.0.1:0", "--store", store])
+        .args(["coordinator", "--listen", listen, "--store", store])
         .args(extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -320,7 +358,7 @@ fn spawn_coordinator(store: &str, dir: &Path, extra: &[&str]) -> Result<(Child, 
         .spawn()
         .context("spawn coordinator")?;
     let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
-    let mut log = std::fs::File::create(dir.join("coordinator.log"))?;
+    let mut log = std::fs::File::create(dir.join(format!("coordinator-{n}.log")))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
@@ -337,7 +375,7 @@ fn spawn_coordinator(store: &str, dir: &Path, extra: &[&str]) -> Result<(Child, 
         Ok(url) => Ok((child, url)),
         Err(_) => {
             let _ = child.kill();
-            bail!("coordinator did not start; see {}", dir.join("coordinator.log").display())
+            bail!("coordinator did not start; see {}", dir.join(format!("coordinator-{n}.log")).display())
         }
     }
 }

@@ -78,7 +78,7 @@ fn wordcount_on_three_worker_processes_matches_a_sequential_count() {
     );
 
     // Intermediate data is gone once the job ends.
-    assert_eq!(files_under(&c.store_dir()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(files_under(&c.store_dir().join("jobs")), Vec::<std::path::PathBuf>::new());
 
     // status, list and tasks agree.
     let id = status["id"].as_str().unwrap();

@@ -1,0 +1,133 @@
+//! Coordinator restarts: `kill -9` mid-map and mid-reduce, restart on the same store, and the
+//! job finishes with exact output without re-running committed tasks; waiting clients and
+//! workers reconnect by themselves.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use quern_tests::data::{read_output, word_count, write_corpus};
+use quern_tests::{Mode, TestCluster, spawn_binary, wait_bounded};
+
+const FAST: [&str; 4] = ["--heartbeat-timeout", "2s", "--heartbeat-interval", "200ms"];
+
+/// Attempts of every succeeded task, by (kind, index).
+fn succeeded(c: &TestCluster, id: &str) -> BTreeMap<(String, u64), u64> {
+    c.tasks(id)
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "succeeded")
+        .map(|t| {
+            ((t["kind"].as_str().unwrap().to_string(), t["index"].as_u64().unwrap()), t["attempts"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// Runs a job, kills the coordinator once `ready(status)` holds, restarts it, and checks the
+/// outcome seen by a `submit --wait` client started before the crash.
+fn crash_and_resume(seed: u64, ready: impl Fn(&serde_json::Value) -> bool) {
+    let mut c = TestCluster::start_with(Mode::Processes, 0, &FAST).unwrap();
+    for _ in 0..2 {
+        c.start_worker_with(&["--debug-slowdown", "200ms"]).unwrap();
+    }
+    let input = c.path("input");
+    write_corpus(&input, 4, 24_000, seed).unwrap();
+    let (i, o) = (format!("{}/", input.display()), c.path("out").display().to_string());
+    let waiter = spawn_binary(
+        "quern",
+        &[
+            "submit",
+            "--coordinator",
+            c.url(),
+            "--job",
+            "wordcount",
+            "--input",
+            &i,
+            "--output",
+            &o,
+            "--reducers",
+            "4",
+            "--split-size",
+            "8KiB",
+            "--wait",
+            "--json",
+        ],
+    );
+    // Bounded wait for the moment to crash.
+    let mut id = None;
+    for _ in 0..1200 {
+        let list: serde_json::Value = serde_json::from_slice(&c.cli("list", &["--json"]).stdout).unwrap_or_default();
+        if let Some(job) = list.as_array().and_then(|a| a.first()) {
+            if ready(job) {
+                id = job["id"].as_str().map(str::to_string);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = id.expect("the job never reached the crash point");
+    let before = succeeded(&c, &id);
+    assert!(!before.is_empty());
+
+    c.kill_coordinator();
+    let took = c.restart_coordinator().unwrap();
+    eprintln!("coordinator restart to listening (journal replayed): {took:?}");
+    assert!(c.coordinator_log(1).contains("recovered from the journal"), "{}", c.coordinator_log(1));
+
+    let out = wait_bounded(waiter, Duration::from_secs(120));
+    assert!(out.status.success(), "waiter: {}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(read_output(&c.path("out"), 4, true), word_count(&input));
+    // Committed before the crash means never run again.
+    let after = succeeded(&c, &id);
+    for (task, attempts) in &before {
+        assert_eq!(after.get(task), Some(attempts), "task {task:?} ran again after the restart");
+    }
+    // Counters count every task once, restart or not.
+    let lines: u64 = status["counters"]["MAP_INPUT_BYTES"].as_u64().unwrap();
+    let bytes: u64 = (0..4).map(|f| std::fs::metadata(input.join(format!("doc-{f:02}.txt"))).unwrap().len()).sum();
+    assert_eq!(lines, bytes);
+}
+
+#[test]
+fn coordinator_killed_mid_map_resumes_the_job() {
+    crash_and_resume(31, |j| {
+        let (done, total) = (j["maps"]["done"].as_u64().unwrap(), j["maps"]["total"].as_u64().unwrap());
+        done >= 3 && done + 3 < total
+    });
+}
+
+#[test]
+fn coordinator_killed_mid_reduce_resumes_the_job() {
+    crash_and_resume(32, |j| {
+        let done = j["reduces"]["done"].as_u64().unwrap();
+        (1..4).contains(&done)
+    });
+}
+
+#[test]
+fn queued_and_killed_jobs_survive_a_restart() {
+    let mut c = TestCluster::start_with(Mode::Processes, 0, &FAST).unwrap();
+    let input = c.path("input");
+    write_corpus(&input, 2, 5_000, 33).unwrap();
+    let i = format!("{}/", input.display());
+    let (o1, o2) = (c.path("out1").display().to_string(), c.path("out2").display().to_string());
+    let queued = c.submit(&["--job", "wordcount", "--input", &i, "--output", &o1, "--reducers", "2"]).unwrap();
+    let killed = c.submit(&["--job", "wordcount", "--input", &i, "--output", &o2]).unwrap();
+    assert!(c.cli("kill", &[&killed]).status.success());
+
+    c.kill_coordinator();
+    c.restart_coordinator().unwrap();
+    assert_eq!(c.status(&queued).unwrap()["state"], "queued");
+    assert_eq!(c.status(&killed).unwrap()["state"], "killed");
+    // A job submitted after the restart gets a fresh id.
+    let o3 = c.path("out3").display().to_string();
+    let third = c.submit(&["--job", "wordcount", "--input", &i, "--output", &o3]).unwrap();
+    assert!(third != queued && third != killed);
+
+    c.start_worker().unwrap();
+    let s = c.wait_job(&queued, Duration::from_secs(60), |_| {}).unwrap();
+    assert_eq!(s["state"], "succeeded");
+    assert_eq!(read_output(&c.path("out1"), 2, true), word_count(&input));
+}
