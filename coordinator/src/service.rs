@@ -240,10 +240,10 @@ impl pb::job_service_server::JobService for JobSvc {
             core.submit(spec, splits, now_ms())
         };
         // The id goes back only once the submission would survive a coordinator restart.
-        if let Some(j) = &self.0.journal {
-            if !j.durable(j.enqueued(), JOURNAL_WAIT).await {
-                return Err(Status::unavailable(format!("job {id} accepted but the journal is not writable")));
-            }
+        if let Some(j) = &self.0.journal
+            && !j.durable(j.enqueued(), JOURNAL_WAIT).await
+        {
+            return Err(Status::unavailable(format!("job {id} accepted but the journal is not writable")));
         }
         info!(job = %id, "job submitted");
         self.0.bump();
