@@ -57,11 +57,11 @@ fn crash_and_resume(seed: u64, ready: impl Fn(&serde_json::Value) -> bool) {
     let mut id = None;
     for _ in 0..1200 {
         let list: serde_json::Value = serde_json::from_slice(&c.cli("list", &["--json"]).stdout).unwrap_or_default();
-        if let Some(job) = list.as_array().and_then(|a| a.first()) {
-            if ready(job) {
-                id = job["id"].as_str().map(str::to_string);
-                break;
-            }
+        if let Some(job) = list.as_array().and_then(|a| a.first())
+            && ready(job)
+        {
+            id = job["id"].as_str().map(str::to_string);
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
