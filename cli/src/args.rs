@@ -44,7 +44,8 @@ pub enum Command {
 /// Connection options shared by every command that talks to a coordinator.
 #[derive(Debug, Args, Clone)]
 pub struct Conn {
-    /// Coordinator address, http://HOST:PORT.
+    /// Coordinator address, http://HOST:PORT; several (comma-separated) for a primary and
+    /// standbys: the one holding the lease answers.
     #[arg(long, env = "QUERN_COORDINATOR")]
     pub coordinator: String,
     /// File holding the shared token the coordinator requires.
@@ -76,6 +77,10 @@ pub struct CoordinatorArgs {
     /// Require this shared token from every caller.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// How long the store lease lasts without renewal; a standby takes over 1.5 times this
+    /// after the leader's last renewal, and a restarted coordinator waits as long.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub lease: Duration,
     /// Start backup attempts for stragglers near the end of a phase.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub speculation: String,
@@ -93,7 +98,8 @@ pub struct CoordinatorArgs {
 /// `quern worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Coordinator address, http://HOST:PORT.
+    /// Coordinator address, http://HOST:PORT; several (comma-separated) to follow whichever
+    /// holds the lease.
     #[arg(long, env = "QUERN_COORDINATOR")]
     pub coordinator: String,
     /// Tasks to run at once (each uses every core).

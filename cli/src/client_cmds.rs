@@ -19,10 +19,25 @@ pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
     }
 }
 
-/// Connects to the coordinator named by `conn`.
+/// Connects to the coordinator named by `conn`; of several addresses, to the one that holds
+/// the lease (the others, standbys, refuse every call).
 pub async fn connect(conn: &Conn) -> Result<JobClient> {
     let token = conn.token_file.as_deref().map(read_token_file).transpose()?;
-    Ok(job_client(&conn.coordinator, token.as_deref()).await?)
+    let addrs: Vec<&str> = conn.coordinator.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+    if addrs.len() <= 1 {
+        return Ok(job_client(addrs.first().copied().unwrap_or(""), token.as_deref()).await?);
+    }
+    let mut last = None;
+    for addr in &addrs {
+        match job_client(addr, token.as_deref()).await {
+            Ok(mut c) => match c.ping(pb::PingRequest {}).await {
+                Ok(_) => return Ok(c),
+                Err(e) => last = Some(anyhow!("{addr}: {}", e.message())),
+            },
+            Err(e) => last = Some(e.into()),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("no coordinator address")).context("no coordinator holding the lease"))
 }
 
 /// Checks a job definition against this binary's registry and builds the wire spec.

@@ -56,6 +56,10 @@ pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
         min_runtime: a.speculation_min,
     });
     cfg.hold_reduces_while = a.debug_hold_reduces_while;
+    if a.lease < Duration::from_millis(100) {
+        anyhow::bail!("--lease must be at least 100ms");
+    }
+    cfg.lease = a.lease;
     if cfg.heartbeat_interval >= cfg.heartbeat_timeout {
         anyhow::bail!("--heartbeat-interval must be shorter than --heartbeat-timeout");
     }
@@ -64,6 +68,7 @@ pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     let running = quern_coordinator::start(cfg, shutdown).await?;
     eprintln!("coordinator listening on {}", running.url);
     running.task.await.context("coordinator task")?.context("serving")?;
+    running.lead.await.context("leadership task")??;
     Ok(())
 }
 
@@ -78,7 +83,9 @@ fn default_host() -> String {
 
 /// `quern worker`.
 pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
-    quern_api::client::endpoint(&a.coordinator)?;
+    for addr in a.coordinator.split(',') {
+        quern_api::client::endpoint(addr.trim())?;
+    }
     let token = a.token_file.as_deref().map(read_token_file).transpose()?;
     let cfg = WorkerConfig {
         coordinator: a.coordinator,

@@ -101,8 +101,8 @@ pub enum Outcome {
         kind: FailureKind,
         /// The message to show.
         message: String,
-        /// For lost map output: which map.
-        lost_map: Option<u32>,
+        /// For lost map output: which map, and which of its outputs.
+        lost_map: Option<(u32, String)>,
     },
     /// It gave up because it was told to.
     Killed,
@@ -205,9 +205,9 @@ impl Core {
                         j.with_task(kind, index, |t| t.restore(attempt, worker, output, Counters::from(counters)));
                     }
                 }
-                Record::MapOutputLost { job, index } => {
+                Record::MapOutputLost { job, index, url } => {
                     if let Some(j) = self.jobs.get_mut(&job) {
-                        j.with_task(TaskKind::Map, index, |t| t.output_lost());
+                        j.with_task(TaskKind::Map, index, |t| t.output_lost(&url));
                     }
                 }
                 Record::JobCommitting { job } => {
@@ -483,10 +483,12 @@ impl Core {
                 match effect {
                     FailureEffect::Stale(why) => Err(why),
                     FailureEffect::Retry => {
-                        if let (FailureKind::MapOutputLost, Some(m)) = (fk, lost_map) {
+                        if let (FailureKind::MapOutputLost, Some((m, url))) = (fk, lost_map) {
                             tracing::warn!(job = %job.id, map = m, "map output lost; running the map again");
-                            if let Some(Some(old)) = job.with_task(TaskKind::Map, m, |t| t.output_lost()) {
-                                self.journal.push(Record::MapOutputLost { job: job.id.clone(), index: m });
+                            // Only the output the reducer read: several reducers may report the
+                            // same bad object, and a re-run's new output must stay.
+                            if let Some(Some(old)) = job.with_task(TaskKind::Map, m, |t| t.output_lost(&url)) {
+                                self.journal.push(Record::MapOutputLost { job: job.id.clone(), index: m, url });
                                 actions.extend(StoreUrl::parse(&old.url).ok().map(Action::Delete));
                             }
                         }

@@ -222,13 +222,24 @@ fn lost_map_output_reruns_the_map_without_counting_against_the_reducer() {
     let id = c.submit(spec("memory:///out/", 1, 0), splits(1), 1);
     run_one(&mut c, &w, &clock, 1);
     let r = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
-    let lost = Outcome::Failed { kind: FailureKind::MapOutputLost, message: "crc".into(), lost_map: Some(0) };
+    let url = match &c.job(&id).unwrap().maps[0].state {
+        crate::task::TaskState::Succeeded { output: Some(o), .. } => o.url.clone(),
+        s => panic!("{s:?}"),
+    };
+    let lost =
+        Outcome::Failed { kind: FailureKind::MapOutputLost, message: "crc".into(), lost_map: Some((0, url.clone())) };
     let (_, actions) = c.report(&w, &attempt_of(&r), lost, clock.now());
     assert!(matches!(&actions[..], [Action::Delete(_)]), "the bad output is deleted");
     let next = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
     assert_eq!(attempt_of(&next).task.kind, TaskKind::Map);
     assert_eq!(attempt_of(&next).attempt, 2);
     c.report(&w, &attempt_of(&next), map_ok(&next, 1), clock.now()).0.unwrap();
+    // A second reducer reporting the same (old) object does not undo the re-run.
+    let w2 = worker(&mut c, &clock);
+    let r2 = c.poll(&w2, 1, clock.now()).unwrap().pop().unwrap();
+    let again = Outcome::Failed { kind: FailureKind::MapOutputLost, message: "crc".into(), lost_map: Some((0, url)) };
+    c.report(&w2, &attempt_of(&r2), again, clock.now()).0.unwrap();
+    assert!(c.job(&id).unwrap().maps_complete(), "the new output stands");
     let job = c.job(&id).unwrap();
     assert_eq!(job.reduces[0].failures, 0);
     // The lost run's counters are gone with it: the map's records count once.

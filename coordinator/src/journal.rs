@@ -67,6 +67,8 @@ pub enum Record {
         job: JobId,
         /// The map task.
         index: u32,
+        /// The lost output.
+        url: String,
     },
     /// Every part is committed; `_SUCCESS` is being written.
     JobCommitting {

@@ -7,6 +7,9 @@
 //! - [`service`]: the gRPC shell (`JobService`, `WorkerService`) and the token check.
 //! - [`inputs`]: listing inputs and checking outputs at submit time.
 //! - [`status`]: jobs, tasks and workers as users see them.
+//! - [`journal`]: decisions journalled to the store, replayed by a restarted coordinator.
+//! - [`lease`] and [`leader`]: the store lease that lets one coordinator act at a time, and
+//!   a second one wait as a standby and take over.
 //!
 //! [`start`] binds the listener and serves until the shutdown token is cancelled; the
 //! `quern coordinator` command, the embedded `quern run` and the tests all use it.
@@ -16,6 +19,8 @@ pub mod core;
 pub mod inputs;
 pub mod job;
 pub mod journal;
+pub mod leader;
+pub mod lease;
 pub mod policy;
 pub mod service;
 pub mod status;
@@ -23,6 +28,7 @@ pub mod task;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use quern_api::client::MAX_MESSAGE;
@@ -55,6 +61,8 @@ pub struct CoordinatorConfig {
     pub speculation: Option<job::Speculation>,
     /// Fault injection for tests: while this file exists, no reduce task is handed out.
     pub hold_reduces_while: Option<PathBuf>,
+    /// How long the store lease lasts without renewal (standby takeover takes 1.5 times it).
+    pub lease: Duration,
 }
 
 impl CoordinatorConfig {
@@ -70,6 +78,7 @@ impl CoordinatorConfig {
             max_attempts: 4,
             speculation: Some(job::Speculation::default()),
             hold_reduces_while: None,
+            lease: Duration::from_secs(3),
         }
     }
 }
@@ -98,9 +107,9 @@ pub enum StartError {
     /// The store URL is unusable.
     #[error(transparent)]
     Store(#[from] quern_api::StoreError),
-    /// The journal could not be read back.
+    /// The journal could not be replayed.
     #[error(transparent)]
-    Journal(#[from] journal::JournalError),
+    Lead(#[from] leader::LeadError),
 }
 
 /// A coordinator that is serving.
@@ -109,6 +118,8 @@ pub struct Running {
     pub url: String,
     /// Resolves when the server stops.
     pub task: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Resolves when leadership ends: Ok after a clean shutdown, Err if it was lost.
+    pub lead: JoinHandle<Result<(), leader::LeadError>>,
 }
 
 /// Binds, writes the address file, and serves in the background until `shutdown`.
@@ -126,7 +137,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|source| StartError::AddrFile { path: path.clone(), source })?;
     }
-    let mut core = Core::new(
+    let core = Core::new(
         CoreConfig {
             store: cfg.store.clone(),
             heartbeat_timeout: cfg.heartbeat_timeout,
@@ -137,27 +148,18 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
         },
         Box::new(policy::PriorityFifo),
     );
-    // Resume whatever the journal holds before taking any call.
-    let started = std::time::Instant::now();
-    let (records, next_entry) = journal::read_all(&cfg.store).await?;
-    let replayed = records.len();
-    let resume = core.replay(records);
-    let jobs = core.jobs().count();
-    if replayed > 0 {
-        tracing::info!(
-            records = replayed,
-            jobs,
-            ms = started.elapsed().as_millis() as u64,
-            "recovered from the journal"
-        );
-    }
-    // The server stops if another coordinator takes the journal over.
+    // The server stops on shutdown, or when another coordinator takes the lease.
     let stop = shutdown.child_token();
-    let journal = journal::Journal::start(&cfg.store, next_entry, stop.clone());
-    let shared = Shared::new(core, cfg.heartbeat_interval, Some(journal));
-    shared.perform(resume);
+    let shared = Shared::new(core, cfg.heartbeat_interval, url.clone());
+    let clock = Arc::new(lease::LeaderClock::new(cfg.lease, std::time::Instant::now()));
+    let held = leader::take_if_free(&shared, &cfg.store, &clock, &stop).await?;
+    if held.is_none() {
+        tracing::info!("another coordinator holds the store's lease; this one waits as a standby");
+    }
+    let lead =
+        tokio::spawn(leader::lead(shared.clone(), cfg.store.clone(), cfg.lease, clock.clone(), stop.clone(), held));
     tokio::spawn(shared.clone().run_ticker(shutdown.clone()));
-    let auth = Auth::new(cfg.token.clone());
+    let auth = Auth::new(cfg.token.clone(), clock);
     // A reduce assignment lists every map output, so messages can be large.
     let jobs = InterceptedService::new(
         pb::job_service_server::JobServiceServer::new(JobSvc(shared.clone()))
@@ -181,5 +183,5 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await
     });
-    Ok(Running { url, task })
+    Ok(Running { url, task, lead })
 }

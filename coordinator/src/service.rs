@@ -19,6 +19,7 @@ use crate::inputs::{
 };
 use crate::job::JobSpec;
 use crate::journal::Journal;
+use crate::lease::LeaderClock;
 use crate::status::{job_status, job_tasks, worker_info};
 use crate::task::MapOutputMeta;
 
@@ -38,7 +39,9 @@ pub struct Shared {
     core: Mutex<Core>,
     changed: watch::Sender<u64>,
     heartbeat_interval: Duration,
-    journal: Option<Journal>,
+    journal: std::sync::OnceLock<Journal>,
+    /// This coordinator's address, for Ping.
+    pub url: String,
 }
 
 /// The locked core. Dropping it hands the decisions made under the lock to the journal,
@@ -77,13 +80,24 @@ pub fn now() -> Now {
 
 impl Shared {
     /// Wraps a core; decisions go to `journal` when there is one.
-    pub fn new(core: Core, heartbeat_interval: Duration, journal: Option<Journal>) -> Arc<Self> {
-        Arc::new(Shared { core: Mutex::new(core), changed: watch::Sender::new(0), heartbeat_interval, journal })
+    pub fn new(core: Core, heartbeat_interval: Duration, url: String) -> Arc<Self> {
+        Arc::new(Shared {
+            core: Mutex::new(core),
+            changed: watch::Sender::new(0),
+            heartbeat_interval,
+            journal: std::sync::OnceLock::new(),
+            url,
+        })
+    }
+
+    /// Starts journalling (once, when this coordinator takes the lead).
+    pub fn set_journal(&self, j: Journal) {
+        let _ = self.journal.set(j);
     }
 
     /// Locks the core. A panic while holding the lock is a bug, but the state stays usable.
     pub fn core(&self) -> CoreGuard<'_> {
-        CoreGuard { guard: self.core.lock().unwrap_or_else(|e| e.into_inner()), journal: self.journal.as_ref() }
+        CoreGuard { guard: self.core.lock().unwrap_or_else(|e| e.into_inner()), journal: self.journal.get() }
     }
 
     /// Wakes pollers and watchers.
@@ -240,7 +254,7 @@ impl pb::job_service_server::JobService for JobSvc {
             core.submit(spec, splits, now_ms())
         };
         // The id goes back only once the submission would survive a coordinator restart.
-        if let Some(j) = &self.0.journal
+        if let Some(j) = self.0.journal.get()
             && !j.durable(j.enqueued(), JOURNAL_WAIT).await
         {
             return Err(Status::unavailable(format!("job {id} accepted but the journal is not writable")));
@@ -255,6 +269,10 @@ impl pb::job_service_server::JobService for JobSvc {
         let core = self.0.core();
         let job = core.job(&id).ok_or_else(|| not_found(&id))?;
         Ok(Response::new(job_status(job)))
+    }
+
+    async fn ping(&self, _req: Request<pb::PingRequest>) -> Result<Response<pb::PingResponse>, Status> {
+        Ok(Response::new(pb::PingResponse { coordinator: self.0.url.clone() }))
     }
 
     type WatchStream = WatchStream;
@@ -353,7 +371,7 @@ fn outcome_from_pb(o: pb::outcome_report::Outcome) -> Outcome {
         pb::outcome_report::Outcome::Failed(f) => Outcome::Failed {
             kind: FailureKind::from(pb::FailureKind::try_from(f.kind).unwrap_or(pb::FailureKind::Internal)),
             message: f.message,
-            lost_map: f.lost_map_index,
+            lost_map: f.lost_map_index.map(|m| (m, f.lost_map_url)),
         },
         pb::outcome_report::Outcome::Killed(_) => Outcome::Killed,
     }
@@ -361,6 +379,10 @@ fn outcome_from_pb(o: pb::outcome_report::Outcome) -> Outcome {
 
 #[tonic::async_trait]
 impl pb::worker_service_server::WorkerService for WorkerSvc {
+    async fn ping(&self, _req: Request<pb::PingRequest>) -> Result<Response<pb::PingResponse>, Status> {
+        Ok(Response::new(pb::PingResponse { coordinator: self.0.url.clone() }))
+    }
+
     async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
         let r = req.into_inner();
         let id = self.0.core().register(r.host.clone(), r.rack.clone(), r.slots, r.jobs.into_iter().collect(), now());
@@ -462,21 +484,25 @@ async fn promote(p: &Promotion) -> Result<(), quern_api::StoreError> {
         .map_err(|e| quern_api::StoreError::from_store(p.temp.as_str(), e))
 }
 
-/// Checks the shared token on every call.
+/// Checks every call: only the leader answers, and only callers with the shared token.
 #[derive(Clone)]
 pub struct Auth {
     expected: Option<Arc<str>>,
+    leader: Arc<LeaderClock>,
 }
 
 impl Auth {
-    /// Requires `Bearer TOKEN` when a token is set.
-    pub fn new(token: Option<String>) -> Self {
-        Auth { expected: token.map(|t| Arc::from(format!("Bearer {t}"))) }
+    /// Requires `Bearer TOKEN` when a token is set, and a valid lease.
+    pub fn new(token: Option<String>, leader: Arc<LeaderClock>) -> Self {
+        Auth { expected: token.map(|t| Arc::from(format!("Bearer {t}"))), leader }
     }
 }
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        if !self.leader.valid(Instant::now()) {
+            return Err(Status::unavailable("this coordinator is a standby (not holding the lease)"));
+        }
         let Some(expected) = &self.expected else {
             return Ok(req);
         };

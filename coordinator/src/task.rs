@@ -288,7 +288,12 @@ impl Task {
     }
 
     /// A succeeded map's output was lost: run it again. Returns the lost output, if any.
-    pub fn output_lost(&mut self) -> Option<MapOutputMeta> {
+    /// Only if `url` is still the task's output: a newer output is not lost.
+    pub fn output_lost(&mut self, url: &str) -> Option<MapOutputMeta> {
+        match &self.state {
+            TaskState::Succeeded { output: Some(o), .. } if o.url == url => {}
+            _ => return None,
+        }
         match std::mem::replace(&mut self.state, TaskState::Pending) {
             TaskState::Succeeded { output, .. } => output,
             other => {
@@ -452,7 +457,8 @@ mod tests {
         let a = t.start(&w(1), now).unwrap();
         let out = MapOutputMeta { url: "u".into(), segments: vec![] };
         t.succeed(a, &w(1), Some(out.clone()), Counters::new(), false, now);
-        assert_eq!(t.output_lost(), Some(out));
+        assert_eq!(t.output_lost("elsewhere"), None, "a different object is not this output");
+        assert_eq!(t.output_lost("u"), Some(out));
         assert_eq!(t.state, TaskState::Pending);
         assert_eq!(t.start(&w(2), now), Some(2));
     }

@@ -115,6 +115,8 @@ pub struct TestCluster {
     store: String,
     coordinator_args: Vec<String>,
     coordinator_starts: usize,
+    standbys: Vec<Node>,
+    worker_coordinator: Option<String>,
 }
 
 impl TestCluster {
@@ -154,6 +156,8 @@ impl TestCluster {
             store,
             coordinator_args: coordinator_args.iter().map(|s| s.to_string()).collect(),
             coordinator_starts: 1,
+            standbys: Vec::new(),
+            worker_coordinator: None,
         };
         for _ in 0..workers {
             cluster.start_worker()?;
@@ -173,7 +177,8 @@ impl TestCluster {
             Mode::Processes => {
                 let log = std::fs::File::create(self.dir.path().join(format!("worker-{i}.log")))?;
                 let child = Command::new(binary("quern"))
-                    .args(["worker", "--coordinator", &self.url, "--host", &format!("host-{i}")])
+                    .args(["worker", "--coordinator", self.worker_coordinator.as_deref().unwrap_or(&self.url)])
+                    .args(["--host", &format!("host-{i}")])
                     .args(extra)
                     .env("RUST_LOG", "info")
                     .stdin(Stdio::null())
@@ -229,6 +234,23 @@ impl TestCluster {
         self.coordinator = Node::Process(child);
         self.url = url;
         Ok(took)
+    }
+
+    /// Starts a second coordinator on the same store (it waits as a standby while the first
+    /// holds the lease); returns its address. Its log is `coordinator_log(n)` for the `n`
+    /// it returns second.
+    pub fn start_standby(&mut self) -> Result<(String, usize)> {
+        let args: Vec<&str> = self.coordinator_args.iter().map(String::as_str).collect();
+        let n = self.coordinator_starts;
+        let (child, url) = spawn_coordinator(&self.store, self.dir.path(), "127.0.0.1:0", &args, n)?;
+        self.coordinator_starts += 1;
+        self.standbys.push(Node::Process(child));
+        Ok((url, n))
+    }
+
+    /// What workers started from now on get as `--coordinator` (e.g. `A,B`).
+    pub fn set_worker_coordinator(&mut self, addrs: &str) {
+        self.worker_coordinator = Some(addrs.to_string());
     }
 
     /// The coordinator's log of its `n`-th start (processes only).
@@ -339,6 +361,9 @@ impl Drop for TestCluster {
             w.stop();
         }
         self.coordinator.stop();
+        for s in &mut self.standbys {
+            s.stop();
+        }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(5));
         }

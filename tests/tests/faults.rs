@@ -177,14 +177,24 @@ fn a_paused_worker_is_replaced_and_its_late_work_never_reaches_the_output() {
 fn a_straggler_gets_a_backup_attempt_that_wins() {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &args(&["--speculation-min", "300ms"])).unwrap();
     c.start_worker_with(&["--debug-slowdown", "120s"]).unwrap();
-    c.start_worker().unwrap();
-    c.start_worker().unwrap();
     let input = c.path("input");
     write_corpus(&input, 6, 4_000, 24).unwrap();
     let (i, o) = (dir_arg(&input), c.path("out").display().to_string());
-    let out =
-        c.cli("submit", &["--job", "wordcount", "--input", &i, "--output", &o, "--reducers", "2", "--wait", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
+    let id = c.submit(&["--job", "wordcount", "--input", &i, "--output", &o, "--reducers", "2"]).unwrap();
+    // The slow worker is alone at first, so it surely holds a map; then healthy ones come.
+    let mut held = false;
+    for _ in 0..400 {
+        let w: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("workers", &["--json"]))).unwrap();
+        if w[0]["running"] == 1 {
+            held = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(held, "the slow worker never got a task");
+    c.start_worker().unwrap();
+    c.start_worker().unwrap();
+    let status = c.wait_job(&id, Duration::from_secs(60), |_| {}).unwrap();
     assert_eq!(status["state"], "succeeded");
     assert!(status["counters"]["BACKUP_ATTEMPTS_WON"].as_u64().unwrap_or(0) >= 1, "{status}");
     assert_eq!(read_output(&c.path("out"), 2, true), word_count(&input));
@@ -200,7 +210,9 @@ fn a_corrupted_map_output_is_detected_and_its_map_runs_again() {
     let gate = dir.path().join("hold-reduces");
     std::fs::write(&gate, b"").unwrap();
     let gate_arg = gate.display().to_string();
-    let mut c = TestCluster::start_with(Mode::Processes, 2, &["--debug-hold-reduces-while", &gate_arg]).unwrap();
+    let mut c =
+        TestCluster::start_with(Mode::Processes, 2, &["--debug-hold-reduces-while", &gate_arg, "--speculation", "off"])
+            .unwrap();
     let input = c.path("input");
     write_corpus(&input, 4, 8_000, 25).unwrap();
     let (i, o) = (dir_arg(&input), c.path("out").display().to_string());

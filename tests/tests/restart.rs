@@ -9,7 +9,8 @@ use std::time::Duration;
 use quern_tests::data::{read_output, word_count, write_corpus};
 use quern_tests::{Mode, TestCluster, spawn_binary, wait_bounded};
 
-const FAST: [&str; 4] = ["--heartbeat-timeout", "2s", "--heartbeat-interval", "200ms"];
+/// A short lease: a coordinator restarted after kill -9 waits 1.5 leases before it may act.
+const FAST: [&str; 6] = ["--heartbeat-timeout", "2s", "--heartbeat-interval", "200ms", "--lease", "1s"];
 
 /// Attempts of every succeeded task, by (kind, index).
 fn succeeded(c: &TestCluster, id: &str) -> BTreeMap<(String, u64), u64> {
@@ -71,7 +72,19 @@ fn crash_and_resume(seed: u64, ready: impl Fn(&serde_json::Value) -> bool) {
 
     c.kill_coordinator();
     let took = c.restart_coordinator().unwrap();
-    eprintln!("coordinator restart to listening (journal replayed): {took:?}");
+    let restarted = std::time::Instant::now();
+
+    // Bounded wait until the new coordinator answers (after its lease wait and replay).
+    let mut answered = false;
+    for _ in 0..600 {
+        if c.cli("list", &[]).status.success() {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(answered, "{}", c.coordinator_log(1));
+    eprintln!("coordinator restart: listening after {took:?}, answering after {:?}", took + restarted.elapsed());
     assert!(c.coordinator_log(1).contains("recovered from the journal"), "{}", c.coordinator_log(1));
 
     let out = wait_bounded(waiter, Duration::from_secs(120));
@@ -119,6 +132,15 @@ fn queued_and_killed_jobs_survive_a_restart() {
 
     c.kill_coordinator();
     c.restart_coordinator().unwrap();
+    let mut answered = false;
+    for _ in 0..600 {
+        if c.cli("list", &[]).status.success() {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(answered);
     assert_eq!(c.status(&queued).unwrap()["state"], "queued");
     assert_eq!(c.status(&killed).unwrap()["state"], "killed");
     // A job submitted after the restart gets a fresh id.
@@ -130,4 +152,72 @@ fn queued_and_killed_jobs_survive_a_restart() {
     let s = c.wait_job(&queued, Duration::from_secs(60), |_| {}).unwrap();
     assert_eq!(s["state"], "succeeded");
     assert_eq!(read_output(&c.path("out1"), 2, true), word_count(&input));
+}
+
+#[test]
+fn a_standby_takes_over_when_the_primary_dies_and_everyone_follows() {
+    let mut c = TestCluster::start_with(Mode::Processes, 0, &FAST).unwrap();
+    let primary = c.url().to_string();
+    let (standby, standby_log) = c.start_standby().unwrap();
+    // While the primary holds the lease, the standby refuses every call.
+    let refused = quern_tests::quern(&["list", "--coordinator", &standby]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("standby"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let both = format!("{primary},{standby}");
+    c.set_worker_coordinator(&both);
+    for _ in 0..2 {
+        c.start_worker_with(&["--debug-slowdown", "200ms"]).unwrap();
+    }
+    let input = c.path("input");
+    write_corpus(&input, 4, 24_000, 34).unwrap();
+    let (i, o) = (format!("{}/", input.display()), c.path("out").display().to_string());
+    let waiter = spawn_binary(
+        "quern",
+        &[
+            "submit",
+            "--coordinator",
+            &both,
+            "--job",
+            "wordcount",
+            "--input",
+            &i,
+            "--output",
+            &o,
+            "--reducers",
+            "3",
+            "--split-size",
+            "8KiB",
+            "--wait",
+            "--json",
+        ],
+    );
+    let mut started = false;
+    for _ in 0..1200 {
+        let list: serde_json::Value = serde_json::from_slice(&c.cli("list", &["--json"]).stdout).unwrap_or_default();
+        if list.as_array().and_then(|a| a.first()).is_some_and(|j| j["maps"]["done"].as_u64().unwrap_or(0) >= 2) {
+            started = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(started);
+    c.kill_coordinator();
+
+    let out = wait_bounded(waiter, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "waiter: {}\nstandby: {}",
+        String::from_utf8_lossy(&out.stderr),
+        c.coordinator_log(standby_log)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(read_output(&c.path("out"), 3, true), word_count(&input));
+    let log = c.coordinator_log(standby_log);
+    assert!(log.contains("waiting as a standby") && log.contains("took the lead"), "{log}");
 }

@@ -18,6 +18,8 @@ pub enum TaskError {
     MapOutputLost {
         /// Which map task.
         map_index: u32,
+        /// The object that was bad.
+        url: String,
         /// What was wrong with it.
         reason: String,
     },
@@ -49,10 +51,10 @@ impl TaskError {
             TaskError::Config(_) => pb::FailureKind::Config,
             TaskError::Shuffle(_) | TaskError::CommitRefused(_) | TaskError::Cancelled => pb::FailureKind::Internal,
         };
-        let lost_map_index = match self {
-            TaskError::MapOutputLost { map_index, .. } => Some(*map_index),
-            _ => None,
+        let (lost_map_index, lost_map_url) = match self {
+            TaskError::MapOutputLost { map_index, url, .. } => (Some(*map_index), url.clone()),
+            _ => (None, String::new()),
         };
-        pb::Failed { kind: kind as i32, message: self.to_string(), lost_map_index }
+        pb::Failed { kind: kind as i32, message: self.to_string(), lost_map_index, lost_map_url }
     }
 }

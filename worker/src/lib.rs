@@ -134,10 +134,18 @@ impl Outage {
 /// Runs a worker until `shutdown` is cancelled (then finishes its running tasks) or the
 /// coordinator stays away longer than the reconnect budget.
 pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationToken) -> Result<(), WorkerError> {
-    let client = worker_client_lazy(&cfg.coordinator, cfg.token.as_deref())?;
+    // One client per coordinator address; with several, the worker follows the one that
+    // holds the lease (standbys refuse every call).
+    let clients = cfg
+        .coordinator
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| worker_client_lazy(a, cfg.token.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let shared = Arc::new(Shared { running: Mutex::new(HashMap::new()), slot_freed: Notify::new() });
     let tracker = TaskTracker::new();
-    let result = serve(&cfg, &registry, &client, &shared, &tracker, &shutdown).await;
+    let result = serve(&cfg, &registry, &clients, &shared, &tracker, &shutdown).await;
     if result.is_err() {
         for c in shared.lock().values() {
             c.cancel();
@@ -151,13 +159,17 @@ pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationTo
 async fn serve(
     cfg: &WorkerConfig,
     registry: &Registry,
-    client: &WorkerClient,
+    clients: &[WorkerClient],
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<(), WorkerError> {
     let mut outage = Outage::new();
+    let mut turn = 0usize;
     while !shutdown.is_cancelled() {
+        let Some(client) = clients.get(turn % clients.len().max(1)) else {
+            return Err(WorkerError::Refused("no coordinator address".into()));
+        };
         // Register (again): a new identity every time.
         let req = pb::RegisterRequest {
             host: cfg.host.clone(),
@@ -171,6 +183,7 @@ async fn serve(
                 r.into_inner()
             }
             Err(e) => {
+                turn += 1;
                 outage.failed(cfg, &e, shutdown).await?;
                 continue;
             }
@@ -185,6 +198,7 @@ async fn serve(
         session.cancel();
         let _ = hb.await;
         polled?;
+        turn += 1;
         // Attempts of the old identity can no longer be reported; abandon them.
         for c in shared.lock().values() {
             c.cancel();
@@ -202,6 +216,7 @@ async fn poll_loop(
     session: &CancellationToken,
     outage: &mut Outage,
 ) -> Result<(), WorkerError> {
+    let failover = cfg.coordinator.contains(',');
     loop {
         // Wait for a free slot.
         loop {
@@ -232,7 +247,9 @@ async fn poll_loop(
             }
             Err(e) => {
                 outage.failed(cfg, &e, session).await?;
-                if session.is_cancelled() {
+                // With standbys, a failing coordinator may have handed over: register again,
+                // trying the next address.
+                if session.is_cancelled() || failover {
                     return Ok(());
                 }
                 continue;

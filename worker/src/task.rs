@@ -189,9 +189,10 @@ async fn run_reduce(
 ) -> Result<pb::Succeeded, TaskError> {
     let fetches = r.inputs.into_iter().map(|input| async move {
         let seg = input.segment.unwrap_or_default();
-        let lost = |reason: String| TaskError::MapOutputLost { map_index: input.map_index, reason };
+        let lost =
+            |reason: String| TaskError::MapOutputLost { map_index: input.map_index, url: input.url.clone(), reason };
         if seg.length == 0 {
-            return Ok((Bytes::new(), seg, input.map_index));
+            return Ok((Bytes::new(), seg, input.map_index, input.url.clone()));
         }
         let (u, store) = url(&input.url)?;
         let bytes = get_range(&store, &u, seg.offset..seg.offset + seg.length).await.map_err(|e| match e {
@@ -201,9 +202,10 @@ async fn run_reduce(
         if bytes.len() as u64 != seg.length {
             return Err(lost(format!("short read: {} of {} bytes", bytes.len(), seg.length)));
         }
-        Ok((bytes, seg, input.map_index))
+        Ok((bytes, seg, input.map_index, input.url.clone()))
     });
-    let fetched: Vec<(Bytes, pb::Segment, u32)> = futures::stream::iter(fetches).buffered(16).try_collect().await?;
+    let fetched: Vec<(Bytes, pb::Segment, u32, String)> =
+        futures::stream::iter(fetches).buffered(16).try_collect().await?;
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
@@ -211,8 +213,12 @@ async fn run_reduce(
     let (bytes, mut counters) = spawn_compute(move || {
         let runs = fetched
             .into_par_iter()
-            .map(|(bytes, seg, map_index)| {
-                decode_segment(bytes, &seg).map_err(|e| TaskError::MapOutputLost { map_index, reason: e.to_string() })
+            .map(|(bytes, seg, map_index, url)| {
+                decode_segment(bytes, &seg).map_err(|e| TaskError::MapOutputLost {
+                    map_index,
+                    url,
+                    reason: e.to_string(),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         reduce_runs(job.as_ref(), &runs, skip)

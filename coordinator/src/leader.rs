@@ -1,0 +1,201 @@
+//! The leadership loop (I/O around [`crate::lease`]): wait as a standby until the lease is
+//! free, take it, replay the journal into the core, then renew until shut down or outrun.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quern_api::StoreUrl;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::journal;
+use crate::lease::{self, LeaderClock, LeaseBody, Standby};
+use crate::service::Shared;
+
+/// How leadership ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LeadError {
+    /// Another coordinator holds the lease now.
+    #[error("another coordinator took over the store's lease; this one stopped")]
+    Superseded,
+    /// The store could not be reached for longer than the lease.
+    #[error("could not renew the lease in the store for {0:?}; this coordinator stopped")]
+    Expired(Duration),
+    /// The journal could not be read at takeover.
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+}
+
+/// Takes the lease right away if it is free (a fresh store, or a leader that released it) and
+/// resumes from the journal, so a coordinator that can lead is ready when `start` returns.
+/// Returns the lease taken, or None when another coordinator holds it.
+pub async fn take_if_free(
+    shared: &Arc<Shared>,
+    store: &StoreUrl,
+    clock: &LeaderClock,
+    stop: &CancellationToken,
+) -> Result<Option<u64>, LeadError> {
+    let dir = lease::dir(store);
+    let now = Instant::now();
+    let next = match lease::latest(&dir).await {
+        Ok(None) => 0,
+        Ok(Some(k)) => match lease::read(&dir, k).await {
+            Ok(Some(body)) if body.released => k + 1,
+            _ => return Ok(None),
+        },
+        Err(_) => return Ok(None),
+    };
+    if !lease::try_create(&dir, next, &me(shared)).await.unwrap_or(false) {
+        return Ok(None);
+    }
+    resume(shared, store, clock, stop, now).await?;
+    info!(lease = next, "took the lead");
+    Ok(Some(next))
+}
+
+fn me(shared: &Shared) -> LeaseBody {
+    LeaseBody { holder: format!("{}@{}", shared.url, quern_api::now_ms()), addr: shared.url.clone(), released: false }
+}
+
+/// Replays the journal, starts journalling, then starts answering calls.
+async fn resume(
+    shared: &Arc<Shared>,
+    store: &StoreUrl,
+    clock: &LeaderClock,
+    stop: &CancellationToken,
+    taken_at: Instant,
+) -> Result<(), LeadError> {
+    let started = Instant::now();
+    let (records, next_entry) = journal::read_all(store).await?;
+    let replayed = records.len();
+    let resume = shared.core().replay(records);
+    if replayed > 0 {
+        let jobs = shared.core().jobs().count();
+        info!(records = replayed, jobs, ms = started.elapsed().as_millis() as u64, "recovered from the journal");
+    }
+    shared.set_journal(journal::Journal::start(store, next_entry, stop.clone()));
+    // Only now answer calls: a client must never see the state before the replay. The lease
+    // counts from when it was taken.
+    clock.renewed(taken_at);
+    shared.perform(resume);
+    shared.bump();
+    Ok(())
+}
+
+/// Runs leadership until `stop` is cancelled (then releases the lease) or it is lost (then
+/// cancels `stop`, which stops the server). `held` is a lease already taken by
+/// [`take_if_free`].
+pub async fn lead(
+    shared: Arc<Shared>,
+    store: StoreUrl,
+    lease: Duration,
+    clock: Arc<LeaderClock>,
+    stop: CancellationToken,
+    held: Option<u64>,
+) -> Result<(), LeadError> {
+    let result = lead_inner(&shared, &store, lease, &clock, &stop, held).await;
+    clock.step_down();
+    if result.is_err() {
+        stop.cancel();
+    }
+    result
+}
+
+async fn lead_inner(
+    shared: &Arc<Shared>,
+    store: &StoreUrl,
+    lease: Duration,
+    clock: &LeaderClock,
+    stop: &CancellationToken,
+    held: Option<u64>,
+) -> Result<(), LeadError> {
+    let dir = lease::dir(store);
+    let me = me(shared);
+    let poll = (lease / 6).max(Duration::from_millis(20));
+    let mut n = match held {
+        Some(n) => n,
+        None => {
+            let (n, taken_at) = wait_as_standby(&dir, lease, poll, &me, stop).await;
+            let Some(n) = n else { return Ok(()) };
+            info!(lease = n, "took the lead");
+            resume(shared, store, clock, stop, taken_at).await?;
+            n
+        }
+    };
+
+    // Renew every third of the lease; stop acting once a lease has passed without renewal.
+    let every = lease / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => {
+                clock.step_down();
+                let released = LeaseBody { released: true, ..me.clone() };
+                let _ = lease::try_create(&dir, n + 1, &released).await;
+                return Ok(());
+            }
+        }
+        let at = Instant::now();
+        match lease::try_create(&dir, n + 1, &me).await {
+            Ok(true) => {
+                n += 1;
+                clock.renewed(at);
+                lease::prune(&dir, n).await;
+            }
+            Ok(false) => {
+                error!("another coordinator took the lease");
+                return Err(LeadError::Superseded);
+            }
+            Err(e) => {
+                warn!(error = %e, "lease renewal failed");
+                if !clock.valid(Instant::now()) {
+                    return Err(LeadError::Expired(lease));
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the lease is free: a released one, or one that stood still for 1.5 leases.
+/// Returns the lease taken (None if stopped first) and when.
+async fn wait_as_standby(
+    dir: &StoreUrl,
+    lease: Duration,
+    poll: Duration,
+    me: &LeaseBody,
+    stop: &CancellationToken,
+) -> (Option<u64>, Instant) {
+    let mut standby = Standby::new(lease, Instant::now());
+    let mut announced = false;
+    loop {
+        if stop.is_cancelled() {
+            return (None, Instant::now());
+        }
+        let now = Instant::now();
+        match lease::latest(dir).await {
+            Ok(latest) => {
+                let released = match latest {
+                    None => Some(0),
+                    Some(k) => match lease::read(dir, k).await {
+                        Ok(Some(body)) if body.released => Some(k + 1),
+                        _ => None,
+                    },
+                };
+                standby.observe(latest, now);
+                if let Some(next) = released.or_else(|| standby.takeover(now)) {
+                    if lease::try_create(dir, next, me).await.unwrap_or(false) {
+                        return (Some(next), now);
+                    }
+                } else if !announced {
+                    info!(lease = ?latest, "another coordinator holds the store's lease; waiting as a standby");
+                    announced = true;
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the lease"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.cancelled() => return (None, Instant::now()),
+        }
+    }
+}
