@@ -153,9 +153,6 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
     let shared = Shared::new(core, cfg.heartbeat_interval, url.clone());
     let clock = Arc::new(lease::LeaderClock::new(cfg.lease, std::time::Instant::now()));
     let held = leader::take_if_free(&shared, &cfg.store, &clock, &stop).await?;
-    if held.is_none() {
-        tracing::info!("another coordinator holds the store's lease; this one waits as a standby");
-    }
     let lead =
         tokio::spawn(leader::lead(shared.clone(), cfg.store.clone(), cfg.lease, clock.clone(), stop.clone(), held));
     tokio::spawn(shared.clone().run_ticker(shutdown.clone()));

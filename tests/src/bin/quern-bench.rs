@@ -4,7 +4,13 @@
 //! ```text
 //! cargo build --release --workspace
 //! target/release/quern-bench [--input DIR_OR_FILE | --generate-mib N] [--workers W] [--runs K]
+//! target/release/quern-bench --generate-mib N --chaos KILLS [--seed S]
 //! ```
+//!
+//! With `--chaos`, it instead runs word count on a multi-process cluster of 3 workers
+//! (heartbeat timeout 2 s) once without faults and once while `kill -9`-ing a random worker
+//! KILLS times on a seeded schedule (starting a replacement each time), and reports both
+//! times and the attempts against the tasks.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::Instant;
@@ -28,6 +34,17 @@ fn main() -> Result<()> {
         (None, None) => bail!("give --input PATH or --generate-mib N"),
     };
     let bytes = du(std::path::Path::new(&input));
+    if let Some(kills) = flag("--chaos") {
+        let kills: u32 = kills.parse().context("--chaos")?;
+        let seed: u64 = flag("--seed").unwrap_or_else(|| "1".into()).parse().context("--seed")?;
+        let (clean, _, _) = chaos_run(&input, 0, seed)?;
+        let (faulty, maps, attempts) = chaos_run(&input, kills, seed)?;
+        println!(
+            "chaos wordcount input={input} bytes={bytes} clean={clean:.2}s with_{kills}_kills={faulty:.2}s slowdown={:.2}x map_tasks={maps} map_attempts={attempts}",
+            faulty / clean
+        );
+        return Ok(());
+    }
     let mut times = Vec::new();
     for r in 0..runs {
         let out = scratch.path().join(format!("out-{r}"));
@@ -60,6 +77,38 @@ fn main() -> Result<()> {
         bytes as f64 / median / 1e6
     );
     Ok(())
+}
+
+/// One word count on a 3-worker process cluster, killing `kills` workers on a seeded schedule.
+/// Returns (seconds, map tasks, map attempts).
+fn chaos_run(input: &str, kills: u32, seed: u64) -> Result<(f64, u64, u64)> {
+    use quern_tests::{Mode, TestCluster};
+    use rand::{Rng, SeedableRng};
+    let mut c = TestCluster::start_with(Mode::Processes, 3, &["--heartbeat-timeout", "2s", "--heartbeat-interval", "250ms", "--speculation", "off"])?;
+    let out = c.path("out").display().to_string();
+    let started = Instant::now();
+    let id = c.submit(&["--job", "wordcount", "--input", input, "--output", &out, "--reducers", "6", "--split-size", "4MiB"])?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut live: Vec<usize> = (0..3).collect();
+    let mut done = 0;
+    let mut next = Instant::now() + std::time::Duration::from_millis(rng.random_range(300..900));
+    let status = c.wait_job(&id, std::time::Duration::from_secs(1800), |c| {
+        if done < kills && Instant::now() >= next {
+            let victim = live.remove(rng.random_range(0..live.len()));
+            c.kill_worker(victim);
+            live.push(c.start_worker().expect("start a replacement worker"));
+            done += 1;
+            next = Instant::now() + std::time::Duration::from_millis(rng.random_range(300..900));
+        }
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    if status["state"] != "succeeded" {
+        bail!("job ended {}", status["state"]);
+    }
+    let tasks = c.tasks(&id)?;
+    let maps: Vec<_> = tasks.iter().filter(|t| t["kind"] == "map").collect();
+    let attempts = maps.iter().map(|t| t["attempts"].as_u64().unwrap_or(0)).sum();
+    Ok((secs, maps.len() as u64, attempts))
 }
 
 fn du(p: &std::path::Path) -> u64 {
