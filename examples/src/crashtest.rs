@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quern_api::{Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
 
-use crate::for_each_word;
+use crate::wordcount::WordCount;
 
 /// The misbehaving word count.
 #[derive(Debug, Clone)]
@@ -98,12 +98,11 @@ impl Job for CrashTest {
         {
             panic!("crashtest: bad record at offset {} of {}", rec.offset, rec.source);
         }
-        for_each_word(rec.line, |w| ctx.emit_borrowed(w, 1));
-        Ok(())
+        WordCount.map(rec, ctx)
     }
 
     fn combine(&self, acc: &mut u64, n: u64) {
-        *acc += n;
+        WordCount.combine(acc, n);
     }
 
     fn reduce(
@@ -113,7 +112,6 @@ impl Job for CrashTest {
         out: &mut ReduceContext<'_>,
     ) -> Result<(), JobError> {
         self.roll(self.reduce_crash, self.reduce_stall);
-        out.emit(word, counts.sum::<u64>());
-        Ok(())
+        WordCount.reduce(word, counts, out)
     }
 }

@@ -81,6 +81,21 @@ pub fn wait_bounded(child: Child, limit: Duration) -> Output {
     out
 }
 
+/// Polls `check` every 20 ms until it holds or `limit` has passed; whether it held. The one
+/// bounded wait loop of the tests.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Stdout of a successful command, or a panic showing what went wrong.
 pub fn ok_stdout(out: &Output) -> String {
     assert!(out.status.success(), "command failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
@@ -303,6 +318,22 @@ impl TestCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         bail!("job {job} did not end within {limit:?}")
+    }
+
+    /// `quern workers --json` (null if the call fails).
+    pub fn workers_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.cli("workers", &["--json"]).stdout).unwrap_or_default()
+    }
+
+    /// The first job of `quern list --json` (null if none or the call fails).
+    pub fn first_job(&self) -> serde_json::Value {
+        let list: serde_json::Value = serde_json::from_slice(&self.cli("list", &["--json"]).stdout).unwrap_or_default();
+        list.get(0).cloned().unwrap_or_default()
+    }
+
+    /// Whether the coordinator answers calls (it may be a standby, or replaying).
+    pub fn answers(&self) -> bool {
+        self.cli("list", &[]).status.success()
     }
 
     /// `quern tasks --json` of a job.

@@ -138,15 +138,7 @@ fn a_job_whose_tasks_keep_failing_fails_with_the_reason_and_leaves_no_output() {
         &["submit", "--coordinator", c.url(), "--job", "wordcount", "--input", &i, "--output", &o, "--wait"],
     );
     // Bounded wait for the submission to be accepted (it lists the input first).
-    let mut submitted = false;
-    for _ in 0..400 {
-        let list: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("list", &["--json"]))).unwrap();
-        if !list.as_array().unwrap().is_empty() {
-            submitted = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let submitted = quern_tests::eventually(Duration::from_secs(10), || !c.first_job().is_null());
     assert!(submitted, "job was not submitted");
     std::fs::remove_dir_all(&input).unwrap();
     c.start_worker().unwrap();

@@ -134,15 +134,7 @@ fn a_paused_worker_is_replaced_and_its_late_work_never_reaches_the_output() {
     let (i, o) = (dir_arg(&input), c.path("out").display().to_string());
     let id = c.submit(&["--job", "wordcount", "--input", &i, "--output", &o, "--reducers", "1"]).unwrap();
     // Bounded wait until the zombie-to-be holds the map.
-    let mut held = false;
-    for _ in 0..400 {
-        let w: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("workers", &["--json"]))).unwrap();
-        if w[0]["running"] == 1 {
-            held = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let held = quern_tests::eventually(Duration::from_secs(10), || c.workers_json()[0]["running"] == 1);
     assert!(held, "the first worker never got the map");
     c.signal_worker(zombie, libc::SIGSTOP);
     c.start_worker().unwrap();
@@ -182,15 +174,7 @@ fn a_straggler_gets_a_backup_attempt_that_wins() {
     let (i, o) = (dir_arg(&input), c.path("out").display().to_string());
     let id = c.submit(&["--job", "wordcount", "--input", &i, "--output", &o, "--reducers", "2"]).unwrap();
     // The slow worker is alone at first, so it surely holds a map; then healthy ones come.
-    let mut held = false;
-    for _ in 0..400 {
-        let w: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("workers", &["--json"]))).unwrap();
-        if w[0]["running"] == 1 {
-            held = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let held = quern_tests::eventually(Duration::from_secs(10), || c.workers_json()[0]["running"] == 1);
     assert!(held, "the slow worker never got a task");
     c.start_worker().unwrap();
     c.start_worker().unwrap();
@@ -217,15 +201,10 @@ fn a_corrupted_map_output_is_detected_and_its_map_runs_again() {
     write_corpus(&input, 4, 8_000, 25).unwrap();
     let (i, o) = (dir_arg(&input), c.path("out").display().to_string());
     let id = c.submit(&["--job", "wordcount", "--input", &i, "--output", &o, "--reducers", "2"]).unwrap();
-    let mut maps_done = false;
-    for _ in 0..800 {
+    let maps_done = quern_tests::eventually(Duration::from_secs(20), || {
         let s = c.status(&id).unwrap();
-        if s["maps"]["done"] == s["maps"]["total"] {
-            maps_done = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+        s["maps"]["done"] == s["maps"]["total"]
+    });
     assert!(maps_done);
     // Flip bytes in the middle of the largest shuffle object, in the store itself.
     let mut objects = shuffle_objects(&c.store_dir());

@@ -56,16 +56,12 @@ fn crash_and_resume(seed: u64, ready: impl Fn(&serde_json::Value) -> bool) {
     );
     // Bounded wait for the moment to crash.
     let mut id = None;
-    for _ in 0..1200 {
-        let list: serde_json::Value = serde_json::from_slice(&c.cli("list", &["--json"]).stdout).unwrap_or_default();
-        if let Some(job) = list.as_array().and_then(|a| a.first())
-            && ready(job)
-        {
-            id = job["id"].as_str().map(str::to_string);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let reached = quern_tests::eventually(Duration::from_secs(30), || {
+        let job = c.first_job();
+        id = job["id"].as_str().map(str::to_string);
+        !job.is_null() && ready(&job)
+    });
+    assert!(reached, "the job never reached the crash point");
     let id = id.expect("the job never reached the crash point");
     let before = succeeded(&c, &id);
     assert!(!before.is_empty());
@@ -75,14 +71,7 @@ fn crash_and_resume(seed: u64, ready: impl Fn(&serde_json::Value) -> bool) {
     let restarted = std::time::Instant::now();
 
     // Bounded wait until the new coordinator answers (after its lease wait and replay).
-    let mut answered = false;
-    for _ in 0..600 {
-        if c.cli("list", &[]).status.success() {
-            answered = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let answered = quern_tests::eventually(Duration::from_secs(10), || c.answers());
     assert!(answered, "{}", c.coordinator_log(1));
     eprintln!("coordinator restart: listening after {took:?}, answering after {:?}", took + restarted.elapsed());
     assert!(c.coordinator_log(1).contains("recovered from the journal"), "{}", c.coordinator_log(1));
@@ -132,14 +121,7 @@ fn queued_and_killed_jobs_survive_a_restart() {
 
     c.kill_coordinator();
     c.restart_coordinator().unwrap();
-    let mut answered = false;
-    for _ in 0..600 {
-        if c.cli("list", &[]).status.success() {
-            answered = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let answered = quern_tests::eventually(Duration::from_secs(10), || c.answers());
     assert!(answered);
     assert_eq!(c.status(&queued).unwrap()["state"], "queued");
     assert_eq!(c.status(&killed).unwrap()["state"], "killed");
@@ -196,15 +178,8 @@ fn a_standby_takes_over_when_the_primary_dies_and_everyone_follows() {
             "--json",
         ],
     );
-    let mut started = false;
-    for _ in 0..1200 {
-        let list: serde_json::Value = serde_json::from_slice(&c.cli("list", &["--json"]).stdout).unwrap_or_default();
-        if list.as_array().and_then(|a| a.first()).is_some_and(|j| j["maps"]["done"].as_u64().unwrap_or(0) >= 2) {
-            started = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let started =
+        quern_tests::eventually(Duration::from_secs(30), || c.first_job()["maps"]["done"].as_u64().unwrap_or(0) >= 2);
     assert!(started);
     c.kill_coordinator();
 

@@ -53,17 +53,18 @@ where
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     let mut delay = Duration::from_millis(50);
-    for attempt in 1.. {
+    let mut attempt = 1;
+    loop {
         match op().await {
             Err(StoreError::Io { url, source }) if attempt < 5 => {
                 tracing::warn!(%url, error = %source, attempt, "store call failed for {what}; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
+                attempt += 1;
             }
             other => return other,
         }
     }
-    unreachable!("the loop returns")
 }
 
 /// What a task needs from its worker.

@@ -84,10 +84,25 @@ fn main() -> Result<()> {
 fn chaos_run(input: &str, kills: u32, seed: u64) -> Result<(f64, u64, u64)> {
     use quern_tests::{Mode, TestCluster};
     use rand::{Rng, SeedableRng};
-    let mut c = TestCluster::start_with(Mode::Processes, 3, &["--heartbeat-timeout", "2s", "--heartbeat-interval", "250ms", "--speculation", "off"])?;
+    let mut c = TestCluster::start_with(
+        Mode::Processes,
+        3,
+        &["--heartbeat-timeout", "2s", "--heartbeat-interval", "250ms", "--speculation", "off"],
+    )?;
     let out = c.path("out").display().to_string();
     let started = Instant::now();
-    let id = c.submit(&["--job", "wordcount", "--input", input, "--output", &out, "--reducers", "6", "--split-size", "4MiB"])?;
+    let id = c.submit(&[
+        "--job",
+        "wordcount",
+        "--input",
+        input,
+        "--output",
+        &out,
+        "--reducers",
+        "6",
+        "--split-size",
+        "4MiB",
+    ])?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut live: Vec<usize> = (0..3).collect();
     let mut done = 0;
