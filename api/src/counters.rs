@@ -28,6 +28,10 @@ pub mod names {
     pub const OUTPUT_BYTES: &str = "OUTPUT_BYTES";
     /// Records (map) or key groups (reduce) skipped because user code panicked on them.
     pub const SKIPPED_RECORDS: &str = "SKIPPED_RECORDS";
+    /// Input bytes map tasks read from their own machine's disk (`--local-data`).
+    pub const LOCAL_BYTES_READ: &str = "LOCAL_BYTES_READ";
+    /// Input bytes map tasks read from elsewhere.
+    pub const REMOTE_BYTES_READ: &str = "REMOTE_BYTES_READ";
     /// Backup (speculative) attempts started for slow tasks.
     pub const BACKUP_ATTEMPTS: &str = "BACKUP_ATTEMPTS";
     /// Tasks whose backup attempt finished first.

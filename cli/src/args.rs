@@ -81,6 +81,14 @@ pub struct CoordinatorArgs {
     /// after the leader's last renewal, and a restarted coordinator waits as long.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub lease: Duration,
+    /// Which job a free slot serves: fair (weighted by priority), fifo, priority or sjf
+    /// (smallest input first).
+    #[arg(long, default_value = "fair")]
+    pub policy: quern_coordinator::policy::PolicyKind,
+    /// Delay scheduling: how long a job waits for a node-local slot before taking a
+    /// rack-local one, and as long again before taking any (0s turns locality waits off).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub locality_wait: Duration,
     /// Start backup attempts for stragglers near the end of a phase.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub speculation: String,
@@ -111,6 +119,10 @@ pub struct WorkerArgs {
     /// Rack name for locality.
     #[arg(long, default_value = "default-rack")]
     pub rack: String,
+    /// A directory on this machine's own disk holding input (repeatable): splits of files
+    /// under it are scheduled here first.
+    #[arg(long)]
+    pub local_data: Vec<PathBuf>,
     /// Give up after the coordinator has been unreachable this long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub reconnect_budget: Duration,

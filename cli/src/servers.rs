@@ -60,6 +60,8 @@ pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
         anyhow::bail!("--lease must be at least 100ms");
     }
     cfg.lease = a.lease;
+    cfg.policy = a.policy;
+    cfg.delay = quern_coordinator::placement::Delay { node_wait: a.locality_wait, rack_wait: a.locality_wait };
     if cfg.heartbeat_interval >= cfg.heartbeat_timeout {
         anyhow::bail!("--heartbeat-interval must be shorter than --heartbeat-timeout");
     }
@@ -81,6 +83,20 @@ fn default_host() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// `--local-data` directories as `file://` URL prefixes ending in `/`; each must exist.
+fn local_data_urls(paths: &[std::path::PathBuf]) -> Result<Vec<String>> {
+    paths
+        .iter()
+        .map(|p| {
+            let abs = std::fs::canonicalize(p).with_context(|| format!("--local-data {}", p.display()))?;
+            if !abs.is_dir() {
+                anyhow::bail!("--local-data {}: not a directory", p.display());
+            }
+            Ok(StoreUrl::from_user(&format!("{}/", abs.display()))?.as_dir().to_string())
+        })
+        .collect()
+}
+
 /// `quern worker`.
 pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
     for addr in a.coordinator.split(',') {
@@ -96,6 +112,7 @@ pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
         reconnect_budget: a.reconnect_budget,
         poll_wait: Duration::from_secs(10),
         slowdown: a.debug_slowdown,
+        local_data: local_data_urls(&a.local_data)?,
     };
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -130,6 +147,7 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
             reconnect_budget: Duration::from_secs(10),
             poll_wait: Duration::from_secs(10),
             slowdown: None,
+            local_data: Vec::new(),
         };
         workers.push(tokio::spawn(quern_worker::run(cfg, registry.clone(), shutdown.clone())));
     }

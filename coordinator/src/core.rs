@@ -13,6 +13,7 @@ use quern_api::{AttemptId, Counters, JobId, StoreUrl, TaskId, TaskKind, WorkerId
 
 use crate::job::{Job, JobSpec, JobState, Speculation};
 use crate::journal::{Ended, Record};
+use crate::placement::{self, Delay, Level};
 use crate::policy::Policy;
 use crate::task::{FailureEffect, MapOutputMeta, Task, Verdict};
 
@@ -29,6 +30,8 @@ pub struct CoreConfig {
     pub epoch_ms: u64,
     /// Backup attempts for stragglers; None turns them off.
     pub speculation: Option<Speculation>,
+    /// Delay scheduling for data locality.
+    pub delay: Delay,
     /// Fault injection for tests: reduces wait while this file exists. (The one place the
     /// core looks at the outside world, and only when a test asks for it.)
     pub hold_reduces_while: Option<std::path::PathBuf>,
@@ -45,6 +48,8 @@ pub struct WorkerEntry {
     pub slots: u32,
     /// Jobs its binary can run.
     pub jobs: BTreeSet<String>,
+    /// URL prefixes of input on its own disk (`--local-data`), each ending in `/`.
+    pub local_data: Vec<String>,
     /// Last time it called in.
     pub last_seen: Instant,
     /// Attempts running there.
@@ -200,9 +205,12 @@ impl Core {
                     let job = Job::new(id.clone(), seq, spec, splits, scratch, self.cfg.epoch_ms, submitted_ms);
                     self.jobs.insert(id, job);
                 }
-                Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters } => {
+                Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, level } => {
                     if let Some(j) = self.jobs.get_mut(&job) {
                         j.with_task(kind, index, |t| t.restore(attempt, worker, output, Counters::from(counters)));
+                        if kind == TaskKind::Map {
+                            j.set_level(index, level);
+                        }
                     }
                 }
                 Record::MapOutputLost { job, index, url } => {
@@ -275,6 +283,19 @@ impl Core {
 
     /// Registers a worker under a fresh id.
     pub fn register(&mut self, host: String, rack: String, slots: u32, jobs: BTreeSet<String>, now: Now) -> WorkerId {
+        self.register_with_data(host, rack, slots, jobs, Vec::new(), now)
+    }
+
+    /// Registers a worker that holds input under `local_data` (URL prefixes).
+    pub fn register_with_data(
+        &mut self,
+        host: String,
+        rack: String,
+        slots: u32,
+        jobs: BTreeSet<String>,
+        local_data: Vec<String>,
+        now: Now,
+    ) -> WorkerId {
         let id = WorkerId::new(self.cfg.epoch_ms, self.next_worker);
         self.next_worker += 1;
         let entry = WorkerEntry {
@@ -282,6 +303,7 @@ impl Core {
             rack,
             slots: slots.max(1),
             jobs,
+            local_data,
             last_seen: now.at,
             running: BTreeSet::new(),
             to_cancel: Vec::new(),
@@ -353,12 +375,49 @@ impl Core {
                 .map(|(id, _)| id)
                 .collect();
             let allowed = |t: &Task| !t.failed_on.contains(worker) || others.iter().all(|o| t.failed_on.contains(o));
+            let Some(me) = self.workers.get(worker) else { break };
             while out.len() < free {
                 let Some((kind, idx)) = job.next_pending(allowed) else { break };
+                let mut level = Level::Remote;
+                if kind == TaskKind::Map {
+                    // Data locality with delay scheduling among the pending maps.
+                    let max = placement::allowed(job.waiting_since, now.at, &self.cfg.delay);
+                    let candidates = job
+                        .pending(TaskKind::Map)
+                        .iter()
+                        .copied()
+                        .filter(|&i| job.maps.get(i as usize).is_some_and(allowed))
+                        .filter_map(|i| job.splits.get(i as usize).map(|s| (i, s.url.as_str())));
+                    match placement::pick(candidates, me, &self.workers, max) {
+                        Some((i, l)) => {
+                            if l == Level::NodeLocal {
+                                job.waiting_since = None;
+                            }
+                            level = l;
+                            if i != idx {
+                                let Some(Some(attempt)) = job.with_task(kind, i, |t| t.start(worker, now.at)) else {
+                                    break;
+                                };
+                                job.attempt_levels.insert((i, attempt), level);
+                                out.push(job.assignment(kind, i, attempt));
+                                started
+                                    .push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: i }, attempt });
+                                continue;
+                            }
+                        }
+                        None => {
+                            job.waiting_since.get_or_insert(now.at);
+                            break;
+                        }
+                    }
+                }
                 if hold_reduces && kind == TaskKind::Reduce {
                     break;
                 }
                 let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start(worker, now.at)) else { break };
+                if kind == TaskKind::Map {
+                    job.attempt_levels.insert((idx, attempt), level);
+                }
                 out.push(job.assignment(kind, idx, attempt));
                 started.push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt });
             }
@@ -433,6 +492,7 @@ impl Core {
                     worker: worker.clone(),
                     output: map_output.clone(),
                     counters: counters.as_map().clone(),
+                    level: None,
                 };
                 let verdict = if job.state != JobState::Running {
                     Verdict::Stale("job is not running")
@@ -444,7 +504,16 @@ impl Core {
                 };
                 match verdict {
                     Verdict::Accepted(won) => {
-                        self.journal.push(record);
+                        let level = job.attempt_levels.get(&(idx, n)).copied();
+                        if kind == TaskKind::Map {
+                            job.set_level(idx, level);
+                        }
+                        self.journal.push(match record {
+                            Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, .. } => {
+                                Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, level }
+                            }
+                            other => other,
+                        });
                         job.record_win(kind, &won);
                         // The first to finish wins; the others are told to stop.
                         for (loser, on) in &won.losers {

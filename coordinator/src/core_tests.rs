@@ -35,6 +35,7 @@ fn core() -> Core {
             epoch_ms: 7,
             speculation: Some(crate::job::Speculation::default()),
             hold_reduces_while: None,
+            delay: crate::placement::Delay::default(),
         },
         Box::new(PriorityFifo),
     )

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use quern_api::split::Split;
 use quern_api::{Counters, JobId, StoreUrl, TaskKind, WorkerId, pb};
 
+use crate::placement::Level;
 use crate::task::{MapOutputMeta, Task, TaskState, Won};
 
 /// A validated job submission.
@@ -91,6 +92,12 @@ pub struct Job {
     /// Start time of the coordinator incarnation that runs the job: part of every attempt's
     /// object names, so attempts of an earlier incarnation never collide with new ones.
     pub epoch: u64,
+    /// Since when the job has been passing up non-local slots (delay scheduling).
+    pub waiting_since: Option<Instant>,
+    /// The locality level each map attempt was started at.
+    pub attempt_levels: std::collections::HashMap<(u32, u32), Level>,
+    /// The level of each succeeded map.
+    map_levels: Vec<Option<Level>>,
     /// Backup attempts started.
     pub backups_started: u32,
     /// Tasks whose backup attempt won.
@@ -150,6 +157,9 @@ impl Job {
             epoch,
             maps_done: 0,
             reduces_done: 0,
+            waiting_since: None,
+            attempt_levels: Default::default(),
+            map_levels: vec![None; m],
             backups_started: 0,
             backups_won: 0,
             map_times: Vec::new(),
@@ -249,6 +259,41 @@ impl Job {
             })
             .max()
             .map(|(_, i)| (kind, i))
+    }
+
+    /// Pending task indexes of one kind.
+    pub fn pending(&self, kind: TaskKind) -> &BTreeSet<u32> {
+        match kind {
+            TaskKind::Map => &self.pending_maps,
+            TaskKind::Reduce => &self.pending_reduces,
+        }
+    }
+
+    /// Records how close to its data map `idx` ran (None: unknown).
+    pub fn set_level(&mut self, idx: u32, level: Option<Level>) {
+        if let Some(l) = self.map_levels.get_mut(idx as usize) {
+            *l = level;
+        }
+    }
+
+    /// The level of map `idx`, once it succeeded (unknown counts as remote).
+    pub fn map_level(&self, idx: u32) -> Option<Level> {
+        let done = self.maps.get(idx as usize).is_some_and(Task::is_done);
+        done.then(|| self.map_levels.get(idx as usize).copied().flatten().unwrap_or(Level::Remote))
+    }
+
+    /// (node-local, rack-local, remote) counts over succeeded maps.
+    pub fn locality(&self) -> (u32, u32, u32) {
+        let mut c = (0, 0, 0);
+        for i in 0..self.maps.len() as u32 {
+            match self.map_level(i) {
+                Some(Level::NodeLocal) => c.0 += 1,
+                Some(Level::RackLocal) => c.1 += 1,
+                Some(Level::Remote) => c.2 += 1,
+                None => {}
+            }
+        }
+        c
     }
 
     /// Records a task's win: its run time, and whether a backup won.

@@ -60,6 +60,9 @@ pub enum Record {
         output: Option<MapOutputMeta>,
         /// Its counters.
         counters: BTreeMap<String, i64>,
+        /// How close to its data a map ran.
+        #[serde(default)]
+        level: Option<crate::placement::Level>,
     },
     /// A map's output was found missing or corrupt; the map runs again.
     MapOutputLost {

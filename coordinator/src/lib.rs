@@ -21,6 +21,7 @@ pub mod job;
 pub mod journal;
 pub mod leader;
 pub mod lease;
+pub mod placement;
 pub mod policy;
 pub mod service;
 pub mod status;
@@ -63,6 +64,10 @@ pub struct CoordinatorConfig {
     pub hold_reduces_while: Option<PathBuf>,
     /// How long the store lease lasts without renewal (standby takeover takes 1.5 times it).
     pub lease: Duration,
+    /// Delay scheduling for data locality.
+    pub delay: placement::Delay,
+    /// Which job a free slot serves.
+    pub policy: policy::PolicyKind,
 }
 
 impl CoordinatorConfig {
@@ -79,6 +84,8 @@ impl CoordinatorConfig {
             speculation: Some(job::Speculation::default()),
             hold_reduces_while: None,
             lease: Duration::from_secs(3),
+            delay: placement::Delay::default(),
+            policy: policy::PolicyKind::default(),
         }
     }
 }
@@ -145,8 +152,9 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             epoch_ms: now_ms(),
             speculation: cfg.speculation.clone(),
             hold_reduces_while: cfg.hold_reduces_while.clone(),
+            delay: cfg.delay.clone(),
         },
-        Box::new(policy::PriorityFifo),
+        cfg.policy.build(),
     );
     // The server stops on shutdown, or when another coordinator takes the lease.
     let stop = shutdown.child_token();

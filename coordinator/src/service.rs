@@ -385,7 +385,15 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
 
     async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
         let r = req.into_inner();
-        let id = self.0.core().register(r.host.clone(), r.rack.clone(), r.slots, r.jobs.into_iter().collect(), now());
+        let local_data = r.local_data.into_iter().filter(|p| p.ends_with('/')).collect();
+        let id = self.0.core().register_with_data(
+            r.host.clone(),
+            r.rack.clone(),
+            r.slots,
+            r.jobs.into_iter().collect(),
+            local_data,
+            now(),
+        );
         info!(worker = %id, host = %r.host, slots = r.slots, "worker registered");
         self.0.bump();
         Ok(Response::new(pb::RegisterResponse {

@@ -26,7 +26,7 @@ fn progress(job: &Job, kind: TaskKind) -> pb::Progress {
 
 /// A job's status.
 pub fn job_status(job: &Job) -> pb::JobStatus {
-    let (_, maps_done, _) = job.progress(TaskKind::Map);
+    let (node_local, rack_local, remote) = job.locality();
     pb::JobStatus {
         id: job.id.to_string(),
         job: job.spec.name.clone(),
@@ -34,8 +34,7 @@ pub fn job_status(job: &Job) -> pb::JobStatus {
         maps: Some(progress(job, TaskKind::Map)),
         reduces: Some(progress(job, TaskKind::Reduce)),
         counters: job.counters().into_map(),
-        // No worker declares local data yet, so every map read its split remotely.
-        locality: Some(pb::Locality { node_local: 0, rack_local: 0, remote: maps_done }),
+        locality: Some(pb::Locality { node_local, rack_local, remote }),
         error: match &job.state {
             JobState::Failed { error } => Some(error.clone()),
             JobState::Killed => Some("killed by user".into()),
@@ -66,7 +65,10 @@ pub fn job_tasks(job: &Job) -> Vec<pb::TaskInfo> {
                     TaskState::Failed { error } => Some(error.clone()),
                     _ => t.last_error.clone(),
                 },
-                locality: if kind == TaskKind::Map && t.is_done() { "remote".into() } else { String::new() },
+                locality: match kind {
+                    TaskKind::Map => job.map_level(i as u32).map(|l| l.name().to_string()).unwrap_or_default(),
+                    TaskKind::Reduce => String::new(),
+                },
             });
         }
     }
@@ -84,5 +86,6 @@ pub fn worker_info(id: &WorkerId, w: &WorkerEntry, now: Instant) -> pb::WorkerIn
         jobs: w.jobs.iter().cloned().collect(),
         last_heartbeat_ms_ago: now.saturating_duration_since(w.last_seen).as_millis() as u64,
         completed: w.completed,
+        local_data: w.local_data.clone(),
     }
 }

@@ -193,7 +193,11 @@ impl TestCluster {
                 let log = std::fs::File::create(self.dir.path().join(format!("worker-{i}.log")))?;
                 let child = Command::new(binary("quern"))
                     .args(["worker", "--coordinator", self.worker_coordinator.as_deref().unwrap_or(&self.url)])
-                    .args(["--host", &format!("host-{i}")])
+                    .args(if extra.contains(&"--host") {
+                        Vec::new()
+                    } else {
+                        vec!["--host".to_string(), format!("host-{i}")]
+                    })
                     .args(extra)
                     .env("RUST_LOG", "info")
                     .stdin(Stdio::null())
@@ -214,6 +218,7 @@ impl TestCluster {
                     reconnect_budget: Duration::from_secs(30),
                     poll_wait: Duration::from_secs(5),
                     slowdown: None,
+                    local_data: Vec::new(),
                 };
                 let rt = self.runtime.as_ref().ok_or_else(|| anyhow!("no runtime"))?;
                 rt.spawn(quern_worker::run(cfg, quern_examples::builtin(), token.clone()));

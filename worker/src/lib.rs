@@ -52,6 +52,8 @@ pub struct WorkerConfig {
     pub poll_wait: Duration,
     /// Fault injection for tests: sleep this long before each task (a slow machine).
     pub slowdown: Option<Duration>,
+    /// URL prefixes (ending in `/`) of input on this machine's own disk.
+    pub local_data: Vec<String>,
 }
 
 /// The worker could not go on.
@@ -176,6 +178,7 @@ async fn serve(
             rack: cfg.rack.clone(),
             slots: cfg.slots,
             jobs: registry.names(),
+            local_data: cfg.local_data.clone(),
         };
         let reg = match client.clone().register(req).await {
             Ok(r) => {
@@ -193,7 +196,12 @@ async fn serve(
         let session = shutdown.child_token();
         let interval = Duration::from_millis(reg.heartbeat_interval_ms.max(50));
         let hb = tokio::spawn(heartbeat(client.clone(), worker_id.clone(), shared.clone(), interval, session.clone()));
-        let env = TaskEnv { registry: registry.clone(), client: client.clone(), worker_id: worker_id.clone() };
+        let env = TaskEnv {
+            registry: registry.clone(),
+            client: client.clone(),
+            worker_id: worker_id.clone(),
+            local_data: cfg.local_data.clone(),
+        };
         let polled = poll_loop(cfg, &env, client, shared, tracker, &session, &mut outage).await;
         session.cancel();
         let _ = hb.await;

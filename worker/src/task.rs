@@ -76,6 +76,8 @@ pub struct TaskEnv {
     pub client: quern_api::client::WorkerClient,
     /// This worker's current identity.
     pub worker_id: WorkerId,
+    /// URL prefixes of input on this machine's own disk.
+    pub local_data: Vec<String>,
 }
 
 /// Runs one assignment to its outcome.
@@ -91,7 +93,10 @@ pub async fn run_assignment(
     // may be a bad record (MapReduce paper, 4.6).
     let skip = a.skip_bad_records && attempt.attempt > 1;
     match a.task {
-        Some(pb::task_assignment::Task::Map(m)) => run_map(job, m, a.reducers, skip, &cancel).await,
+        Some(pb::task_assignment::Task::Map(m)) => {
+            let local = m.split.as_ref().is_some_and(|s| env.local_data.iter().any(|p| s.url.starts_with(p.as_str())));
+            run_map(job, m, a.reducers, skip, local, &cancel).await
+        }
         Some(pb::task_assignment::Task::Reduce(r)) => run_reduce(&env, &attempt, job, r, skip, &cancel).await,
         None => Err(TaskError::Config("assignment without a task".into())),
     }
@@ -159,6 +164,7 @@ async fn run_map(
     m: pb::MapTask,
     reducers: u32,
     skip: bool,
+    local: bool,
     cancel: &CancellationToken,
 ) -> Result<pb::Succeeded, TaskError> {
     let split = m.split.ok_or_else(|| TaskError::Config("map task without a split".into()))?;
@@ -167,9 +173,13 @@ async fn run_map(
         return Err(TaskError::Config("a job needs at least one reducer".into()));
     }
     let data = fetch_split(&split).await?;
+    let read = data.len() as i64;
     let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
     let (start, end) = (split.start, split.end);
-    let result = spawn_compute(move || map_split(job.as_ref(), &data, start, end, &source, reducers, skip)).await??;
+    let mut result =
+        spawn_compute(move || map_split(job.as_ref(), &data, start, end, &source, reducers, skip)).await??;
+    // Bytes read from this machine's own disk versus from elsewhere.
+    result.counters.add(if local { names::LOCAL_BYTES_READ } else { names::REMOTE_BYTES_READ }, read);
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
