@@ -357,6 +357,28 @@ impl Core {
         w.last_seen = now.at;
         let free = free.min(w.slots.saturating_sub(w.running.len() as u32)) as usize;
         let can_run = w.jobs.clone();
+        // Load balancing: when there are fewer runnable tasks than free slots in the cluster,
+        // a worker gets a share in proportion to its free slots, so one big worker polling
+        // first does not take everything while others idle.
+        let live_jobs: Vec<&Job> =
+            self.jobs.values().filter(|j| j.state == JobState::Running && can_run.contains(&j.spec.name)).collect();
+        let runnable: usize = live_jobs
+            .iter()
+            .map(|j| {
+                j.pending(TaskKind::Map).len() + if j.maps_complete() { j.pending(TaskKind::Reduce).len() } else { 0 }
+            })
+            .sum();
+        let cluster_free: usize = self
+            .workers
+            .values()
+            .filter(|w| live_jobs.iter().any(|j| w.jobs.contains(&j.spec.name)))
+            .map(|w| w.slots.saturating_sub(w.running.len() as u32) as usize)
+            .sum();
+        let free = if runnable < cluster_free {
+            free.min((runnable * free).div_ceil(cluster_free.max(1)).max(1))
+        } else {
+            free
+        };
         let order = self.policy.order(&self.jobs);
         let hold_reduces = self.cfg.hold_reduces_while.as_ref().is_some_and(|p| p.exists());
         let mut out = Vec::new();

@@ -342,3 +342,20 @@ fn a_committing_job_is_committed_again_after_a_replay() {
     assert!(c.replay(history).is_empty(), "an ended job needs nothing more");
     assert_eq!(c.job(&id).unwrap().state, JobState::Succeeded);
 }
+
+#[test]
+fn few_tasks_are_spread_over_workers_in_proportion_to_their_free_slots() {
+    let clock = Clock::new();
+    let mut c = core();
+    let jobs = || BTreeSet::from(["wordcount".to_string()]);
+    let big = c.register("a".into(), "r".into(), 6, jobs(), clock.now());
+    let small = c.register("b".into(), "r".into(), 2, jobs(), clock.now());
+    c.submit(spec("memory:///out/", 1, 0), splits(4), 1);
+    // 4 tasks for 8 free slots: the 6-slot worker gets 3, the 2-slot one 1.
+    assert_eq!(c.poll(&big, 6, clock.now()).unwrap().len(), 3);
+    assert_eq!(c.poll(&small, 2, clock.now()).unwrap().len(), 1);
+    // With more tasks than slots, everyone fills up.
+    c.submit(spec("memory:///out2/", 1, 0), splits(20), 1);
+    assert_eq!(c.poll(&big, 3, clock.now()).unwrap().len(), 3);
+    assert_eq!(c.poll(&small, 1, clock.now()).unwrap().len(), 1);
+}
