@@ -30,6 +30,10 @@ pub mod names {
     pub const SKIPPED_RECORDS: &str = "SKIPPED_RECORDS";
     /// Input bytes map tasks read from their own machine's disk (`--local-data`).
     pub const LOCAL_BYTES_READ: &str = "LOCAL_BYTES_READ";
+    /// Input bytes map tasks read from their worker's local cache (`--cache-dir`).
+    pub const CACHE_BYTES_READ: &str = "CACHE_BYTES_READ";
+    /// Shuffle bytes reduce tasks read from their worker's local cache.
+    pub const SHUFFLE_CACHE_BYTES_READ: &str = "SHUFFLE_CACHE_BYTES_READ";
     /// Input bytes map tasks read from elsewhere.
     pub const REMOTE_BYTES_READ: &str = "REMOTE_BYTES_READ";
     /// Backup (speculative) attempts started for slow tasks.

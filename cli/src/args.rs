@@ -123,6 +123,13 @@ pub struct WorkerArgs {
     /// under it are scheduled here first.
     #[arg(long)]
     pub local_data: Vec<PathBuf>,
+    /// Keep input splits read and map outputs written in this local directory, and report
+    /// them so the coordinator schedules tasks of that data here.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Most bytes the cache holds (least recently used evicted first).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub cache_size: u64,
     /// Give up after the coordinator has been unreachable this long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub reconnect_budget: Duration,

@@ -95,6 +95,7 @@ pub fn worker_json(w: &pb::WorkerInfo) -> Value {
     json!({
         "id": w.id, "host": w.host, "rack": w.rack, "slots": w.slots, "running": w.running,
         "jobs": w.jobs, "last_heartbeat_ms_ago": w.last_heartbeat_ms_ago, "completed": w.completed,
+        "local_data": w.local_data, "cached_ranges": w.cached_ranges,
     })
 }
 

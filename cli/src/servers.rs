@@ -113,6 +113,7 @@ pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
         poll_wait: Duration::from_secs(10),
         slowdown: a.debug_slowdown,
         local_data: local_data_urls(&a.local_data)?,
+        cache: a.cache_dir.map(|d| (d, a.cache_size)),
     };
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -148,6 +149,7 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
             poll_wait: Duration::from_secs(10),
             slowdown: None,
             local_data: Vec::new(),
+            cache: None,
         };
         workers.push(tokio::spawn(quern_worker::run(cfg, registry.clone(), shutdown.clone())));
     }

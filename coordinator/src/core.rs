@@ -50,6 +50,8 @@ pub struct WorkerEntry {
     pub jobs: BTreeSet<String>,
     /// URL prefixes of input on its own disk (`--local-data`), each ending in `/`.
     pub local_data: Vec<String>,
+    /// What its cache holds (`--cache-dir`), as of its last heartbeat.
+    pub cached: Vec<pb::CachedRange>,
     /// Last time it called in.
     pub last_seen: Instant,
     /// Attempts running there.
@@ -304,6 +306,7 @@ impl Core {
             slots: slots.max(1),
             jobs,
             local_data,
+            cached: Vec::new(),
             last_seen: now.at,
             running: BTreeSet::new(),
             to_cancel: Vec::new(),
@@ -319,6 +322,13 @@ impl Core {
         let w = self.workers.get_mut(worker)?;
         w.last_seen = now.at;
         Some(std::mem::take(&mut w.to_cancel))
+    }
+
+    /// Records what a worker's cache holds.
+    pub fn set_cached(&mut self, worker: &WorkerId, cached: Vec<pb::CachedRange>) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.cached = cached;
+        }
     }
 
     /// Declares silent workers lost and re-queues their attempts; true if any was lost.
@@ -399,46 +409,35 @@ impl Core {
             let allowed = |t: &Task| !t.failed_on.contains(worker) || others.iter().all(|o| t.failed_on.contains(o));
             let Some(me) = self.workers.get(worker) else { break };
             while out.len() < free {
-                let Some((kind, idx)) = job.next_pending(allowed) else { break };
-                let mut level = Level::Remote;
-                if kind == TaskKind::Map {
-                    // Data locality with delay scheduling among the pending maps.
-                    let max = placement::allowed(job.waiting_since, now.at, &self.cfg.delay);
-                    let candidates = job
-                        .pending(TaskKind::Map)
-                        .iter()
-                        .copied()
-                        .filter(|&i| job.maps.get(i as usize).is_some_and(allowed))
-                        .filter_map(|i| job.splits.get(i as usize).map(|s| (i, s.url.as_str())));
-                    match placement::pick(candidates, me, &self.workers, max) {
-                        Some((i, l)) => {
-                            if l == Level::NodeLocal {
-                                job.waiting_since = None;
+                let Some((kind, first)) = job.next_pending(allowed) else { break };
+                let candidates =
+                    job.pending(kind).iter().copied().filter(|&i| job.tasks(kind).get(i as usize).is_some_and(allowed));
+                let (idx, level) = match kind {
+                    TaskKind::Map => {
+                        // Data locality with delay scheduling among the pending maps.
+                        let max = placement::allowed(job.waiting_since, now.at, &self.cfg.delay);
+                        let splits = candidates
+                            .filter_map(|i| job.splits.get(i as usize).map(|s| (i, (s.url.as_str(), s.start, s.end))));
+                        match placement::pick(splits, me, &self.workers, max) {
+                            Some((i, l)) => {
+                                if l == Level::NodeLocal {
+                                    job.waiting_since = None;
+                                }
+                                (i, Some(l))
                             }
-                            level = l;
-                            if i != idx {
-                                let Some(Some(attempt)) = job.with_task(kind, i, |t| t.start(worker, now.at)) else {
-                                    break;
-                                };
-                                job.attempt_levels.insert((i, attempt), level);
-                                out.push(job.assignment(kind, i, attempt));
-                                started
-                                    .push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: i }, attempt });
-                                continue;
+                            None => {
+                                job.waiting_since.get_or_insert(now.at);
+                                break;
                             }
-                        }
-                        None => {
-                            job.waiting_since.get_or_insert(now.at);
-                            break;
                         }
                     }
-                }
-                if hold_reduces && kind == TaskKind::Reduce {
-                    break;
-                }
+                    TaskKind::Reduce if hold_reduces => break,
+                    // The reduce whose partition this worker's cache holds most of.
+                    TaskKind::Reduce => (job.best_reduce_for(candidates, &me.cached).unwrap_or(first), None),
+                };
                 let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start(worker, now.at)) else { break };
-                if kind == TaskKind::Map {
-                    job.attempt_levels.insert((idx, attempt), level);
+                if let Some(l) = level {
+                    job.attempt_levels.insert((idx, attempt), l);
                 }
                 out.push(job.assignment(kind, idx, attempt));
                 started.push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt });

@@ -269,6 +269,29 @@ impl Job {
         }
     }
 
+    /// Among `candidates` (pending reduce indexes), the one with the most partition bytes in
+    /// map outputs that `cached` (a worker's cache) holds whole; None if it holds none.
+    pub fn best_reduce_for(&self, candidates: impl Iterator<Item = u32>, cached: &[pb::CachedRange]) -> Option<u32> {
+        let held: std::collections::HashSet<&str> =
+            cached.iter().filter(|c| c.start == 0).map(|c| c.url.as_str()).collect();
+        if held.is_empty() {
+            return None;
+        }
+        let outputs: Vec<&MapOutputMeta> = self
+            .maps
+            .iter()
+            .filter_map(|t| match &t.state {
+                TaskState::Succeeded { output: Some(o), .. } if held.contains(o.url.as_str()) => Some(o),
+                _ => None,
+            })
+            .collect();
+        candidates
+            .map(|r| (outputs.iter().filter_map(|o| o.segments.get(r as usize)).map(|s| s.length).sum::<u64>(), r))
+            .filter(|(bytes, _)| *bytes > 0)
+            .max_by_key(|&(bytes, r)| (bytes, std::cmp::Reverse(r)))
+            .map(|(_, r)| r)
+    }
+
     /// Records how close to its data map `idx` ran (None: unknown).
     pub fn set_level(&mut self, idx: u32, level: Option<Level>) {
         if let Some(l) = self.map_levels.get_mut(idx as usize) {

@@ -55,17 +55,18 @@ impl Default for Delay {
     }
 }
 
-/// Whether `worker` declared `url` local.
-fn holds(worker: &WorkerEntry, url: &str) -> bool {
+/// Whether `worker` has the split `(url, start, end)` on its own disk or in its cache.
+fn holds(worker: &WorkerEntry, (url, start, end): (&str, u64, u64)) -> bool {
     worker.local_data.iter().any(|prefix| url.starts_with(prefix.as_str()))
+        || worker.cached.iter().any(|c| c.url == url && c.start == start && c.end >= end)
 }
 
-/// The level of a split at `url` on worker `on`, or None when no live worker holds it.
-pub fn level(url: &str, on: &WorkerEntry, workers: &BTreeMap<WorkerId, WorkerEntry>) -> Option<Level> {
-    if holds(on, url) {
+/// The level of a split on worker `on`, or None when no live worker holds it.
+pub fn level(split: (&str, u64, u64), on: &WorkerEntry, workers: &BTreeMap<WorkerId, WorkerEntry>) -> Option<Level> {
+    if holds(on, split) {
         return Some(Level::NodeLocal);
     }
-    let homes: Vec<&WorkerEntry> = workers.values().filter(|w| holds(w, url)).collect();
+    let homes: Vec<&WorkerEntry> = workers.values().filter(|w| holds(w, split)).collect();
     if homes.is_empty() {
         None
     } else if homes.iter().any(|w| w.rack == on.rack) {
@@ -88,18 +89,18 @@ pub fn allowed(waiting_since: Option<Instant>, now: Instant, delay: &Delay) -> L
     }
 }
 
-/// Picks among candidate splits `(index, url)` for worker `on`: the best level first, and
-/// only levels the delay allows; a split nobody holds is always acceptable. Returns the
-/// index and level, or None when the job should wait for a better slot.
+/// Picks among candidate splits `(index, (url, start, end))` for worker `on`: the best level
+/// first, and only levels the delay allows; a split nobody holds is always acceptable.
+/// Returns the index and level, or None when the job should wait for a better slot.
 pub fn pick<'a>(
-    candidates: impl Iterator<Item = (u32, &'a str)>,
+    candidates: impl Iterator<Item = (u32, (&'a str, u64, u64))>,
     on: &WorkerEntry,
     workers: &BTreeMap<WorkerId, WorkerEntry>,
     max_level: Level,
 ) -> Option<(u32, Level)> {
     let mut best: Option<(Level, u32)> = None;
-    for (idx, url) in candidates {
-        let lvl = match level(url, on, workers) {
+    for (idx, split) in candidates {
+        let lvl = match level(split, on, workers) {
             Some(Level::NodeLocal) => return Some((idx, Level::NodeLocal)),
             Some(l) if l <= max_level => l,
             Some(_) => continue,
@@ -118,6 +119,8 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
+    use quern_api::pb;
+
     fn w(host: &str, rack: &str, data: &[&str]) -> WorkerEntry {
         WorkerEntry {
             host: host.into(),
@@ -125,6 +128,7 @@ mod tests {
             slots: 1,
             jobs: BTreeSet::new(),
             local_data: data.iter().map(|s| s.to_string()).collect(),
+            cached: Vec::new(),
             last_seen: Instant::now(),
             running: BTreeSet::new(),
             to_cancel: Vec::new(),
@@ -144,25 +148,38 @@ mod tests {
     fn levels_follow_hosts_and_racks() {
         let ws = cluster();
         let a = &ws[&WorkerId::new(1, 1)];
-        assert_eq!(level("file:///a/x.txt", a, &ws), Some(Level::NodeLocal));
-        assert_eq!(level("file:///b/x.txt", a, &ws), Some(Level::RackLocal));
-        assert_eq!(level("file:///c/x.txt", a, &ws), Some(Level::Remote));
-        assert_eq!(level("s3://bucket/x.txt", a, &ws), None);
-        assert_eq!(level("file:///ab/x.txt", a, &ws), None, "prefixes are whole directories");
+        assert_eq!(level(("file:///a/x.txt", 0, 9), a, &ws), Some(Level::NodeLocal));
+        assert_eq!(level(("file:///b/x.txt", 0, 9), a, &ws), Some(Level::RackLocal));
+        assert_eq!(level(("file:///c/x.txt", 0, 9), a, &ws), Some(Level::Remote));
+        assert_eq!(level(("s3://bucket/x.txt", 0, 9), a, &ws), None);
+        assert_eq!(level(("file:///ab/x.txt", 0, 9), a, &ws), None, "prefixes are whole directories");
     }
 
     #[test]
     fn pick_prefers_local_and_respects_the_allowed_level() {
         let ws = cluster();
         let a = &ws[&WorkerId::new(1, 1)];
-        let cands = [(0, "file:///c/0"), (1, "file:///b/1"), (2, "file:///a/2")];
+        let cands = [(0, ("file:///c/0", 0, 1)), (1, ("file:///b/1", 0, 1)), (2, ("file:///a/2", 0, 1))];
         assert_eq!(pick(cands.iter().copied(), a, &ws, Level::NodeLocal), Some((2, Level::NodeLocal)));
-        let no_local = [(0, "file:///c/0"), (1, "file:///b/1")];
+        let no_local = [(0, ("file:///c/0", 0, 1)), (1, ("file:///b/1", 0, 1))];
         assert_eq!(pick(no_local.iter().copied(), a, &ws, Level::NodeLocal), None, "wait for a better slot");
         assert_eq!(pick(no_local.iter().copied(), a, &ws, Level::RackLocal), Some((1, Level::RackLocal)));
-        assert_eq!(pick([(0, "file:///c/0")].into_iter(), a, &ws, Level::Remote), Some((0, Level::Remote)));
+        assert_eq!(pick([(0, ("file:///c/0", 0, 1))].into_iter(), a, &ws, Level::Remote), Some((0, Level::Remote)));
         // Data with no home never waits.
-        assert_eq!(pick([(5, "s3://b/k")].into_iter(), a, &ws, Level::NodeLocal), Some((5, Level::Remote)));
+        assert_eq!(pick([(5, ("s3://b/k", 0, 1))].into_iter(), a, &ws, Level::NodeLocal), Some((5, Level::Remote)));
+    }
+
+    #[test]
+    fn a_cached_split_is_node_local_where_it_is_cached() {
+        let mut ws = cluster();
+        if let Some(c) = ws.get_mut(&WorkerId::new(1, 3)) {
+            c.cached.push(pb::CachedRange { url: "s3://b/k".into(), start: 100, end: 260 });
+        }
+        let c = &ws[&WorkerId::new(1, 3)];
+        let a = &ws[&WorkerId::new(1, 1)];
+        assert_eq!(level(("s3://b/k", 100, 200), c, &ws), Some(Level::NodeLocal));
+        assert_eq!(level(("s3://b/k", 0, 100), c, &ws), None, "another range of the object");
+        assert_eq!(level(("s3://b/k", 100, 200), a, &ws), Some(Level::Remote), "cached on another rack");
     }
 
     #[test]

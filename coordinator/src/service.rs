@@ -405,7 +405,14 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
-        let cancel = self.0.core().heartbeat(&id, now());
+        let cancel = {
+            let mut core = self.0.core();
+            let cancel = core.heartbeat(&id, now());
+            if cancel.is_some() {
+                core.set_cached(&id, r.cached);
+            }
+            cancel
+        };
         Ok(Response::new(match cancel {
             None => pb::HeartbeatResponse { reregister: true, cancel: Vec::new() },
             Some(c) => {

@@ -87,5 +87,6 @@ pub fn worker_info(id: &WorkerId, w: &WorkerEntry, now: Instant) -> pb::WorkerIn
         last_heartbeat_ms_ago: now.saturating_duration_since(w.last_seen).as_millis() as u64,
         completed: w.completed,
         local_data: w.local_data.clone(),
+        cached_ranges: w.cached.len() as u32,
     }
 }

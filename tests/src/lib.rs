@@ -219,6 +219,7 @@ impl TestCluster {
                     poll_wait: Duration::from_secs(5),
                     slowdown: None,
                     local_data: Vec::new(),
+                    cache: None,
                 };
                 let rt = self.runtime.as_ref().ok_or_else(|| anyhow!("no runtime"))?;
                 rt.spawn(quern_worker::run(cfg, quern_examples::builtin(), token.clone()));

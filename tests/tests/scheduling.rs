@@ -102,3 +102,53 @@ fn a_high_priority_job_finishes_before_an_earlier_large_low_priority_one() {
     assert_eq!(read_output(Path::new(&so), 4, true), word_count(&small));
     assert_eq!(read_output(Path::new(&bo), 4, true), word_count(&big));
 }
+
+#[test]
+fn the_same_job_twice_reads_its_input_from_the_workers_caches() {
+    let mut c = TestCluster::start_with(Mode::Processes, 0, &[]).unwrap();
+    for w in 0..3 {
+        let cache = c.path(&format!("cache-{w}")).display().to_string();
+        c.start_worker_with(&["--cache-dir", &cache, "--debug-slowdown", "30ms"]).unwrap();
+    }
+    // Input "in the object store": no worker declares it local.
+    let input = c.path("store-input");
+    write_corpus(&input, 6, 24_000, 44).unwrap();
+    let i = format!("{}/", input.display());
+    let run = |out: &str| -> serde_json::Value {
+        let o = c.path(out).display().to_string();
+        let args = [
+            "--job",
+            "wordcount",
+            "--input",
+            &i,
+            "--output",
+            &o,
+            "--reducers",
+            "3",
+            "--split-size",
+            "8KiB",
+            "--wait",
+            "--json",
+        ];
+        let status: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("submit", &args))).unwrap();
+        assert_eq!(read_output(Path::new(&o), 3, true), word_count(&input));
+        status
+    };
+    let first = run("out1");
+    assert_eq!(first["counters"]["CACHE_BYTES_READ"].as_u64().unwrap_or(0), 0, "nothing cached yet");
+    // Bounded wait until the workers' heartbeats have reported every split they cached.
+    let maps = first["maps"]["total"].as_u64().unwrap();
+    let reported = quern_tests::eventually(Duration::from_secs(10), || {
+        let ws = c.workers_json();
+        let ranges: u64 =
+            ws.as_array().map(|a| a.iter().map(|w| w["cached_ranges"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
+        ranges >= maps
+    });
+    assert!(reported, "{}", c.workers_json());
+    let second = run("out2");
+    let c2 = &second["counters"];
+    let cached = c2["CACHE_BYTES_READ"].as_u64().unwrap_or(0);
+    let read = cached + c2["REMOTE_BYTES_READ"].as_u64().unwrap_or(0) + c2["LOCAL_BYTES_READ"].as_u64().unwrap_or(0);
+    eprintln!("second run: {cached} of {read} input bytes from cache; locality {}", second["locality"]);
+    assert!(cached as f64 >= 0.9 * read as f64, "{c2}");
+}

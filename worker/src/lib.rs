@@ -13,6 +13,7 @@
 //! call it.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod cache;
 pub mod error;
 pub mod map;
 pub mod reduce;
@@ -54,6 +55,8 @@ pub struct WorkerConfig {
     pub slowdown: Option<Duration>,
     /// URL prefixes (ending in `/`) of input on this machine's own disk.
     pub local_data: Vec<String>,
+    /// A local cache directory and its size limit in bytes.
+    pub cache: Option<(std::path::PathBuf, u64)>,
 }
 
 /// The worker could not go on.
@@ -72,6 +75,15 @@ pub enum WorkerError {
         /// The last error seen.
         last: String,
     },
+    /// The cache directory is unusable.
+    #[error("cache directory {dir}: {source}")]
+    Cache {
+        /// The directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The coordinator refused the worker outright.
     #[error("coordinator refused this worker: {0}")]
     Refused(String),
@@ -80,6 +92,7 @@ pub enum WorkerError {
 struct Shared {
     running: Mutex<HashMap<AttemptId, CancellationToken>>,
     slot_freed: Notify,
+    cache: Option<Arc<cache::Cache>>,
 }
 
 impl Shared {
@@ -145,7 +158,14 @@ pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationTo
         .filter(|a| !a.is_empty())
         .map(|a| worker_client_lazy(a, cfg.token.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
-    let shared = Arc::new(Shared { running: Mutex::new(HashMap::new()), slot_freed: Notify::new() });
+    let cache = match &cfg.cache {
+        None => None,
+        Some((dir, limit)) => Some(Arc::new(
+            cache::Cache::open(dir.clone(), *limit)
+                .map_err(|source| WorkerError::Cache { dir: dir.display().to_string(), source })?,
+        )),
+    };
+    let shared = Arc::new(Shared { running: Mutex::new(HashMap::new()), slot_freed: Notify::new(), cache });
     let tracker = TaskTracker::new();
     let result = serve(&cfg, &registry, &clients, &shared, &tracker, &shutdown).await;
     if result.is_err() {
@@ -201,6 +221,7 @@ async fn serve(
             client: client.clone(),
             worker_id: worker_id.clone(),
             local_data: cfg.local_data.clone(),
+            cache: shared.cache.clone(),
         };
         let polled = poll_loop(cfg, &env, client, shared, tracker, &session, &mut outage).await;
         session.cancel();
@@ -355,7 +376,8 @@ async fn heartbeat(
             _ = session.cancelled() => return,
         }
         let running: Vec<pb::AttemptRef> = shared.running().iter().map(pb::AttemptRef::from).collect();
-        let req = pb::HeartbeatRequest { worker_id: id.to_string(), running };
+        let cached = shared.cache.as_ref().map(|c| c.holdings()).unwrap_or_default();
+        let req = pb::HeartbeatRequest { worker_id: id.to_string(), running, cached };
         match client.clone().heartbeat(req).await {
             Ok(r) => {
                 let r = r.into_inner();

@@ -78,6 +78,8 @@ pub struct TaskEnv {
     pub worker_id: WorkerId,
     /// URL prefixes of input on this machine's own disk.
     pub local_data: Vec<String>,
+    /// The local cache, with `--cache-dir`.
+    pub cache: Option<Arc<crate::cache::Cache>>,
 }
 
 /// Runs one assignment to its outcome.
@@ -93,10 +95,7 @@ pub async fn run_assignment(
     // may be a bad record (MapReduce paper, 4.6).
     let skip = a.skip_bad_records && attempt.attempt > 1;
     match a.task {
-        Some(pb::task_assignment::Task::Map(m)) => {
-            let local = m.split.as_ref().is_some_and(|s| env.local_data.iter().any(|p| s.url.starts_with(p.as_str())));
-            run_map(job, m, a.reducers, skip, local, &cancel).await
-        }
+        Some(pb::task_assignment::Task::Map(m)) => run_map(&env, job, m, a.reducers, skip, &cancel).await,
         Some(pb::task_assignment::Task::Reduce(r)) => run_reduce(&env, &attempt, job, r, skip, &cancel).await,
         None => Err(TaskError::Config("assignment without a task".into())),
     }
@@ -160,11 +159,11 @@ async fn fetch_split(split: &pb::Split) -> Result<Bytes, TaskError> {
 }
 
 async fn run_map(
+    env: &TaskEnv,
     job: Arc<dyn DynJob>,
     m: pb::MapTask,
     reducers: u32,
     skip: bool,
-    local: bool,
     cancel: &CancellationToken,
 ) -> Result<pb::Succeeded, TaskError> {
     let split = m.split.ok_or_else(|| TaskError::Config("map task without a split".into()))?;
@@ -172,18 +171,34 @@ async fn run_map(
     if reducers == 0 {
         return Err(TaskError::Config("a job needs at least one reducer".into()));
     }
-    let data = fetch_split(&split).await?;
+    let local = env.local_data.iter().any(|p| split.url.starts_with(p.as_str()));
+    let cached = env.cache.as_ref().and_then(|c| c.get_from(&split.url, split.start, split.object_size));
+    let (data, source_counter) = match cached {
+        Some(b) if has_enough(&b, split.start, split.end, split.object_size) => (b, names::CACHE_BYTES_READ),
+        _ => {
+            let b = fetch_split(&split).await?;
+            if let Some(c) = &env.cache {
+                c.put(&split.url, split.start, split.object_size, &b);
+            }
+            (b, if local { names::LOCAL_BYTES_READ } else { names::REMOTE_BYTES_READ })
+        }
+    };
     let read = data.len() as i64;
     let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
     let (start, end) = (split.start, split.end);
     let mut result =
         spawn_compute(move || map_split(job.as_ref(), &data, start, end, &source, reducers, skip)).await??;
-    // Bytes read from this machine's own disk versus from elsewhere.
-    result.counters.add(if local { names::LOCAL_BYTES_READ } else { names::REMOTE_BYTES_READ }, read);
+    // Where the input came from: this worker's cache, its own disk, or elsewhere.
+    result.counters.add(source_counter, read);
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
-    put(&out_store, &out_url, Bytes::from(result.object)).await.map_err(TaskError::Store)?;
+    let object = Bytes::from(result.object);
+    put(&out_store, &out_url, object.clone()).await.map_err(TaskError::Store)?;
+    // Keep the output too: reducers scheduled here read it from local disk.
+    if let Some(c) = &env.cache {
+        c.put(out_url.as_str(), 0, object.len() as u64, &object);
+    }
     Ok(pb::Succeeded {
         counters: result.counters.into_map(),
         map_output: Some(pb::MapOutput { url: m.output_url, partitions: result.segments }),
@@ -198,12 +213,16 @@ async fn run_reduce(
     skip: bool,
     cancel: &CancellationToken,
 ) -> Result<pb::Succeeded, TaskError> {
+    let cache = env.cache.as_deref();
     let fetches = r.inputs.into_iter().map(|input| async move {
         let seg = input.segment.unwrap_or_default();
         let lost =
             |reason: String| TaskError::MapOutputLost { map_index: input.map_index, url: input.url.clone(), reason };
         if seg.length == 0 {
-            return Ok((Bytes::new(), seg, input.map_index, input.url.clone()));
+            return Ok((Bytes::new(), seg, input.map_index, input.url.clone(), false));
+        }
+        if let Some(hit) = cache.and_then(|c| c.get(&input.url, seg.offset, seg.offset + seg.length, None)) {
+            return Ok((hit, seg, input.map_index, input.url.clone(), true));
         }
         let (u, store) = url(&input.url)?;
         let bytes = get_range(&store, &u, seg.offset..seg.offset + seg.length).await.map_err(|e| match e {
@@ -213,10 +232,13 @@ async fn run_reduce(
         if bytes.len() as u64 != seg.length {
             return Err(lost(format!("short read: {} of {} bytes", bytes.len(), seg.length)));
         }
-        Ok((bytes, seg, input.map_index, input.url.clone()))
+        Ok((bytes, seg, input.map_index, input.url.clone(), false))
     });
-    let fetched: Vec<(Bytes, pb::Segment, u32, String)> =
+    let fetched: Vec<(Bytes, pb::Segment, u32, String, bool)> =
         futures::stream::iter(fetches).buffered(16).try_collect().await?;
+    let from_cache: u64 = fetched.iter().filter(|f| f.4).map(|f| f.0.len() as u64).sum();
+    let fetched: Vec<(Bytes, pb::Segment, u32, String)> =
+        fetched.into_iter().map(|(b, s, m, u, _)| (b, s, m, u)).collect();
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
@@ -236,6 +258,9 @@ async fn run_reduce(
     })
     .await??;
     counters.add(names::REDUCE_SHUFFLE_BYTES, shuffle_bytes as i64);
+    if from_cache > 0 {
+        counters.add(names::SHUFFLE_CACHE_BYTES_READ, from_cache as i64);
+    }
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
