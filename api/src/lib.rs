@@ -47,6 +47,7 @@ pub mod data;
 pub mod error;
 pub mod ids;
 pub mod job;
+pub mod json;
 pub mod registry;
 pub mod split;
 pub mod store;

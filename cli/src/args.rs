@@ -65,6 +65,10 @@ pub struct CoordinatorArgs {
     /// Write http://HOST:PORT here once listening.
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Serve status pages over HTTP here (`/` for people, `/api/jobs` and `/api/workers` as
+    /// JSON).
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
     /// Declare a worker lost after this long without a heartbeat.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub heartbeat_timeout: Duration,

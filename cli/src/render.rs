@@ -1,51 +1,8 @@
 //! How statuses look: JSON per CONTRACT.md, and plain text for people.
 
 use quern_api::pb;
-use serde_json::{Value, json};
 
-/// `queued|running|succeeded|failed|killed`.
-pub fn state_name(s: i32) -> &'static str {
-    match pb::JobState::try_from(s) {
-        Ok(pb::JobState::Queued) => "queued",
-        Ok(pb::JobState::Running) => "running",
-        Ok(pb::JobState::Succeeded) => "succeeded",
-        Ok(pb::JobState::Failed) => "failed",
-        Ok(pb::JobState::Killed) => "killed",
-        _ => "unknown",
-    }
-}
-
-/// Whether the job has ended.
-pub fn is_final(s: &pb::JobStatus) -> bool {
-    matches!(state_name(s.state), "succeeded" | "failed" | "killed")
-}
-
-fn progress(p: Option<pb::Progress>) -> Value {
-    let p = p.unwrap_or_default();
-    json!({"total": p.total, "done": p.done, "running": p.running})
-}
-
-/// A job status as the contract's JSON object.
-pub fn status_json(s: &pb::JobStatus) -> Value {
-    let loc = s.locality.unwrap_or_default();
-    json!({
-        "id": s.id,
-        "job": s.job,
-        "state": state_name(s.state),
-        "maps": progress(s.maps),
-        "reduces": progress(s.reduces),
-        "counters": s.counters,
-        "locality": {"node_local": loc.node_local, "rack_local": loc.rack_local, "remote": loc.remote},
-        "error": s.error,
-        "inputs": s.inputs,
-        "output": s.output,
-        "reducers": s.reducers,
-        "priority": s.priority,
-        "params": s.params,
-        "submitted_ms": s.submitted_ms,
-        "finished_ms": s.finished_ms,
-    })
-}
+pub use quern_api::json::{is_final, state_name, status_json, task_json, worker_json};
 
 fn frac(p: Option<pb::Progress>) -> String {
     let p = p.unwrap_or_default();
@@ -88,22 +45,4 @@ pub fn status_text(s: &pb::JobStatus) -> String {
         }
     }
     out
-}
-
-/// A worker as JSON.
-pub fn worker_json(w: &pb::WorkerInfo) -> Value {
-    json!({
-        "id": w.id, "host": w.host, "rack": w.rack, "slots": w.slots, "running": w.running,
-        "jobs": w.jobs, "last_heartbeat_ms_ago": w.last_heartbeat_ms_ago, "completed": w.completed,
-        "local_data": w.local_data, "cached_ranges": w.cached_ranges,
-    })
-}
-
-/// A task as JSON.
-pub fn task_json(t: &pb::TaskInfo) -> Value {
-    let kind = if t.kind == pb::TaskKind::Map as i32 { "map" } else { "reduce" };
-    json!({
-        "kind": kind, "index": t.index, "state": t.state, "attempts": t.attempts,
-        "workers": t.workers, "error": t.error, "locality": t.locality,
-    })
 }

@@ -61,6 +61,7 @@ pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     }
     cfg.lease = a.lease;
     cfg.policy = a.policy;
+    cfg.http = a.http;
     cfg.delay = quern_coordinator::placement::Delay { node_wait: a.locality_wait, rack_wait: a.locality_wait };
     if cfg.heartbeat_interval >= cfg.heartbeat_timeout {
         anyhow::bail!("--heartbeat-interval must be shorter than --heartbeat-timeout");
@@ -68,6 +69,9 @@ pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let running = quern_coordinator::start(cfg, shutdown).await?;
+    if let Some(http) = &running.http_url {
+        eprintln!("status pages on {http}");
+    }
     eprintln!("coordinator listening on {}", running.url);
     running.task.await.context("coordinator task")?.context("serving")?;
     running.lead.await.context("leadership task")??;

@@ -6,7 +6,7 @@
 //! - [`policy`]: which job a free slot serves (kept apart from state and RPC).
 //! - [`service`]: the gRPC shell (`JobService`, `WorkerService`) and the token check.
 //! - [`inputs`]: listing inputs and checking outputs at submit time.
-//! - [`status`]: jobs, tasks and workers as users see them.
+//! - [`status`]: jobs, tasks and workers as users see them; [`http`]: the same as web pages.
 //! - [`journal`]: decisions journalled to the store, replayed by a restarted coordinator.
 //! - [`lease`] and [`leader`]: the store lease that lets one coordinator act at a time, and
 //!   a second one wait as a standby and take over.
@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod core;
+pub mod http;
 pub mod inputs;
 pub mod job;
 pub mod journal;
@@ -68,6 +69,8 @@ pub struct CoordinatorConfig {
     pub delay: placement::Delay,
     /// Which job a free slot serves.
     pub policy: policy::PolicyKind,
+    /// Where to serve the HTTP status pages, if anywhere.
+    pub http: Option<SocketAddr>,
 }
 
 impl CoordinatorConfig {
@@ -86,6 +89,7 @@ impl CoordinatorConfig {
             lease: Duration::from_secs(3),
             delay: placement::Delay::default(),
             policy: policy::PolicyKind::default(),
+            http: None,
         }
     }
 }
@@ -123,6 +127,8 @@ pub enum StartError {
 pub struct Running {
     /// Its address, `http://HOST:PORT`.
     pub url: String,
+    /// The status pages' address, with `--http`.
+    pub http_url: Option<String>,
     /// Resolves when the server stops.
     pub task: JoinHandle<Result<(), tonic::transport::Error>>,
     /// Resolves when leadership ends: Ok after a clean shutdown, Err if it was lost.
@@ -173,11 +179,22 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
         auth.clone(),
     );
     let workers = InterceptedService::new(
-        pb::worker_service_server::WorkerServiceServer::new(WorkerSvc(shared))
+        pb::worker_service_server::WorkerServiceServer::new(WorkerSvc(shared.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE),
         auth,
     );
+    let mut http_url = None;
+    if let Some(addr) = cfg.http {
+        let http = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let local = http.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        http_url = Some(format!("http://{local}/"));
+        let app = http::router(shared.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(http, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+        });
+    }
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tracing::info!(%url, store = %cfg.store, "coordinator listening");
     let task = tokio::spawn(async move {
@@ -188,5 +205,5 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await
     });
-    Ok(Running { url, task, lead })
+    Ok(Running { url, http_url, task, lead })
 }

@@ -152,3 +152,33 @@ fn a_job_whose_tasks_keep_failing_fails_with_the_reason_and_leaves_no_output() {
     assert_eq!(s["state"], "failed");
     assert!(!c.path("out").exists(), "a failed job leaves no output");
 }
+
+#[test]
+fn the_coordinator_serves_status_pages_over_http() {
+    let c = TestCluster::start_with(Mode::Processes, 1, &["--http", "127.0.0.1:0"]).unwrap();
+    let log = c.coordinator_log(0);
+    let base =
+        log.lines().find_map(|l| l.strip_prefix("status pages on http://")).expect("status pages address").trim();
+    let input = c.path("input");
+    write_corpus(&input, 1, 2_000, 12).unwrap();
+    let (i, o) = (format!("{}/", input.display()), c.path("out").display().to_string());
+    ok_stdout(&c.cli("submit", &["--job", "wordcount", "--input", &i, "--output", &o, "--wait"]));
+    let get = |path: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(base.trim_end_matches('/')).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    let jobs = get("/api/jobs");
+    assert!(jobs.starts_with("HTTP/1.1 200"), "{jobs}");
+    let body = &jobs[jobs.find("\r\n\r\n").unwrap() + 4..];
+    let list: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(list[0]["state"], "succeeded");
+    assert_eq!(list[0]["job"], "wordcount");
+    let page = get("/");
+    assert!(page.contains("<h1>Quern</h1>") && page.contains("succeeded"), "{page}");
+    assert!(get("/api/jobs/nope").starts_with("HTTP/1.1 404"));
+}
