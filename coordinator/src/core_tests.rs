@@ -359,3 +359,31 @@ fn few_tasks_are_spread_over_workers_in_proportion_to_their_free_slots() {
     assert_eq!(c.poll(&big, 3, clock.now()).unwrap().len(), 3);
     assert_eq!(c.poll(&small, 1, clock.now()).unwrap().len(), 1);
 }
+
+#[test]
+fn a_reduce_goes_to_the_worker_caching_most_of_its_partition() {
+    let clock = Clock::new();
+    let mut c = core();
+    let w = worker(&mut c, &clock);
+    let id = c.submit(spec("memory:///out/", 3, 0), splits(2), 1);
+    // Two maps whose outputs hold (partition 0, 1, 2) = (10, 500, 40) and (20, 0, 30) bytes.
+    for sizes in [[10u64, 500, 40], [20, 0, 30]] {
+        let a = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
+        let url = match &a.task {
+            Some(pb::task_assignment::Task::Map(m)) => m.output_url.clone(),
+            _ => panic!("not a map"),
+        };
+        let segments = sizes.iter().map(|&length| pb::Segment { length, ..Default::default() }).collect();
+        let out = Outcome::Succeeded { counters: Counters::new(), map_output: Some(MapOutputMeta { url, segments }) };
+        c.report(&w, &attempt_of(&a), out, clock.now()).0.unwrap();
+    }
+    let job = c.job(&id).unwrap();
+    let url0 = match &job.maps[0].state {
+        crate::task::TaskState::Succeeded { output: Some(o), .. } => o.url.clone(),
+        s => panic!("{s:?}"),
+    };
+    let cached = vec![pb::CachedRange { url: url0, start: 0, end: 550 }];
+    assert_eq!(job.best_reduce_for(0..3, &cached), Some(1), "partition 1 has 500 bytes in the cached output");
+    assert_eq!(job.best_reduce_for([0, 2].into_iter(), &cached), Some(2));
+    assert_eq!(job.best_reduce_for(0..3, &[]), None, "nothing cached: no preference");
+}

@@ -237,6 +237,22 @@ impl TestCluster {
         }
     }
 
+    /// Sends a signal to the (first) coordinator process.
+    pub fn signal_coordinator(&self, signal: i32) {
+        if let Node::Process(c) = &self.coordinator {
+            // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
+            unsafe { libc::kill(c.id() as i32, signal) };
+        }
+    }
+
+    /// Whether the (first) coordinator process has exited.
+    pub fn coordinator_exited(&mut self) -> bool {
+        match &mut self.coordinator {
+            Node::Process(c) => !matches!(c.try_wait(), Ok(None)),
+            Node::Task(t) => t.is_cancelled(),
+        }
+    }
+
     /// Kills the coordinator with SIGKILL (processes only).
     pub fn kill_coordinator(&mut self) {
         self.coordinator.stop();

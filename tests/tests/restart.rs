@@ -196,3 +196,22 @@ fn a_standby_takes_over_when_the_primary_dies_and_everyone_follows() {
     let log = c.coordinator_log(standby_log);
     assert!(log.contains("waiting as a standby") && log.contains("took the lead"), "{log}");
 }
+
+#[test]
+fn a_partitioned_primary_steps_down_when_it_comes_back() {
+    let mut c = TestCluster::start_with(Mode::Processes, 0, &FAST).unwrap();
+    let (standby, standby_log) = c.start_standby().unwrap();
+    // Cut the primary off (as a partition would: it can neither renew nor act).
+    c.signal_coordinator(libc::SIGSTOP);
+    let took_over = quern_tests::eventually(Duration::from_secs(20), || {
+        quern_tests::quern(&["list", "--coordinator", &standby]).status.success()
+    });
+    assert!(took_over, "{}", c.coordinator_log(standby_log));
+    // Back from the partition, the old primary finds its lease gone and stops; it never
+    // answers as a leader again.
+    c.signal_coordinator(libc::SIGCONT);
+    let stepped_down = quern_tests::eventually(Duration::from_secs(20), || c.coordinator_exited());
+    assert!(stepped_down, "{}", c.coordinator_log(0));
+    assert!(c.coordinator_log(0).contains("another coordinator"), "{}", c.coordinator_log(0));
+    assert!(quern_tests::quern(&["list", "--coordinator", &standby]).status.success());
+}
