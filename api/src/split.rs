@@ -30,19 +30,44 @@ pub struct Split {
     pub object_size: u64,
 }
 
+/// Compression of a text input, from its name (as Hadoop picks codecs by extension).
+/// Compressed objects cannot be cut: each is one split, decompressed whole by its map task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// `.gz`, `.gzip` (several concatenated members allowed).
+    Gzip,
+    /// `.zst`, `.zstd` (several concatenated frames allowed).
+    Zstd,
+}
+
+impl Compression {
+    /// The compression of the object at `url`, if its name says it is compressed.
+    pub fn of(url: &str) -> Option<Compression> {
+        let name = url.rsplit('/').next().unwrap_or(url).to_ascii_lowercase();
+        if name.ends_with(".gz") || name.ends_with(".gzip") {
+            Some(Compression::Gzip)
+        } else if name.ends_with(".zst") || name.ends_with(".zstd") {
+            Some(Compression::Zstd)
+        } else {
+            None
+        }
+    }
+}
+
 /// Hadoop lets the last split of a file run 10% over rather than leave a sliver.
 const SLOP: f64 = 1.1;
 
 /// Cuts objects into splits of about `split_size` bytes. Empty objects get no split; an
-/// object no larger than `split_size` (times the slop) gets exactly one.
+/// object no larger than `split_size` (times the slop), or a compressed one, gets exactly one.
 pub fn compute_splits(objects: &[InputObject], split_size: u64) -> Vec<Split> {
     let split_size = split_size.max(1);
     let mut out = Vec::new();
     for o in objects {
         let mut start = 0u64;
+        let whole = Compression::of(&o.url).is_some();
         while start < o.size {
             let remaining = o.size - start;
-            let len = if (remaining as f64) <= split_size as f64 * SLOP { remaining } else { split_size };
+            let len = if whole || (remaining as f64) <= split_size as f64 * SLOP { remaining } else { split_size };
             out.push(Split { url: o.url.clone(), start, end: start + len, object_size: o.size });
             start += len;
         }
@@ -186,6 +211,20 @@ mod tests {
         let s = compute_splits(&objs, 100);
         let shape: Vec<(&str, u64, u64)> = s.iter().map(|s| (s.url.as_str(), s.start, s.end)).collect();
         assert_eq!(shape, vec![("b", 0, 10), ("c", 0, 105), ("d", 0, 100), ("d", 100, 200), ("d", 200, 250)]);
+    }
+
+    #[test]
+    fn compressed_objects_are_one_split() {
+        let objs = [
+            InputObject { url: "file:///d/a.txt.gz".into(), size: 1000 },
+            InputObject { url: "file:///d/b.ZST".into(), size: 1000 },
+            InputObject { url: "file:///d.gz/c.txt".into(), size: 1000 },
+        ];
+        let s = compute_splits(&objs, 100);
+        assert_eq!(s.iter().filter(|s| s.url.ends_with("a.txt.gz")).count(), 1);
+        assert_eq!(s.iter().filter(|s| s.url.ends_with("b.ZST")).count(), 1);
+        assert_eq!(s.iter().filter(|s| s.url.ends_with("c.txt")).count(), 10, "a directory name does not count");
+        assert_eq!(Compression::of("x.gzip"), Some(Compression::Gzip));
     }
 
     #[test]

@@ -215,3 +215,45 @@ fn a_users_own_binary_runs_its_job_in_process_and_on_a_cluster_of_its_workers() 
     ok_stdout(&out);
     assert_eq!(read_output(&dir.path().join("cluster"), 3, false), expected);
 }
+
+#[test]
+fn gzip_and_zstd_inputs_count_like_the_plain_text() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    write_corpus(&plain, 3, 30_000, 7).unwrap();
+    let packed = dir.path().join("packed");
+    std::fs::create_dir_all(&packed).unwrap();
+    let text = |f: usize| std::fs::read(plain.join(format!("doc-{f:02}.txt"))).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&text(0)).unwrap();
+    std::fs::write(packed.join("doc-00.txt.gz"), gz.finish().unwrap()).unwrap();
+    let mut zst = Vec::new();
+    ruzstd::encoding::compress(&text(1)[..], &mut zst, ruzstd::encoding::CompressionLevel::Fastest);
+    std::fs::write(packed.join("doc-01.txt.zst"), zst).unwrap();
+    std::fs::write(packed.join("doc-02.txt"), text(2)).unwrap();
+
+    let (i, o) = (format!("{}/", packed.display()), dir.path().join("out").display().to_string());
+    // Small splits: the plain file is cut, the compressed ones are one split each.
+    let out = quern(&[
+        "run",
+        "--job",
+        "wordcount",
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--reducers",
+        "3",
+        "--split-size",
+        "4KiB",
+        "--json",
+    ]);
+    let status: serde_json::Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
+    assert_eq!(read_output(&dir.path().join("out"), 3, true), word_count(&plain));
+    let maps = status["maps"]["total"].as_u64().unwrap();
+    let plain = quern_api::split::InputObject { url: "doc-02.txt".into(), size: text(2).len() as u64 };
+    let plain_splits = quern_api::split::compute_splits(&[plain], 4096).len() as u64;
+    assert!(plain_splits > 1);
+    assert_eq!(maps, plain_splits + 2, "the compressed objects are one split each");
+}

@@ -13,6 +13,14 @@ pub enum TaskError {
     /// The input split could not be read.
     #[error("reading input: {0}")]
     Input(#[source] StoreError),
+    /// An input object cannot be decoded (a broken `.gz` or `.zst`).
+    #[error("input {url}: {reason}")]
+    BadInput {
+        /// The object.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A map output this reducer needs is missing or corrupt.
     #[error("map output {map_index} is unusable: {reason}")]
     MapOutputLost {
@@ -45,7 +53,7 @@ impl TaskError {
     pub fn to_pb(&self) -> pb::Failed {
         let kind = match self {
             TaskError::User(_) => pb::FailureKind::UserCode,
-            TaskError::Input(_) => pb::FailureKind::Input,
+            TaskError::Input(_) | TaskError::BadInput { .. } => pb::FailureKind::Input,
             TaskError::MapOutputLost { .. } => pb::FailureKind::MapOutputLost,
             TaskError::Store(_) => pb::FailureKind::Store,
             TaskError::Config(_) => pb::FailureKind::Config,

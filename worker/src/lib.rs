@@ -14,6 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cache;
+pub mod decompress;
 pub mod error;
 pub mod map;
 pub mod reduce;

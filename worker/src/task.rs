@@ -11,11 +11,12 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use quern_api::counters::names;
-use quern_api::split::has_enough;
+use quern_api::split::{Compression, has_enough};
 use quern_api::{AttemptId, DynJob, Params, Registry, StoreError, StoreUrl, WorkerId, pb};
 use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
 
+use crate::decompress::decompress;
 use crate::error::TaskError;
 use crate::map::map_split;
 use crate::reduce::reduce_runs;
@@ -185,7 +186,18 @@ async fn run_map(
     };
     let read = data.len() as i64;
     let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
-    let (start, end) = (split.start, split.end);
+    let (mut start, mut end) = (split.start, split.end);
+    let data = match Compression::of(&split.url) {
+        None => data,
+        Some(c) => {
+            // One split per compressed object: the whole object, decompressed, is the split.
+            let text = spawn_compute(move || decompress(c, &data))
+                .await?
+                .map_err(|reason| TaskError::BadInput { url: split.url.clone(), reason })?;
+            (start, end) = (0, text.len() as u64);
+            Bytes::from(text)
+        }
+    };
     let mut result =
         spawn_compute(move || map_split(job.as_ref(), &data, start, end, &source, reducers, skip)).await??;
     // Where the input came from: this worker's cache, its own disk, or elsewhere.
