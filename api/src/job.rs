@@ -62,6 +62,12 @@ pub trait Job: Send + Sync + 'static {
     /// Whether [`Job::combine`] should be used to pre-aggregate map output.
     const COMBINER: bool = false;
 
+    /// Whether this instance combines: [`Job::COMBINER`] unless overridden, so a job can turn
+    /// its combiner off by parameter (the output must not change).
+    fn uses_combiner(&self) -> bool {
+        Self::COMBINER
+    }
+
     /// Turns one input record into any number of pairs.
     fn map(&self, record: &TextRecord<'_>, ctx: &mut MapContext<'_, Self::Key, Self::Value>) -> Result<(), JobError>;
 
@@ -290,14 +296,15 @@ impl<J: Job> DynJob for JobRunner<J> {
         let mut inputs = 0i64;
         let mut skipped = 0i64;
         let (emitted, table) = {
-            let mode = if J::COMBINER {
+            let combining = job.uses_combiner();
+            let mode = if combining {
                 MapMode::Combining { table: FastMap::default() }
             } else {
                 MapMode::Direct { sink: &mut *sink, kbuf: Vec::new(), vbuf: Vec::new() }
             };
             let mut ctx = MapContext {
                 mode,
-                combine: J::COMBINER.then_some(&combine as &dyn Fn(&mut J::Value, J::Value)),
+                combine: combining.then_some(&combine as &dyn Fn(&mut J::Value, J::Value)),
                 emitted: 0,
                 counters: &mut user_counters,
                 staging: None,
@@ -344,7 +351,7 @@ impl<J: Job> DynJob for JobRunner<J> {
     }
 
     fn has_combiner(&self) -> bool {
-        J::COMBINER
+        self.0.uses_combiner()
     }
 
     fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError> {

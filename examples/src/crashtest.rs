@@ -8,7 +8,8 @@
 //! - `stall=P`, `stall_ms=N`: ...or sleeps up to N ms (default 2000) with probability P;
 //! - `reduce_crash=P`, `reduce_stall=P`: the same rolls for every reduce key group;
 //! - `panic_word=W`: the map function panics on every line containing W (a deterministic
-//!   bad record, for skipping mode).
+//!   bad record, for skipping mode);
+//! - `fail_once=PATH`: the first map attempt to create the file PATH fails (a forced retry).
 
 use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +27,7 @@ pub struct CrashTest {
     reduce_crash: f64,
     reduce_stall: f64,
     panic_word: Option<String>,
+    fail_once: Option<std::path::PathBuf>,
 }
 
 fn probability(p: &Params, key: &str) -> Result<f64, ParamError> {
@@ -39,7 +41,7 @@ fn probability(p: &Params, key: &str) -> Result<f64, ParamError> {
 impl CrashTest {
     /// Builds the job from its parameters.
     pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&["crash", "stall", "stall_ms", "reduce_crash", "reduce_stall", "panic_word"])?;
+        p.allow_only(&["crash", "stall", "stall_ms", "reduce_crash", "reduce_stall", "panic_word", "fail_once"])?;
         Ok(CrashTest {
             crash: probability(p, "crash")?,
             stall: probability(p, "stall")?,
@@ -47,6 +49,7 @@ impl CrashTest {
             reduce_crash: probability(p, "reduce_crash")?,
             reduce_stall: probability(p, "reduce_stall")?,
             panic_word: p.get("panic_word").filter(|w| !w.is_empty()).map(str::to_string),
+            fail_once: p.get("fail_once").filter(|w| !w.is_empty()).map(std::path::PathBuf::from),
         })
     }
 
@@ -92,17 +95,23 @@ impl Job for CrashTest {
     fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
         if rec.offset == 0 {
             self.roll(self.crash, self.stall);
+            // Exactly one forced failure per job: the first map attempt to create the marker.
+            if let Some(marker) = &self.fail_once
+                && std::fs::OpenOptions::new().write(true).create_new(true).open(marker).is_ok()
+            {
+                return Err(JobError::new("crashtest: forced failure (fail_once)"));
+            }
         }
         if let Some(w) = &self.panic_word
             && rec.line.contains(w.as_str())
         {
             panic!("crashtest: bad record at offset {} of {}", rec.offset, rec.source);
         }
-        WordCount.map(rec, ctx)
+        WordCount::default().map(rec, ctx)
     }
 
     fn combine(&self, acc: &mut u64, n: u64) {
-        WordCount.combine(acc, n);
+        WordCount::default().combine(acc, n);
     }
 
     fn reduce(
@@ -112,6 +121,6 @@ impl Job for CrashTest {
         out: &mut ReduceContext<'_>,
     ) -> Result<(), JobError> {
         self.roll(self.reduce_crash, self.reduce_stall);
-        WordCount.reduce(word, counts, out)
+        WordCount::default().reduce(word, counts, out)
     }
 }

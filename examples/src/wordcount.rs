@@ -6,12 +6,26 @@ use crate::for_each_word;
 
 /// Counts occurrences of every word.
 #[derive(Debug, Clone, Copy)]
-pub struct WordCount;
+pub struct WordCount {
+    /// Whether to pre-aggregate map output (`--param combiner=false` turns it off; the output
+    /// is the same, the shuffle much larger).
+    pub combiner: bool,
+}
+
+impl Default for WordCount {
+    fn default() -> Self {
+        WordCount { combiner: true }
+    }
+}
 
 impl Job for WordCount {
     type Key = String;
     type Value = u64;
     const COMBINER: bool = true;
+
+    fn uses_combiner(&self) -> bool {
+        self.combiner
+    }
 
     fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
         // Borrowed keys: a word already in the combine table costs no allocation.

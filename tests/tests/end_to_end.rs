@@ -257,3 +257,60 @@ fn gzip_and_zstd_inputs_count_like_the_plain_text() {
     assert!(plain_splits > 1);
     assert_eq!(maps, plain_splits + 2, "the compressed objects are one split each");
 }
+
+/// Lines of a file as Hadoop counts them: pieces between newlines, a final piece without one.
+fn line_count(bytes: &[u8]) -> u64 {
+    let n = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+    n + u64::from(!bytes.is_empty() && !bytes.ends_with(b"\n"))
+}
+
+#[test]
+fn counters_are_exact_even_when_an_attempt_failed_and_the_combiner_does_not_change_the_output() {
+    let c = TestCluster::start(Mode::Processes, 2).unwrap();
+    let input = c.path("input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.txt"), "the cat sat\nthe dog\n\nbird bird bird\n").unwrap();
+    std::fs::write(input.join("b.txt"), "Cat and dog\nand the end").unwrap();
+    std::fs::write(input.join("c.txt"), "x\n".repeat(50)).unwrap();
+    let lines: u64 =
+        ["a.txt", "b.txt", "c.txt"].iter().map(|f| line_count(&std::fs::read(input.join(f)).unwrap())).sum();
+    let expected = word_count(&input);
+    let words: u64 = expected.values().map(|v| v.parse::<u64>().unwrap()).sum();
+    let i = format!("{}/", input.display());
+    let marker = c.path("failed-once").display().to_string();
+    let fail_once = format!("fail_once={marker}");
+
+    let run = |job: &str, out: &str, params: &[&str]| -> serde_json::Value {
+        let o = c.path(out).display().to_string();
+        let mut args = vec!["--job", job, "--input", &i, "--output", &o, "--reducers", "2", "--wait", "--json"];
+        for p in params {
+            args.extend_from_slice(&["--param", p]);
+        }
+        let status: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("submit", &args))).unwrap();
+        assert_eq!(read_output(&c.path(out), 2, true), expected, "{job} {params:?}");
+        status
+    };
+    // crashtest is word count; its first map attempt fails once and is retried.
+    let retried = run("crashtest", "out-retried", &[&fail_once]);
+    assert!(std::path::Path::new(&marker).exists(), "the forced failure happened");
+    let tasks = c.tasks(retried["id"].as_str().unwrap()).unwrap();
+    assert_eq!(tasks.iter().filter(|t| t["attempts"] == 2).count(), 1, "exactly one task ran twice");
+    let k = &retried["counters"];
+    assert_eq!(k["MAP_INPUT_RECORDS"], lines);
+    assert_eq!(k["MAP_OUTPUT_RECORDS"], words);
+    assert_eq!(k["COMBINE_INPUT_RECORDS"], words);
+    assert_eq!(k["REDUCE_INPUT_GROUPS"], expected.len() as u64);
+    assert_eq!(k["REDUCE_OUTPUT_RECORDS"], expected.len() as u64);
+    assert_eq!(
+        k["MAP_INPUT_BYTES"],
+        ["a.txt", "b.txt", "c.txt"].iter().map(|f| std::fs::metadata(input.join(f)).unwrap().len()).sum::<u64>()
+    );
+    assert_eq!(k["REDUCE_INPUT_RECORDS"], k["COMBINE_OUTPUT_RECORDS"]);
+
+    // The combiner changes the shuffle, never the output.
+    let with = run("wordcount", "out-with", &[]);
+    let without = run("wordcount", "out-without", &["combiner=false"]);
+    assert_eq!(without["counters"]["REDUCE_INPUT_RECORDS"], words, "every pair shuffled");
+    assert!(without["counters"].get("COMBINE_INPUT_RECORDS").is_none());
+    assert!(with["counters"]["REDUCE_INPUT_RECORDS"].as_u64().unwrap() < words);
+}
