@@ -55,9 +55,10 @@ fn bad_input_gets_one_clear_line_and_writes_nothing() {
     assert_fails(&sub(&["--job", "wordcount", "--input", "ftp://host/x", "--output", &out]), "unsupported scheme");
     assert_fails(&sub(&["--job", "wordcount", "--input", "file://relative/x", "--output", &out]), "absolute path");
     assert_fails(&sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--param", "novalue"]), "KEY=VALUE");
+    assert_fails(&sub(&["--job", "indexer", "--input", &i, "--output", &out, "--param", "x=1"]), "takes no parameters");
     assert_fails(
-        &sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--param", "x=1"]),
-        "takes no parameters",
+        &sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--param", "combiner=maybe"]),
+        "combiner",
     );
     assert_fails(
         &sub(&["--job", "grep", "--input", &i, "--output", &out, "--param", "pattern=(("]),
