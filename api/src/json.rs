@@ -46,6 +46,8 @@ pub fn status_json(s: &pb::JobStatus) -> Value {
         "params": s.params,
         "submitted_ms": s.submitted_ms,
         "finished_ms": s.finished_ms,
+        "stage": s.stage,
+        "stages": s.stages,
     })
 }
 

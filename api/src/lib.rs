@@ -63,7 +63,7 @@ pub use data::Data;
 pub use error::{JobError, LookupError, ParamError, ProtocolError, StoreError};
 pub use ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
 pub use job::{DynJob, Job, MapContext, ReduceContext, TextRecord};
-pub use registry::{Params, Registry};
+pub use registry::{Params, Registry, Stage};
 pub use split::Split;
 pub use store::StoreUrl;
 

@@ -82,6 +82,24 @@ impl Params {
 }
 
 type Factory = dyn Fn(&Params) -> Result<Arc<dyn DynJob>, ParamError> + Send + Sync;
+type StagesFn = dyn Fn(&Params) -> Result<Vec<Stage>, ParamError> + Send + Sync;
+
+/// One MapReduce stage of a pipeline: a registered job, its parameters, and its reducers
+/// (None: the `--reducers` the user gave).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stage {
+    /// Registered job name.
+    pub job: String,
+    /// Its parameters.
+    pub params: Params,
+    /// Its reduce tasks, or None for the user's `--reducers`.
+    pub reducers: Option<u32>,
+}
+
+struct PipelineEntry {
+    about: String,
+    stages: Arc<StagesFn>,
+}
 
 struct Entry {
     about: String,
@@ -92,6 +110,7 @@ struct Entry {
 #[derive(Default, Clone)]
 pub struct Registry {
     jobs: BTreeMap<String, Arc<Entry>>,
+    pipelines: BTreeMap<String, Arc<PipelineEntry>>,
 }
 
 impl Registry {
@@ -115,10 +134,41 @@ impl Registry {
         self
     }
 
-    /// Adds every job of `other`.
+    /// Registers pipeline `name`: a chain of registered jobs, each stage reading the output
+    /// of the one before, submitted and tracked as one job. `stages` builds the chain from the
+    /// pipeline's parameters (and validates them).
+    pub fn register_pipeline<F>(&mut self, name: &str, about: &str, stages: F) -> &mut Self
+    where
+        F: Fn(&Params) -> Result<Vec<Stage>, ParamError> + Send + Sync + 'static,
+    {
+        self.pipelines
+            .insert(name.to_string(), Arc::new(PipelineEntry { about: about.to_string(), stages: Arc::new(stages) }));
+        self
+    }
+
+    /// The stages of pipeline `name` for `params`, each checked against the registered jobs;
+    /// None if no pipeline has that name.
+    pub fn pipeline(&self, name: &str, params: &Params) -> Option<Result<Vec<Stage>, LookupError>> {
+        let entry = self.pipelines.get(name)?;
+        let stages = match (entry.stages)(params) {
+            Ok(s) => s,
+            Err(error) => return Some(Err(LookupError::Params { job: name.to_string(), error })),
+        };
+        for s in &stages {
+            if let Err(e) = self.create(&s.job, &s.params) {
+                return Some(Err(e));
+            }
+        }
+        Some(Ok(stages))
+    }
+
+    /// Adds every job and pipeline of `other`.
     pub fn extend(&mut self, other: &Registry) -> &mut Self {
         for (k, v) in &other.jobs {
             self.jobs.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &other.pipelines {
+            self.pipelines.insert(k.clone(), v.clone());
         }
         self
     }
@@ -128,18 +178,26 @@ impl Registry {
         let entry = self
             .jobs
             .get(name)
-            .ok_or_else(|| LookupError::UnknownJob { name: name.to_string(), known: self.names().join(", ") })?;
+            .ok_or_else(|| LookupError::UnknownJob { name: name.to_string(), known: self.all_names().join(", ") })?;
         (entry.factory)(params).map_err(|error| LookupError::Params { job: name.to_string(), error })
     }
 
-    /// Registered names, sorted.
+    /// Registered job and pipeline names, sorted.
+    pub fn all_names(&self) -> Vec<String> {
+        self.describe().into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Registered job names, sorted (what a worker can run).
     pub fn names(&self) -> Vec<String> {
         self.jobs.keys().cloned().collect()
     }
 
-    /// (name, one-line description) pairs, sorted by name.
+    /// (name, one-line description) pairs of jobs and pipelines, sorted by name.
     pub fn describe(&self) -> Vec<(String, String)> {
-        self.jobs.iter().map(|(k, v)| (k.clone(), v.about.clone())).collect()
+        let mut all: Vec<(String, String)> = self.jobs.iter().map(|(k, v)| (k.clone(), v.about.clone())).collect();
+        all.extend(self.pipelines.iter().map(|(k, v)| (k.clone(), format!("{} (pipeline)", v.about))));
+        all.sort();
+        all
     }
 }
 

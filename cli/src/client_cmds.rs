@@ -43,7 +43,20 @@ pub async fn connect(conn: &Conn) -> Result<JobClient> {
 /// Checks a job definition against this binary's registry and builds the wire spec.
 pub fn prepare(def: &JobDef, registry: &Registry, split_size: u64, priority: i32) -> Result<pb::JobSpec> {
     let params = Params::parse_pairs(&def.params).context("bad --param")?;
-    registry.create(&def.job, &params)?;
+    let stages = match registry.pipeline(&def.job, &params) {
+        Some(stages) => stages?
+            .into_iter()
+            .map(|s| pb::StageSpec {
+                job: s.job,
+                params: s.params.as_map().clone(),
+                reducers: s.reducers.unwrap_or(def.reducers),
+            })
+            .collect(),
+        None => {
+            registry.create(&def.job, &params)?;
+            Vec::new()
+        }
+    };
     if def.input.iter().all(|s| s.trim().is_empty()) {
         bail!("--input is required for job {:?}", def.job);
     }
@@ -63,6 +76,7 @@ pub fn prepare(def: &JobDef, registry: &Registry, split_size: u64, priority: i32
         params: params.as_map().clone(),
         priority,
         skip_bad_records: false,
+        stages,
     })
 }
 

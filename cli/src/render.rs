@@ -27,6 +27,9 @@ pub fn status_text(s: &pb::JobStatus) -> String {
     out.push_str(&format!("job       {}\n", s.id));
     out.push_str(&format!("name      {}\n", s.job));
     out.push_str(&format!("state     {}\n", state_name(s.state)));
+    if s.stages > 0 {
+        out.push_str(&format!("stage     {}/{}\n", s.stage, s.stages));
+    }
     out.push_str(&format!("maps      {}\n", frac(s.maps)));
     out.push_str(&format!("reduces   {}\n", frac(s.reduces)));
     out.push_str(&format!("inputs    {}\n", s.inputs.join(",")));

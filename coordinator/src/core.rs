@@ -140,6 +140,18 @@ pub enum Action {
     },
     /// Delete one object (output of an attempt whose result was not taken).
     Delete(StoreUrl),
+    /// A pipeline stage is done: delete its temporary directory, list its output `input`,
+    /// and call [`Core::advance`] with the splits (or [`Core::advance_failed`]).
+    AdvanceStage {
+        /// The job.
+        job: JobId,
+        /// The finished stage's output, the next stage's input.
+        input: StoreUrl,
+        /// The finished stage's temporary directory.
+        temporary: StoreUrl,
+        /// Split size for the next stage.
+        split_size: u64,
+    },
 }
 
 /// The current time: monotonic for timeouts, wall-clock for what users see.
@@ -215,6 +227,11 @@ impl Core {
                         }
                     }
                 }
+                Record::StageStarted { job, splits } => {
+                    if let Some(j) = self.jobs.get_mut(&job) {
+                        j.advance(splits);
+                    }
+                }
                 Record::MapOutputLost { job, index, url } => {
                     if let Some(j) = self.jobs.get_mut(&job) {
                         j.with_task(TaskKind::Map, index, |t| t.output_lost(&url));
@@ -240,6 +257,15 @@ impl Core {
         }
         let mut actions = Vec::new();
         for job in self.jobs.values_mut() {
+            if job.state == JobState::Running && job.stage_finished() {
+                actions.push(Action::AdvanceStage {
+                    job: job.id.clone(),
+                    input: job.spec.output.clone(),
+                    temporary: job.temporary_dir(),
+                    split_size: job.spec.split_size,
+                });
+                continue;
+            }
             if job.state == JobState::Running && job.reduces_complete() {
                 job.state = JobState::Committing;
                 self.journal.push(Record::JobCommitting { job: job.id.clone() });
@@ -253,6 +279,21 @@ impl Core {
             }
         }
         actions
+    }
+
+    /// Starts the next stage of pipeline job `id` over `splits` of the finished stage's output.
+    pub fn advance(&mut self, id: &JobId, splits: Vec<Split>) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        if job.state != JobState::Running || !job.stage_finished() {
+            return;
+        }
+        self.journal.push(Record::StageStarted { job: id.clone(), splits: splits.clone() });
+        job.advance(splits);
+    }
+
+    /// The next stage could not start (its input could not be listed).
+    pub fn advance_failed(&mut self, id: &JobId, error: String, now_ms: u64) -> Vec<Action> {
+        self.end_job(id, JobState::Failed { error }, now_ms)
     }
 
     /// Settings.
@@ -278,7 +319,7 @@ impl Core {
     /// Whether an unfinished job already writes to `output`.
     pub fn output_in_use(&self, output: &StoreUrl) -> Option<&JobId> {
         let dir = output.as_dir();
-        self.jobs.values().find(|j| !j.state.is_final() && j.spec.output.as_dir() == dir).map(|j| &j.id)
+        self.jobs.values().find(|j| !j.state.is_final() && j.user_output().as_dir() == dir).map(|j| &j.id)
     }
 
     // ------------------------------------------------------------------ workers
@@ -544,7 +585,14 @@ impl Core {
                                 w.to_cancel.push(aid);
                             }
                         }
-                        if kind == TaskKind::Reduce && job.reduces_complete() {
+                        if kind == TaskKind::Reduce && job.stage_finished() {
+                            actions.push(Action::AdvanceStage {
+                                job: job.id.clone(),
+                                input: job.spec.output.clone(),
+                                temporary: job.temporary_dir(),
+                                split_size: job.spec.split_size,
+                            });
+                        } else if kind == TaskKind::Reduce && job.reduces_complete() {
                             job.state = JobState::Committing;
                             self.journal.push(Record::JobCommitting { job: job.id.clone() });
                             actions.push(Action::WriteSuccess {

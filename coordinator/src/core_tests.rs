@@ -51,6 +51,7 @@ fn spec(output: &str, reducers: u32, priority: i32) -> JobSpec {
         params: Default::default(),
         priority,
         skip_bad_records: false,
+        stages: Vec::new(),
     }
 }
 
@@ -386,4 +387,54 @@ fn a_reduce_goes_to_the_worker_caching_most_of_its_partition() {
     assert_eq!(job.best_reduce_for(0..3, &cached), Some(1), "partition 1 has 500 bytes in the cached output");
     assert_eq!(job.best_reduce_for([0, 2].into_iter(), &cached), Some(2));
     assert_eq!(job.best_reduce_for(0..3, &[]), None, "nothing cached: no preference");
+}
+
+#[test]
+fn a_pipeline_runs_its_stages_in_order_and_replays_from_the_journal() {
+    let clock = Clock::new();
+    let mut c = core();
+    let w = c.register(
+        "h".into(),
+        "r".into(),
+        1,
+        BTreeSet::from(["wordcount".to_string(), "topn".to_string()]),
+        clock.now(),
+    );
+    let mut s = spec("memory:///out/", 3, 0);
+    s.name = "topwords".into();
+    s.stages = vec![
+        crate::job::Stage { job: "wordcount".into(), params: Default::default(), reducers: 2 },
+        crate::job::Stage { job: "topn".into(), params: Default::default(), reducers: 1 },
+    ];
+    let id = c.submit(s, splits(1), 1);
+    run_one(&mut c, &w, &clock, 2);
+    run_one(&mut c, &w, &clock, 2);
+    let actions = run_one(&mut c, &w, &clock, 2);
+    let input = match &actions[..] {
+        [Action::AdvanceStage { input, .. }] => input.clone(),
+        a => panic!("{a:?}"),
+    };
+    assert!(input.as_str().contains(&format!("jobs/{id}/stage-0/")), "{input}");
+    assert!(c.poll(&w, 1, clock.now()).unwrap().is_empty(), "nothing runs until the next stage is listed");
+    c.advance(&id, splits(2));
+    assert_eq!(c.job(&id).unwrap().stage_of(), (2, 2));
+    let next = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
+    assert_eq!(next.job, "topn");
+    assert!(attempt_of(&next).attempt > 10_000, "stage attempts never collide with the last stage's");
+    c.report(&w, &attempt_of(&next), map_ok(&next, 1), clock.now()).0.unwrap();
+    run_one(&mut c, &w, &clock, 1);
+    let last = run_one(&mut c, &w, &clock, 1);
+    assert!(matches!(&last[..], [Action::WriteSuccess { output, .. }] if output.as_str() == "memory:///out/"));
+    assert_eq!(c.job(&id).unwrap().counters().get("MAP_INPUT_RECORDS"), 30, "both stages count");
+
+    // A restarted coordinator is back in stage 2, committing.
+    let mut b = core();
+    let resume = b.replay(c.take_journal());
+    assert!(matches!(&resume[..], [Action::WriteSuccess { .. }]));
+    assert_eq!(b.job(&id).unwrap().stage_of(), (2, 2));
+    assert_eq!(status_name(&b, &id), "topwords");
+}
+
+fn status_name(c: &Core, id: &quern_api::JobId) -> String {
+    crate::status::job_status(c.job(id).unwrap()).job
 }

@@ -32,6 +32,15 @@ pub fn is_hidden(base_name: &str) -> bool {
     base_name.starts_with('_') || base_name.starts_with('.')
 }
 
+/// Lists the objects under `urls` (a pipeline stage's output): none, or only empty ones, is
+/// fine, since a stage may write nothing.
+pub async fn list_inputs_allow_empty(urls: &[StoreUrl]) -> Result<Vec<InputObject>, InputError> {
+    match list_inputs(urls).await {
+        Err(InputError::NotFound(_) | InputError::Empty(_)) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 /// Lists every input object of `urls`, sorted and de-duplicated. A URL ending in `/` is a
 /// directory; a URL naming no object is also tried as a directory.
 pub async fn list_inputs(urls: &[StoreUrl]) -> Result<Vec<InputObject>, InputError> {

@@ -39,6 +39,54 @@ pub struct JobSpec {
     pub priority: i32,
     /// Skip records on which user code panics, after a failed attempt.
     pub skip_bad_records: bool,
+    /// For a pipeline: its stages, in order (empty for a plain job).
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+}
+
+/// One MapReduce stage of a pipeline.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stage {
+    /// Registered job name.
+    pub job: String,
+    /// Its parameters.
+    pub params: BTreeMap<String, String>,
+    /// Its reduce tasks.
+    pub reducers: u32,
+}
+
+/// Where a pipeline job is: the user's request, the running stage, and the counters of the
+/// stages already done.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// What the user submitted (its name, inputs and output are the job's).
+    pub user: JobSpec,
+    /// Index of the running stage.
+    pub current: usize,
+    /// Counters of finished stages.
+    pub done: Counters,
+}
+
+/// Attempt numbers of stage k start above k * this, so an attempt of one stage can never be
+/// mistaken for one of the next.
+const STAGE_ATTEMPT_BASE: u32 = 10_000;
+
+/// The effective spec of stage `k`: it reads stage k-1's output from the scratch directory
+/// and writes the next one there, the last stage writing the user's output.
+fn stage_spec(user: &JobSpec, k: usize, scratch: &StoreUrl) -> JobSpec {
+    let stage = &user.stages[k];
+    let last = k + 1 == user.stages.len();
+    JobSpec {
+        name: stage.job.clone(),
+        inputs: if k == 0 { user.inputs.clone() } else { vec![scratch.join(&format!("stage-{}/", k - 1)).to_string()] },
+        output: if last { user.output.clone() } else { scratch.join(&format!("stage-{k}/")) },
+        reducers: stage.reducers,
+        split_size: user.split_size,
+        params: stage.params.clone(),
+        priority: user.priority,
+        skip_bad_records: user.skip_bad_records,
+        stages: Vec::new(),
+    }
 }
 
 /// The state of a job.
@@ -98,6 +146,8 @@ pub struct Job {
     pub attempt_levels: std::collections::HashMap<(u32, u32), Level>,
     /// The level of each succeeded map.
     map_levels: Vec<Option<Level>>,
+    /// Set for pipeline jobs.
+    pub pipeline: Option<Pipeline>,
     /// Backup attempts started.
     pub backups_started: u32,
     /// Tasks whose backup attempt won.
@@ -139,13 +189,33 @@ impl Job {
         epoch: u64,
         submitted_ms: u64,
     ) -> Self {
+        if spec.stages.is_empty() {
+            return Self::build(id, seq, spec, splits, scratch, epoch, submitted_ms, None);
+        }
+        let first = stage_spec(&spec, 0, &scratch);
+        let pipeline = Pipeline { user: spec, current: 0, done: Counters::new() };
+        Self::build(id, seq, first, splits, scratch, epoch, submitted_ms, Some(pipeline))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        id: JobId,
+        seq: u64,
+        spec: JobSpec,
+        splits: Vec<Split>,
+        scratch: StoreUrl,
+        epoch: u64,
+        submitted_ms: u64,
+        pipeline: Option<Pipeline>,
+    ) -> Self {
         let m = splits.len();
         let r = spec.reducers as usize;
+        let base = pipeline.as_ref().map_or(0, |p| p.current as u32 * STAGE_ATTEMPT_BASE);
         Job {
             id,
             seq,
-            maps: (0..m).map(|_| Task::new()).collect(),
-            reduces: (0..r).map(|_| Task::new()).collect(),
+            maps: (0..m).map(|_| Task::starting_at(base)).collect(),
+            reduces: (0..r).map(|_| Task::starting_at(base)).collect(),
             pending_maps: (0..m as u32).collect(),
             pending_reduces: (0..r as u32).collect(),
             spec,
@@ -160,6 +230,7 @@ impl Job {
             waiting_since: None,
             attempt_levels: Default::default(),
             map_levels: vec![None; m],
+            pipeline,
             backups_started: 0,
             backups_won: 0,
             map_times: Vec::new(),
@@ -261,6 +332,43 @@ impl Job {
             .map(|(_, i)| (kind, i))
     }
 
+    /// The output the user asked for (a pipeline's last stage writes it).
+    pub fn user_output(&self) -> &StoreUrl {
+        self.pipeline.as_ref().map_or(&self.spec.output, |p| &p.user.output)
+    }
+
+    /// Whether the running stage of a pipeline is done and another follows.
+    pub fn stage_finished(&self) -> bool {
+        self.pipeline.as_ref().is_some_and(|p| p.current + 1 < p.user.stages.len()) && self.reduces_complete()
+    }
+
+    /// Starts the next stage of a pipeline over `splits` (of the finished stage's output).
+    pub fn advance(&mut self, splits: Vec<Split>) {
+        let Some(mut p) = self.pipeline.take() else { return };
+        p.done = self.counters();
+        p.current += 1;
+        let spec = stage_spec(&p.user, p.current, &self.scratch);
+        let mut next = Job::build(
+            self.id.clone(),
+            self.seq,
+            spec,
+            splits,
+            self.scratch.clone(),
+            self.epoch,
+            self.submitted_ms,
+            Some(p),
+        );
+        next.backups_started = self.backups_started;
+        next.backups_won = self.backups_won;
+        next.state = self.state.clone();
+        *self = next;
+    }
+
+    /// (running stage from 1, stages) for pipelines, (0, 0) otherwise.
+    pub fn stage_of(&self) -> (u32, u32) {
+        self.pipeline.as_ref().map_or((0, 0), |p| (p.current as u32 + 1, p.user.stages.len() as u32))
+    }
+
     /// Pending task indexes of one kind.
     pub fn pending(&self, kind: TaskKind) -> &BTreeSet<u32> {
         match kind {
@@ -354,6 +462,9 @@ impl Job {
             if let Some(tc) = t.counters() {
                 c.merge(tc);
             }
+        }
+        if let Some(p) = &self.pipeline {
+            c.merge(&p.done);
         }
         if self.backups_started > 0 {
             c.add(quern_api::counters::names::BACKUP_ATTEMPTS, i64::from(self.backups_started));

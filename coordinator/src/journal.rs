@@ -64,6 +64,13 @@ pub enum Record {
         #[serde(default)]
         level: Option<crate::placement::Level>,
     },
+    /// A pipeline's next stage started over these splits.
+    StageStarted {
+        /// The job.
+        job: JobId,
+        /// The new stage's splits.
+        splits: Vec<Split>,
+    },
     /// A map's output was found missing or corrupt; the map runs again.
     MapOutputLost {
         /// The job.

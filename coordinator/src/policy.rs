@@ -145,6 +145,7 @@ mod tests {
             params: Default::default(),
             priority,
             skip_bad_records: false,
+            stages: Vec::new(),
         };
         let splits =
             (0..maps).map(|i| Split { url: format!("memory:///{i}"), start: 0, end: 10, object_size: 10 }).collect();

@@ -15,7 +15,8 @@ use tracing::{info, warn};
 
 use crate::core::{Action, Core, FailureKind, Now, Outcome, Promotion};
 use crate::inputs::{
-    InputError, check_output_empty, delete_object, delete_prefix, list_inputs, remove_empty_local_dirs,
+    InputError, check_output_empty, delete_object, delete_prefix, list_inputs, list_inputs_allow_empty,
+    remove_empty_local_dirs,
 };
 use crate::job::JobSpec;
 use crate::journal::Journal;
@@ -149,6 +150,29 @@ impl Shared {
                             }
                         }
                     }
+                    Action::AdvanceStage { job, input, temporary, split_size } => {
+                        let cleared = delete_prefix(&temporary).await;
+                        remove_empty_local_dirs(&temporary, &input);
+                        let listed = match cleared {
+                            Ok(()) => {
+                                list_inputs_allow_empty(std::slice::from_ref(&input)).await.map_err(|e| e.to_string())
+                            }
+                            Err(e) => Err(e.to_string()),
+                        };
+                        match listed {
+                            Ok(objects) => {
+                                let splits = compute_splits(&objects, split_size);
+                                info!(job = %job, maps = splits.len(), "pipeline stage done; next stage starts");
+                                me.core().advance(&job, splits);
+                            }
+                            Err(e) => {
+                                let more =
+                                    me.core().advance_failed(&job, format!("starting the next stage: {e}"), now_ms());
+                                queue.extend(more);
+                            }
+                        }
+                        me.bump();
+                    }
                     Action::Delete(url) => {
                         if let Err(e) = delete_object(&url).await {
                             warn!(error = %e, "could not delete an unused attempt's output");
@@ -216,6 +240,16 @@ pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>), Stat
         params: spec.params,
         priority: spec.priority,
         skip_bad_records: spec.skip_bad_records,
+        stages: spec
+            .stages
+            .into_iter()
+            .map(|s| {
+                if s.job.trim().is_empty() || s.reducers == 0 || s.reducers > MAX_REDUCERS {
+                    return Err(bad(format!("bad pipeline stage {:?} with {} reducers", s.job, s.reducers)));
+                }
+                Ok(crate::job::Stage { job: s.job, params: s.params, reducers: s.reducers })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
     };
     Ok((domain, inputs))
 }

@@ -27,9 +27,12 @@ fn progress(job: &Job, kind: TaskKind) -> pb::Progress {
 /// A job's status.
 pub fn job_status(job: &Job) -> pb::JobStatus {
     let (node_local, rack_local, remote) = job.locality();
+    let (stage, stages) = job.stage_of();
+    // A pipeline shows the user's request; its running stage's tasks are the progress.
+    let user = job.pipeline.as_ref().map_or(&job.spec, |p| &p.user);
     pb::JobStatus {
         id: job.id.to_string(),
-        job: job.spec.name.clone(),
+        job: user.name.clone(),
         state: job_state(job) as i32,
         maps: Some(progress(job, TaskKind::Map)),
         reduces: Some(progress(job, TaskKind::Reduce)),
@@ -40,13 +43,15 @@ pub fn job_status(job: &Job) -> pb::JobStatus {
             JobState::Killed => Some("killed by user".into()),
             _ => None,
         },
-        output: job.spec.output.to_string(),
-        inputs: job.spec.inputs.clone(),
-        reducers: job.spec.reducers,
-        priority: job.spec.priority,
+        output: user.output.to_string(),
+        inputs: user.inputs.clone(),
+        reducers: user.reducers,
+        priority: user.priority,
         submitted_ms: job.submitted_ms,
         finished_ms: job.finished_ms,
-        params: job.spec.params.clone(),
+        params: user.params.clone(),
+        stage,
+        stages,
     }
 }
 

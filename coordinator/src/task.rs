@@ -125,6 +125,11 @@ impl Default for Task {
 }
 
 impl Task {
+    /// A new pending task whose attempts are numbered from `base + 1`.
+    pub fn starting_at(base: u32) -> Self {
+        Task { attempts: base, ..Task::new() }
+    }
+
     /// A new pending task.
     pub fn new() -> Self {
         Task {

@@ -10,6 +10,8 @@
 //! | `grep`      | match     | occurrences (`--param pattern=REGEX`) |
 //! | `indexer`   | word      | `N doc1,doc2,...`              |
 //! | `crashtest` | word      | occurrences, while crashing the worker at random |
+//! | `topn`      | key       | count: the N largest `KEY<TAB>COUNT` input lines |
+//! | `topwords`  | word      | count of the N most frequent (pipeline: wordcount, topn) |
 //!
 //! A word is a maximal run of characters for which `char::is_alphabetic` is true, case kept.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -17,9 +19,10 @@
 pub mod crashtest;
 pub mod grep;
 pub mod indexer;
+pub mod topn;
 pub mod wordcount;
 
-use quern_api::Registry;
+use quern_api::{Params, Registry, Stage};
 
 /// The jobs of the stock `quern` binary.
 pub fn builtin() -> Registry {
@@ -34,6 +37,17 @@ pub fn builtin() -> Registry {
         "word count whose workers crash and stall at random (fault-tolerance tests)",
         crashtest::CrashTest::from_params,
     );
+    r.register("topn", "the N largest KEY<TAB>COUNT lines of its input (--param n=N)", topn::TopN::from_params);
+    // topwords: word count, then the top n words, as one pipeline job.
+    r.register_pipeline("topwords", "the N most frequent words (--param n=N)", |p| {
+        p.allow_only(&["n"])?;
+        let n = p.get("n").unwrap_or("10").to_string();
+        topn::TopN::from_params(&Params::new([("n".to_string(), n.clone())].into()))?;
+        Ok(vec![
+            Stage { job: "wordcount".into(), params: Params::default(), reducers: None },
+            Stage { job: "topn".into(), params: Params::new([("n".to_string(), n)].into()), reducers: Some(1) },
+        ])
+    });
     r.register("indexer", "inverted index: word -> number of documents and their names", |p| {
         p.allow_only(&[])?;
         Ok(indexer::Indexer)

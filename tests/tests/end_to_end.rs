@@ -314,3 +314,31 @@ fn counters_are_exact_even_when_an_attempt_failed_and_the_combiner_does_not_chan
     assert!(without["counters"].get("COMBINE_INPUT_RECORDS").is_none());
     assert!(with["counters"]["REDUCE_INPUT_RECORDS"].as_u64().unwrap() < words);
 }
+
+#[test]
+fn topwords_is_a_two_stage_pipeline_tracked_as_one_job() {
+    let c = TestCluster::start(Mode::Processes, 3).unwrap();
+    let input = corpus(&c, 8);
+    let output = c.path("out");
+    let status = submit_wait(&c, "topwords", &input, &output, &["--param", "n=7"]);
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!((status["stage"].as_u64(), status["stages"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(status["job"], "topwords");
+    // Exactly part-00000 and _SUCCESS, whatever --reducers said for the word count stage.
+    let text = std::fs::read_to_string(output.join("part-00000")).unwrap();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&output).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["_SUCCESS", "part-00000"]);
+    // Sequentially: counts, by descending count then word bytes, the first 7.
+    let mut counts: Vec<(u64, String)> = word_count(&input).into_iter().map(|(w, n)| (n.parse().unwrap(), w)).collect();
+    counts.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.as_bytes().cmp(b.1.as_bytes())));
+    let expected: String = counts.iter().take(7).map(|(n, w)| format!("{w}\t{n}\n")).collect();
+    assert_eq!(text, expected);
+    // Both stages' counters, and nothing left in the store.
+    let words: u64 = counts.iter().map(|(n, _)| n).sum();
+    assert_eq!(status["counters"]["MAP_OUTPUT_RECORDS"].as_u64().unwrap(), words + counts.len() as u64);
+    assert_eq!(files_under(&c.store_dir().join("jobs")), Vec::<std::path::PathBuf>::new());
+    let bad = c.cli("submit", &["--job", "topwords", "--param", "n=0", "--input", "/tmp", "--output", "/tmp/never"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("\"n\""));
+}
