@@ -89,6 +89,67 @@ pub trait Job: Send + Sync + 'static {
     fn partition(&self, key: &[u8], reducers: u32) -> u32 {
         (fnv1a64(key) % u64::from(reducers.max(1))) as u32
     }
+
+    /// For total-order jobs: the encoded key an input line maps to, so that the submitting
+    /// client can sample the input for cut points (Hadoop's `InputSampler`), which reach the
+    /// job as a [`TotalOrder`] parameter. None (the default) for hash-partitioned jobs.
+    fn sample_key(&self, _line: &str) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// The framework-internal parameter carrying total-order cut points.
+pub const CUTS_PARAM: &str = "__cuts";
+
+/// A total-order partitioner: sorted cut points; keys below the first go to partition 0,
+/// keys from cut i up to cut i+1 to partition i+1. Concatenating the parts in name order then
+/// gives globally sorted output.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TotalOrder {
+    cuts: Vec<Vec<u8>>,
+}
+
+impl TotalOrder {
+    /// Cut points from a sorted sample of keys, for `reducers` partitions.
+    pub fn from_sample(mut sample: Vec<Vec<u8>>, reducers: u32) -> Self {
+        sample.sort();
+        let n = sample.len();
+        let mut cuts: Vec<Vec<u8>> =
+            (1..reducers as usize).filter_map(|i| sample.get(i * n / reducers as usize).cloned()).collect();
+        cuts.dedup();
+        TotalOrder { cuts }
+    }
+
+    /// The partitioner of a job's parameters, if they carry cut points.
+    pub fn from_params(p: &crate::Params) -> Result<Option<Self>, crate::ParamError> {
+        let Some(text) = p.get(CUTS_PARAM) else { return Ok(None) };
+        let bad = || crate::ParamError { key: CUTS_PARAM.into(), reason: "malformed cut points".into() };
+        let cuts = text
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|hex| {
+                if hex.len() % 2 != 0 {
+                    return Err(bad());
+                }
+                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad())).collect()
+            })
+            .collect::<Result<Vec<Vec<u8>>, _>>()?;
+        if cuts.windows(2).any(|w| w[0] > w[1]) {
+            return Err(bad());
+        }
+        Ok(Some(TotalOrder { cuts }))
+    }
+
+    /// The parameter value carrying these cut points.
+    pub fn to_param(&self) -> String {
+        self.cuts.iter().map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<String>()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The partition of `key`, never beyond `reducers - 1`.
+    pub fn partition(&self, key: &[u8], reducers: u32) -> u32 {
+        let p = self.cuts.partition_point(|c| c.as_slice() <= key) as u32;
+        p.min(reducers.saturating_sub(1))
+    }
 }
 
 /// FNV-1a, 64 bit: the default partitioning hash (see CONTRACT.md).
@@ -242,6 +303,12 @@ impl<'a> ReduceContext<'a> {
         self.out.records += 1;
     }
 
+    /// Writes one output line as it is (no tab), e.g. for sorting lines.
+    pub fn emit_line(&mut self, line: impl Display) {
+        let _ = writeln!(self.out.text, "{line}");
+        self.out.records += 1;
+    }
+
     /// Adds `n` to a user-defined counter.
     pub fn count(&mut self, counter: &str, n: i64) {
         self.counters.add(counter, n);
@@ -277,6 +344,9 @@ pub trait DynJob: Send + Sync {
 
     /// The partition of an encoded key.
     fn partition(&self, key: &[u8], reducers: u32) -> u32;
+
+    /// See [`Job::sample_key`].
+    fn sample_key(&self, line: &str) -> Option<Vec<u8>>;
 }
 
 /// Adapts a typed [`Job`] to [`DynJob`].
@@ -395,6 +465,10 @@ impl<J: Job> DynJob for JobRunner<J> {
     fn partition(&self, key: &[u8], reducers: u32) -> u32 {
         self.0.partition(key, reducers)
     }
+
+    fn sample_key(&self, line: &str) -> Option<Vec<u8>> {
+        self.0.sample_key(line)
+    }
 }
 
 #[cfg(test)]
@@ -465,6 +539,19 @@ mod tests {
         let mut rc = Counters::new();
         let mut vals = [&b"xyz"[..]].into_iter();
         assert!(job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc)).is_err());
+    }
+
+    #[test]
+    fn total_order_cuts_partition_in_order_and_round_trip() {
+        let sample: Vec<Vec<u8>> = (0..100u8).rev().map(|b| vec![b]).collect();
+        let t = TotalOrder::from_sample(sample, 4);
+        let parts: Vec<u32> = (0..100u8).map(|b| t.partition(&[b], 4)).collect();
+        assert!(parts.windows(2).all(|w| w[0] <= w[1]), "monotonic");
+        assert_eq!((parts[0], parts[99]), (0, 3));
+        let p = crate::Params::new([(CUTS_PARAM.to_string(), t.to_param())].into());
+        assert_eq!(TotalOrder::from_params(&p).unwrap(), Some(t));
+        let bad = crate::Params::new([(CUTS_PARAM.to_string(), "zz".to_string())].into());
+        assert!(TotalOrder::from_params(&bad).is_err());
     }
 
     #[test]

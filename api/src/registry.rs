@@ -60,9 +60,10 @@ impl Params {
         }
     }
 
-    /// Refuses any parameter not in `known`, so typos fail loudly.
+    /// Refuses any parameter not in `known`, so typos fail loudly. Framework-internal
+    /// parameters (names starting with `__`, such as total-order cut points) always pass.
     pub fn allow_only(&self, known: &[&str]) -> Result<(), ParamError> {
-        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
+        match self.0.keys().find(|k| !k.starts_with("__") && !known.contains(&k.as_str())) {
             None => Ok(()),
             Some(k) => Err(ParamError {
                 key: k.clone(),

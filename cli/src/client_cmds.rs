@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use object_store::ObjectStoreExt;
 use quern_api::client::{JobClient, job_client, read_token_file};
 use quern_api::{Params, Registry, StoreUrl, pb};
 use tokio_stream::StreamExt;
@@ -80,6 +81,46 @@ pub fn prepare(def: &JobDef, registry: &Registry, split_size: u64, priority: i32
     })
 }
 
+/// For a total-order job (one whose [`quern_api::Job::sample_key`] says so) with several
+/// reducers, samples the input (a few 64 KiB windows per object, as Hadoop's `InputSampler`
+/// reads the starts of splits) and adds the cut points to its parameters.
+pub async fn add_total_order(spec: &mut pb::JobSpec, registry: &Registry) -> Result<()> {
+    if !spec.stages.is_empty() || spec.reducers <= 1 {
+        return Ok(());
+    }
+    let job = registry.create(&spec.job, &Params::new(spec.params.clone()))?;
+    if job.sample_key("").is_none() {
+        return Ok(());
+    }
+    let urls = spec.inputs.iter().map(|u| StoreUrl::parse(u)).collect::<Result<Vec<_>, _>>()?;
+    let objects = quern_coordinator::inputs::list_inputs(&urls).await?;
+    const WINDOW: u64 = 64 * 1024;
+    let mut sample = Vec::new();
+    for o in objects.iter().take(256) {
+        let url = StoreUrl::parse(&o.url)?;
+        let store = url.store()?;
+        for k in 0..4u64 {
+            let start = o.size * k / 4;
+            if start >= o.size || (k > 0 && o.size <= WINDOW) {
+                continue;
+            }
+            let end = (start + WINDOW).min(o.size);
+            let bytes = store.get_range(&url.path(), start..end).await.with_context(|| format!("sampling {url}"))?;
+            let mut lines: Vec<&[u8]> = quern_api::split::lines(&bytes).map(|(_, l)| l).collect();
+            if end < o.size {
+                lines.pop(); // cut off by the window
+            }
+            if start > 0 && !lines.is_empty() {
+                lines.remove(0); // begins mid-line
+            }
+            sample.extend(lines.into_iter().filter_map(|l| job.sample_key(&String::from_utf8_lossy(l))));
+        }
+    }
+    let order = quern_api::job::TotalOrder::from_sample(sample, spec.reducers);
+    spec.params.insert(quern_api::job::CUTS_PARAM.to_string(), order.to_param());
+    Ok(())
+}
+
 /// Submits a spec; returns the job id.
 pub async fn submit_spec(client: &mut JobClient, spec: pb::JobSpec) -> Result<String> {
     let resp = client.submit(pb::SubmitRequest { spec: Some(spec) }).await.map_err(rpc_error)?;
@@ -90,6 +131,7 @@ pub async fn submit_spec(client: &mut JobClient, spec: pb::JobSpec) -> Result<St
 pub async fn submit(a: SubmitArgs, registry: &Registry) -> Result<()> {
     let mut spec = prepare(&a.job, registry, a.split_size, a.priority)?;
     spec.skip_bad_records = a.skip_bad_records;
+    add_total_order(&mut spec, registry).await?;
     let mut client = connect(&a.conn).await?;
     let id = submit_spec(&mut client, spec).await?;
     if !a.wait {

@@ -10,6 +10,7 @@
 //! | `grep`      | match     | occurrences (`--param pattern=REGEX`) |
 //! | `indexer`   | word      | `N doc1,doc2,...`              |
 //! | `crashtest` | word      | occurrences, while crashing the worker at random |
+//! | `sort`      | the input's lines in byte order (total order across parts) | |
 //! | `topn`      | key       | count: the N largest `KEY<TAB>COUNT` input lines |
 //! | `topwords`  | word      | count of the N most frequent (pipeline: wordcount, topn) |
 //!
@@ -19,6 +20,7 @@
 pub mod crashtest;
 pub mod grep;
 pub mod indexer;
+pub mod sort;
 pub mod topn;
 pub mod wordcount;
 
@@ -37,6 +39,7 @@ pub fn builtin() -> Registry {
         "word count whose workers crash and stall at random (fault-tolerance tests)",
         crashtest::CrashTest::from_params,
     );
+    r.register("sort", "the input's lines in byte order, globally across parts", sort::Sort::from_params);
     r.register("topn", "the N largest KEY<TAB>COUNT lines of its input (--param n=N)", topn::TopN::from_params);
     // topwords: word count, then the top n words, as one pipeline job.
     r.register_pipeline("topwords", "the N most frequent words (--param n=N)", |p| {

@@ -342,3 +342,34 @@ fn topwords_is_a_two_stage_pipeline_tracked_as_one_job() {
     let bad = c.cli("submit", &["--job", "topwords", "--param", "n=0", "--input", "/tmp", "--output", "/tmp/never"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("\"n\""));
 }
+
+#[test]
+fn sort_orders_all_lines_globally_across_parts() {
+    let c = TestCluster::start(Mode::Processes, 3).unwrap();
+    let input = corpus(&c, 9);
+    let output = c.path("out");
+    let status = submit_wait(&c, "sort", &input, &output, &[]);
+    assert_eq!(status["state"], "succeeded");
+    // Sequentially: every line of every visible file, lossily decoded, in byte order.
+    let mut expected: Vec<String> = Vec::new();
+    for f in 0..4 {
+        let bytes = std::fs::read(input.join(format!("doc-{f:02}.txt"))).unwrap();
+        let mut pieces: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+        if bytes.ends_with(b"\n") {
+            pieces.pop();
+        }
+        expected
+            .extend(pieces.iter().map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned()));
+    }
+    expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let mut got = Vec::new();
+    let mut nonempty = 0;
+    for p in 0..5 {
+        let text = std::fs::read_to_string(output.join(format!("part-{p:05}"))).unwrap();
+        nonempty += usize::from(!text.is_empty());
+        got.extend(text.lines().map(str::to_string));
+    }
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "parts concatenated in name order are globally sorted");
+    assert!(nonempty >= 4, "sampled cut points spread the lines ({nonempty} of 5 parts used)");
+}
