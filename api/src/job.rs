@@ -85,9 +85,19 @@ pub trait Job: Send + Sync + 'static {
     ) -> Result<(), JobError>;
 
     /// Which reduce partition a key (given as its encoded bytes) goes to.
-    /// Default: FNV-1a 64-bit of the bytes modulo `reducers`.
+    /// Default: FNV-1a 64-bit of the key's grouping part (see [`Job::group_len`]) modulo
+    /// `reducers`; for the usual whole-key grouping that is the whole key.
     fn partition(&self, key: &[u8], reducers: u32) -> u32 {
-        (fnv1a64(key) % u64::from(reducers.max(1))) as u32
+        let group = &key[..self.group_len(key).min(key.len())];
+        (fnv1a64(group) % u64::from(reducers.max(1))) as u32
+    }
+
+    /// Secondary sort (Hadoop's grouping comparator): how many leading bytes of an encoded key
+    /// decide its reduce group. Keys are sorted by all their bytes, so a group's values arrive
+    /// in the order of the rest of the key; `reduce` is called once per group with the group's
+    /// first key. Default: the whole key.
+    fn group_len(&self, key: &[u8]) -> usize {
+        key.len()
     }
 
     /// For total-order jobs: the encoded key an input line maps to, so that the submitting
@@ -347,6 +357,9 @@ pub trait DynJob: Send + Sync {
 
     /// See [`Job::sample_key`].
     fn sample_key(&self, line: &str) -> Option<Vec<u8>>;
+
+    /// See [`Job::group_len`].
+    fn group_len(&self, key: &[u8]) -> usize;
 }
 
 /// Adapts a typed [`Job`] to [`DynJob`].
@@ -468,6 +481,10 @@ impl<J: Job> DynJob for JobRunner<J> {
 
     fn sample_key(&self, line: &str) -> Option<Vec<u8>> {
         self.0.sample_key(line)
+    }
+
+    fn group_len(&self, key: &[u8]) -> usize {
+        self.0.group_len(key).min(key.len())
     }
 }
 

@@ -10,6 +10,8 @@
 //! | `grep`      | match     | occurrences (`--param pattern=REGEX`) |
 //! | `indexer`   | word      | `N doc1,doc2,...`              |
 //! | `crashtest` | word      | occurrences, while crashing the worker at random |
+//! | `join`      | key       | left and right rows of each matching pair |
+//! | `secondarysort` | key   | its values in byte order, comma-separated |
 //! | `sort`      | the input's lines in byte order (total order across parts) | |
 //! | `topn`      | key       | count: the N largest `KEY<TAB>COUNT` input lines |
 //! | `topwords`  | word      | count of the N most frequent (pipeline: wordcount, topn) |
@@ -20,6 +22,8 @@
 pub mod crashtest;
 pub mod grep;
 pub mod indexer;
+pub mod join;
+pub mod secondarysort;
 pub mod sort;
 pub mod topn;
 pub mod wordcount;
@@ -38,6 +42,12 @@ pub fn builtin() -> Registry {
         "crashtest",
         "word count whose workers crash and stall at random (fault-tolerance tests)",
         crashtest::CrashTest::from_params,
+    );
+    r.register("join", "inner join of two tab-separated inputs (--param left=PREFIX, key=N)", join::Join::from_params);
+    r.register(
+        "secondarysort",
+        "KEY<TAB>VALUE lines to KEY<TAB>V1,V2,... with values sorted by the shuffle",
+        secondarysort::SecondarySort::from_params,
     );
     r.register("sort", "the input's lines in byte order, globally across parts", sort::Sort::from_params);
     r.register("topn", "the N largest KEY<TAB>COUNT lines of its input (--param n=N)", topn::TopN::from_params);

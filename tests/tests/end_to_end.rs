@@ -373,3 +373,114 @@ fn sort_orders_all_lines_globally_across_parts() {
     assert!(got == expected, "parts concatenated in name order are globally sorted");
     assert!(nonempty >= 4, "sampled cut points spread the lines ({nonempty} of 5 parts used)");
 }
+
+#[test]
+fn join_pairs_every_left_row_with_every_right_row_of_its_key() {
+    use rand::{Rng, SeedableRng};
+    let c = TestCluster::start(Mode::Processes, 2).unwrap();
+    let input = c.path("tables");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut users = String::new();
+    let mut orders = String::new();
+    for id in 0..300 {
+        if rng.random_ratio(4, 5) {
+            users.push_str(&format!("u{id}\tname{id}\tcity{}\n", id % 7));
+        }
+        for k in 0..rng.random_range(0..3) {
+            orders.push_str(&format!("{}\tu{id}\titem{k}\n", 1000 + id * 3 + k));
+        }
+    }
+    std::fs::write(input.join("users.tsv"), &users).unwrap();
+    std::fs::write(input.join("orders.tsv"), &orders).unwrap();
+    // Sequentially: users keyed by column 0, orders by column 1.
+    let mut expected = Vec::new();
+    for u in users.lines() {
+        let uc: Vec<&str> = u.split('\t').collect();
+        for o in orders.lines() {
+            let oc: Vec<&str> = o.split('\t').collect();
+            if uc[0] == oc[1] {
+                expected.push(format!("{}\t{}\t{}\t{}\t{}", uc[0], uc[1], uc[2], oc[0], oc[2]));
+            }
+        }
+    }
+    expected.sort();
+    // Column 1 is the key of orders and column 0 of users: join orders (left) on column 1
+    // against users rewritten with the key in column 1 too.
+    let users_key1: String = users.lines().map(|l| format!("x\t{l}\n")).collect();
+    std::fs::write(input.join("users.tsv"), users_key1).unwrap();
+    let (i, o) = (format!("{}/", input.display()), c.path("out").display().to_string());
+    ok_stdout(&c.cli(
+        "submit",
+        &[
+            "--job",
+            "join",
+            "--param",
+            "left=users",
+            "--param",
+            "key=1",
+            "--input",
+            &i,
+            "--output",
+            &o,
+            "--reducers",
+            "3",
+            "--wait",
+        ],
+    ));
+    let mut got = Vec::new();
+    for p in 0..3 {
+        let text = std::fs::read_to_string(c.path("out").join(format!("part-{p:05}"))).unwrap();
+        let keys: Vec<&str> = text.lines().map(|l| l.split('\t').next().unwrap()).collect();
+        assert!(keys.windows(2).all(|w| w[0].as_bytes() <= w[1].as_bytes()), "part {p} sorted by key");
+        // Output rows: key, left rest (x, name, city), right rest (order id, item).
+        got.extend(text.lines().map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            format!("{}\t{}\t{}\t{}\t{}", f[0], f[2], f[3], f[4], f[5])
+        }));
+    }
+    got.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn secondarysort_lists_each_keys_values_in_order() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut expected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in 0..3 {
+        let mut text = String::new();
+        for _ in 0..2000 {
+            let (k, v) = (format!("k{}", rng.random_range(0..50)), format!("v{}", rng.random_range(0..100_000)));
+            text.push_str(&format!("{k}\t{v}\n"));
+            expected.entry(k).or_default().push(v);
+        }
+        std::fs::write(input.join(format!("pairs-{f}.tsv")), text).unwrap();
+    }
+    let expected: std::collections::BTreeMap<String, String> = expected
+        .into_iter()
+        .map(|(k, mut vs)| {
+            vs.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            (k, vs.join(","))
+        })
+        .collect();
+    let (i, o) = (format!("{}/", input.display()), dir.path().join("out").display().to_string());
+    ok_stdout(&quern(&[
+        "run",
+        "--job",
+        "secondarysort",
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--reducers",
+        "3",
+        "--split-size",
+        "8KiB",
+    ]));
+    assert_eq!(read_output(&dir.path().join("out"), 3, false), expected);
+}

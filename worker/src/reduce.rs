@@ -1,5 +1,6 @@
 //! Reduce execution: k-way merge of the sorted runs fetched from every map output, grouping
-//! by key, and the job's reduce over each group.
+//! by key (or by its grouping prefix, for secondary sort), and the job's reduce over each
+//! group.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -63,6 +64,8 @@ pub fn reduce_runs(job: &dyn DynJob, runs: &[Run], skip_bad_records: bool) -> Re
     let mut values: Vec<&[u8]> = Vec::new();
     while let Some(Reverse(first)) = heap.pop() {
         let key = first.key;
+        // The group: every following key with the same grouping prefix (secondary sort).
+        let group = &key[..job.group_len(key)];
         values.clear();
         let mut next = Some(first);
         while let Some(h) = next.take() {
@@ -70,7 +73,9 @@ pub fn reduce_runs(job: &dyn DynJob, runs: &[Run], skip_bad_records: bool) -> Re
             if let Some(n) = head(runs, h.run, runs[h.run].next_pos(h.pos.0, h.pos.1)) {
                 heap.push(Reverse(n));
             }
-            if heap.peek().is_some_and(|Reverse(top)| top.key == key) {
+            if heap.peek().is_some_and(|Reverse(top)| {
+                top.key.get(..group.len()) == Some(group) && job.group_len(top.key) == group.len()
+            }) {
                 next = heap.pop().map(|Reverse(h)| h);
             }
         }
