@@ -293,3 +293,46 @@ async fn run_reduce(
     }
     Ok(pb::Succeeded { counters: counters.into_map(), map_output: None })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn transient() -> StoreError {
+        StoreError::Io {
+            url: "u".into(),
+            source: object_store::Error::Generic { store: "test", source: "flaky".into() },
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_store_errors_are_retried_with_backoff_and_not_found_is_final() {
+        let calls = AtomicU32::new(0);
+        let ok = with_retries("read", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 3 { Err(transient()) } else { Ok(7) }
+        })
+        .await;
+        assert_eq!(ok.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+        let calls = AtomicU32::new(0);
+        let failed: Result<(), _> = with_retries("read", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(transient())
+        })
+        .await;
+        assert!(matches!(failed, Err(StoreError::Io { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 5, "gives up after five tries");
+
+        let calls = AtomicU32::new(0);
+        let missing: Result<(), _> = with_retries("read", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::NotFound { url: "u".into() })
+        })
+        .await;
+        assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not found is not retried");
+    }
+}
