@@ -11,14 +11,29 @@ use std::sync::Arc;
 use crate::error::{LookupError, ParamError};
 use crate::job::{DynJob, Job, JobRunner};
 
-/// Job parameters (`--param KEY=VALUE`), read through typed accessors.
+/// Job parameters (`--param KEY=VALUE`), read through typed accessors, and the job's side
+/// data (`--side NAME=URL`: small files every task gets, Hadoop's distributed cache).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Params(BTreeMap<String, String>);
+pub struct Params {
+    values: BTreeMap<String, String>,
+    side: BTreeMap<String, bytes::Bytes>,
+}
 
 impl Params {
     /// Wraps a map of parameters.
     pub fn new(map: BTreeMap<String, String>) -> Self {
-        Params(map)
+        Params { values: map, side: BTreeMap::new() }
+    }
+
+    /// Adds side data file `name`.
+    pub fn with_side(mut self, name: &str, bytes: bytes::Bytes) -> Self {
+        self.side.insert(name.to_string(), bytes);
+        self
+    }
+
+    /// The contents of side data file `name`.
+    pub fn side(&self, name: &str) -> Option<&[u8]> {
+        self.side.get(name).map(|b| &b[..])
     }
 
     /// Parses `KEY=VALUE` strings, refusing malformed or repeated keys.
@@ -36,12 +51,12 @@ impl Params {
                 return Err(ParamError { key: k.to_string(), reason: "given more than once".into() });
             }
         }
-        Ok(Params(map))
+        Ok(Params::new(map))
     }
 
     /// The raw value, if given.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.values.get(key).map(String::as_str)
     }
 
     /// The raw value; an error if it is missing.
@@ -63,7 +78,7 @@ impl Params {
     /// Refuses any parameter not in `known`, so typos fail loudly. Framework-internal
     /// parameters (names starting with `__`, such as total-order cut points) always pass.
     pub fn allow_only(&self, known: &[&str]) -> Result<(), ParamError> {
-        match self.0.keys().find(|k| !k.starts_with("__") && !known.contains(&k.as_str())) {
+        match self.values.keys().find(|k| !k.starts_with("__") && !known.contains(&k.as_str())) {
             None => Ok(()),
             Some(k) => Err(ParamError {
                 key: k.clone(),
@@ -78,7 +93,7 @@ impl Params {
 
     /// The map of parameters.
     pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.0
+        &self.values
     }
 }
 

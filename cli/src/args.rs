@@ -190,6 +190,10 @@ pub struct JobDef {
     /// Job parameter KEY=VALUE (repeatable).
     #[arg(long = "param")]
     pub params: Vec<String>,
+    /// Side data NAME=URL_OR_PATH (repeatable): a small file every task of the job gets
+    /// (e.g. a stop-word list), fetched once per worker.
+    #[arg(long = "side")]
+    pub side: Vec<String>,
 }
 
 /// Commands about one job.

@@ -42,8 +42,32 @@ pub async fn connect(conn: &Conn) -> Result<JobClient> {
 }
 
 /// Checks a job definition against this binary's registry and builds the wire spec.
-pub fn prepare(def: &JobDef, registry: &Registry, split_size: u64, priority: i32) -> Result<pb::JobSpec> {
-    let params = Params::parse_pairs(&def.params).context("bad --param")?;
+pub async fn prepare(
+    def: &JobDef,
+    registry: &Registry,
+    split_size: u64,
+    priority: i32,
+) -> Result<(pb::JobSpec, Params)> {
+    let mut params = Params::parse_pairs(&def.params).context("bad --param")?;
+    // Side data: read here too, so the job validates its parameters against it.
+    let mut side = std::collections::BTreeMap::new();
+    for pair in &def.side {
+        let (name, place) = pair.split_once('=').with_context(|| format!("bad --side {pair:?}: expected NAME=URL"))?;
+        if name.is_empty() || side.contains_key(name) {
+            bail!("bad --side {pair:?}: the name must be given, and only once");
+        }
+        let url = StoreUrl::from_user(place).with_context(|| format!("bad --side {pair:?}"))?;
+        let store = url.store()?;
+        let bytes = store
+            .get(&url.path())
+            .await
+            .map_err(|e| anyhow!("side data {name:?}: {}", quern_api::StoreError::from_store(url.as_str(), e)))?
+            .bytes()
+            .await
+            .with_context(|| format!("side data {name:?}"))?;
+        params = params.with_side(name, bytes);
+        side.insert(name.to_string(), url.to_string());
+    }
     let stages = match registry.pipeline(&def.job, &params) {
         Some(stages) => stages?
             .into_iter()
@@ -68,7 +92,7 @@ pub fn prepare(def: &JobDef, registry: &Registry, split_size: u64, priority: i32
         .map(|s| StoreUrl::from_user(s).map(|u| u.to_string()).context("bad --input"))
         .collect::<Result<Vec<_>>>()?;
     let output = StoreUrl::from_user(&def.output).context("bad --output")?;
-    Ok(pb::JobSpec {
+    let spec = pb::JobSpec {
         job: def.job.clone(),
         inputs,
         output: output.to_string(),
@@ -78,17 +102,19 @@ pub fn prepare(def: &JobDef, registry: &Registry, split_size: u64, priority: i32
         priority,
         skip_bad_records: false,
         stages,
-    })
+        side,
+    };
+    Ok((spec, params))
 }
 
 /// For a total-order job (one whose [`quern_api::Job::sample_key`] says so) with several
 /// reducers, samples the input (a few 64 KiB windows per object, as Hadoop's `InputSampler`
 /// reads the starts of splits) and adds the cut points to its parameters.
-pub async fn add_total_order(spec: &mut pb::JobSpec, registry: &Registry) -> Result<()> {
+pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: &Registry) -> Result<()> {
     if !spec.stages.is_empty() || spec.reducers <= 1 {
         return Ok(());
     }
-    let job = registry.create(&spec.job, &Params::new(spec.params.clone()))?;
+    let job = registry.create(&spec.job, params)?;
     if job.sample_key("").is_none() {
         return Ok(());
     }
@@ -129,9 +155,9 @@ pub async fn submit_spec(client: &mut JobClient, spec: pb::JobSpec) -> Result<St
 
 /// `quern submit`.
 pub async fn submit(a: SubmitArgs, registry: &Registry) -> Result<()> {
-    let mut spec = prepare(&a.job, registry, a.split_size, a.priority)?;
+    let (mut spec, params) = prepare(&a.job, registry, a.split_size, a.priority).await?;
     spec.skip_bad_records = a.skip_bad_records;
-    add_total_order(&mut spec, registry).await?;
+    add_total_order(&mut spec, &params, registry).await?;
     let mut client = connect(&a.conn).await?;
     let id = submit_spec(&mut client, spec).await?;
     if !a.wait {

@@ -127,8 +127,8 @@ pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
 
 /// `quern run`: a coordinator and workers in this process, one job, then exit.
 pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
-    let mut spec = prepare(&a.job, &registry, a.split_size, 0)?;
-    crate::client_cmds::add_total_order(&mut spec, &registry).await?;
+    let (mut spec, params) = prepare(&a.job, &registry, a.split_size, 0).await?;
+    crate::client_cmds::add_total_order(&mut spec, &params, &registry).await?;
     let scratch = match &a.store {
         Some(_) => None,
         None => Some(tempfile::Builder::new().prefix("quern-run-").tempdir().context("creating a scratch directory")?),

@@ -52,6 +52,7 @@ fn spec(output: &str, reducers: u32, priority: i32) -> JobSpec {
         priority,
         skip_bad_records: false,
         stages: Vec::new(),
+        side: Default::default(),
     }
 }
 

@@ -42,6 +42,9 @@ pub struct JobSpec {
     /// For a pipeline: its stages, in order (empty for a plain job).
     #[serde(default)]
     pub stages: Vec<Stage>,
+    /// Side data: name -> URL of a small object every task gets.
+    #[serde(default)]
+    pub side: BTreeMap<String, String>,
 }
 
 /// One MapReduce stage of a pipeline.
@@ -86,6 +89,7 @@ fn stage_spec(user: &JobSpec, k: usize, scratch: &StoreUrl) -> JobSpec {
         priority: user.priority,
         skip_bad_records: user.skip_bad_records,
         stages: Vec::new(),
+        side: user.side.clone(),
     }
 }
 
@@ -554,6 +558,7 @@ impl Job {
             reducers: self.spec.reducers,
             task: Some(task),
             skip_bad_records: self.spec.skip_bad_records,
+            side: self.spec.side.clone(),
         }
     }
 

@@ -146,6 +146,7 @@ mod tests {
             priority,
             skip_bad_records: false,
             stages: Vec::new(),
+            side: Default::default(),
         };
         let splits =
             (0..maps).map(|i| Split { url: format!("memory:///{i}"), start: 0, end: 10, object_size: 10 }).collect();

@@ -250,6 +250,14 @@ pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>), Stat
                 Ok(crate::job::Stage { job: s.job, params: s.params, reducers: s.reducers })
             })
             .collect::<Result<Vec<_>, _>>()?,
+        side: spec
+            .side
+            .into_iter()
+            .map(|(name, url)| {
+                let u = StoreUrl::parse(&url).map_err(|e| bad(format!("side data {name:?}: {e}")))?;
+                Ok((name, u.to_string()))
+            })
+            .collect::<Result<_, Status>>()?,
     };
     Ok((domain, inputs))
 }
@@ -277,6 +285,9 @@ impl pb::job_service_server::JobService for JobSvc {
             return Err(Status::already_exists(format!("output {} is being written by job {other}", spec.output)));
         }
         check_output_empty(&spec.output).await.map_err(input_status)?;
+        for (name, url) in &spec.side {
+            check_side(name, url).await?;
+        }
         let objects = list_inputs(&inputs).await.map_err(input_status)?;
         let splits = compute_splits(&objects, spec.split_size);
         let id = {
@@ -521,6 +532,26 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
                 pb::OutcomeResponse { accepted: false, reason: why.to_string() }
             }
         }))
+    }
+}
+
+/// Most bytes a side data object may have: it is shipped to every worker and held in memory.
+pub const MAX_SIDE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Checks that side data object `url` exists and is small.
+async fn check_side(name: &str, url: &str) -> Result<(), Status> {
+    let u = StoreUrl::parse(url).map_err(|e| Status::invalid_argument(format!("side data {name:?}: {e}")))?;
+    let store = u.store().map_err(|e| Status::invalid_argument(e.to_string()))?;
+    match store.head(&u.path()).await {
+        Ok(meta) if meta.size <= MAX_SIDE_BYTES => Ok(()),
+        Ok(meta) => Err(Status::invalid_argument(format!(
+            "side data {name:?} ({url}) has {} bytes; at most {MAX_SIDE_BYTES} are allowed",
+            meta.size
+        ))),
+        Err(object_store::Error::NotFound { .. }) => {
+            Err(Status::not_found(format!("side data {name:?}: {url} not found")))
+        }
+        Err(e) => Err(Status::unavailable(format!("side data {name:?}: {e}"))),
     }
 }
 

@@ -33,10 +33,11 @@ use quern_api::{Params, Registry, Stage};
 /// The jobs of the stock `quern` binary.
 pub fn builtin() -> Registry {
     let mut r = Registry::new();
-    r.register("wordcount", "count words (runs of alphabetic characters; --param combiner=false)", |p| {
-        p.allow_only(&["combiner"])?;
-        Ok(wordcount::WordCount { combiner: p.parse_or("combiner", true)? })
-    });
+    r.register(
+        "wordcount",
+        "count words (runs of alphabetic characters; --param combiner=false, --param stopwords=SIDE)",
+        wordcount::StopWordCount::from_params,
+    );
     r.register("grep", "count matches of --param pattern=REGEX", grep::Grep::from_params);
     r.register(
         "crashtest",

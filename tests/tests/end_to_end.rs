@@ -484,3 +484,28 @@ fn secondarysort_lists_each_keys_values_in_order() {
     ]));
     assert_eq!(read_output(&dir.path().join("out"), 3, false), expected);
 }
+
+#[test]
+fn side_data_reaches_every_task_and_bad_side_data_is_refused() {
+    let c = TestCluster::start(Mode::Processes, 2).unwrap();
+    let input = corpus(&c, 12);
+    let stop = c.path("stopwords.txt");
+    std::fs::write(&stop, "the\nData\n\nfox\n").unwrap();
+    let side = format!("stop={}", stop.display());
+    let status = submit_wait(&c, "wordcount", &input, &c.path("out"), &["--side", &side, "--param", "stopwords=stop"]);
+    assert_eq!(status["state"], "succeeded");
+    let mut expected = word_count(&input);
+    for w in ["the", "Data", "fox"] {
+        assert!(expected.remove(w).is_some(), "the corpus has {w:?}");
+    }
+    assert_eq!(read_output(&c.path("out"), 5, true), expected);
+
+    let i = format!("{}/", input.display());
+    let o = c.path("never").display().to_string();
+    let missing = c.cli("submit", &["--job", "wordcount", "--input", &i, "--output", &o, "--param", "stopwords=stop"]);
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no side data named"));
+    let gone =
+        c.cli("submit", &["--job", "wordcount", "--input", &i, "--output", &o, "--side", "stop=/nonexistent/stop.txt"]);
+    assert!(!gone.status.success() && String::from_utf8_lossy(&gone.stderr).contains("side data"));
+    assert!(!c.path("never").exists());
+}

@@ -94,6 +94,7 @@ struct Shared {
     running: Mutex<HashMap<AttemptId, CancellationToken>>,
     slot_freed: Notify,
     cache: Option<Arc<cache::Cache>>,
+    side: Arc<Mutex<HashMap<(String, String), bytes::Bytes>>>,
 }
 
 impl Shared {
@@ -166,7 +167,12 @@ pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationTo
                 .map_err(|source| WorkerError::Cache { dir: dir.display().to_string(), source })?,
         )),
     };
-    let shared = Arc::new(Shared { running: Mutex::new(HashMap::new()), slot_freed: Notify::new(), cache });
+    let shared = Arc::new(Shared {
+        running: Mutex::new(HashMap::new()),
+        slot_freed: Notify::new(),
+        cache,
+        side: Arc::new(Mutex::new(HashMap::new())),
+    });
     let tracker = TaskTracker::new();
     let result = serve(&cfg, &registry, &clients, &shared, &tracker, &shutdown).await;
     if result.is_err() {
@@ -223,6 +229,7 @@ async fn serve(
             worker_id: worker_id.clone(),
             local_data: cfg.local_data.clone(),
             cache: shared.cache.clone(),
+            side: shared.side.clone(),
         };
         let polled = poll_loop(cfg, &env, client, shared, tracker, &session, &mut outage).await;
         session.cancel();

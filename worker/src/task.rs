@@ -81,6 +81,31 @@ pub struct TaskEnv {
     pub local_data: Vec<String>,
     /// The local cache, with `--cache-dir`.
     pub cache: Option<Arc<crate::cache::Cache>>,
+    /// Side data already fetched, by (job, URL): each is shipped to this worker once per job.
+    pub side: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Bytes>>>,
+}
+
+/// The side data object `url` of job `job`, fetched once per worker.
+async fn side_data(env: &TaskEnv, job: &str, url: &str) -> Result<Bytes, TaskError> {
+    let key = (job.to_string(), url.to_string());
+    if let Some(b) = env.side.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(b.clone());
+    }
+    let (u, store) = self::url(url)?;
+    let path = u.path();
+    let bytes = with_retries("side data", || async {
+        let got = store.get(&path).await.map_err(|e| StoreError::from_store(u.as_str(), e))?;
+        got.bytes().await.map_err(|e| StoreError::from_store(u.as_str(), e))
+    })
+    .await
+    .map_err(TaskError::Input)?;
+    let mut memo = env.side.lock().unwrap_or_else(|e| e.into_inner());
+    // Side data is small, but jobs keep coming: forget other jobs' now and then.
+    if memo.len() > 64 {
+        memo.clear();
+    }
+    memo.insert(key, bytes.clone());
+    Ok(bytes)
 }
 
 /// Runs one assignment to its outcome.
@@ -90,7 +115,10 @@ pub async fn run_assignment(
     cancel: CancellationToken,
 ) -> Result<pb::Succeeded, TaskError> {
     let attempt = AttemptId::try_from(a.attempt.as_ref()).map_err(|e| TaskError::Config(e.to_string()))?;
-    let params = Params::new(a.params.clone());
+    let mut params = Params::new(a.params.clone());
+    for (name, side_url) in &a.side {
+        params = params.with_side(name, side_data(&env, &attempt.task.job.to_string(), side_url).await?);
+    }
     let job = env.registry.create(&a.job, &params).map_err(|e| TaskError::Config(e.to_string()))?;
     // Skipping mode starts with the second attempt: the first one failing is what says there
     // may be a bad record (MapReduce paper, 4.6).
