@@ -91,6 +91,16 @@ impl Shared {
         })
     }
 
+    /// Waits until every decision journalled so far is written.
+    pub async fn durable(&self) -> Result<(), Status> {
+        match self.journal.get() {
+            Some(j) if !j.durable(j.enqueued(), JOURNAL_WAIT).await => {
+                Err(Status::unavailable("the journal in the store is not writable"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Starts journalling (once, when this coordinator takes the lead).
     pub fn set_journal(&self, j: Journal) {
         let _ = self.journal.set(j);
@@ -299,11 +309,10 @@ impl pb::job_service_server::JobService for JobSvc {
             core.submit(spec, splits, now_ms())
         };
         // The id goes back only once the submission would survive a coordinator restart.
-        if let Some(j) = self.0.journal.get()
-            && !j.durable(j.enqueued(), JOURNAL_WAIT).await
-        {
-            return Err(Status::unavailable(format!("job {id} accepted but the journal is not writable")));
-        }
+        self.0
+            .durable()
+            .await
+            .map_err(|_| Status::unavailable(format!("job {id} accepted but the journal is not writable")))?;
         info!(job = %id, "job submitted");
         self.0.bump();
         Ok(Response::new(pb::SubmitResponse { job_id: id.to_string() }))
@@ -382,6 +391,8 @@ impl pb::job_service_server::JobService for JobSvc {
         };
         self.0.perform(actions);
         self.0.bump();
+        // Like a submit, a kill is acknowledged only once a restarted coordinator would know it.
+        self.0.durable().await?;
         Ok(Response::new(pb::KillResponse { state: state as i32 }))
     }
 
