@@ -36,7 +36,7 @@ pub fn builtin() -> Registry {
     r.register(
         "wordcount",
         "count words (runs of alphabetic characters; --param combiner=false, --param stopwords=SIDE)",
-        wordcount::StopWordCount::from_params,
+        wordcount::WordCount::from_params,
     );
     r.register("grep", "count matches of --param pattern=REGEX", grep::Grep::from_params);
     r.register(
