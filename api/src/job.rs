@@ -33,23 +33,40 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::fmt::{Display, Write as _};
+use std::fmt::Display;
 use std::hash::{BuildHasherDefault, Hash};
+use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
 
 use crate::counters::{Counters, names};
 use crate::data::Data;
 use crate::error::JobError;
+use crate::format::{InputFormat, OutputFormat};
 
-/// One line of text input.
+/// One input record: a line of text, a whole object, a fixed-length binary record, or a
+/// row of an Arrow or Parquet file, depending on the job's [`InputFormat`] (see
+/// [`crate::format`]).
 #[derive(Clone, Copy, Debug)]
 pub struct TextRecord<'a> {
-    /// Base name of the input object the line comes from (e.g. `book.txt`).
+    /// Base name of the input object the record comes from (e.g. `book.txt`); empty for
+    /// generated records.
     pub source: &'a str,
-    /// Byte offset of the line's start within that object.
+    /// Byte offset of the record's start within that object; the row number for Arrow and
+    /// Parquet rows; the record number for generated records.
     pub offset: u64,
-    /// The line without its `\n` (or `\r\n`). Invalid UTF-8 is replaced by U+FFFD.
+    /// The record as text: a line without its `\n` (or `\r\n`), a whole object, a row
+    /// rendered as tab-separated columns. Invalid UTF-8 is replaced by U+FFFD; empty for
+    /// binary (fixed-length) records that are not valid UTF-8.
     pub line: &'a str,
+    /// The record's raw bytes (for text, the line as read, before any U+FFFD replacement).
+    pub bytes: &'a [u8],
+}
+
+impl<'a> TextRecord<'a> {
+    /// A record holding one line of text.
+    pub fn text(source: &'a str, offset: u64, line: &'a str) -> Self {
+        TextRecord { source, offset, line, bytes: line.as_bytes() }
+    }
 }
 
 /// A MapReduce job over text input with text output.
@@ -100,10 +117,40 @@ pub trait Job: Send + Sync + 'static {
         key.len()
     }
 
-    /// For total-order jobs: the encoded key an input line maps to, so that the submitting
+    /// For total-order jobs: the encoded key an input record maps to, so that the submitting
     /// client can sample the input for cut points (Hadoop's `InputSampler`), which reach the
-    /// job as a [`TotalOrder`] parameter. None (the default) for hash-partitioned jobs.
-    fn sample_key(&self, _line: &str) -> Option<Vec<u8>> {
+    /// job as a [`TotalOrder`] parameter. None (the default) for hash-partitioned jobs; a
+    /// total-order job returns Some for every record, even an empty one.
+    fn sample_key(&self, _record: &TextRecord<'_>) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// The input format this job reads unless the user picks one (`--input-format`).
+    /// Default: [`InputFormat::Auto`] (text, Arrow or Parquet by object name).
+    fn input_format(&self) -> InputFormat {
+        InputFormat::Auto
+    }
+
+    /// The output format this job writes unless the user picks one (`--output-format`).
+    fn output_format(&self) -> OutputFormat {
+        OutputFormat::Text
+    }
+
+    /// A fixed number of reduce tasks, if the job needs one: `Some(0)` for a map-only job
+    /// (each map task's output becomes a part, Hadoop's `setNumReduceTasks(0)`), `Some(1)`
+    /// for a job that must see every key in one place. None: the user's `--reducers`.
+    ///
+    /// Without reducers, every pair a map emits goes through [`Job::reduce`] on its own (a
+    /// group of one value, in map order, no sorting or combining), so a job writes map-only
+    /// output in the same form as reduced output.
+    fn reducers(&self) -> Option<u32> {
+        None
+    }
+
+    /// For a generator (a job that reads no input, such as `teragen`): how many records it
+    /// makes. `map` is then called once per record number `n` in `0..rows`, with an empty
+    /// record whose `offset` is `n`.
+    fn generate(&self) -> Option<u64> {
         None
     }
 }
@@ -259,11 +306,34 @@ impl<K: Data + Hash + Eq, V: Data> MapContext<'_, K, V> {
     }
 }
 
-/// Text output of a reduce task: `KEY<TAB>VALUE\n` lines.
+/// How one output record was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OutKind {
+    /// `key<TAB>value\n`; the tab is at this offset from the record's start.
+    Pair(usize),
+    /// `line\n`.
+    Line,
+    /// Raw bytes.
+    Raw,
+}
+
+/// One record of an output, as the job wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutRecord<'a> {
+    /// From [`ReduceContext::emit`].
+    Pair(&'a str, &'a str),
+    /// From [`ReduceContext::emit_line`].
+    Line(&'a str),
+    /// From [`ReduceContext::emit_bytes`].
+    Bytes(&'a [u8]),
+}
+
+/// The output of a task: the text form of every record (what a `text` part holds), plus
+/// where each record lies in it, so other formats can be written from the same records.
 #[derive(Debug, Default)]
 pub struct TextOutput {
-    text: String,
-    records: u64,
+    text: Vec<u8>,
+    recs: Vec<(usize, OutKind)>,
 }
 
 impl TextOutput {
@@ -274,23 +344,52 @@ impl TextOutput {
 
     /// Records written so far.
     pub fn records(&self) -> u64 {
-        self.records
+        self.recs.len() as u64
     }
 
     /// A point to roll back to (see [`TextOutput::rollback`]).
     pub fn mark(&self) -> (usize, u64) {
-        (self.text.len(), self.records)
+        (self.text.len(), self.records())
     }
 
     /// Drops everything written since `mark` (a skipped key group's partial output).
     pub fn rollback(&mut self, mark: (usize, u64)) {
         self.text.truncate(mark.0);
-        self.records = mark.1;
+        self.recs.truncate(mark.1 as usize);
     }
 
-    /// The bytes to store.
+    /// Appends another output's records after this one's.
+    pub fn append(&mut self, other: TextOutput) {
+        let base = self.text.len();
+        self.text.extend_from_slice(&other.text);
+        self.recs.extend(other.recs.into_iter().map(|(at, k)| (at + base, k)));
+    }
+
+    /// Whether any record was written with [`ReduceContext::emit_bytes`].
+    pub fn has_bytes(&self) -> bool {
+        self.recs.iter().any(|r| r.1 == OutKind::Raw)
+    }
+
+    /// The records, in the order written.
+    pub fn iter(&self) -> impl Iterator<Item = OutRecord<'_>> {
+        self.recs.iter().enumerate().map(|(i, &(at, kind))| {
+            let end = self.recs.get(i + 1).map_or(self.text.len(), |r| r.0);
+            let bytes = &self.text[at..end];
+            // Records from emit and emit_line are Display output, so valid UTF-8.
+            match kind {
+                OutKind::Raw => OutRecord::Bytes(bytes),
+                OutKind::Line => OutRecord::Line(std::str::from_utf8(&bytes[..bytes.len() - 1]).unwrap_or_default()),
+                OutKind::Pair(tab) => OutRecord::Pair(
+                    std::str::from_utf8(&bytes[..tab]).unwrap_or_default(),
+                    std::str::from_utf8(&bytes[tab + 1..bytes.len() - 1]).unwrap_or_default(),
+                ),
+            }
+        })
+    }
+
+    /// The bytes of a `text` part.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.text.into_bytes()
+        self.text
     }
 }
 
@@ -306,17 +405,29 @@ impl<'a> ReduceContext<'a> {
         ReduceContext { out, counters }
     }
 
-    /// Writes one output line `key<TAB>value`.
+    /// Writes one output record: the line `key<TAB>value` in text output, a (key, value)
+    /// row in Arrow and Parquet output.
     pub fn emit(&mut self, key: impl Display, value: impl Display) {
-        // Writing into a String cannot fail.
-        let _ = writeln!(self.out.text, "{key}\t{value}");
-        self.out.records += 1;
+        let at = self.out.text.len();
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.out.text, "{key}");
+        let tab = self.out.text.len() - at;
+        let _ = writeln!(self.out.text, "\t{value}");
+        self.out.recs.push((at, OutKind::Pair(tab)));
     }
 
     /// Writes one output line as it is (no tab), e.g. for sorting lines.
     pub fn emit_line(&mut self, line: impl Display) {
+        let at = self.out.text.len();
         let _ = writeln!(self.out.text, "{line}");
-        self.out.records += 1;
+        self.out.recs.push((at, OutKind::Line));
+    }
+
+    /// Writes one binary record as it is (no newline), e.g. a fixed-length record.
+    pub fn emit_bytes(&mut self, bytes: &[u8]) {
+        let at = self.out.text.len();
+        self.out.text.extend_from_slice(bytes);
+        self.out.recs.push((at, OutKind::Raw));
     }
 
     /// Adds `n` to a user-defined counter.
@@ -325,17 +436,26 @@ impl<'a> ReduceContext<'a> {
     }
 }
 
+/// How a map run treats records and pairs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapOptions {
+    /// A record whose map call panics is skipped (its pairs dropped) and counted in
+    /// `SKIPPED_RECORDS` (MapReduce paper, 4.6).
+    pub skip_panics: bool,
+    /// The job runs without reducers: pairs are passed on in map order, never combined.
+    pub map_only: bool,
+}
+
 /// A job with its types erased: what the worker runs. Everything is encoded bytes.
 pub trait DynJob: Send + Sync {
     /// Maps a run of records, pushing encoded pairs (pre-combined when the job has a
-    /// combiner) into `sink`. With `skip_panics`, a record whose map call panics is skipped
-    /// (its pairs dropped) and counted in `SKIPPED_RECORDS` (MapReduce paper, 4.6).
+    /// combiner, unless map-only) into `sink`.
     fn map_records<'r>(
         &self,
         records: &mut dyn Iterator<Item = TextRecord<'r>>,
         sink: &mut dyn PairSink,
         counters: &mut Counters,
-        skip_panics: bool,
+        opts: MapOptions,
     ) -> Result<(), JobError>;
 
     /// Whether the job combines map output.
@@ -356,10 +476,22 @@ pub trait DynJob: Send + Sync {
     fn partition(&self, key: &[u8], reducers: u32) -> u32;
 
     /// See [`Job::sample_key`].
-    fn sample_key(&self, line: &str) -> Option<Vec<u8>>;
+    fn sample_key(&self, record: &TextRecord<'_>) -> Option<Vec<u8>>;
 
     /// See [`Job::group_len`].
     fn group_len(&self, key: &[u8]) -> usize;
+
+    /// See [`Job::input_format`].
+    fn input_format(&self) -> InputFormat;
+
+    /// See [`Job::output_format`].
+    fn output_format(&self) -> OutputFormat;
+
+    /// See [`Job::reducers`].
+    fn reducers(&self) -> Option<u32>;
+
+    /// See [`Job::generate`].
+    fn generate(&self) -> Option<u64>;
 }
 
 /// Adapts a typed [`Job`] to [`DynJob`].
@@ -371,15 +503,16 @@ impl<J: Job> DynJob for JobRunner<J> {
         records: &mut dyn Iterator<Item = TextRecord<'r>>,
         sink: &mut dyn PairSink,
         counters: &mut Counters,
-        skip_panics: bool,
+        opts: MapOptions,
     ) -> Result<(), JobError> {
+        let skip_panics = opts.skip_panics;
         let job = &self.0;
         let combine = |acc: &mut J::Value, v: J::Value| job.combine(acc, v);
         let mut user_counters = Counters::new();
         let mut inputs = 0i64;
         let mut skipped = 0i64;
         let (emitted, table) = {
-            let combining = job.uses_combiner();
+            let combining = job.uses_combiner() && !opts.map_only;
             let mode = if combining {
                 MapMode::Combining { table: FastMap::default() }
             } else {
@@ -479,12 +612,28 @@ impl<J: Job> DynJob for JobRunner<J> {
         self.0.partition(key, reducers)
     }
 
-    fn sample_key(&self, line: &str) -> Option<Vec<u8>> {
-        self.0.sample_key(line)
+    fn sample_key(&self, record: &TextRecord<'_>) -> Option<Vec<u8>> {
+        self.0.sample_key(record)
     }
 
     fn group_len(&self, key: &[u8]) -> usize {
         self.0.group_len(key).min(key.len())
+    }
+
+    fn input_format(&self) -> InputFormat {
+        self.0.input_format()
+    }
+
+    fn output_format(&self) -> OutputFormat {
+        self.0.output_format()
+    }
+
+    fn reducers(&self) -> Option<u32> {
+        self.0.reducers()
+    }
+
+    fn generate(&self) -> Option<u64> {
+        self.0.generate()
     }
 }
 
@@ -528,10 +677,10 @@ mod tests {
     fn combining_map_counts_and_reduce_writes_lines() {
         let job = JobRunner(Words);
         let lines = ["a b a", "b a"];
-        let mut recs = lines.iter().map(|l| TextRecord { source: "x", offset: 0, line: l });
+        let mut recs = lines.iter().map(|l| TextRecord::text("x", 0, l));
         let mut sink = Collect(Vec::new());
         let mut counters = Counters::new();
-        job.map_records(&mut recs, &mut sink, &mut counters, false).unwrap();
+        job.map_records(&mut recs, &mut sink, &mut counters, MapOptions::default()).unwrap();
         sink.0.sort();
         assert_eq!(
             sink.0,

@@ -45,6 +45,7 @@ pub mod client;
 pub mod counters;
 pub mod data;
 pub mod error;
+pub mod format;
 pub mod ids;
 pub mod job;
 pub mod json;
@@ -61,8 +62,9 @@ pub mod pb {
 pub use counters::Counters;
 pub use data::Data;
 pub use error::{JobError, LookupError, ParamError, ProtocolError, StoreError};
+pub use format::{InputFormat, OutputFormat};
 pub use ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
-pub use job::{DynJob, Job, MapContext, ReduceContext, TextRecord};
+pub use job::{DynJob, Job, MapContext, MapOptions, ReduceContext, TextRecord};
 pub use registry::{Params, Registry, Stage};
 pub use split::Split;
 pub use store::StoreUrl;

@@ -8,6 +8,8 @@
 
 use std::ops::Range;
 
+use crate::format::{InputFormat, ObjectFormat};
+
 /// An input object to split.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputObject {
@@ -54,17 +56,42 @@ impl Compression {
     }
 }
 
+/// The URL of generator splits: a job such as `teragen` reads no input; its split `[start,
+/// end)` is a range of record numbers, each handed to `map` as a record at that offset.
+pub const GENERATE_URL: &str = "generate:";
+
+/// Cuts `rows` generated records into `maps` splits of nearly equal size (at least one row
+/// each).
+pub fn generator_splits(rows: u64, maps: u32) -> Vec<Split> {
+    let maps = u64::from(maps.max(1)).min(rows.max(1));
+    (0..maps)
+        .map(|i| Split {
+            url: GENERATE_URL.into(),
+            start: rows * i / maps,
+            end: rows * (i + 1) / maps,
+            object_size: rows,
+        })
+        .filter(|s| s.end > s.start)
+        .collect()
+}
+
 /// Hadoop lets the last split of a file run 10% over rather than leave a sliver.
 const SLOP: f64 = 1.1;
 
 /// Cuts objects into splits of about `split_size` bytes. Empty objects get no split; an
-/// object no larger than `split_size` (times the slop), or a compressed one, gets exactly one.
-pub fn compute_splits(objects: &[InputObject], split_size: u64) -> Vec<Split> {
-    let split_size = split_size.max(1);
+/// object no larger than `split_size` (times the slop), or one its format cannot cut (see
+/// [`crate::format`]), gets exactly one. Fixed-length records are never cut: their splits
+/// start at multiples of the record length.
+pub fn compute_splits(objects: &[InputObject], split_size: u64, format: InputFormat) -> Vec<Split> {
     let mut out = Vec::new();
     for o in objects {
         let mut start = 0u64;
-        let whole = Compression::of(&o.url).is_some();
+        let of = format.resolve(&o.url);
+        let whole = !of.splittable();
+        let split_size = match of {
+            ObjectFormat::Fixed(n, _) => (split_size / u64::from(n)).max(1) * u64::from(n),
+            _ => split_size.max(1),
+        };
         while start < o.size {
             let remaining = o.size - start;
             let len = if whole || (remaining as f64) <= split_size as f64 * SLOP { remaining } else { split_size };
@@ -175,7 +202,7 @@ mod tests {
             split_size in 1u64..60,
         ) {
             let objects = [InputObject { url: "u".into(), size: data.len() as u64 }];
-            let splits = compute_splits(&objects, split_size);
+            let splits = compute_splits(&objects, split_size, InputFormat::Auto);
             let covered: u64 = splits.iter().map(|s| s.end - s.start).sum();
             prop_assert_eq!(covered, data.len() as u64);
             let mut got = Vec::new();
@@ -208,7 +235,7 @@ mod tests {
             InputObject { url: "c".into(), size: 105 },
             InputObject { url: "d".into(), size: 250 },
         ];
-        let s = compute_splits(&objs, 100);
+        let s = compute_splits(&objs, 100, InputFormat::Auto);
         let shape: Vec<(&str, u64, u64)> = s.iter().map(|s| (s.url.as_str(), s.start, s.end)).collect();
         assert_eq!(shape, vec![("b", 0, 10), ("c", 0, 105), ("d", 0, 100), ("d", 100, 200), ("d", 200, 250)]);
     }
@@ -220,7 +247,7 @@ mod tests {
             InputObject { url: "file:///d/b.ZST".into(), size: 1000 },
             InputObject { url: "file:///d.gz/c.txt".into(), size: 1000 },
         ];
-        let s = compute_splits(&objs, 100);
+        let s = compute_splits(&objs, 100, InputFormat::Auto);
         assert_eq!(s.iter().filter(|s| s.url.ends_with("a.txt.gz")).count(), 1);
         assert_eq!(s.iter().filter(|s| s.url.ends_with("b.ZST")).count(), 1);
         assert_eq!(s.iter().filter(|s| s.url.ends_with("c.txt")).count(), 10, "a directory name does not count");
@@ -230,5 +257,19 @@ mod tests {
     #[test]
     fn crlf_is_stripped() {
         assert_eq!(all_lines(b"a\r\nb\n\nc"), vec![b"a".to_vec(), b"b".to_vec(), b"".to_vec(), b"c".to_vec()]);
+    }
+
+    #[test]
+    fn fixed_records_split_at_record_boundaries_and_generators_by_rows() {
+        let objs = [InputObject { url: "f".into(), size: 1000 }];
+        let s = compute_splits(&objs, 250, InputFormat::Fixed(100));
+        let shape: Vec<(u64, u64)> = s.iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(shape, vec![(0, 200), (200, 400), (400, 600), (600, 800), (800, 1000)]);
+        let s = compute_splits(&objs, 10, InputFormat::Fixed(100));
+        assert_eq!(s.len(), 10, "at least one record per split");
+        let g = generator_splits(10, 3);
+        let shape: Vec<(u64, u64)> = g.iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(shape, vec![(0, 3), (3, 6), (6, 10)]);
+        assert_eq!(generator_splits(2, 7).len(), 2, "no empty generator splits");
     }
 }

@@ -184,9 +184,21 @@ pub struct JobDef {
     /// Output directory URL or path; must not exist or be empty.
     #[arg(long)]
     pub output: String,
-    /// Number of reduce tasks (output parts).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub reducers: u32,
+    /// Number of reduce tasks (output parts); 0 runs the job map-only (each map task writes
+    /// a part). Default: 4, or what the job requires.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub reducers: Option<u32>,
+    /// How inputs are read: auto (by name), text, whole, fixed:N, arrow, parquet.
+    /// Default: the job's own (auto for most).
+    #[arg(long)]
+    pub input_format: Option<quern_api::InputFormat>,
+    /// How parts are written: text, fixed:N, arrow, parquet. Default: the job's own (text
+    /// for most).
+    #[arg(long)]
+    pub output_format: Option<quern_api::OutputFormat>,
+    /// Map tasks of a generator job (teragen); default about one per million records.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub maps: Option<u32>,
     /// Job parameter KEY=VALUE (repeatable).
     #[arg(long = "param")]
     pub params: Vec<String>,

@@ -3,13 +3,13 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
-use object_store::ObjectStoreExt;
+use anyhow::{Result, anyhow, bail};
 use quern_api::client::{JobClient, job_client, read_token_file};
-use quern_api::{Params, Registry, StoreUrl, pb};
+use quern_api::{Registry, pb};
 use tokio_stream::StreamExt;
 
-use crate::args::{Conn, JobArgs, JobDef, KillArgs, ListArgs, SubmitArgs};
+use crate::args::{Conn, JobArgs, KillArgs, ListArgs, SubmitArgs};
+use crate::prepare::{add_total_order, prepare};
 use crate::render;
 
 /// Turns a gRPC error into one line a user can act on.
@@ -39,112 +39,6 @@ pub async fn connect(conn: &Conn) -> Result<JobClient> {
         }
     }
     Err(last.unwrap_or_else(|| anyhow!("no coordinator address")).context("no coordinator holding the lease"))
-}
-
-/// Checks a job definition against this binary's registry and builds the wire spec.
-pub async fn prepare(
-    def: &JobDef,
-    registry: &Registry,
-    split_size: u64,
-    priority: i32,
-) -> Result<(pb::JobSpec, Params)> {
-    let mut params = Params::parse_pairs(&def.params).context("bad --param")?;
-    // Side data: read here too, so the job validates its parameters against it.
-    let mut side = std::collections::BTreeMap::new();
-    for pair in &def.side {
-        let (name, place) = pair.split_once('=').with_context(|| format!("bad --side {pair:?}: expected NAME=URL"))?;
-        if name.is_empty() || side.contains_key(name) {
-            bail!("bad --side {pair:?}: the name must be given, and only once");
-        }
-        let url = StoreUrl::from_user(place).with_context(|| format!("bad --side {pair:?}"))?;
-        let store = url.store()?;
-        let bytes = store
-            .get(&url.path())
-            .await
-            .map_err(|e| anyhow!("side data {name:?}: {}", quern_api::StoreError::from_store(url.as_str(), e)))?
-            .bytes()
-            .await
-            .with_context(|| format!("side data {name:?}"))?;
-        params = params.with_side(name, bytes);
-        side.insert(name.to_string(), url.to_string());
-    }
-    let stages = match registry.pipeline(&def.job, &params) {
-        Some(stages) => stages?
-            .into_iter()
-            .map(|s| pb::StageSpec {
-                job: s.job,
-                params: s.params.as_map().clone(),
-                reducers: s.reducers.unwrap_or(def.reducers),
-            })
-            .collect(),
-        None => {
-            registry.create(&def.job, &params)?;
-            Vec::new()
-        }
-    };
-    if def.input.iter().all(|s| s.trim().is_empty()) {
-        bail!("--input is required for job {:?}", def.job);
-    }
-    let inputs = def
-        .input
-        .iter()
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| StoreUrl::from_user(s).map(|u| u.to_string()).context("bad --input"))
-        .collect::<Result<Vec<_>>>()?;
-    let output = StoreUrl::from_user(&def.output).context("bad --output")?;
-    let spec = pb::JobSpec {
-        job: def.job.clone(),
-        inputs,
-        output: output.to_string(),
-        reducers: def.reducers,
-        split_size,
-        params: params.as_map().clone(),
-        priority,
-        skip_bad_records: false,
-        stages,
-        side,
-    };
-    Ok((spec, params))
-}
-
-/// For a total-order job (one whose [`quern_api::Job::sample_key`] says so) with several
-/// reducers, samples the input (a few 64 KiB windows per object, as Hadoop's `InputSampler`
-/// reads the starts of splits) and adds the cut points to its parameters.
-pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: &Registry) -> Result<()> {
-    if !spec.stages.is_empty() || spec.reducers <= 1 {
-        return Ok(());
-    }
-    let job = registry.create(&spec.job, params)?;
-    if job.sample_key("").is_none() {
-        return Ok(());
-    }
-    let urls = spec.inputs.iter().map(|u| StoreUrl::parse(u)).collect::<Result<Vec<_>, _>>()?;
-    let objects = quern_coordinator::inputs::list_inputs(&urls).await?;
-    const WINDOW: u64 = 64 * 1024;
-    let mut sample = Vec::new();
-    for o in objects.iter().take(256) {
-        let url = StoreUrl::parse(&o.url)?;
-        let store = url.store()?;
-        for k in 0..4u64 {
-            let start = o.size * k / 4;
-            if start >= o.size || (k > 0 && o.size <= WINDOW) {
-                continue;
-            }
-            let end = (start + WINDOW).min(o.size);
-            let bytes = store.get_range(&url.path(), start..end).await.with_context(|| format!("sampling {url}"))?;
-            let mut lines: Vec<&[u8]> = quern_api::split::lines(&bytes).map(|(_, l)| l).collect();
-            if end < o.size {
-                lines.pop(); // cut off by the window
-            }
-            if start > 0 && !lines.is_empty() {
-                lines.remove(0); // begins mid-line
-            }
-            sample.extend(lines.into_iter().filter_map(|l| job.sample_key(&String::from_utf8_lossy(l))));
-        }
-    }
-    let order = quern_api::job::TotalOrder::from_sample(sample, spec.reducers);
-    spec.params.insert(quern_api::job::CUTS_PARAM.to_string(), order.to_param());
-    Ok(())
 }
 
 /// Submits a spec; returns the job id.

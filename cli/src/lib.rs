@@ -18,6 +18,7 @@
 
 pub mod args;
 pub mod client_cmds;
+pub mod prepare;
 pub mod render;
 pub mod servers;
 

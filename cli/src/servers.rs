@@ -10,7 +10,8 @@ use quern_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{CoordinatorArgs, RunArgs, WorkerArgs};
-use crate::client_cmds::{finish, prepare, submit_spec, wait};
+use crate::client_cmds::{finish, submit_spec, wait};
+use crate::prepare::prepare;
 use crate::render;
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
@@ -128,7 +129,7 @@ pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
 /// `quern run`: a coordinator and workers in this process, one job, then exit.
 pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
     let (mut spec, params) = prepare(&a.job, &registry, a.split_size, 0).await?;
-    crate::client_cmds::add_total_order(&mut spec, &params, &registry).await?;
+    crate::prepare::add_total_order(&mut spec, &params, &registry).await?;
     let scratch = match &a.store {
         Some(_) => None,
         None => Some(tempfile::Builder::new().prefix("quern-run-").tempdir().context("creating a scratch directory")?),

@@ -151,6 +151,8 @@ pub enum Action {
         temporary: StoreUrl,
         /// Split size for the next stage.
         split_size: u64,
+        /// The next stage's input format.
+        input_format: String,
     },
 }
 
@@ -216,7 +218,7 @@ impl Core {
                 Record::JobSubmitted { id, seq, spec, splits, submitted_ms } => {
                     let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
                     self.next_job = self.next_job.max(seq + 1);
-                    let job = Job::new(id.clone(), seq, spec, splits, scratch, self.cfg.epoch_ms, submitted_ms);
+                    let job = Job::new(id.clone(), seq, *spec, splits, scratch, self.cfg.epoch_ms, submitted_ms);
                     self.jobs.insert(id, job);
                 }
                 Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, level } => {
@@ -263,10 +265,11 @@ impl Core {
                     input: job.spec.output.clone(),
                     temporary: job.temporary_dir(),
                     split_size: job.spec.split_size,
+                    input_format: job.next_input_format(),
                 });
                 continue;
             }
-            if job.state == JobState::Running && job.reduces_complete() {
+            if job.state == JobState::Running && job.outputs_complete() {
                 job.state = JobState::Committing;
                 self.journal.push(Record::JobCommitting { job: job.id.clone() });
             }
@@ -517,11 +520,12 @@ impl Core {
         if job.state != JobState::Running {
             return Err("job is not running");
         }
-        if attempt.task.kind != TaskKind::Reduce {
-            return Err("only reduce attempts commit");
+        let kind = job.final_kind();
+        if attempt.task.kind != kind {
+            return Err("only attempts that write parts commit");
         }
         let (idx, n) = (attempt.task.index, attempt.attempt);
-        job.with_task(TaskKind::Reduce, idx, |t| t.request_commit(n, worker)).ok_or("unknown task")??;
+        job.with_task(kind, idx, |t| t.request_commit(n, worker)).ok_or("unknown task")??;
         Ok(Promotion { temp: job.temp_part_url(idx, n), part: job.part_url(idx) })
     }
 
@@ -556,13 +560,12 @@ impl Core {
                     counters: counters.as_map().clone(),
                     level: None,
                 };
+                let final_kind = job.final_kind();
                 let verdict = if job.state != JobState::Running {
                     Verdict::Stale("job is not running")
                 } else {
-                    job.with_task(kind, idx, |t| {
-                        t.succeed(n, worker, map_output, counters, kind == TaskKind::Reduce, now.at)
-                    })
-                    .unwrap_or(Verdict::Stale("unknown task"))
+                    job.with_task(kind, idx, |t| t.succeed(n, worker, map_output, counters, kind == final_kind, now.at))
+                        .unwrap_or(Verdict::Stale("unknown task"))
                 };
                 match verdict {
                     Verdict::Accepted(won) => {
@@ -585,14 +588,16 @@ impl Core {
                                 w.to_cancel.push(aid);
                             }
                         }
-                        if kind == TaskKind::Reduce && job.stage_finished() {
+                        let last = kind == job.final_kind();
+                        if last && job.stage_finished() {
                             actions.push(Action::AdvanceStage {
                                 job: job.id.clone(),
                                 input: job.spec.output.clone(),
                                 temporary: job.temporary_dir(),
                                 split_size: job.spec.split_size,
+                                input_format: job.next_input_format(),
                             });
-                        } else if kind == TaskKind::Reduce && job.reduces_complete() {
+                        } else if last && job.outputs_complete() {
                             job.state = JobState::Committing;
                             self.journal.push(Record::JobCommitting { job: job.id.clone() });
                             actions.push(Action::WriteSuccess {
@@ -660,7 +665,7 @@ impl Core {
         self.journal.push(Record::JobSubmitted {
             id: id.clone(),
             seq,
-            spec: spec.clone(),
+            spec: Box::new(spec.clone()),
             splits: splits.clone(),
             submitted_ms: now_ms,
         });

@@ -53,6 +53,8 @@ fn spec(output: &str, reducers: u32, priority: i32) -> JobSpec {
         skip_bad_records: false,
         stages: Vec::new(),
         side: Default::default(),
+        formats: Default::default(),
+        generate_rows: 0,
     }
 }
 
@@ -404,8 +406,13 @@ fn a_pipeline_runs_its_stages_in_order_and_replays_from_the_journal() {
     let mut s = spec("memory:///out/", 3, 0);
     s.name = "topwords".into();
     s.stages = vec![
-        crate::job::Stage { job: "wordcount".into(), params: Default::default(), reducers: 2 },
-        crate::job::Stage { job: "topn".into(), params: Default::default(), reducers: 1 },
+        crate::job::Stage {
+            job: "wordcount".into(),
+            params: Default::default(),
+            reducers: 2,
+            formats: Default::default(),
+        },
+        crate::job::Stage { job: "topn".into(), params: Default::default(), reducers: 1, formats: Default::default() },
     ];
     let id = c.submit(s, splits(1), 1);
     run_one(&mut c, &w, &clock, 2);

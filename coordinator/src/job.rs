@@ -45,6 +45,21 @@ pub struct JobSpec {
     /// Side data: name -> URL of a small object every task gets.
     #[serde(default)]
     pub side: BTreeMap<String, String>,
+    /// Input and output formats (see [`quern_api::format`]); empty for the defaults.
+    #[serde(default)]
+    pub formats: Formats,
+    /// For a generator job (no inputs): how many records it makes.
+    #[serde(default)]
+    pub generate_rows: u64,
+}
+
+/// A job's (or stage's) input and output formats, as their format strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Formats {
+    /// `--input-format`.
+    pub input: String,
+    /// `--output-format`.
+    pub output: String,
 }
 
 /// One MapReduce stage of a pipeline.
@@ -54,8 +69,11 @@ pub struct Stage {
     pub job: String,
     /// Its parameters.
     pub params: BTreeMap<String, String>,
-    /// Its reduce tasks.
+    /// Its reduce tasks (0: map-only).
     pub reducers: u32,
+    /// Its formats.
+    #[serde(default)]
+    pub formats: Formats,
 }
 
 /// Where a pipeline job is: the user's request, the running stage, and the counters of the
@@ -90,6 +108,8 @@ fn stage_spec(user: &JobSpec, k: usize, scratch: &StoreUrl) -> JobSpec {
         skip_bad_records: user.skip_bad_records,
         stages: Vec::new(),
         side: user.side.clone(),
+        formats: stage.formats.clone(),
+        generate_rows: if k == 0 { user.generate_rows } else { 0 },
     }
 }
 
@@ -212,6 +232,13 @@ impl Job {
         submitted_ms: u64,
         pipeline: Option<Pipeline>,
     ) -> Self {
+        // A map-only job needs a task to commit its (then empty) part even when its input
+        // is empty: one generator split of no rows.
+        let splits = if splits.is_empty() && spec.reducers == 0 {
+            vec![Split { url: quern_api::split::GENERATE_URL.into(), start: 0, end: 0, object_size: 0 }]
+        } else {
+            splits
+        };
         let m = splits.len();
         let r = spec.reducers as usize;
         let base = pipeline.as_ref().map_or(0, |p| p.current as u32 * STAGE_ATTEMPT_BASE);
@@ -343,7 +370,31 @@ impl Job {
 
     /// Whether the running stage of a pipeline is done and another follows.
     pub fn stage_finished(&self) -> bool {
-        self.pipeline.as_ref().is_some_and(|p| p.current + 1 < p.user.stages.len()) && self.reduces_complete()
+        self.pipeline.as_ref().is_some_and(|p| p.current + 1 < p.user.stages.len()) && self.outputs_complete()
+    }
+
+    /// The input format of the next pipeline stage.
+    pub fn next_input_format(&self) -> String {
+        self.pipeline
+            .as_ref()
+            .and_then(|p| p.user.stages.get(p.current + 1))
+            .map(|s| s.formats.input.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether the job runs without reducers: its map tasks commit the parts.
+    pub fn map_only(&self) -> bool {
+        self.spec.reducers == 0
+    }
+
+    /// The kind of task that commits parts: reduce, or map in a map-only job.
+    pub fn final_kind(&self) -> TaskKind {
+        if self.map_only() { TaskKind::Map } else { TaskKind::Reduce }
+    }
+
+    /// Whether every part of the running stage is committed.
+    pub fn outputs_complete(&self) -> bool {
+        if self.map_only() { self.maps_complete() } else { self.reduces_complete() }
     }
 
     /// Starts the next stage of a pipeline over `splits` (of the finished stage's output).
@@ -505,10 +556,8 @@ impl Job {
 
     /// The parts committed so far.
     pub fn committed_parts(&self) -> Vec<StoreUrl> {
-        (0..self.reduces.len() as u32)
-            .filter(|&i| self.reduces[i as usize].is_done())
-            .map(|i| self.part_url(i))
-            .collect()
+        let tasks = self.tasks(self.final_kind());
+        (0..tasks.len() as u32).filter(|&i| tasks[i as usize].is_done()).map(|i| self.part_url(i)).collect()
     }
 
     /// Builds the assignment for attempt `attempt` of a task.
@@ -526,6 +575,12 @@ impl Job {
                         object_size: s.object_size,
                     }),
                     output_url: self.shuffle_url(idx, attempt).to_string(),
+                    part_url: if self.map_only() { self.part_url(idx).to_string() } else { String::new() },
+                    temp_url: if self.map_only() {
+                        self.temp_part_url(idx, attempt).to_string()
+                    } else {
+                        String::new()
+                    },
                 })
             }
             TaskKind::Reduce => {
@@ -559,6 +614,8 @@ impl Job {
             task: Some(task),
             skip_bad_records: self.spec.skip_bad_records,
             side: self.spec.side.clone(),
+            input_format: self.spec.formats.input.clone(),
+            output_format: self.spec.formats.output.clone(),
         }
     }
 

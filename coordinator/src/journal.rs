@@ -38,7 +38,7 @@ pub enum Record {
         /// Submission order.
         seq: u64,
         /// What was asked.
-        spec: JobSpec,
+        spec: Box<JobSpec>,
         /// Its splits (inputs are not listed again).
         splits: Vec<Split>,
         /// Wall-clock submit time.

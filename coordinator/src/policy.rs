@@ -147,6 +147,8 @@ mod tests {
             skip_bad_records: false,
             stages: Vec::new(),
             side: Default::default(),
+            formats: Default::default(),
+            generate_rows: 0,
         };
         let splits =
             (0..maps).map(|i| Split { url: format!("memory:///{i}"), start: 0, end: 10, object_size: 10 }).collect();

@@ -160,7 +160,7 @@ impl Shared {
                             }
                         }
                     }
-                    Action::AdvanceStage { job, input, temporary, split_size } => {
+                    Action::AdvanceStage { job, input, temporary, split_size, input_format } => {
                         let cleared = delete_prefix(&temporary).await;
                         remove_empty_local_dirs(&temporary, &input);
                         let listed = match cleared {
@@ -171,7 +171,8 @@ impl Shared {
                         };
                         match listed {
                             Ok(objects) => {
-                                let splits = compute_splits(&objects, split_size);
+                                let format = input_format.parse().unwrap_or_default();
+                                let splits = compute_splits(&objects, split_size, format);
                                 info!(job = %job, maps = splits.len(), "pipeline stage done; next stage starts");
                                 me.core().advance(&job, splits);
                             }
@@ -223,22 +224,34 @@ fn not_found(id: &JobId) -> Status {
 }
 
 /// Checks a wire job spec and turns it into a domain one.
-pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>), Status> {
+/// Returns the spec, its input URLs and the map tasks asked for (generator jobs).
+pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>, u32), Status> {
     let bad = |m: String| Status::invalid_argument(m);
     if spec.job.trim().is_empty() {
         return Err(bad("job name is empty".into()));
     }
-    if spec.inputs.is_empty() {
+    if spec.inputs.is_empty() && spec.generate_rows == 0 {
         return Err(bad("no input given".into()));
     }
+    if !spec.inputs.is_empty() && spec.generate_rows > 0 {
+        return Err(bad("a generator job reads no input".into()));
+    }
+    let formats = |input: &str, output: &str| -> Result<crate::job::Formats, Status> {
+        input.parse::<quern_api::InputFormat>().map_err(|e| bad(format!("input format: {e}")))?;
+        output.parse::<quern_api::OutputFormat>().map_err(|e| bad(format!("output format: {e}")))?;
+        Ok(crate::job::Formats { input: input.to_string(), output: output.to_string() })
+    };
     let inputs = spec
         .inputs
         .iter()
         .map(|u| StoreUrl::parse(u).map_err(|e| bad(format!("input: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let output = StoreUrl::parse(&spec.output).map_err(|e| bad(format!("output: {e}")))?;
-    if spec.reducers == 0 || spec.reducers > MAX_REDUCERS {
-        return Err(bad(format!("reducers must be between 1 and {MAX_REDUCERS}, not {}", spec.reducers)));
+    if spec.reducers > MAX_REDUCERS {
+        return Err(bad(format!("reducers must be between 0 and {MAX_REDUCERS}, not {}", spec.reducers)));
+    }
+    if spec.maps > MAX_REDUCERS {
+        return Err(bad(format!("maps must be at most {MAX_REDUCERS}, not {}", spec.maps)));
     }
     let split_size = if spec.split_size == 0 { DEFAULT_SPLIT_SIZE } else { spec.split_size };
     let domain = JobSpec {
@@ -254,10 +267,11 @@ pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>), Stat
             .stages
             .into_iter()
             .map(|s| {
-                if s.job.trim().is_empty() || s.reducers == 0 || s.reducers > MAX_REDUCERS {
+                if s.job.trim().is_empty() || s.reducers > MAX_REDUCERS {
                     return Err(bad(format!("bad pipeline stage {:?} with {} reducers", s.job, s.reducers)));
                 }
-                Ok(crate::job::Stage { job: s.job, params: s.params, reducers: s.reducers })
+                let formats = formats(&s.input_format, &s.output_format)?;
+                Ok(crate::job::Stage { job: s.job, params: s.params, reducers: s.reducers, formats })
             })
             .collect::<Result<Vec<_>, _>>()?,
         side: spec
@@ -268,8 +282,26 @@ pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>), Stat
                 Ok((name, u.to_string()))
             })
             .collect::<Result<_, Status>>()?,
+        formats: formats(&spec.input_format, &spec.output_format)?,
+        generate_rows: spec.generate_rows,
     };
-    Ok((domain, inputs))
+    Ok((domain, inputs, spec.maps))
+}
+
+/// Fixed-length records: refuses (uncompressed) inputs that do not hold whole records, as
+/// Hadoop's `FixedLengthInputFormat` does, before any task runs.
+fn check_record_sizes(objects: &[quern_api::split::InputObject], format: quern_api::InputFormat) -> Result<(), Status> {
+    for o in objects {
+        if let quern_api::format::ObjectFormat::Fixed(n, None) = format.resolve(&o.url)
+            && o.size % u64::from(n) != 0
+        {
+            return Err(Status::invalid_argument(format!(
+                "input {} holds {} bytes, not a whole number of {n}-byte records",
+                o.url, o.size
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn input_status(e: InputError) -> Status {
@@ -290,7 +322,7 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::JobStatus, Status>> + Se
 impl pb::job_service_server::JobService for JobSvc {
     async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
         let spec = req.into_inner().spec.ok_or_else(|| Status::invalid_argument("missing job spec"))?;
-        let (spec, inputs) = validate_spec(spec)?;
+        let (spec, inputs, maps) = validate_spec(spec)?;
         if let Some(other) = self.0.core().output_in_use(&spec.output) {
             return Err(Status::already_exists(format!("output {} is being written by job {other}", spec.output)));
         }
@@ -298,8 +330,16 @@ impl pb::job_service_server::JobService for JobSvc {
         for (name, url) in &spec.side {
             check_side(name, url).await?;
         }
-        let objects = list_inputs(&inputs).await.map_err(input_status)?;
-        let splits = compute_splits(&objects, spec.split_size);
+        let splits = if spec.generate_rows > 0 {
+            // By default about a million records per map task.
+            let maps = if maps > 0 { maps } else { spec.generate_rows.div_ceil(1_000_000).min(1000) as u32 };
+            quern_api::split::generator_splits(spec.generate_rows, maps)
+        } else {
+            let objects = list_inputs(&inputs).await.map_err(input_status)?;
+            let format = spec.formats.input.parse().unwrap_or_default();
+            check_record_sizes(&objects, format)?;
+            compute_splits(&objects, spec.split_size, format)
+        };
         let id = {
             let mut core = self.0.core();
             // Checked again under the lock: two submits may race for one output.

@@ -25,6 +25,8 @@ pub mod indexer;
 pub mod join;
 pub mod secondarysort;
 pub mod sort;
+pub mod tera;
+pub mod teravalidate;
 pub mod topn;
 pub mod wordcount;
 
@@ -62,11 +64,63 @@ pub fn builtin() -> Registry {
             Stage { job: "topn".into(), params: Params::new([("n".to_string(), n)].into()), reducers: Some(1) },
         ])
     });
+    r.register("teragen", "Hadoop TeraGen: --param rows=N 100-byte records (map-only, no input)", |p| {
+        tera::TeraGen::from_params(p)
+    });
+    r.register("terasort", "Hadoop TeraSort: 100-byte records sorted by 10-byte key across parts", |p| {
+        tera::TeraSort::from_params(p)
+    });
+    r.register("teravalidate", "Hadoop TeraValidate: checksum line, and an error line per misorder", |p| {
+        teravalidate::TeraValidate::from_params(p)
+    });
+    r.register("identity", "each input record as it is (map-only; converts between formats)", |p| {
+        p.allow_only(&[])?;
+        Ok(Identity)
+    });
     r.register("indexer", "inverted index: word -> number of documents and their names", |p| {
         p.allow_only(&[])?;
         Ok(indexer::Indexer)
     });
     r
+}
+
+/// `identity`: writes every input record as it is, map-only: a text line stays a line, a
+/// binary record stays bytes (so `--output-format` converts between formats).
+pub struct Identity;
+
+impl quern_api::Job for Identity {
+    type Key = Vec<u8>;
+    type Value = u32;
+
+    fn map(
+        &self,
+        rec: &quern_api::TextRecord<'_>,
+        ctx: &mut quern_api::MapContext<'_, Vec<u8>, u32>,
+    ) -> Result<(), quern_api::JobError> {
+        // The value says whether the record is text (1) or binary (0).
+        let text = !rec.line.is_empty() || rec.bytes.is_empty();
+        ctx.emit(if text { rec.line.as_bytes().to_vec() } else { rec.bytes.to_vec() }, u32::from(text));
+        Ok(())
+    }
+
+    fn reduce(
+        &self,
+        rec: Vec<u8>,
+        kinds: &mut dyn Iterator<Item = u32>,
+        out: &mut quern_api::ReduceContext<'_>,
+    ) -> Result<(), quern_api::JobError> {
+        for kind in kinds {
+            match (kind, std::str::from_utf8(&rec)) {
+                (1, Ok(line)) => out.emit_line(line),
+                _ => out.emit_bytes(&rec),
+            }
+        }
+        Ok(())
+    }
+
+    fn reducers(&self) -> Option<u32> {
+        Some(0)
+    }
 }
 
 /// Calls `f` on every word of `line`: maximal runs of alphabetic characters.

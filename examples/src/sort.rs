@@ -52,7 +52,7 @@ impl Job for Sort {
         }
     }
 
-    fn sample_key(&self, line: &str) -> Option<Vec<u8>> {
-        Some(line.as_bytes().to_vec())
+    fn sample_key(&self, rec: &TextRecord<'_>) -> Option<Vec<u8>> {
+        Some(rec.line.as_bytes().to_vec())
     }
 }

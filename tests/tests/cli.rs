@@ -66,7 +66,28 @@ fn bad_input_gets_one_clear_line_and_writes_nothing() {
     );
     assert_fails(&sub(&["--job", "grep", "--input", &i, "--output", &out]), "is required");
     assert_fails(&sub(&["--job", "wordcount", "--output", &out]), "--input is required");
-    assert_fails(&sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--reducers", "0"]), "--reducers");
+    assert_fails(&sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--reducers", "100001"]), "--reducers");
+    // Formats, generators and jobs that fix their reducers.
+    assert_fails(&sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--input-format", "csv"]), "csv");
+    assert_fails(&sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--output-format", "whole"]), "whole");
+    assert_fails(
+        &sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--input-format", "fixed:0"]),
+        "fixed:0",
+    );
+    assert_fails(&sub(&["--job", "teragen", "--param", "rows=10", "--input", &i, "--output", &out]), "no --input");
+    assert_fails(&sub(&["--job", "teragen", "--output", &out]), "rows");
+    assert_fails(&sub(&["--job", "teragen", "--param", "rows=0", "--output", &out]), "nothing to generate");
+    assert_fails(&sub(&["--job", "teragen", "--param", "rows=10", "--output", &out, "--reducers", "2"]), "map-only");
+    assert_fails(&sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--maps", "3"]), "--maps");
+    assert_fails(&sub(&["--job", "teravalidate", "--input", &i, "--output", &out, "--reducers", "3"]), "1 reducer");
+    // 2,000 lines of text are not a whole number of 100-byte records... unless they happen
+    // to be: use a file of 150 bytes.
+    let odd = c.path("odd.bin");
+    std::fs::write(&odd, [7u8; 150]).unwrap();
+    assert_fails(
+        &sub(&["--job", "terasort", "--input", &odd.display().to_string(), "--output", &out]),
+        "not a whole number of 100-byte records",
+    );
     assert_fails(
         &sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--split-size", "lots"]),
         "--split-size",

@@ -253,7 +253,7 @@ fn gzip_and_zstd_inputs_count_like_the_plain_text() {
     assert_eq!(read_output(&dir.path().join("out"), 3, true), word_count(&plain));
     let maps = status["maps"]["total"].as_u64().unwrap();
     let plain = quern_api::split::InputObject { url: "doc-02.txt".into(), size: text(2).len() as u64 };
-    let plain_splits = quern_api::split::compute_splits(&[plain], 4096).len() as u64;
+    let plain_splits = quern_api::split::compute_splits(&[plain], 4096, quern_api::InputFormat::Auto).len() as u64;
     assert!(plain_splits > 1);
     assert_eq!(maps, plain_splits + 2, "the compressed objects are one split each");
 }

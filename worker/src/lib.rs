@@ -16,7 +16,9 @@
 pub mod cache;
 pub mod decompress;
 pub mod error;
+pub mod input;
 pub mod map;
+pub mod output;
 pub mod reduce;
 pub mod shuffle;
 pub mod task;

@@ -1,19 +1,19 @@
 //! Map execution: one split in, one shuffle object out, on all cores.
 //!
-//! The split's owned lines are cut into chunks at line boundaries; rayon maps the chunks in
-//! parallel (each with its own combine table when the job combines), every pair going to its
+//! The split's records are cut into chunks (at line or record boundaries, see
+//! [`crate::input`]); rayon maps the chunks in parallel (each with its own combine table when the job combines), every pair going to its
 //! reduce partition's buffer. Then each partition is sorted by key bytes, combined across
-//! chunks, and encoded as one segment of the shuffle object (see [`crate::shuffle`]).
-
-use std::borrow::Cow;
+//! chunks, and encoded as one segment of the shuffle object (see [`crate::shuffle`]). A job
+//! without reducers skips all that: its pairs go through `reduce` one by one, in map order,
+//! into the task's part ([`map_only_split`]).
 
 use quern_api::counters::names;
-use quern_api::job::{DynJob, PairSink, TextRecord};
-use quern_api::split::{chunk_at_lines, lines, owned_range};
+use quern_api::job::{DynJob, MapOptions, PairSink, ReduceContext, TextOutput};
 use quern_api::{Counters, pb};
 use rayon::prelude::*;
 
 use crate::error::TaskError;
+use crate::input::Input;
 use crate::shuffle::{checksum, encode_segment};
 
 /// Encoded pairs in one flat buffer: cheap to fill, cheap to sort by index.
@@ -63,61 +63,57 @@ pub struct MapResult {
     pub counters: Counters,
 }
 
-/// Maps the split `[start, end)` whose bytes from `start` on are `data` (see
-/// [`quern_api::split::owned_range`]). `source` is the input object's base name. With
-/// `skip_bad_records`, records on which the map function panics are skipped and counted.
+/// Maps the chunks of `input` in parallel, each into its own sink from `make_sink`.
+fn map_chunks<S: PairSink + Send>(
+    job: &dyn DynJob,
+    input: &Input,
+    source: &str,
+    opts: MapOptions,
+    make_sink: impl Fn() -> S + Sync,
+) -> Result<Vec<(S, Counters)>, TaskError> {
+    let pieces = rayon::current_num_threads() * 4;
+    input
+        .chunks(pieces)
+        .into_par_iter()
+        .map(|range| {
+            let mut sink = make_sink();
+            let mut counters = Counters::new();
+            let mut mapped = Counters::new();
+            input
+                .with_records(range, source, &mut counters, |records| {
+                    job.map_records(records, &mut sink, &mut mapped, opts)
+                })
+                .map_err(|e| TaskError::User(e.0))?;
+            counters.merge(&mapped);
+            Ok((sink, counters))
+        })
+        .collect()
+}
+
+/// Maps `input` (a split's records) into one shuffle object partitioned for `reducers`.
+/// `source` is the input object's base name. With `skip_bad_records`, records on which the
+/// map function panics are skipped and counted.
 pub fn map_split(
     job: &dyn DynJob,
-    data: &[u8],
-    start: u64,
-    end: u64,
+    input: &Input,
     source: &str,
     reducers: u32,
     skip_bad_records: bool,
 ) -> Result<MapResult, TaskError> {
-    let owned = owned_range(data, start, end);
-    let base = start + owned.start as u64;
-    let bytes = &data[owned.clone()];
-    let pieces = rayon::current_num_threads() * 4;
-    let chunks = chunk_at_lines(bytes, pieces);
-
-    let mapped: Vec<Result<(Partitioned<'_>, Counters), TaskError>> = chunks
-        .par_iter()
-        .map(|range| {
-            let chunk = &bytes[range.clone()];
-            let mut sink = Partitioned {
-                job,
-                reducers,
-                bufs: (0..reducers).map(|_| PairBuf::default()).collect(),
-                bad_partition: None,
-            };
-            let mut counters = Counters::new();
-            let text = String::from_utf8_lossy(chunk);
-            if let Cow::Owned(_) = &text {
-                let bad = lines(chunk).filter(|(_, l)| std::str::from_utf8(l).is_err()).count();
-                counters.add(names::MALFORMED_INPUT_LINES, bad as i64);
-            }
-            // Lossy decoding keeps every '\n' and '\r', so lines of the decoded text match the
-            // raw lines one to one; offsets come from the raw bytes.
-            let chunk_base = base + range.start as u64;
-            let mut records = lines(chunk).zip(lines(text.as_bytes())).map(|((off, _), (_, l))| TextRecord {
-                source,
-                offset: chunk_base + off as u64,
-                line: std::str::from_utf8(l).unwrap_or(""),
-            });
-            job.map_records(&mut records, &mut sink, &mut counters, skip_bad_records)
-                .map_err(|e| TaskError::User(e.0))?;
-            if let Some(p) = sink.bad_partition {
-                return Err(TaskError::User(format!("partitioner returned {p} for {reducers} reducers")));
-            }
-            Ok((sink, counters))
-        })
-        .collect();
-
+    let opts = MapOptions { skip_panics: skip_bad_records, map_only: false };
+    let make = || Partitioned {
+        job,
+        reducers,
+        bufs: (0..reducers).map(|_| PairBuf::default()).collect(),
+        bad_partition: None,
+    };
+    let mapped = map_chunks(job, input, source, opts, make)?;
+    if let Some(p) = mapped.iter().find_map(|(s, _)| s.bad_partition) {
+        return Err(TaskError::User(format!("partitioner returned {p} for {reducers} reducers")));
+    }
     let mut sinks = Vec::with_capacity(mapped.len());
     let mut counters = Counters::new();
-    for m in mapped {
-        let (sink, c) = m?;
+    for (sink, c) in mapped {
         counters.merge(&c);
         sinks.push(sink);
     }
@@ -153,12 +149,55 @@ pub fn map_split(
         written += records;
         object.extend_from_slice(&bytes);
     }
-    counters.add(names::MAP_INPUT_BYTES, bytes.len() as i64);
+    counters.add(names::MAP_INPUT_BYTES, input.len_bytes() as i64);
     counters.add(names::MAP_OUTPUT_BYTES, object.len() as i64);
     if combiner {
         counters.add(names::COMBINE_OUTPUT_RECORDS, written as i64);
     }
     Ok(MapResult { object, segments, counters })
+}
+
+/// Pairs in the order emitted.
+#[derive(Default)]
+struct InOrder(PairBuf);
+
+impl PairSink for InOrder {
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.0.push(key, value);
+    }
+}
+
+/// Maps `input` for a job without reducers: every pair, in map order, goes through the job's
+/// reduce on its own (a group of one value), straight into the task's output.
+pub fn map_only_split(
+    job: &dyn DynJob,
+    input: &Input,
+    source: &str,
+    skip_bad_records: bool,
+) -> Result<(TextOutput, Counters), TaskError> {
+    let opts = MapOptions { skip_panics: skip_bad_records, map_only: true };
+    let mapped = map_chunks(job, input, source, opts, InOrder::default)?;
+    let outputs = mapped
+        .into_par_iter()
+        .map(|(sink, mut counters)| {
+            let mut out = TextOutput::new();
+            let mut user = Counters::new();
+            for (k, v) in sink.0.iter() {
+                let mut ctx = ReduceContext::new(&mut out, &mut user);
+                job.reduce_encoded(k, &mut std::iter::once(v), &mut ctx).map_err(|e| TaskError::User(e.0))?;
+            }
+            counters.merge(&user);
+            Ok((out, counters))
+        })
+        .collect::<Result<Vec<_>, TaskError>>()?;
+    let mut out = TextOutput::new();
+    let mut counters = Counters::new();
+    for (o, c) in outputs {
+        out.append(o);
+        counters.merge(&c);
+    }
+    counters.add(names::MAP_INPUT_BYTES, input.len_bytes() as i64);
+    Ok((out, counters))
 }
 
 /// Merges runs of equal keys in sorted `pairs` through the job's combiner.

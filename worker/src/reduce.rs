@@ -6,9 +6,9 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::panic::AssertUnwindSafe;
 
-use quern_api::Counters;
 use quern_api::counters::names;
 use quern_api::job::{DynJob, ReduceContext, TextOutput};
+use quern_api::{Counters, OutputFormat};
 
 use crate::error::TaskError;
 use crate::shuffle::Run;
@@ -50,7 +50,12 @@ fn head(runs: &[Run], run: usize, pos: Option<(usize, usize)>) -> Option<Head<'_
 /// bytes with the reduce counters.
 /// With `skip_bad_records`, a key group on which the reduce function panics is skipped (its
 /// partial output dropped) and counted in `SKIPPED_RECORDS`.
-pub fn reduce_runs(job: &dyn DynJob, runs: &[Run], skip_bad_records: bool) -> Result<(Vec<u8>, Counters), TaskError> {
+pub fn reduce_runs(
+    job: &dyn DynJob,
+    runs: &[Run],
+    skip_bad_records: bool,
+    format: OutputFormat,
+) -> Result<(Vec<u8>, Counters), TaskError> {
     let mut heap = BinaryHeap::with_capacity(runs.len());
     for (i, r) in runs.iter().enumerate() {
         if let Some(h) = head(runs, i, r.first_pos()) {
@@ -106,7 +111,7 @@ pub fn reduce_runs(job: &dyn DynJob, runs: &[Run], skip_bad_records: bool) -> Re
         counters.add(names::SKIPPED_RECORDS, skipped);
     }
     counters.merge(&user);
-    let bytes = out.into_bytes();
+    let bytes = crate::output::encode(out, format).map_err(TaskError::User)?;
     counters.add(names::OUTPUT_BYTES, bytes.len() as i64);
     Ok((bytes, counters))
 }

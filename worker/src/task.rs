@@ -11,14 +11,16 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use quern_api::counters::names;
-use quern_api::split::{Compression, has_enough};
-use quern_api::{AttemptId, DynJob, Params, Registry, StoreError, StoreUrl, WorkerId, pb};
+use quern_api::format::ObjectFormat;
+use quern_api::split::{GENERATE_URL, has_enough};
+use quern_api::{AttemptId, DynJob, InputFormat, OutputFormat, Params, Registry, StoreError, StoreUrl, WorkerId, pb};
 use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
 
-use crate::decompress::decompress;
 use crate::error::TaskError;
-use crate::map::map_split;
+use crate::input::Input;
+use crate::map::{map_only_split, map_split};
+use crate::output::encode;
 use crate::reduce::reduce_runs;
 use crate::shuffle::decode_segment;
 
@@ -108,6 +110,14 @@ async fn side_data(env: &TaskEnv, job: &str, url: &str) -> Result<Bytes, TaskErr
     Ok(bytes)
 }
 
+/// What an assignment says about how to run its task.
+struct AssignmentInfo {
+    skip: bool,
+    reducers: u32,
+    input_format: InputFormat,
+    output_format: OutputFormat,
+}
+
 /// Runs one assignment to its outcome.
 pub async fn run_assignment(
     env: TaskEnv,
@@ -120,12 +130,18 @@ pub async fn run_assignment(
         params = params.with_side(name, side_data(&env, &attempt.task.job.to_string(), side_url).await?);
     }
     let job = env.registry.create(&a.job, &params).map_err(|e| TaskError::Config(e.to_string()))?;
-    // Skipping mode starts with the second attempt: the first one failing is what says there
-    // may be a bad record (MapReduce paper, 4.6).
-    let skip = a.skip_bad_records && attempt.attempt > 1;
+    let bad_format = |e: quern_api::format::FormatError| TaskError::Config(e.to_string());
+    let info = AssignmentInfo {
+        // Skipping mode starts with the second attempt: the first one failing is what says
+        // there may be a bad record (MapReduce paper, 4.6).
+        skip: a.skip_bad_records && attempt.attempt > 1,
+        reducers: a.reducers,
+        input_format: a.input_format.parse().map_err(bad_format)?,
+        output_format: a.output_format.parse().map_err(bad_format)?,
+    };
     match a.task {
-        Some(pb::task_assignment::Task::Map(m)) => run_map(&env, job, m, a.reducers, skip, &cancel).await,
-        Some(pb::task_assignment::Task::Reduce(r)) => run_reduce(&env, &attempt, job, r, skip, &cancel).await,
+        Some(pb::task_assignment::Task::Map(m)) => run_map(&env, &attempt, job, m, &info, &cancel).await,
+        Some(pb::task_assignment::Task::Reduce(r)) => run_reduce(&env, &attempt, job, r, &info, &cancel).await,
         None => Err(TaskError::Config("assignment without a task".into())),
     }
 }
@@ -187,49 +203,90 @@ async fn fetch_split(split: &pb::Split) -> Result<Bytes, TaskError> {
     Ok(Bytes::from(buf))
 }
 
+/// What a map task reads: the split's bytes (from the cache, this machine's disk or the
+/// store) and the counter they count in.
+async fn read_split(
+    env: &TaskEnv,
+    split: &pb::Split,
+    format: ObjectFormat,
+) -> Result<(Bytes, Option<&'static str>), TaskError> {
+    if split.url == GENERATE_URL {
+        return Ok((Bytes::new(), None));
+    }
+    let local = env.local_data.iter().any(|p| split.url.starts_with(p.as_str()));
+    // Only text reads past its split's end (to finish its last line).
+    let text = format == ObjectFormat::Text(None);
+    let cached = env.cache.as_ref().and_then(|c| {
+        if text {
+            c.get_from(&split.url, split.start, split.object_size)
+                .filter(|b| has_enough(b, split.start, split.end, split.object_size))
+        } else {
+            c.get(&split.url, split.start, split.end, Some(split.object_size))
+        }
+    });
+    if let Some(b) = cached {
+        return Ok((b, Some(names::CACHE_BYTES_READ)));
+    }
+    let b = if text {
+        fetch_split(split).await?
+    } else if split.start >= split.end {
+        Bytes::new()
+    } else {
+        let (u, store) = url(&split.url)?;
+        get_range(&store, &u, split.start..split.end).await.map_err(TaskError::Input)?
+    };
+    if let Some(c) = &env.cache {
+        c.put(&split.url, split.start, split.object_size, &b);
+    }
+    Ok((b, Some(if local { names::LOCAL_BYTES_READ } else { names::REMOTE_BYTES_READ })))
+}
+
 async fn run_map(
     env: &TaskEnv,
+    attempt: &AttemptId,
     job: Arc<dyn DynJob>,
     m: pb::MapTask,
-    reducers: u32,
-    skip: bool,
+    a: &AssignmentInfo,
     cancel: &CancellationToken,
 ) -> Result<pb::Succeeded, TaskError> {
     let split = m.split.ok_or_else(|| TaskError::Config("map task without a split".into()))?;
-    let (out_url, out_store) = url(&m.output_url)?;
-    if reducers == 0 {
-        return Err(TaskError::Config("a job needs at least one reducer".into()));
-    }
-    let local = env.local_data.iter().any(|p| split.url.starts_with(p.as_str()));
-    let cached = env.cache.as_ref().and_then(|c| c.get_from(&split.url, split.start, split.object_size));
-    let (data, source_counter) = match cached {
-        Some(b) if has_enough(&b, split.start, split.end, split.object_size) => (b, names::CACHE_BYTES_READ),
-        _ => {
-            let b = fetch_split(&split).await?;
-            if let Some(c) = &env.cache {
-                c.put(&split.url, split.start, split.object_size, &b);
-            }
-            (b, if local { names::LOCAL_BYTES_READ } else { names::REMOTE_BYTES_READ })
-        }
-    };
+    let format = a.input_format.resolve(&split.url);
+    let (data, source_counter) = read_split(env, &split, format).await?;
     let read = data.len() as i64;
     let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
-    let (mut start, mut end) = (split.start, split.end);
-    let data = match Compression::of(&split.url) {
-        None => data,
-        Some(c) => {
-            // One split per compressed object: the whole object, decompressed, is the split.
-            let text = spawn_compute(move || decompress(c, &data))
-                .await?
-                .map_err(|reason| TaskError::BadInput { url: split.url.clone(), reason })?;
-            (start, end) = (0, text.len() as u64);
-            Bytes::from(text)
+    let (start, end) = (split.start, split.end);
+    let generated = split.url == GENERATE_URL;
+    let input = spawn_compute(move || {
+        if generated { Ok(Input::Generate { start, end }) } else { Input::decode(format, data, start, end) }
+    })
+    .await?
+    .map_err(|reason| TaskError::BadInput { url: split.url.clone(), reason })?;
+    let input = Arc::new(input);
+    let (skip, reducers, output_format) = (a.skip, a.reducers, a.output_format);
+    if reducers == 0 {
+        // Map-only: this task's output is a part, committed like a reduce task's.
+        let (bytes, mut counters) = spawn_compute(move || {
+            let (out, mut counters) = map_only_split(job.as_ref(), &input, &source, skip)?;
+            let bytes = encode(out, output_format).map_err(TaskError::User)?;
+            counters.add(names::OUTPUT_BYTES, bytes.len() as i64);
+            Ok::<_, TaskError>((bytes, counters))
+        })
+        .await??;
+        if let Some(c) = source_counter {
+            counters.add(c, read);
         }
-    };
-    let mut result =
-        spawn_compute(move || map_split(job.as_ref(), &data, start, end, &source, reducers, skip)).await??;
+        if cancel.is_cancelled() {
+            return Err(TaskError::Cancelled);
+        }
+        commit_part(env, attempt, &m.temp_url, bytes).await?;
+        return Ok(pb::Succeeded { counters: counters.into_map(), map_output: None });
+    }
+    let (out_url, out_store) = url(&m.output_url)?;
+    let mut result = spawn_compute(move || map_split(job.as_ref(), &input, &source, reducers, skip)).await??;
     // Where the input came from: this worker's cache, its own disk, or elsewhere.
-    result.counters.add(source_counter, read);
+    if let Some(c) = source_counter {
+        result.counters.add(c, read);
+    }
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
@@ -245,14 +302,34 @@ async fn run_map(
     })
 }
 
+/// Writes a part to this attempt's own temporary object, then asks to commit: the
+/// coordinator moves the object of the one attempt it grants into place, so a cut-off
+/// attempt can never touch the part.
+async fn commit_part(env: &TaskEnv, attempt: &AttemptId, temp_url: &str, bytes: Vec<u8>) -> Result<(), TaskError> {
+    let (temp_url, temp_store) = url(temp_url)?;
+    put(&temp_store, &temp_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
+    let mut client = env.client.clone();
+    let resp = client
+        .commit(pb::CommitRequest { worker_id: env.worker_id.to_string(), attempt: Some(attempt.into()) })
+        .await
+        .map(|r| r.into_inner())
+        .unwrap_or_else(|s| pb::CommitResponse { granted: false, reason: s.message().to_string() });
+    if !resp.granted {
+        let _ = temp_store.delete(&temp_url.path()).await;
+        return Err(TaskError::CommitRefused(resp.reason));
+    }
+    Ok(())
+}
+
 async fn run_reduce(
     env: &TaskEnv,
     attempt: &AttemptId,
     job: Arc<dyn DynJob>,
     r: pb::ReduceTask,
-    skip: bool,
+    info: &AssignmentInfo,
     cancel: &CancellationToken,
 ) -> Result<pb::Succeeded, TaskError> {
+    let (skip, format) = (info.skip, info.output_format);
     let cache = env.cache.as_deref();
     let fetches = r.inputs.into_iter().map(|input| async move {
         let seg = input.segment.unwrap_or_default();
@@ -294,7 +371,7 @@ async fn run_reduce(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        reduce_runs(job.as_ref(), &runs, skip)
+        reduce_runs(job.as_ref(), &runs, skip, format)
     })
     .await??;
     counters.add(names::REDUCE_SHUFFLE_BYTES, shuffle_bytes as i64);
@@ -304,21 +381,7 @@ async fn run_reduce(
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
-    // Write to this attempt's own temporary object, then ask to commit: the coordinator
-    // moves the object of the one attempt it grants into place, so a cut-off attempt can
-    // never touch the part.
-    let (temp_url, temp_store) = url(&r.temp_url)?;
-    put(&temp_store, &temp_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
-    let mut client = env.client.clone();
-    let resp = client
-        .commit(pb::CommitRequest { worker_id: env.worker_id.to_string(), attempt: Some(attempt.into()) })
-        .await
-        .map(|r| r.into_inner())
-        .unwrap_or_else(|s| pb::CommitResponse { granted: false, reason: s.message().to_string() });
-    if !resp.granted {
-        let _ = temp_store.delete(&temp_url.path()).await;
-        return Err(TaskError::CommitRefused(resp.reason));
-    }
+    commit_part(env, attempt, &r.temp_url, bytes).await?;
     Ok(pb::Succeeded { counters: counters.into_map(), map_output: None })
 }
 

@@ -1,0 +1,226 @@
+//! Input formats on the worker: a split's bytes become the records `map` sees (see
+//! [`quern_api::format`] for what each format means).
+//!
+//! Every format is cut into chunks that rayon maps in parallel: text at line boundaries,
+//! fixed-length records at record boundaries, Arrow and Parquet rows and generated record
+//! numbers by count. A whole object is one record, so one chunk.
+
+use std::borrow::Cow;
+use std::io::Cursor;
+use std::ops::Range;
+
+use arrow_array::{Array, RecordBatch};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::ArrowError;
+use bytes::Bytes;
+use quern_api::Counters;
+use quern_api::counters::names;
+use quern_api::format::ObjectFormat;
+use quern_api::job::TextRecord;
+use quern_api::split::{chunk_at_lines, lines, owned_range};
+
+use crate::decompress::decompress;
+
+/// A split's records, decoded as far as needed to cut them into chunks.
+#[derive(Debug)]
+pub enum Input {
+    /// Text lines: `data` holds the object from `start` on; `owned` is the range of it holding
+    /// the lines the split owns.
+    Text {
+        /// The bytes read.
+        data: Bytes,
+        /// Object offset of `data[0]`.
+        start: u64,
+        /// The lines this split owns, within `data`.
+        owned: Range<usize>,
+    },
+    /// One record: a whole object.
+    Whole {
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// Fixed-length records.
+    Fixed {
+        /// Whole records, back to back.
+        data: Bytes,
+        /// Record length.
+        len: usize,
+        /// Object offset of `data[0]`.
+        base: u64,
+    },
+    /// Arrow or Parquet rows, rendered as tab-separated lines.
+    Rows {
+        /// Every row's line, back to back.
+        text: String,
+        /// Where each row's line ends in `text`.
+        ends: Vec<usize>,
+    },
+    /// Generated record numbers `start..end`.
+    Generate {
+        /// First record number.
+        start: u64,
+        /// One past the last.
+        end: u64,
+    },
+}
+
+impl Input {
+    /// Decodes the bytes read for split `[start, end)` of an object in `format` (for text,
+    /// from `start` through the end of the split's last line; for the unsplittable formats,
+    /// the whole object).
+    pub fn decode(format: ObjectFormat, data: Bytes, start: u64, end: u64) -> Result<Input, String> {
+        let unpack = |c| -> Result<Bytes, String> {
+            match c {
+                None => Ok(data.clone()),
+                Some(c) => decompress(c, &data).map(Bytes::from),
+            }
+        };
+        Ok(match format {
+            ObjectFormat::Text(None) => Input::Text { owned: owned_range(&data, start, end), data, start },
+            ObjectFormat::Text(Some(c)) => {
+                let data = unpack(Some(c))?;
+                Input::Text { owned: 0..data.len(), data, start: 0 }
+            }
+            ObjectFormat::Whole(c) => Input::Whole { data: unpack(c)? },
+            ObjectFormat::Fixed(n, c) => {
+                let data = unpack(c)?;
+                let len = n as usize;
+                if data.len() % len != 0 {
+                    return Err(format!("{} bytes is not a whole number of {len}-byte records", data.len()));
+                }
+                Input::Fixed { data, len, base: if c.is_some() { 0 } else { start } }
+            }
+            ObjectFormat::Arrow => {
+                if data.starts_with(b"ARROW1") {
+                    let reader = arrow_ipc::reader::FileReader::try_new(Cursor::new(data), None).map_err(arrow)?;
+                    render_rows(reader)?
+                } else {
+                    let reader = arrow_ipc::reader::StreamReader::try_new(Cursor::new(data), None).map_err(arrow)?;
+                    render_rows(reader)?
+                }
+            }
+            ObjectFormat::Parquet => {
+                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data)
+                    .and_then(|b| b.build())
+                    .map_err(|e| format!("parquet: {e}"))?;
+                render_rows(reader)?
+            }
+        })
+    }
+
+    /// The input bytes mapped (`MAP_INPUT_BYTES`).
+    pub fn len_bytes(&self) -> u64 {
+        match self {
+            Input::Text { owned, .. } => owned.len() as u64,
+            Input::Whole { data } | Input::Fixed { data, .. } => data.len() as u64,
+            Input::Rows { text, .. } => text.len() as u64,
+            Input::Generate { .. } => 0,
+        }
+    }
+
+    /// Cuts the records into about `pieces` chunks, in record order.
+    pub fn chunks(&self, pieces: usize) -> Vec<Range<usize>> {
+        let by_count = |n: usize| -> Vec<Range<usize>> {
+            let step = n.div_ceil(pieces.max(1)).max(1);
+            (0..n).step_by(step).map(|s| s..(s + step).min(n)).collect()
+        };
+        match self {
+            Input::Text { data, owned, .. } => chunk_at_lines(&data[owned.clone()], pieces),
+            Input::Whole { .. } => std::iter::once(0..1).collect(),
+            Input::Fixed { data, len, .. } => by_count(data.len() / len),
+            Input::Rows { ends, .. } => by_count(ends.len()),
+            Input::Generate { start, end } => by_count(end.saturating_sub(*start) as usize),
+        }
+    }
+
+    /// Calls `f` with the records of one chunk from [`Input::chunks`]; counts malformed text.
+    pub fn with_records<R>(
+        &self,
+        chunk: Range<usize>,
+        source: &str,
+        counters: &mut Counters,
+        f: impl FnOnce(&mut dyn Iterator<Item = TextRecord<'_>>) -> R,
+    ) -> R {
+        match self {
+            Input::Text { data, start, owned } => {
+                let bytes = &data[owned.clone()];
+                let raw = &bytes[chunk.clone()];
+                let text = String::from_utf8_lossy(raw);
+                if let Cow::Owned(_) = &text {
+                    let bad = lines(raw).filter(|(_, l)| std::str::from_utf8(l).is_err()).count();
+                    counters.add(names::MALFORMED_INPUT_LINES, bad as i64);
+                }
+                // Lossy decoding keeps every '\n' and '\r', so lines of the decoded text match
+                // the raw lines one to one; offsets come from the raw bytes.
+                let base = start + (owned.start + chunk.start) as u64;
+                let mut records = lines(raw).zip(lines(text.as_bytes())).map(|((off, raw), (_, l))| TextRecord {
+                    source,
+                    offset: base + off as u64,
+                    line: std::str::from_utf8(l).unwrap_or(""),
+                    bytes: raw,
+                });
+                f(&mut records)
+            }
+            Input::Whole { data } => {
+                let text = String::from_utf8_lossy(data);
+                let mut one = std::iter::once(TextRecord { source, offset: 0, line: &text, bytes: data });
+                f(&mut one)
+            }
+            Input::Fixed { data, len, base } => {
+                let mut records = chunk.map(|i| {
+                    let bytes = &data[i * len..(i + 1) * len];
+                    TextRecord {
+                        source,
+                        offset: base + (i * len) as u64,
+                        line: std::str::from_utf8(bytes).unwrap_or(""),
+                        bytes,
+                    }
+                });
+                f(&mut records)
+            }
+            Input::Rows { text, ends } => {
+                let mut records = chunk.map(|i| {
+                    let from = if i == 0 { 0 } else { ends[i - 1] };
+                    let line = &text[from..ends[i]];
+                    TextRecord { source, offset: i as u64, line, bytes: line.as_bytes() }
+                });
+                f(&mut records)
+            }
+            Input::Generate { start, .. } => {
+                let mut records = chunk.map(|i| TextRecord { source, offset: start + i as u64, line: "", bytes: &[] });
+                f(&mut records)
+            }
+        }
+    }
+}
+
+fn arrow(e: ArrowError) -> String {
+    format!("arrow: {e}")
+}
+
+/// Renders rows as lines: columns joined by tabs, nulls empty, trailing nulls dropped.
+fn render_rows(batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>) -> Result<Input, String> {
+    let options = FormatOptions::default();
+    let (mut text, mut ends) = (String::new(), Vec::new());
+    for batch in batches {
+        let batch = batch.map_err(arrow)?;
+        let columns = batch.columns();
+        let formatters =
+            columns.iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>();
+        let formatters = formatters.map_err(arrow)?;
+        for row in 0..batch.num_rows() {
+            let last = columns.iter().rposition(|c| !c.is_null(row)).map_or(0, |i| i + 1);
+            for (i, f) in formatters.iter().take(last).enumerate() {
+                if i > 0 {
+                    text.push('\t');
+                }
+                if !columns[i].is_null(row) {
+                    use std::fmt::Write as _;
+                    write!(text, "{}", f.value(row)).map_err(|e| format!("rendering a row: {e}"))?;
+                }
+            }
+            ends.push(text.len());
+        }
+    }
+    Ok(Input::Rows { text, ends })
+}
