@@ -1,0 +1,289 @@
+//! Input and output formats, map-only jobs, on a multi-process cluster: every format
+//! round-trips, and Parquet, Arrow IPC and whole-file input give the same word count as text.
+//! Parts written as Parquet and Arrow are read here with the `parquet` and `arrow` crates,
+//! not with Quern's own readers.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, RecordBatch, StringArray};
+use quern_tests::data::{read_output, word_count, write_corpus};
+use quern_tests::{Mode, TestCluster, ok_stdout};
+
+/// Runs a job to success; returns its final status.
+fn run(c: &TestCluster, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--split-size", "8KiB", "--wait", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("submit", &all))).unwrap();
+    assert_eq!(status["state"], "succeeded", "{status}");
+    status
+}
+
+fn dir_arg(p: &Path) -> String {
+    format!("{}/", p.display())
+}
+
+/// The parts of an output directory, in name order, checking that only parts and `_SUCCESS`
+/// are there.
+fn parts(dir: &Path) -> Vec<PathBuf> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names.first().map(String::as_str), Some("_SUCCESS"), "{names:?}");
+    let parts: Vec<PathBuf> = names[1..].iter().map(|n| dir.join(n)).collect();
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(p.file_name().unwrap().to_string_lossy(), format!("part-{i:05}"));
+    }
+    parts
+}
+
+/// The input's lines as a text job sees them: invalid UTF-8 replaced, `\r\n` ends stripped.
+fn expected_lines(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with(['_', '.']))
+        .collect();
+    files.sort();
+    let mut lines = Vec::new();
+    for f in files {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+        let mut file_lines: Vec<String> =
+            text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l).to_string()).collect();
+        if text.ends_with('\n') {
+            file_lines.pop();
+        }
+        lines.extend(file_lines);
+    }
+    lines
+}
+
+/// Rows of (key, value) from record batches with Utf8 `key` and nullable Utf8 `value`.
+fn key_values(batches: Vec<RecordBatch>) -> Vec<(String, Option<String>)> {
+    let mut rows = Vec::new();
+    for b in batches {
+        assert_eq!(b.schema().field(0).name(), "key");
+        assert_eq!(b.schema().field(1).name(), "value");
+        let k = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let v = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            rows.push((k.value(i).to_string(), (!v.is_null(i)).then(|| v.value(i).to_string())));
+        }
+    }
+    rows
+}
+
+fn read_parquet(path: &Path) -> Vec<(String, Option<String>)> {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    key_values(reader.map(Result::unwrap).collect())
+}
+
+fn read_arrow(path: &Path) -> Vec<(String, Option<String>)> {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = arrow_ipc::reader::FileReader::try_new(file, None).unwrap();
+    key_values(reader.map(Result::unwrap).collect())
+}
+
+#[test]
+fn parquet_and_arrow_round_trip_and_count_the_same_words_as_text() {
+    let c = TestCluster::start(Mode::Processes, 2).unwrap();
+    let input = c.path("input");
+    write_corpus(&input, 3, 30_000, 5).unwrap();
+    let lines = expected_lines(&input);
+    let words = word_count(&input);
+    for (format, read) in
+        [("parquet", read_parquet as fn(&Path) -> Vec<(String, Option<String>)>), ("arrow", read_arrow)]
+    {
+        // Text to the format: identity is map-only, so the parts hold the lines in order.
+        let converted = c.path(&format!("as-{format}"));
+        let s = run(
+            &c,
+            &[
+                "--job",
+                "identity",
+                "--input",
+                &dir_arg(&input),
+                "--output",
+                &converted.display().to_string(),
+                "--output-format",
+                format,
+            ],
+        );
+        let converted_parts = parts(&converted);
+        assert_eq!(converted_parts.len() as u64, s["maps"]["total"].as_u64().unwrap(), "one part per map task");
+        assert_eq!(s["reduces"]["total"], 0);
+        let rows: Vec<(String, Option<String>)> = converted_parts.iter().flat_map(|p| read(p)).collect();
+        assert!(rows.iter().all(|(_, v)| v.is_none()), "lines have no value column");
+        assert_eq!(rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>(), lines, "{format} holds the lines");
+
+        // ... and back to text.
+        let back = c.path(&format!("back-from-{format}"));
+        run(
+            &c,
+            &[
+                "--job",
+                "identity",
+                "--input",
+                &dir_arg(&converted),
+                "--output",
+                &back.display().to_string(),
+                "--input-format",
+                format,
+            ],
+        );
+        let text: String = parts_text(&back);
+        assert_eq!(text, lines.iter().map(|l| format!("{l}\n")).collect::<String>(), "{format} back to text");
+
+        // Word count over the format equals word count over the text.
+        let counted = c.path(&format!("wc-{format}"));
+        run(
+            &c,
+            &[
+                "--job",
+                "wordcount",
+                "--input",
+                &dir_arg(&converted),
+                "--output",
+                &counted.display().to_string(),
+                "--input-format",
+                format,
+                "--reducers",
+                "3",
+            ],
+        );
+        assert_eq!(read_output(&counted, 3, true), words, "wordcount over {format}");
+
+        // A reduce job writing the format: (word, count) rows.
+        let out = c.path(&format!("wc-out-{format}"));
+        run(
+            &c,
+            &[
+                "--job",
+                "wordcount",
+                "--input",
+                &dir_arg(&input),
+                "--output",
+                &out.display().to_string(),
+                "--output-format",
+                format,
+                "--reducers",
+                "2",
+            ],
+        );
+        let got: BTreeMap<String, String> =
+            parts(&out).iter().flat_map(|p| read(p)).map(|(k, v)| (k, v.unwrap())).collect();
+        assert_eq!(got, words, "wordcount written as {format}");
+    }
+}
+
+fn parts_text(dir: &Path) -> String {
+    parts(dir).iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+}
+
+#[test]
+fn fixed_whole_and_text_round_trip_and_map_only_jobs_write_one_part_per_map() {
+    let c = TestCluster::start(Mode::Processes, 2).unwrap();
+
+    // Fixed-length binary records: 16 bytes each, cut into splits at record boundaries.
+    let bin = c.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let data: Vec<u8> = (0..5_000u32 * 16).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(bin.join("records.bin"), &data).unwrap();
+    let out = c.path("bin-out");
+    let s = run(
+        &c,
+        &[
+            "--job",
+            "identity",
+            "--input",
+            &dir_arg(&bin),
+            "--output",
+            &out.display().to_string(),
+            "--input-format",
+            "fixed:16",
+            "--output-format",
+            "fixed:16",
+        ],
+    );
+    assert!(s["maps"]["total"].as_u64().unwrap() >= 9, "80,000 bytes in 8 KiB splits: {s}");
+    let parts_bytes: Vec<u8> = parts(&out).iter().flat_map(|p| std::fs::read(p).unwrap()).collect();
+    assert_eq!(parts_bytes, data, "fixed:16 records round-trip byte for byte");
+    assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], 5_000);
+
+    // Text lines through a map-only job come back as the same lines, in order.
+    let input = c.path("input");
+    write_corpus(&input, 3, 20_000, 11).unwrap();
+    let text_out = c.path("text-out");
+    let s = run(&c, &["--job", "identity", "--input", &dir_arg(&input), "--output", &text_out.display().to_string()]);
+    let lines = expected_lines(&input);
+    assert_eq!(parts_text(&text_out), lines.iter().map(|l| format!("{l}\n")).collect::<String>());
+    assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], lines.len());
+
+    // Whole files: one record (and one map task) per file, the same words as text.
+    let whole = c.path("whole-out");
+    let s = run(
+        &c,
+        &[
+            "--job",
+            "identity",
+            "--input",
+            &dir_arg(&input),
+            "--output",
+            &whole.display().to_string(),
+            "--input-format",
+            "whole",
+        ],
+    );
+    assert_eq!(s["maps"]["total"], 3);
+    assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], 3);
+    let wc_whole = c.path("wc-whole");
+    run(
+        &c,
+        &[
+            "--job",
+            "wordcount",
+            "--input",
+            &dir_arg(&input),
+            "--output",
+            &wc_whole.display().to_string(),
+            "--input-format",
+            "whole",
+            "--reducers",
+            "2",
+        ],
+    );
+    let words = word_count(&input);
+    assert_eq!(read_output(&wc_whole, 2, true), words);
+
+    // Any job runs map-only with --reducers 0: every pair through reduce on its own, one
+    // part per map task, nothing combined.
+    let map_only = c.path("map-only");
+    let s = run(
+        &c,
+        &[
+            "--job",
+            "wordcount",
+            "--input",
+            &dir_arg(&input),
+            "--output",
+            &map_only.display().to_string(),
+            "--reducers",
+            "0",
+        ],
+    );
+    assert_eq!(s["reduces"]["total"], 0);
+    let map_only_parts = parts(&map_only);
+    assert_eq!(map_only_parts.len() as u64, s["maps"]["total"].as_u64().unwrap());
+    let mut summed: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &map_only_parts {
+        for line in std::fs::read_to_string(p).unwrap().lines() {
+            let (w, n) = line.split_once('\t').unwrap();
+            assert_eq!(n, "1", "no combining in a map-only job");
+            *summed.entry(w.to_string()).or_default() += 1;
+        }
+    }
+    let summed: BTreeMap<String, String> = summed.into_iter().map(|(k, v)| (k, v.to_string())).collect();
+    assert_eq!(summed, words);
+}
