@@ -16,6 +16,9 @@ pub mod names {
     pub const COMBINE_INPUT_RECORDS: &str = "COMBINE_INPUT_RECORDS";
     /// Pairs the combiner produced.
     pub const COMBINE_OUTPUT_RECORDS: &str = "COMBINE_OUTPUT_RECORDS";
+    /// Records written to shuffle objects by map tasks (after combining): Hadoop's count of
+    /// records spilled out of memory.
+    pub const SPILLED_RECORDS: &str = "SPILLED_RECORDS";
     /// Shuffle bytes fetched by reduce tasks.
     pub const REDUCE_SHUFFLE_BYTES: &str = "REDUCE_SHUFFLE_BYTES";
     /// Pairs read by reduce tasks.

@@ -26,6 +26,18 @@
 //! | `arrow`     | an Arrow IPC file: columns `key`, `value` (Utf8, value nullable), or one Binary column `record` if the job used `emit_bytes` |
 //! | `parquet`   | a Parquet file with the same columns                                |
 
+//!
+//! ```
+//! use quern_api::format::{InputFormat, ObjectFormat};
+//! use quern_api::OutputFormat;
+//!
+//! let input: InputFormat = "fixed:100".parse().unwrap();
+//! assert!(input.resolve("s3://bucket/tera/part-00000").splittable());
+//! assert_eq!(InputFormat::Auto.resolve("file:///data/rows.parquet"), ObjectFormat::Parquet);
+//! assert_eq!("parquet".parse::<OutputFormat>().unwrap().reader().to_string(), "parquet");
+//! assert!("csv".parse::<InputFormat>().is_err());
+//! ```
+
 use std::fmt;
 use std::str::FromStr;
 

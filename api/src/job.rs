@@ -113,6 +113,33 @@ pub trait Job: Send + Sync + 'static {
     /// decide its reduce group. Keys are sorted by all their bytes, so a group's values arrive
     /// in the order of the rest of the key; `reduce` is called once per group with the group's
     /// first key. Default: the whole key.
+    ///
+    /// ```
+    /// use quern_api::{Job, JobError, MapContext, ReduceContext, TextRecord};
+    ///
+    /// /// `STATION<TAB>DAY<TAB>TEMP` lines to `STATION<TAB>temps by day`: the key is
+    /// /// `STATION\0DAY`, grouped by station, so each station's values arrive sorted by day.
+    /// struct ByStation;
+    /// impl Job for ByStation {
+    ///     type Key = String;
+    ///     type Value = String;
+    ///     fn map(&self, r: &TextRecord<'_>, ctx: &mut MapContext<'_, String, String>) -> Result<(), JobError> {
+    ///         if let [station, day, temp] = r.line.split('\t').collect::<Vec<_>>()[..] {
+    ///             ctx.emit(format!("{station}\0{day}"), temp.to_string());
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///     fn group_len(&self, key: &[u8]) -> usize {
+    ///         key.iter().position(|&b| b == 0).unwrap_or(key.len())
+    ///     }
+    ///     fn reduce(&self, key: String, temps: &mut dyn Iterator<Item = String>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
+    ///         let station = key.split('\0').next().unwrap_or_default();
+    ///         out.emit(station, temps.collect::<Vec<_>>().join(","));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// assert_eq!(ByStation.group_len(b"oslo\x0020260101"), 4);
+    /// ```
     fn group_len(&self, key: &[u8]) -> usize {
         key.len()
     }
@@ -150,6 +177,40 @@ pub trait Job: Send + Sync + 'static {
     /// For a generator (a job that reads no input, such as `teragen`): how many records it
     /// makes. `map` is then called once per record number `n` in `0..rows`, with an empty
     /// record whose `offset` is `n`.
+    ///
+    /// A map-only generator of binary records:
+    ///
+    /// ```
+    /// use quern_api::{Job, JobError, MapContext, OutputFormat, ReduceContext, TextRecord};
+    ///
+    /// /// The squares of 0..n as 8-byte big-endian records, in order, without reducers.
+    /// struct Squares {
+    ///     n: u64,
+    /// }
+    /// impl Job for Squares {
+    ///     type Key = u64;
+    ///     type Value = ();
+    ///     fn map(&self, r: &TextRecord<'_>, ctx: &mut MapContext<'_, u64, ()>) -> Result<(), JobError> {
+    ///         ctx.emit(r.offset * r.offset, ());
+    ///         Ok(())
+    ///     }
+    ///     fn reduce(&self, sq: u64, _: &mut dyn Iterator<Item = ()>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
+    ///         out.emit_bytes(&sq.to_be_bytes()); // map-only: called once per pair, in map order
+    ///         Ok(())
+    ///     }
+    ///     fn reducers(&self) -> Option<u32> {
+    ///         Some(0)
+    ///     }
+    ///     fn generate(&self) -> Option<u64> {
+    ///         Some(self.n)
+    ///     }
+    ///     fn output_format(&self) -> OutputFormat {
+    ///         OutputFormat::Fixed(8)
+    ///     }
+    /// }
+    /// let job = Squares { n: 1_000 };
+    /// assert_eq!((job.generate(), job.reducers()), (Some(1_000), Some(0)));
+    /// ```
     fn generate(&self) -> Option<u64> {
         None
     }
@@ -161,6 +222,19 @@ pub const CUTS_PARAM: &str = "__cuts";
 /// A total-order partitioner: sorted cut points; keys below the first go to partition 0,
 /// keys from cut i up to cut i+1 to partition i+1. Concatenating the parts in name order then
 /// gives globally sorted output.
+///
+/// The client builds one from a sample of the input's keys (see [`Job::sample_key`]) and
+/// hands it to the job as a parameter; the job's `partition` asks it:
+///
+/// ```
+/// use quern_api::job::TotalOrder;
+///
+/// let sample = ["pear", "apple", "fig", "kiwi", "plum", "date"].map(|s| s.as_bytes().to_vec());
+/// let order = TotalOrder::from_sample(sample.to_vec(), 3);
+/// let part = |k: &str| order.partition(k.as_bytes(), 3);
+/// assert!(part("apple") <= part("lime") && part("lime") <= part("zucchini"));
+/// assert_eq!((part("a"), part("zzz")), (0, 2));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TotalOrder {
     cuts: Vec<Vec<u8>>,
@@ -724,5 +798,25 @@ mod tests {
     fn fnv_matches_the_reference_vectors() {
         assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
         assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+    }
+
+    #[test]
+    fn output_records_keep_their_kind_through_append_and_rollback() {
+        let (mut a, mut b) = (TextOutput::new(), TextOutput::new());
+        let mut c = Counters::new();
+        ReduceContext::new(&mut a, &mut c).emit("k\u{e9}", 7);
+        let mark = a.mark();
+        ReduceContext::new(&mut a, &mut c).emit_line("dropped");
+        a.rollback(mark);
+        ReduceContext::new(&mut b, &mut c).emit_line("a\tline");
+        ReduceContext::new(&mut b, &mut c).emit_bytes(&[0, 159, 10]);
+        a.append(b);
+        assert!(a.has_bytes());
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            vec![OutRecord::Pair("k\u{e9}", "7"), OutRecord::Line("a\tline"), OutRecord::Bytes(&[0, 159, 10])]
+        );
+        assert_eq!(a.records(), 3);
+        assert_eq!(a.into_bytes(), b"k\xc3\xa9\t7\na\tline\n\x00\x9f\n".to_vec());
     }
 }

@@ -32,6 +32,15 @@ impl Params {
     }
 
     /// The contents of side data file `name`.
+    ///
+    /// ```
+    /// use quern_api::Params;
+    ///
+    /// let p = Params::parse_pairs(&["stopwords=stop"]).unwrap().with_side("stop", "the\nand\n".into());
+    /// let name = p.require("stopwords").unwrap();
+    /// let words: Vec<&[u8]> = p.side(name).unwrap().split(|&b| b == b'\n').filter(|w| !w.is_empty()).collect();
+    /// assert_eq!(words, [&b"the"[..], b"and"]);
+    /// ```
     pub fn side(&self, name: &str) -> Option<&[u8]> {
         self.side.get(name).map(|b| &b[..])
     }
@@ -153,6 +162,31 @@ impl Registry {
     /// Registers pipeline `name`: a chain of registered jobs, each stage reading the output
     /// of the one before, submitted and tracked as one job. `stages` builds the chain from the
     /// pipeline's parameters (and validates them).
+    ///
+    /// ```
+    /// use quern_api::{Params, Registry, Stage};
+    /// # use quern_api::{Job, JobError, MapContext, ReduceContext, TextRecord};
+    /// # struct Count;
+    /// # impl Job for Count {
+    /// #     type Key = String;
+    /// #     type Value = u64;
+    /// #     fn map(&self, r: &TextRecord<'_>, c: &mut MapContext<'_, String, u64>) -> Result<(), JobError> { c.emit(r.line.to_string(), 1); Ok(()) }
+    /// #     fn reduce(&self, k: String, v: &mut dyn Iterator<Item = u64>, o: &mut ReduceContext<'_>) -> Result<(), JobError> { o.emit(k, v.sum::<u64>()); Ok(()) }
+    /// # }
+    ///
+    /// let mut r = Registry::new();
+    /// r.register("count", "count lines", |_| Ok(Count));
+    /// // Count, then count the counts: two stages, one job; the second in a single part.
+    /// r.register_pipeline("histogram", "how many lines occur how often", |p| {
+    ///     p.allow_only(&[])?;
+    ///     Ok(vec![
+    ///         Stage { job: "count".into(), params: Params::default(), reducers: None },
+    ///         Stage { job: "count".into(), params: Params::default(), reducers: Some(1) },
+    ///     ])
+    /// });
+    /// let stages = r.pipeline("histogram", &Params::default()).unwrap().unwrap();
+    /// assert_eq!(stages.len(), 2);
+    /// ```
     pub fn register_pipeline<F>(&mut self, name: &str, about: &str, stages: F) -> &mut Self
     where
         F: Fn(&Params) -> Result<Vec<Stage>, ParamError> + Send + Sync + 'static,

@@ -306,11 +306,14 @@ fn counters_are_exact_even_when_an_attempt_failed_and_the_combiner_does_not_chan
         ["a.txt", "b.txt", "c.txt"].iter().map(|f| std::fs::metadata(input.join(f)).unwrap().len()).sum::<u64>()
     );
     assert_eq!(k["REDUCE_INPUT_RECORDS"], k["COMBINE_OUTPUT_RECORDS"]);
+    assert_eq!(k["SPILLED_RECORDS"], k["COMBINE_OUTPUT_RECORDS"]);
+    assert_eq!(k["OUTPUT_BYTES"], files_under(&c.path("out-retried")).iter().map(|f| f.metadata().unwrap().len()).sum::<u64>());
 
     // The combiner changes the shuffle, never the output.
     let with = run("wordcount", "out-with", &[]);
     let without = run("wordcount", "out-without", &["combiner=false"]);
     assert_eq!(without["counters"]["REDUCE_INPUT_RECORDS"], words, "every pair shuffled");
+    assert_eq!(without["counters"]["SPILLED_RECORDS"], words);
     assert!(without["counters"].get("COMBINE_INPUT_RECORDS").is_none());
     assert!(with["counters"]["REDUCE_INPUT_RECORDS"].as_u64().unwrap() < words);
 }

@@ -151,6 +151,7 @@ pub fn map_split(
     }
     counters.add(names::MAP_INPUT_BYTES, input.len_bytes() as i64);
     counters.add(names::MAP_OUTPUT_BYTES, object.len() as i64);
+    counters.add(names::SPILLED_RECORDS, written as i64);
     if combiner {
         counters.add(names::COMBINE_OUTPUT_RECORDS, written as i64);
     }
