@@ -109,8 +109,8 @@ impl Params {
 type Factory = dyn Fn(&Params) -> Result<Arc<dyn DynJob>, ParamError> + Send + Sync;
 type StagesFn = dyn Fn(&Params) -> Result<Vec<Stage>, ParamError> + Send + Sync;
 
-/// One MapReduce stage of a pipeline: a registered job, its parameters, and its reducers
-/// (None: the `--reducers` the user gave).
+/// One MapReduce stage of a pipeline: a registered job, its parameters, its reducers (None:
+/// the `--reducers` the user gave) and what it reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stage {
     /// Registered job name.
@@ -119,6 +119,37 @@ pub struct Stage {
     pub params: Params,
     /// Its reduce tasks, or None for the user's `--reducers`.
     pub reducers: Option<u32>,
+    /// What it reads; empty: the previous stage's output (the pipeline's input for the first
+    /// stage), which makes a chain. Stages that read several sources make a DAG.
+    pub inputs: Vec<StageInput>,
+}
+
+/// A source a pipeline stage reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageInput {
+    /// The pipeline's `--input`.
+    JobInput,
+    /// The output of an earlier stage (by index).
+    Stage(usize),
+}
+
+impl Stage {
+    /// Stage running `job` with `params`, the user's reducers, reading the previous stage.
+    pub fn new(job: &str, params: Params) -> Self {
+        Stage { job: job.to_string(), params, reducers: None, inputs: Vec::new() }
+    }
+
+    /// With a fixed number of reduce tasks.
+    pub fn with_reducers(mut self, reducers: u32) -> Self {
+        self.reducers = Some(reducers);
+        self
+    }
+
+    /// Reading these sources (every one an earlier stage, or the pipeline's input).
+    pub fn reading(mut self, inputs: &[StageInput]) -> Self {
+        self.inputs = inputs.to_vec();
+        self
+    }
 }
 
 struct PipelineEntry {
@@ -159,9 +190,11 @@ impl Registry {
         self
     }
 
-    /// Registers pipeline `name`: a chain of registered jobs, each stage reading the output
-    /// of the one before, submitted and tracked as one job. `stages` builds the chain from the
-    /// pipeline's parameters (and validates them).
+    /// Registers pipeline `name`: registered jobs run as stages of one job, each reading the
+    /// output of the one before (a chain) or the sources it names (a DAG, see
+    /// [`Stage::reading`]), submitted and tracked as one job. `stages` builds them from the
+    /// pipeline's parameters (and validates them). Stages run one after the other in the
+    /// order given, so a stage may read only the pipeline's input and earlier stages.
     ///
     /// ```
     /// use quern_api::{Params, Registry, Stage};
@@ -180,8 +213,8 @@ impl Registry {
     /// r.register_pipeline("histogram", "how many lines occur how often", |p| {
     ///     p.allow_only(&[])?;
     ///     Ok(vec![
-    ///         Stage { job: "count".into(), params: Params::default(), reducers: None },
-    ///         Stage { job: "count".into(), params: Params::default(), reducers: Some(1) },
+    ///         Stage::new("count", Params::default()),
+    ///         Stage::new("count", Params::default()).with_reducers(1),
     ///     ])
     /// });
     /// let stages = r.pipeline("histogram", &Params::default()).unwrap().unwrap();
@@ -204,9 +237,16 @@ impl Registry {
             Ok(s) => s,
             Err(error) => return Some(Err(LookupError::Params { job: name.to_string(), error })),
         };
-        for s in &stages {
+        for (k, s) in stages.iter().enumerate() {
             if let Err(e) = self.create(&s.job, &s.params) {
                 return Some(Err(e));
+            }
+            if let Some(StageInput::Stage(j)) = s.inputs.iter().find(|i| matches!(i, StageInput::Stage(j) if *j >= k)) {
+                let error = ParamError {
+                    key: "pipeline".into(),
+                    reason: format!("stage {k} reads stage {j}, which does not run before it"),
+                };
+                return Some(Err(LookupError::Params { job: name.to_string(), error }));
             }
         }
         Some(Ok(stages))

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use object_store::ObjectStoreExt;
 use quern_api::format::ObjectFormat;
 use quern_api::job::{CUTS_PARAM, TotalOrder};
-use quern_api::{DynJob, InputFormat, OutputFormat, Params, Registry, StoreUrl, TextRecord, pb};
+use quern_api::{DynJob, InputFormat, OutputFormat, Params, Registry, Stage, StageInput, StoreUrl, TextRecord, pb};
 
 use crate::args::JobDef;
 
@@ -69,23 +69,38 @@ pub async fn prepare(
     let params = Params::parse_pairs(&def.params).context("bad --param")?;
     let (params, side) = read_side(def, params).await?;
     let pipeline = registry.pipeline(&def.job, &params).transpose()?;
-    let stages: Vec<(String, Params, Option<u32>)> = match &pipeline {
-        Some(stages) => stages.iter().map(|s| (s.job.clone(), s.params.clone(), s.reducers)).collect(),
-        None => vec![(def.job.clone(), params.clone(), None)],
+    let stages: Vec<Stage> = match &pipeline {
+        Some(stages) => stages.clone(),
+        None => vec![Stage::new(&def.job, params.clone())],
     };
     let mut planned: Vec<Planned> = Vec::new();
     let mut generate = None;
-    for (k, (name, stage_params, stage_reducers)) in stages.into_iter().enumerate() {
+    for (k, stage) in stages.iter().enumerate() {
+        let (name, stage_params, stage_reducers) = (stage.job.clone(), stage.params.clone(), stage.reducers);
         let job = registry.create(&name, &stage_params)?;
         if k == 0 {
             generate = job.generate();
+        } else if job.generate().is_some() {
+            bail!("pipeline {:?}: only its first stage may generate data", def.job);
         }
-        let last = k + 1 == pipeline.as_ref().map_or(1, Vec::len);
-        let input_format = match planned.last() {
-            // A later stage reads what the one before wrote.
-            Some(prev) => prev.output_format.reader(),
-            None => def.input_format.unwrap_or_else(|| job.input_format()),
+        let last = k + 1 == stages.len();
+        // A stage reads what its sources wrote: the user's input, or earlier stages' output.
+        let user_format = def.input_format.unwrap_or_else(|| job.input_format());
+        let sources: Vec<InputFormat> = match (stage.inputs.as_slice(), planned.last()) {
+            ([], Some(prev)) => vec![prev.output_format.reader()],
+            ([], None) => vec![user_format],
+            (inputs, _) => inputs
+                .iter()
+                .map(|i| match i {
+                    StageInput::JobInput => user_format,
+                    StageInput::Stage(j) => planned[*j].output_format.reader(),
+                })
+                .collect(),
         };
+        let input_format = sources[0];
+        if sources.iter().any(|f| *f != input_format) {
+            bail!("pipeline {:?}: stage {k} ({name}) reads sources in different formats", def.job);
+        }
         let output_format =
             if last { def.output_format.unwrap_or_else(|| job.output_format()) } else { job.output_format() };
         let reducers = reducers_for(&name, job.as_ref(), def.reducers, stage_reducers)?;
@@ -109,12 +124,21 @@ pub async fn prepare(
         None => Vec::new(),
         Some(_) => planned
             .iter()
-            .map(|s| pb::StageSpec {
+            .zip(&stages)
+            .map(|(s, stage)| pb::StageSpec {
                 job: s.job.clone(),
                 params: s.params.as_map().clone(),
                 reducers: s.reducers,
                 input_format: s.input_format.to_string(),
                 output_format: s.output_format.to_string(),
+                inputs: stage
+                    .inputs
+                    .iter()
+                    .map(|i| match i {
+                        StageInput::JobInput => -1,
+                        StageInput::Stage(j) => *j as i32,
+                    })
+                    .collect(),
             })
             .collect(),
     };

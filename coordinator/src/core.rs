@@ -145,8 +145,10 @@ pub enum Action {
     AdvanceStage {
         /// The job.
         job: JobId,
-        /// The finished stage's output, the next stage's input.
+        /// The finished stage's output.
         input: StoreUrl,
+        /// What the next stage reads (the finished stage's output, for a chain).
+        next_inputs: Vec<StoreUrl>,
         /// The finished stage's temporary directory.
         temporary: StoreUrl,
         /// Split size for the next stage.
@@ -266,6 +268,7 @@ impl Core {
                     temporary: job.temporary_dir(),
                     split_size: job.spec.split_size,
                     input_format: job.next_input_format(),
+                    next_inputs: job.next_inputs(),
                 });
                 continue;
             }
@@ -596,6 +599,7 @@ impl Core {
                                 temporary: job.temporary_dir(),
                                 split_size: job.spec.split_size,
                                 input_format: job.next_input_format(),
+                                next_inputs: job.next_inputs(),
                             });
                         } else if last && job.outputs_complete() {
                             job.state = JobState::Committing;

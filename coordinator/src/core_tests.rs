@@ -411,18 +411,26 @@ fn a_pipeline_runs_its_stages_in_order_and_replays_from_the_journal() {
             params: Default::default(),
             reducers: 2,
             formats: Default::default(),
+            inputs: Vec::new(),
         },
-        crate::job::Stage { job: "topn".into(), params: Default::default(), reducers: 1, formats: Default::default() },
+        crate::job::Stage {
+            job: "topn".into(),
+            params: Default::default(),
+            reducers: 1,
+            formats: Default::default(),
+            inputs: Vec::new(),
+        },
     ];
     let id = c.submit(s, splits(1), 1);
     run_one(&mut c, &w, &clock, 2);
     run_one(&mut c, &w, &clock, 2);
     let actions = run_one(&mut c, &w, &clock, 2);
-    let input = match &actions[..] {
-        [Action::AdvanceStage { input, .. }] => input.clone(),
+    let (input, next) = match &actions[..] {
+        [Action::AdvanceStage { input, next_inputs, .. }] => (input.clone(), next_inputs.clone()),
         a => panic!("{a:?}"),
     };
     assert!(input.as_str().contains(&format!("jobs/{id}/stage-0/")), "{input}");
+    assert_eq!(next, vec![input.clone()], "a chain reads the stage before");
     assert!(c.poll(&w, 1, clock.now()).unwrap().is_empty(), "nothing runs until the next stage is listed");
     c.advance(&id, splits(2));
     assert_eq!(c.job(&id).unwrap().stage_of(), (2, 2));

@@ -74,6 +74,10 @@ pub struct Stage {
     /// Its formats.
     #[serde(default)]
     pub formats: Formats,
+    /// What it reads: -1 the job's input, k stage k's output; empty: the stage before
+    /// (the job's input for the first).
+    #[serde(default)]
+    pub inputs: Vec<i32>,
 }
 
 /// Where a pipeline job is: the user's request, the running stage, and the counters of the
@@ -97,9 +101,18 @@ const STAGE_ATTEMPT_BASE: u32 = 10_000;
 fn stage_spec(user: &JobSpec, k: usize, scratch: &StoreUrl) -> JobSpec {
     let stage = &user.stages[k];
     let last = k + 1 == user.stages.len();
+    let stage_dir = |j: usize| scratch.join(&format!("stage-{j}/")).to_string();
+    let inputs = match &stage.inputs[..] {
+        [] if k == 0 => user.inputs.clone(),
+        [] => vec![stage_dir(k - 1)],
+        sources => sources
+            .iter()
+            .flat_map(|&s| if s < 0 { user.inputs.clone() } else { vec![stage_dir(s as usize)] })
+            .collect(),
+    };
     JobSpec {
         name: stage.job.clone(),
-        inputs: if k == 0 { user.inputs.clone() } else { vec![scratch.join(&format!("stage-{}/", k - 1)).to_string()] },
+        inputs,
         output: if last { user.output.clone() } else { scratch.join(&format!("stage-{k}/")) },
         reducers: stage.reducers,
         split_size: user.split_size,
@@ -373,6 +386,19 @@ impl Job {
         self.pipeline.as_ref().is_some_and(|p| p.current + 1 < p.user.stages.len()) && self.outputs_complete()
     }
 
+    /// What the next pipeline stage reads.
+    pub fn next_inputs(&self) -> Vec<StoreUrl> {
+        let Some(p) = &self.pipeline else { return Vec::new() };
+        if p.current + 1 >= p.user.stages.len() {
+            return Vec::new();
+        }
+        stage_spec(&p.user, p.current + 1, &self.scratch)
+            .inputs
+            .iter()
+            .filter_map(|u| StoreUrl::parse(u).ok())
+            .collect()
+    }
+
     /// The input format of the next pipeline stage.
     pub fn next_input_format(&self) -> String {
         self.pipeline
@@ -399,8 +425,10 @@ impl Job {
 
     /// Starts the next stage of a pipeline over `splits` (of the finished stage's output).
     pub fn advance(&mut self, splits: Vec<Split>) {
+        // All stages so far: the finished one's tasks and the earlier ones' (held in `done`).
+        let done = self.counters();
         let Some(mut p) = self.pipeline.take() else { return };
-        p.done = self.counters();
+        p.done = done;
         p.current += 1;
         let spec = stage_spec(&p.user, p.current, &self.scratch);
         let mut next = Job::build(
@@ -549,9 +577,16 @@ impl Job {
         self.temporary_dir().join(&format!("part-{idx:05}-e{}-a{attempt}", self.epoch))
     }
 
-    /// The URL of reduce task `idx`'s part.
+    /// The URL of part `idx` (of reduce task `idx`, or of map task `idx` without reducers).
+    /// An intermediate pipeline stage names its parts after itself, so a later stage reading
+    /// several stages can tell their records apart by `TextRecord::source`.
     pub fn part_url(&self, idx: u32) -> StoreUrl {
-        self.spec.output.join(&format!("part-{idx:05}"))
+        match &self.pipeline {
+            Some(p) if p.current + 1 < p.user.stages.len() => {
+                self.spec.output.join(&format!("stage{}-part-{idx:05}", p.current))
+            }
+            _ => self.spec.output.join(&format!("part-{idx:05}")),
+        }
     }
 
     /// The parts committed so far.

@@ -160,13 +160,11 @@ impl Shared {
                             }
                         }
                     }
-                    Action::AdvanceStage { job, input, temporary, split_size, input_format } => {
+                    Action::AdvanceStage { job, input, temporary, split_size, input_format, next_inputs } => {
                         let cleared = delete_prefix(&temporary).await;
                         remove_empty_local_dirs(&temporary, &input);
                         let listed = match cleared {
-                            Ok(()) => {
-                                list_inputs_allow_empty(std::slice::from_ref(&input)).await.map_err(|e| e.to_string())
-                            }
+                            Ok(()) => list_inputs_allow_empty(&next_inputs).await.map_err(|e| e.to_string()),
                             Err(e) => Err(e.to_string()),
                         };
                         match listed {
@@ -266,12 +264,16 @@ pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>, u32),
         stages: spec
             .stages
             .into_iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(k, s)| {
+                if let Some(wrong) = s.inputs.iter().find(|&&i| i < -1 || i >= k as i32) {
+                    return Err(bad(format!("pipeline stage {k} cannot read stage {wrong}")));
+                }
                 if s.job.trim().is_empty() || s.reducers > MAX_REDUCERS {
                     return Err(bad(format!("bad pipeline stage {:?} with {} reducers", s.job, s.reducers)));
                 }
                 let formats = formats(&s.input_format, &s.output_format)?;
-                Ok(crate::job::Stage { job: s.job, params: s.params, reducers: s.reducers, formats })
+                Ok(crate::job::Stage { job: s.job, params: s.params, reducers: s.reducers, formats, inputs: s.inputs })
             })
             .collect::<Result<Vec<_>, _>>()?,
         side: spec

@@ -15,6 +15,9 @@
 //! | `sort`      | the input's lines in byte order (total order across parts) | |
 //! | `topn`      | key       | count: the N largest `KEY<TAB>COUNT` input lines |
 //! | `topwords`  | word      | count of the N most frequent (pipeline: wordcount, topn) |
+//! | `wordstats` | word      | `COUNT<TAB>N doc1,doc2,...` (DAG pipeline: wordcount and indexer, joined) |
+//! | `teragen`, `terasort`, `teravalidate` | Hadoop's TeraSort suite (100-byte records) | |
+//! | `identity`  | each input record as it is (map-only)                                  | |
 //!
 //! A word is a maximal run of characters for which `char::is_alphabetic` is true, case kept.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -30,7 +33,7 @@ pub mod teravalidate;
 pub mod topn;
 pub mod wordcount;
 
-use quern_api::{Params, Registry, Stage};
+use quern_api::{Params, Registry, Stage, StageInput};
 
 /// The jobs of the stock `quern` binary.
 pub fn builtin() -> Registry {
@@ -60,8 +63,8 @@ pub fn builtin() -> Registry {
         let n = p.get("n").unwrap_or("10").to_string();
         topn::TopN::from_params(&Params::new([("n".to_string(), n.clone())].into()))?;
         Ok(vec![
-            Stage { job: "wordcount".into(), params: Params::default(), reducers: None },
-            Stage { job: "topn".into(), params: Params::new([("n".to_string(), n)].into()), reducers: Some(1) },
+            Stage::new("wordcount", Params::default()),
+            Stage::new("topn", Params::new([("n".to_string(), n)].into())).with_reducers(1),
         ])
     });
     r.register("teragen", "Hadoop TeraGen: --param rows=N 100-byte records (map-only, no input)", |p| {
@@ -76,6 +79,17 @@ pub fn builtin() -> Registry {
     r.register("identity", "each input record as it is (map-only; converts between formats)", |p| {
         p.allow_only(&[])?;
         Ok(Identity)
+    });
+    // wordstats: a DAG. Word count and the inverted index both read the input; a join of
+    // the two (stage 0's parts are named stage0-part-*) gives each word's count and documents.
+    r.register_pipeline("wordstats", "per word: occurrences, number of documents and their names", |p| {
+        p.allow_only(&[])?;
+        let join = Params::new([("left".to_string(), "stage0-".to_string())].into());
+        Ok(vec![
+            Stage::new("wordcount", Params::default()),
+            Stage::new("indexer", Params::default()).reading(&[StageInput::JobInput]),
+            Stage::new("join", join).reading(&[StageInput::Stage(0), StageInput::Stage(1)]),
+        ])
     });
     r.register("indexer", "inverted index: word -> number of documents and their names", |p| {
         p.allow_only(&[])?;

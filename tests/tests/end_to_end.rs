@@ -307,7 +307,10 @@ fn counters_are_exact_even_when_an_attempt_failed_and_the_combiner_does_not_chan
     );
     assert_eq!(k["REDUCE_INPUT_RECORDS"], k["COMBINE_OUTPUT_RECORDS"]);
     assert_eq!(k["SPILLED_RECORDS"], k["COMBINE_OUTPUT_RECORDS"]);
-    assert_eq!(k["OUTPUT_BYTES"], files_under(&c.path("out-retried")).iter().map(|f| f.metadata().unwrap().len()).sum::<u64>());
+    assert_eq!(
+        k["OUTPUT_BYTES"],
+        files_under(&c.path("out-retried")).iter().map(|f| f.metadata().unwrap().len()).sum::<u64>()
+    );
 
     // The combiner changes the shuffle, never the output.
     let with = run("wordcount", "out-with", &[]);
@@ -344,6 +347,35 @@ fn topwords_is_a_two_stage_pipeline_tracked_as_one_job() {
     assert_eq!(files_under(&c.store_dir().join("jobs")), Vec::<std::path::PathBuf>::new());
     let bad = c.cli("submit", &["--job", "topwords", "--param", "n=0", "--input", "/tmp", "--output", "/tmp/never"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("\"n\""));
+}
+
+#[test]
+fn wordstats_is_a_dag_of_two_independent_stages_joined_by_a_third() {
+    let c = TestCluster::start(Mode::Processes, 2).unwrap();
+    let input = corpus(&c, 12);
+    let output = c.path("out");
+    let status = submit_wait(&c, "wordstats", &input, &output, &[]);
+    assert_eq!(status["state"], "succeeded", "{status}");
+    assert_eq!((status["stage"].as_u64(), status["stages"].as_u64()), (Some(3), Some(3)));
+    // Sequentially: word count and inverted index, joined on the word.
+    let counts = word_count(&input);
+    let docs = index(&input);
+    let expected: std::collections::BTreeMap<String, String> =
+        counts.iter().map(|(w, n)| (w.clone(), format!("{n}\t{}", docs[w]))).collect();
+    assert_eq!(read_output(&output, 5, true), expected);
+    // Stage 1 read the job's input, not stage 0's output: it mapped as many lines as stage 0.
+    let lines: u64 = (0..4)
+        .map(|f| {
+            let bytes = std::fs::read(input.join(format!("doc-{f:02}.txt"))).unwrap();
+            bytes.iter().filter(|&&b| b == b'\n').count() as u64 + u64::from(!bytes.ends_with(b"\n"))
+        })
+        .sum();
+    assert_eq!(
+        status["counters"]["MAP_INPUT_RECORDS"].as_u64().unwrap(),
+        2 * lines + 2 * counts.len() as u64,
+        "stages 0 and 1 each read the input's {lines} lines, stage 2 both their outputs"
+    );
+    assert_eq!(files_under(&c.store_dir().join("jobs")), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]
