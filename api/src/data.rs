@@ -75,6 +75,72 @@ macro_rules! signed_data {
 }
 signed_data!(i32 => u32, i64 => u64);
 
+/// Any serde type as a key or value, encoded as JSON: for structs, enums and collections
+/// travelling through the shuffle without a hand-written [`Data`]. As a key it sorts and
+/// groups by its JSON text (numbers do not sort numerically), so use it for values, or for
+/// keys whose order does not matter.
+///
+/// ```
+/// use quern_api::data::{Data, Json, to_bytes};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+/// struct Visit { page: String, ms: u32 }
+///
+/// let v = Json(Visit { page: "/".into(), ms: 12 });
+/// assert_eq!(Json::<Visit>::decode(&to_bytes(&v)).unwrap(), v);
+/// assert!(Json::<Visit>::decode(b"{}").is_err());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Json<T>(pub T);
+
+impl<T> Data for Json<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    fn encode(&self, out: &mut Vec<u8>) {
+        // Only maps with non-string keys fail to serialize; they decode as an error then.
+        if serde_json::to_writer(&mut *out, &self.0).is_err() {
+            out.extend_from_slice(b"\"unserializable\"");
+        }
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+        serde_json::from_slice(bytes).map(Json).map_err(|e| JobError::new(format!("shuffle data: bad JSON value: {e}")))
+    }
+}
+
+/// A key that sorts in descending order (Hadoop's reversed sort comparator): the inner
+/// encoding with every byte inverted, then a 0xFF end mark so that a longer key sorts before
+/// its own prefix. Exact for fixed-width keys (integers) and for strings without NUL bytes.
+///
+/// ```
+/// use quern_api::data::{Desc, to_bytes};
+///
+/// let mut keys = vec![Desc(3u64), Desc(10), Desc(7)];
+/// keys.sort_by_key(to_bytes);
+/// assert_eq!(keys, [Desc(10), Desc(7), Desc(3)]);
+/// let mut words = vec![Desc("a".to_string()), Desc("b".into()), Desc("ab".into())];
+/// words.sort_by_key(to_bytes);
+/// assert_eq!(words, [Desc("b".to_string()), Desc("ab".into()), Desc("a".into())]);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Desc<T>(pub T);
+
+impl<T: Data> Data for Desc<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let at = out.len();
+        self.0.encode(out);
+        out[at..].iter_mut().for_each(|b| *b = !*b);
+        out.push(0xFF);
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+        let Some((&0xFF, inner)) = bytes.split_last() else {
+            return Err(JobError::new("shuffle data: descending key without its end mark"));
+        };
+        let inverted: Vec<u8> = inner.iter().map(|b| !b).collect();
+        T::decode(&inverted).map(Desc)
+    }
+}
+
 /// Encodes a value into a fresh buffer.
 pub fn to_bytes<T: Data>(v: &T) -> Vec<u8> {
     let mut out = Vec::new();

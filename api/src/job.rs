@@ -45,7 +45,8 @@ use crate::format::{InputFormat, OutputFormat};
 
 /// One input record: a line of text, a whole object, a fixed-length binary record, or a
 /// row of an Arrow or Parquet file, depending on the job's [`InputFormat`] (see
-/// [`crate::format`]).
+/// [`crate::format`]). Every kind has a text form (`line`) and raw bytes (`bytes`); Arrow and
+/// Parquet rows also come as themselves (`row`).
 #[derive(Clone, Copy, Debug)]
 pub struct TextRecord<'a> {
     /// Base name of the input object the record comes from (e.g. `book.txt`); empty for
@@ -60,12 +61,34 @@ pub struct TextRecord<'a> {
     pub line: &'a str,
     /// The record's raw bytes (for text, the line as read, before any U+FFFD replacement).
     pub bytes: &'a [u8],
+    /// For Arrow and Parquet input: the row itself, for typed access to its columns.
+    pub row: Option<Row<'a>>,
+}
+
+/// A row of Arrow or Parquet input: its record batch and its index there.
+///
+/// ```
+/// use std::sync::Arc;
+/// use quern_api::arrow_array::{Array, Int64Array, RecordBatch, cast::AsArray, types::Int64Type};
+/// use quern_api::job::Row;
+///
+/// let batch = RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(vec![4, 5])) as Arc<dyn Array>)]).unwrap();
+/// let row = Row { batch: &batch, index: 1 };
+/// let n = row.batch.column_by_name("n").unwrap().as_primitive::<Int64Type>().value(row.index);
+/// assert_eq!(n, 5);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Row<'a> {
+    /// The batch holding the row.
+    pub batch: &'a arrow_array::RecordBatch,
+    /// The row's index in the batch.
+    pub index: usize,
 }
 
 impl<'a> TextRecord<'a> {
     /// A record holding one line of text.
     pub fn text(source: &'a str, offset: u64, line: &'a str) -> Self {
-        TextRecord { source, offset, line, bytes: line.as_bytes() }
+        TextRecord { source, offset, line, bytes: line.as_bytes(), row: None }
     }
 }
 

@@ -59,6 +59,8 @@ pub mod pb {
     tonic::include_proto!("quern.v1");
 }
 
+/// The Arrow version Quern's Arrow and Parquet rows come in ([`job::Row`]).
+pub use arrow_array;
 pub use counters::Counters;
 pub use data::Data;
 pub use error::{JobError, LookupError, ParamError, ProtocolError, StoreError};

@@ -334,7 +334,11 @@ impl pb::job_service_server::JobService for JobSvc {
         }
         let splits = if spec.generate_rows > 0 {
             // By default about a million records per map task.
-            let maps = if maps > 0 { maps } else { spec.generate_rows.div_ceil(1_000_000).min(1000) as u32 };
+            let maps = if maps > 0 {
+                maps
+            } else {
+                spec.generate_rows.div_ceil(1_000_000).min(u64::from(MAX_REDUCERS)) as u32
+            };
             quern_api::split::generator_splits(spec.generate_rows, maps)
         } else {
             let objects = list_inputs(&inputs).await.map_err(input_status)?;

@@ -53,13 +53,24 @@ fn checksum(data: &[u8]) -> String {
     format!("{sum:x}")
 }
 
-/// teravalidate's output: (checksum, error lines).
+/// teravalidate's output: (checksum, error lines). Small splits, so that several map tasks
+/// read each part and their summaries must be joined.
 fn validate(c: &TestCluster, input: &Path, name: &str) -> (String, Vec<String>) {
     let out = c.path(name);
-    run(
+    let s = run(
         c,
-        &["--job", "teravalidate", "--input", &format!("{}/", input.display()), "--output", &out.display().to_string()],
+        &[
+            "--job",
+            "teravalidate",
+            "--input",
+            &format!("{}/", input.display()),
+            "--output",
+            &out.display().to_string(),
+            "--split-size",
+            "64KiB",
+        ],
     );
+    assert!(s["maps"]["total"].as_u64().unwrap() > 4, "several splits per part: {s}");
     let text = std::fs::read_to_string(out.join("part-00000")).unwrap();
     let mut sum = None;
     let mut errors = Vec::new();

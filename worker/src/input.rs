@@ -16,7 +16,7 @@ use bytes::Bytes;
 use quern_api::Counters;
 use quern_api::counters::names;
 use quern_api::format::ObjectFormat;
-use quern_api::job::TextRecord;
+use quern_api::job::{Row, TextRecord};
 use quern_api::split::{chunk_at_lines, lines, owned_range};
 
 use crate::decompress::decompress;
@@ -48,8 +48,12 @@ pub enum Input {
         /// Object offset of `data[0]`.
         base: u64,
     },
-    /// Arrow or Parquet rows, rendered as tab-separated lines.
+    /// Arrow or Parquet rows, rendered as tab-separated lines too.
     Rows {
+        /// The record batches read.
+        batches: Vec<RecordBatch>,
+        /// The index of each batch's first row.
+        firsts: Vec<usize>,
         /// Every row's line, back to back.
         text: String,
         /// Where each row's line ends in `text`.
@@ -158,12 +162,13 @@ impl Input {
                     offset: base + off as u64,
                     line: std::str::from_utf8(l).unwrap_or(""),
                     bytes: raw,
+                    row: None,
                 });
                 f(&mut records)
             }
             Input::Whole { data } => {
                 let text = String::from_utf8_lossy(data);
-                let mut one = std::iter::once(TextRecord { source, offset: 0, line: &text, bytes: data });
+                let mut one = std::iter::once(TextRecord { source, offset: 0, line: &text, bytes: data, row: None });
                 f(&mut one)
             }
             Input::Fixed { data, len, base } => {
@@ -174,20 +179,25 @@ impl Input {
                         offset: base + (i * len) as u64,
                         line: std::str::from_utf8(bytes).unwrap_or(""),
                         bytes,
+                        row: None,
                     }
                 });
                 f(&mut records)
             }
-            Input::Rows { text, ends } => {
+            Input::Rows { batches, firsts, text, ends } => {
                 let mut records = chunk.map(|i| {
                     let from = if i == 0 { 0 } else { ends[i - 1] };
                     let line = &text[from..ends[i]];
-                    TextRecord { source, offset: i as u64, line, bytes: line.as_bytes() }
+                    // The batch holding row i: the last one starting at or before it.
+                    let b = firsts.partition_point(|&f| f <= i).saturating_sub(1);
+                    let row = batches.get(b).map(|batch| Row { batch, index: i - firsts[b] });
+                    TextRecord { source, offset: i as u64, line, bytes: line.as_bytes(), row }
                 });
                 f(&mut records)
             }
             Input::Generate { start, .. } => {
-                let mut records = chunk.map(|i| TextRecord { source, offset: start + i as u64, line: "", bytes: &[] });
+                let mut records =
+                    chunk.map(|i| TextRecord { source, offset: start + i as u64, line: "", bytes: &[], row: None });
                 f(&mut records)
             }
         }
@@ -202,9 +212,12 @@ fn arrow(e: ArrowError) -> String {
 fn render_rows(batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>) -> Result<Input, String> {
     let options = FormatOptions::default();
     let (mut text, mut ends) = (String::new(), Vec::new());
+    let (mut kept, mut firsts) = (Vec::new(), Vec::new());
     for batch in batches {
         let batch = batch.map_err(arrow)?;
-        let columns = batch.columns();
+        firsts.push(ends.len());
+        // Cheap (reference-counted) copies, so the formatters do not borrow the kept batch.
+        let columns: Vec<arrow_array::ArrayRef> = batch.columns().to_vec();
         let formatters =
             columns.iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>();
         let formatters = formatters.map_err(arrow)?;
@@ -221,6 +234,69 @@ fn render_rows(batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>) -
             }
             ends.push(text.len());
         }
+        kept.push(batch);
     }
-    Ok(Input::Rows { text, ends })
+    Ok(Input::Rows { batches: kept, firsts, text, ends })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+
+    use super::*;
+
+    fn batch(names: Vec<Option<&str>>, ns: Vec<Option<i64>>) -> RecordBatch {
+        let names: ArrayRef = Arc::new(StringArray::from(names));
+        let ns: ArrayRef = Arc::new(Int64Array::from(ns));
+        RecordBatch::try_from_iter_with_nullable([("name", names, true), ("n", ns, true)]).unwrap()
+    }
+
+    /// Every record of `input`, as (line, n column of its row).
+    fn records(input: &Input) -> Vec<(String, Option<i64>)> {
+        let mut out = Vec::new();
+        for chunk in input.chunks(3) {
+            input.with_records(chunk, "x", &mut Counters::new(), |recs| {
+                for r in recs {
+                    let row = r.row.unwrap();
+                    let n = row.batch.column(1).as_primitive::<Int64Type>();
+                    out.push((r.line.to_string(), (!n.is_null(row.index)).then(|| n.value(row.index))));
+                }
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn parquet_and_arrow_rows_come_as_lines_and_as_rows() {
+        let batches = [batch(vec![Some("a"), None], vec![Some(1), Some(2)]), batch(vec![Some("c")], vec![None])];
+        let mut pq = parquet::arrow::ArrowWriter::try_new(Vec::new(), batches[0].schema(), None).unwrap();
+        let mut ipc = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &batches[0].schema()).unwrap();
+        for b in &batches {
+            pq.write(b).unwrap();
+            ipc.write(b).unwrap();
+        }
+        let expected = vec![("a\t1".to_string(), Some(1)), ("\t2".to_string(), Some(2)), ("c".to_string(), None)];
+        let pq = Input::decode(ObjectFormat::Parquet, Bytes::from(pq.into_inner().unwrap()), 0, 0).unwrap();
+        assert_eq!(records(&pq), expected);
+        let ipc = Input::decode(ObjectFormat::Arrow, Bytes::from(ipc.into_inner().unwrap()), 0, 0).unwrap();
+        assert_eq!(records(&ipc), expected);
+        assert!(Input::decode(ObjectFormat::Parquet, Bytes::from_static(b"not parquet"), 0, 0).is_err());
+    }
+
+    #[test]
+    fn fixed_records_keep_their_offsets_and_refuse_a_partial_record() {
+        let input = Input::decode(ObjectFormat::Fixed(4, None), Bytes::from_static(b"abcdefgh"), 400, 408).unwrap();
+        let mut got = Vec::new();
+        for chunk in input.chunks(8) {
+            input.with_records(chunk, "x", &mut Counters::new(), |recs| {
+                got.extend(recs.map(|r| (r.offset, r.bytes.to_vec())));
+            });
+        }
+        assert_eq!(got, vec![(400, b"abcd".to_vec()), (404, b"efgh".to_vec())]);
+        assert!(Input::decode(ObjectFormat::Fixed(3, None), Bytes::from_static(b"abcd"), 0, 4).is_err());
+    }
 }
