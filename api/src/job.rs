@@ -33,15 +33,14 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::fmt::Display;
 use std::hash::{BuildHasherDefault, Hash};
-use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
 
 use crate::counters::{Counters, names};
 use crate::data::Data;
 use crate::error::JobError;
 use crate::format::{InputFormat, OutputFormat};
+pub use crate::output::{OutRecord, ReduceContext, TextOutput};
 
 /// One input record: a line of text, a whole object, a fixed-length binary record, or a
 /// row of an Arrow or Parquet file, depending on the job's [`InputFormat`] (see
@@ -395,136 +394,6 @@ impl<K: Data + Hash + Eq, V: Data> MapContext<'_, K, V> {
             return;
         }
         self.emit(key.to_owned(), value);
-    }
-
-    /// Adds `n` to a user-defined counter.
-    pub fn count(&mut self, counter: &str, n: i64) {
-        self.counters.add(counter, n);
-    }
-}
-
-/// How one output record was written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum OutKind {
-    /// `key<TAB>value\n`; the tab is at this offset from the record's start.
-    Pair(usize),
-    /// `line\n`.
-    Line,
-    /// Raw bytes.
-    Raw,
-}
-
-/// One record of an output, as the job wrote it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutRecord<'a> {
-    /// From [`ReduceContext::emit`].
-    Pair(&'a str, &'a str),
-    /// From [`ReduceContext::emit_line`].
-    Line(&'a str),
-    /// From [`ReduceContext::emit_bytes`].
-    Bytes(&'a [u8]),
-}
-
-/// The output of a task: the text form of every record (what a `text` part holds), plus
-/// where each record lies in it, so other formats can be written from the same records.
-#[derive(Debug, Default)]
-pub struct TextOutput {
-    text: Vec<u8>,
-    recs: Vec<(usize, OutKind)>,
-}
-
-impl TextOutput {
-    /// An empty output.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Records written so far.
-    pub fn records(&self) -> u64 {
-        self.recs.len() as u64
-    }
-
-    /// A point to roll back to (see [`TextOutput::rollback`]).
-    pub fn mark(&self) -> (usize, u64) {
-        (self.text.len(), self.records())
-    }
-
-    /// Drops everything written since `mark` (a skipped key group's partial output).
-    pub fn rollback(&mut self, mark: (usize, u64)) {
-        self.text.truncate(mark.0);
-        self.recs.truncate(mark.1 as usize);
-    }
-
-    /// Appends another output's records after this one's.
-    pub fn append(&mut self, other: TextOutput) {
-        let base = self.text.len();
-        self.text.extend_from_slice(&other.text);
-        self.recs.extend(other.recs.into_iter().map(|(at, k)| (at + base, k)));
-    }
-
-    /// Whether any record was written with [`ReduceContext::emit_bytes`].
-    pub fn has_bytes(&self) -> bool {
-        self.recs.iter().any(|r| r.1 == OutKind::Raw)
-    }
-
-    /// The records, in the order written.
-    pub fn iter(&self) -> impl Iterator<Item = OutRecord<'_>> {
-        self.recs.iter().enumerate().map(|(i, &(at, kind))| {
-            let end = self.recs.get(i + 1).map_or(self.text.len(), |r| r.0);
-            let bytes = &self.text[at..end];
-            // Records from emit and emit_line are Display output, so valid UTF-8.
-            match kind {
-                OutKind::Raw => OutRecord::Bytes(bytes),
-                OutKind::Line => OutRecord::Line(std::str::from_utf8(&bytes[..bytes.len() - 1]).unwrap_or_default()),
-                OutKind::Pair(tab) => OutRecord::Pair(
-                    std::str::from_utf8(&bytes[..tab]).unwrap_or_default(),
-                    std::str::from_utf8(&bytes[tab + 1..bytes.len() - 1]).unwrap_or_default(),
-                ),
-            }
-        })
-    }
-
-    /// The bytes of a `text` part.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.text
-    }
-}
-
-/// What a reduce function writes to.
-pub struct ReduceContext<'a> {
-    out: &'a mut TextOutput,
-    counters: &'a mut Counters,
-}
-
-impl<'a> ReduceContext<'a> {
-    /// A context writing into `out` and counting into `counters`.
-    pub fn new(out: &'a mut TextOutput, counters: &'a mut Counters) -> Self {
-        ReduceContext { out, counters }
-    }
-
-    /// Writes one output record: the line `key<TAB>value` in text output, a (key, value)
-    /// row in Arrow and Parquet output.
-    pub fn emit(&mut self, key: impl Display, value: impl Display) {
-        let at = self.out.text.len();
-        // Writing into a Vec cannot fail.
-        let _ = write!(self.out.text, "{key}");
-        let tab = self.out.text.len() - at;
-        let _ = writeln!(self.out.text, "\t{value}");
-        self.out.recs.push((at, OutKind::Pair(tab)));
-    }
-
-    /// Writes one output line as it is (no tab), e.g. for sorting lines.
-    pub fn emit_line(&mut self, line: impl Display) {
-        let at = self.out.text.len();
-        let _ = writeln!(self.out.text, "{line}");
-        self.out.recs.push((at, OutKind::Line));
-    }
-
-    /// Writes one binary record as it is (no newline), e.g. a fixed-length record.
-    pub fn emit_bytes(&mut self, bytes: &[u8]) {
-        let at = self.out.text.len();
-        self.out.text.extend_from_slice(bytes);
-        self.out.recs.push((at, OutKind::Raw));
     }
 
     /// Adds `n` to a user-defined counter.

@@ -6,6 +6,10 @@
 //! - [`job`]: the typed job API ([`Job`], [`MapContext`], [`ReduceContext`]) and
 //!   its type-erased form [`DynJob`] that workers run.
 //! - [`registry`]: named jobs ([`Registry`]) and their parameters ([`Params`]).
+//! - [`output`]: what reduce and map-only tasks write ([`ReduceContext`], [`output::TextOutput`]).
+//! - [`format`](mod@format): input and output formats ([`InputFormat`], [`OutputFormat`]): text, whole
+//!   files, fixed-length binary records, Arrow IPC, Parquet.
+//! - [`data`]: how keys and values become bytes ([`Data`]; `Desc` and `Json` wrappers).
 //! - [`split`]: input splits and Hadoop's line rule; [`store`]: storage URLs ([`StoreUrl`]).
 //! - [`client`]: connecting to a coordinator.
 //!
@@ -49,6 +53,7 @@ pub mod format;
 pub mod ids;
 pub mod job;
 pub mod json;
+pub mod output;
 pub mod registry;
 pub mod split;
 pub mod store;
