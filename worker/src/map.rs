@@ -122,9 +122,12 @@ pub fn map_split(
     let encoded: Vec<Result<(Vec<u8>, u64), TaskError>> = (0..reducers as usize)
         .into_par_iter()
         .map(|p| {
-            let mut pairs: Vec<(&[u8], &[u8])> = sinks.iter().flat_map(|s| s.bufs[p].iter()).collect();
+            let mut keyed: Vec<(u64, &[u8], &[u8])> =
+                sinks.iter().flat_map(|s| s.bufs[p].iter()).map(|(k, v)| (key_prefix(k), k, v)).collect();
             // Stable, so values of one key keep their map order: output is deterministic.
-            pairs.par_sort_by(|a, b| a.0.cmp(b.0));
+            // Most comparisons end at the 8-byte prefix, without a memcmp.
+            keyed.par_sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+            let pairs: Vec<(&[u8], &[u8])> = keyed.into_iter().map(|(_, k, v)| (k, v)).collect();
             if !combiner {
                 let n = pairs.len() as u64;
                 return Ok((encode_segment(pairs.into_iter())?, n));
@@ -201,6 +204,15 @@ pub fn map_only_split(
     Ok((out, counters))
 }
 
+/// The first 8 bytes of a key, zero-padded, as a big-endian number: comparing prefixes
+/// orders keys as comparing the keys does, except that equal prefixes need the full keys.
+pub(crate) fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
 /// Merges runs of equal keys in sorted `pairs` through the job's combiner.
 fn combine_sorted(job: &dyn DynJob, pairs: &[(&[u8], &[u8])]) -> Result<PairBuf, TaskError> {
     let mut out = PairBuf::default();
@@ -222,4 +234,20 @@ fn combine_sorted(job: &dyn DynJob, pairs: &[(&[u8], &[u8])]) -> Result<PairBuf,
         i = j;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_prefix;
+
+    #[test]
+    fn key_prefixes_order_like_the_keys() {
+        let keys: [&[u8]; 9] = [b"", b"\0", b"a", b"a\0", b"a\0\x01", b"ab", b"abcdefgh", b"abcdefgh\0", b"b"];
+        for a in keys {
+            for b in keys {
+                let (pa, pb) = (key_prefix(a), key_prefix(b));
+                assert!(pa == pb || (pa < pb) == (a < b), "{a:?} {b:?}");
+            }
+        }
+    }
 }

@@ -15,6 +15,8 @@ use crate::shuffle::Run;
 
 /// The head of one run in the merge heap.
 struct Head<'a> {
+    /// See [`crate::map::key_prefix`].
+    prefix: u64,
     key: &'a [u8],
     value: &'a [u8],
     run: usize,
@@ -36,14 +38,14 @@ impl Ord for Head<'_> {
     /// By key, then by run: values of a key arrive in map-task order, so output is
     /// deterministic.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key.cmp(other.key).then(self.run.cmp(&other.run))
+        self.prefix.cmp(&other.prefix).then_with(|| self.key.cmp(other.key)).then(self.run.cmp(&other.run))
     }
 }
 
 fn head(runs: &[Run], run: usize, pos: Option<(usize, usize)>) -> Option<Head<'_>> {
     let pos = pos?;
     let (key, value) = runs[run].get(pos.0, pos.1)?;
-    Some(Head { key, value, run, pos })
+    Some(Head { prefix: crate::map::key_prefix(key), key, value, run, pos })
 }
 
 /// Merges `runs` (each sorted by key), reduces every key group, and returns the output part's
