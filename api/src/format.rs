@@ -23,8 +23,11 @@
 //! |-------------|--------------------------------------------------------------------|
 //! | `text`      | `KEY<TAB>VALUE\n` lines, `emit_line` lines, `emit_bytes` bytes as they are |
 //! | `fixed:N`   | every record's bytes back to back; each must be exactly N bytes    |
-//! | `arrow`     | an Arrow IPC file: columns `key`, `value` (Utf8, value nullable), or one Binary column `record` if the job used `emit_bytes` |
+//! | `arrow`     | an Arrow IPC file: nullable columns `key`, `value` (Utf8) for `emit`/`emit_line` records, `record` (Binary) for `emit_bytes` ones |
 //! | `parquet`   | a Parquet file with the same columns                                |
+//!
+//! Reading a row with a non-null binary `record` column back gives that value as the
+//! record's bytes, so binary records survive a trip through Arrow or Parquet.
 
 //!
 //! ```

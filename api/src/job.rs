@@ -62,6 +62,24 @@ pub struct TextRecord<'a> {
     pub bytes: &'a [u8],
     /// For Arrow and Parquet input: the row itself, for typed access to its columns.
     pub row: Option<Row<'a>>,
+    /// What kind of record this is.
+    pub kind: RecordKind,
+}
+
+/// What an input record is, by input format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A line of text (`text`).
+    Line,
+    /// A whole object (`whole`).
+    Whole,
+    /// A fixed-length binary record (`fixed:N`).
+    Fixed,
+    /// A row of an Arrow or Parquet file (`arrow`, `parquet`); if the row holds a binary
+    /// `record` column (as Quern writes `emit_bytes` records), `bytes` is that value.
+    Row,
+    /// A generated record number (generator jobs).
+    Generated,
 }
 
 /// A row of Arrow or Parquet input: its record batch and its index there.
@@ -87,7 +105,7 @@ pub struct Row<'a> {
 impl<'a> TextRecord<'a> {
     /// A record holding one line of text.
     pub fn text(source: &'a str, offset: u64, line: &'a str) -> Self {
-        TextRecord { source, offset, line, bytes: line.as_bytes(), row: None }
+        TextRecord { source, offset, line, bytes: line.as_bytes(), row: None, kind: RecordKind::Line }
     }
 }
 

@@ -71,7 +71,7 @@ pub use data::Data;
 pub use error::{JobError, LookupError, ParamError, ProtocolError, StoreError};
 pub use format::{InputFormat, OutputFormat};
 pub use ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
-pub use job::{DynJob, Job, MapContext, MapOptions, ReduceContext, TextRecord};
+pub use job::{DynJob, Job, MapContext, MapOptions, RecordKind, ReduceContext, TextRecord};
 pub use registry::{Params, Registry, Stage, StageInput};
 pub use split::Split;
 pub use store::StoreUrl;

@@ -64,13 +64,10 @@ pub const GENERATE_URL: &str = "generate:";
 /// each).
 pub fn generator_splits(rows: u64, maps: u32) -> Vec<Split> {
     let maps = u64::from(maps.max(1)).min(rows.max(1));
+    // In u128: rows * i overflows u64 for large row counts.
+    let at = |i: u64| (u128::from(rows) * u128::from(i) / u128::from(maps)) as u64;
     (0..maps)
-        .map(|i| Split {
-            url: GENERATE_URL.into(),
-            start: rows * i / maps,
-            end: rows * (i + 1) / maps,
-            object_size: rows,
-        })
+        .map(|i| Split { url: GENERATE_URL.into(), start: at(i), end: at(i + 1), object_size: rows })
         .filter(|s| s.end > s.start)
         .collect()
 }
@@ -92,6 +89,10 @@ pub fn compute_splits(objects: &[InputObject], split_size: u64, format: InputFor
             ObjectFormat::Fixed(n, _) => (split_size / u64::from(n)).max(1) * u64::from(n),
             _ => split_size.max(1),
         };
+        // A whole empty object is still one (empty) record, as Hadoop's whole-file formats do.
+        if o.size == 0 && matches!(of, ObjectFormat::Whole(_)) {
+            out.push(Split { url: o.url.clone(), start: 0, end: 0, object_size: 0 });
+        }
         while start < o.size {
             let remaining = o.size - start;
             let len = if whole || (remaining as f64) <= split_size as f64 * SLOP { remaining } else { split_size };
@@ -271,5 +272,11 @@ mod tests {
         let shape: Vec<(u64, u64)> = g.iter().map(|s| (s.start, s.end)).collect();
         assert_eq!(shape, vec![(0, 3), (3, 6), (6, 10)]);
         assert_eq!(generator_splits(2, 7).len(), 2, "no empty generator splits");
+        let big = generator_splits(u64::MAX, 3);
+        assert_eq!((big[0].start, big[2].end), (0, u64::MAX));
+        assert!(big.windows(2).all(|w| w[0].end == w[1].start));
+        let objs = [InputObject { url: "e".into(), size: 0 }, InputObject { url: "f".into(), size: 3 }];
+        assert_eq!(compute_splits(&objs, 100, InputFormat::Whole).len(), 2, "an empty whole object is one record");
+        assert_eq!(compute_splits(&objs, 100, InputFormat::Text).len(), 1, "an empty text object has no lines");
     }
 }

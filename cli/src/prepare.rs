@@ -97,6 +97,9 @@ pub async fn prepare(
                 })
                 .collect(),
         };
+        if generate.is_some() && stage.inputs.contains(&StageInput::JobInput) {
+            bail!("pipeline {:?}: stage {k} reads the job's input, but the pipeline generates its data", def.job);
+        }
         let input_format = sources[0];
         if sources.iter().any(|f| *f != input_format) {
             bail!("pipeline {:?}: stage {k} ({name}) reads sources in different formats", def.job);

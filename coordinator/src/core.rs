@@ -147,8 +147,10 @@ pub enum Action {
         job: JobId,
         /// The finished stage's output.
         input: StoreUrl,
-        /// What the next stage reads (the finished stage's output, for a chain).
+        /// Directories the next stage reads (the finished stage's output, for a chain).
         next_inputs: Vec<StoreUrl>,
+        /// Objects of the job's input the next stage reads, as listed at submit.
+        next_objects: Vec<quern_api::split::InputObject>,
         /// The finished stage's temporary directory.
         temporary: StoreUrl,
         /// Split size for the next stage.
@@ -268,7 +270,8 @@ impl Core {
                     temporary: job.temporary_dir(),
                     split_size: job.spec.split_size,
                     input_format: job.next_input_format(),
-                    next_inputs: job.next_inputs(),
+                    next_inputs: job.next_inputs().0,
+                    next_objects: job.next_inputs().1,
                 });
                 continue;
             }
@@ -599,7 +602,8 @@ impl Core {
                                 temporary: job.temporary_dir(),
                                 split_size: job.spec.split_size,
                                 input_format: job.next_input_format(),
-                                next_inputs: job.next_inputs(),
+                                next_inputs: job.next_inputs().0,
+                                next_objects: job.next_inputs().1,
                             });
                         } else if last && job.outputs_complete() {
                             job.state = JobState::Committing;

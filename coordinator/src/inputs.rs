@@ -57,9 +57,16 @@ pub async fn list_inputs(urls: &[StoreUrl]) -> Result<Vec<InputObject>, InputErr
         }
         if found.is_empty() {
             let dir = url.as_dir();
-            let mut list = store.list(Some(&dir.path()));
+            let root = dir.path();
+            let mut list = store.list(Some(&root));
             while let Some(meta) = list.next().await {
                 let meta = meta.map_err(|e| StoreError::from_store(dir.as_str(), e))?;
+                // Hidden anywhere below the listed directory: `out/_temporary/JOB/part-...`
+                // (attempts not committed, or not yet cleaned up) is never input.
+                let below = meta.location.prefix_match(&root).map(|parts| parts.map(|p| p.as_ref().to_string()));
+                if below.is_some_and(|mut parts| parts.any(|p| is_hidden(&p))) {
+                    continue;
+                }
                 let child = url.with_path(&meta.location);
                 if is_hidden(&child.base_name()) {
                     continue;
@@ -146,5 +153,32 @@ pub fn remove_empty_local_dirs(dir: &StoreUrl, stop: &StoreUrl) {
         if !cur.pop() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hidden_objects_and_everything_under_hidden_directories_are_not_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, body) in [
+            ("a.txt", "a\n"),
+            ("sub/b.txt", "b\n"),
+            ("_SUCCESS", ""),
+            (".a.crc", "x"),
+            ("_temporary/job_1/part-00000-e1-a2", "stale\n"),
+            ("sub/.hidden/c.txt", "c\n"),
+        ] {
+            std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+            std::fs::write(root.join(path), body).unwrap();
+        }
+        let url = StoreUrl::from_user(&format!("{}/", root.display())).unwrap();
+        let found = list_inputs(&[url]).await.unwrap();
+        let names: Vec<String> =
+            found.iter().map(|o| o.url.rsplit_once(root.to_str().unwrap()).unwrap().1.into()).collect();
+        assert_eq!(names, ["/a.txt", "/sub/b.txt"]);
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use quern_api::split::Split;
+use quern_api::split::{InputObject, Split};
 use quern_api::{Counters, JobId, StoreUrl, TaskKind, WorkerId, pb};
 
 use crate::placement::Level;
@@ -90,6 +90,9 @@ pub struct Pipeline {
     pub current: usize,
     /// Counters of finished stages.
     pub done: Counters,
+    /// The job's input objects as listed at submit (from the first stage's splits): what a
+    /// later stage reading the job's input reads, without listing it again.
+    pub input_objects: Vec<InputObject>,
 }
 
 /// Attempt numbers of stage k start above k * this, so an attempt of one stage can never be
@@ -230,7 +233,13 @@ impl Job {
             return Self::build(id, seq, spec, splits, scratch, epoch, submitted_ms, None);
         }
         let first = stage_spec(&spec, 0, &scratch);
-        let pipeline = Pipeline { user: spec, current: 0, done: Counters::new() };
+        let mut input_objects: Vec<InputObject> = splits
+            .iter()
+            .filter(|s| s.url != quern_api::split::GENERATE_URL)
+            .map(|s| InputObject { url: s.url.clone(), size: s.object_size })
+            .collect();
+        input_objects.dedup();
+        let pipeline = Pipeline { user: spec, current: 0, done: Counters::new(), input_objects };
         Self::build(id, seq, first, splits, scratch, epoch, submitted_ms, Some(pipeline))
     }
 
@@ -387,16 +396,21 @@ impl Job {
     }
 
     /// What the next pipeline stage reads.
-    pub fn next_inputs(&self) -> Vec<StoreUrl> {
-        let Some(p) = &self.pipeline else { return Vec::new() };
-        if p.current + 1 >= p.user.stages.len() {
-            return Vec::new();
+    /// What the next pipeline stage reads: directories of earlier stages' output to list,
+    /// and the job's input objects (as listed at submit) if it reads those.
+    pub fn next_inputs(&self) -> (Vec<StoreUrl>, Vec<InputObject>) {
+        let Some(p) = &self.pipeline else { return Default::default() };
+        let k = p.current + 1;
+        let Some(stage) = p.user.stages.get(k) else { return Default::default() };
+        let dir = |j: usize| self.scratch.join(&format!("stage-{j}/"));
+        match &stage.inputs[..] {
+            [] => (vec![dir(k - 1)], Vec::new()),
+            sources => {
+                let dirs = sources.iter().filter(|&&s| s >= 0).map(|&s| dir(s as usize)).collect();
+                let job_input = sources.contains(&-1);
+                (dirs, if job_input { p.input_objects.clone() } else { Vec::new() })
+            }
         }
-        stage_spec(&p.user, p.current + 1, &self.scratch)
-            .inputs
-            .iter()
-            .filter_map(|u| StoreUrl::parse(u).ok())
-            .collect()
     }
 
     /// The input format of the next pipeline stage.
@@ -441,8 +455,7 @@ impl Job {
             self.submitted_ms,
             Some(p),
         );
-        next.backups_started = self.backups_started;
-        next.backups_won = self.backups_won;
+        // (`done` already holds the backup counters of the stages so far.)
         next.state = self.state.clone();
         *self = next;
     }

@@ -28,6 +28,9 @@ use crate::task::MapOutputMeta;
 pub const DEFAULT_SPLIT_SIZE: u64 = 64 * 1024 * 1024;
 /// Most reduce tasks a job may ask for.
 pub const MAX_REDUCERS: u32 = 100_000;
+
+/// Most records a generator job may make (10^15: 100 PB of TeraGen records).
+pub const MAX_GENERATE_ROWS: u64 = 1_000_000_000_000_000;
 /// Longest a poll may be held open.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
 /// How long a submit waits for its journal record to be written.
@@ -160,11 +163,26 @@ impl Shared {
                             }
                         }
                     }
-                    Action::AdvanceStage { job, input, temporary, split_size, input_format, next_inputs } => {
+                    Action::AdvanceStage {
+                        job,
+                        input,
+                        temporary,
+                        split_size,
+                        input_format,
+                        next_inputs,
+                        next_objects,
+                    } => {
                         let cleared = delete_prefix(&temporary).await;
                         remove_empty_local_dirs(&temporary, &input);
                         let listed = match cleared {
-                            Ok(()) => list_inputs_allow_empty(&next_inputs).await.map_err(|e| e.to_string()),
+                            Ok(()) => list_inputs_allow_empty(&next_inputs).await.map_err(|e| e.to_string()).map(
+                                |mut objects| {
+                                    objects.extend(next_objects);
+                                    objects.sort_by(|a, b| a.url.cmp(&b.url));
+                                    objects.dedup();
+                                    objects
+                                },
+                            ),
                             Err(e) => Err(e.to_string()),
                         };
                         match listed {
@@ -233,6 +251,9 @@ pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>, u32),
     }
     if !spec.inputs.is_empty() && spec.generate_rows > 0 {
         return Err(bad("a generator job reads no input".into()));
+    }
+    if spec.generate_rows > MAX_GENERATE_ROWS {
+        return Err(bad(format!("a generator makes at most {MAX_GENERATE_ROWS} records, not {}", spec.generate_rows)));
     }
     let formats = |input: &str, output: &str| -> Result<crate::job::Formats, Status> {
         input.parse::<quern_api::InputFormat>().map_err(|e| bad(format!("input format: {e}")))?;

@@ -98,8 +98,10 @@ pub fn builtin() -> Registry {
     r
 }
 
-/// `identity`: writes every input record as it is, map-only: a text line stays a line, a
-/// binary record stays bytes (so `--output-format` converts between formats).
+/// `identity`: writes every input record as it is, map-only: a text line stays a line (its
+/// bytes exactly, even when they are not UTF-8), a whole object or a fixed-length record stays
+/// bytes, an Arrow or Parquet row its line (or its binary `record`). With `--input-format` and
+/// `--output-format` it converts between formats.
 pub struct Identity;
 
 impl quern_api::Job for Identity {
@@ -111,9 +113,19 @@ impl quern_api::Job for Identity {
         rec: &quern_api::TextRecord<'_>,
         ctx: &mut quern_api::MapContext<'_, Vec<u8>, u32>,
     ) -> Result<(), quern_api::JobError> {
-        // The value says whether the record is text (1) or binary (0).
-        let text = !rec.line.is_empty() || rec.bytes.is_empty();
-        ctx.emit(if text { rec.line.as_bytes().to_vec() } else { rec.bytes.to_vec() }, u32::from(text));
+        use quern_api::RecordKind;
+        // The value says how to write the record back: a line (1), or bytes as they are (0).
+        let as_line = match rec.kind {
+            RecordKind::Line => std::str::from_utf8(rec.bytes).is_ok(),
+            RecordKind::Row => rec.line.as_bytes() == rec.bytes,
+            RecordKind::Whole | RecordKind::Fixed => false,
+            RecordKind::Generated => return Ok(()),
+        };
+        let mut bytes = rec.bytes.to_vec();
+        if rec.kind == RecordKind::Line && !as_line {
+            bytes.push(b'\n'); // a line that is not UTF-8, kept byte for byte
+        }
+        ctx.emit(bytes, u32::from(as_line));
         Ok(())
     }
 

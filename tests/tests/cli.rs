@@ -77,6 +77,7 @@ fn bad_input_gets_one_clear_line_and_writes_nothing() {
     assert_fails(&sub(&["--job", "teragen", "--param", "rows=10", "--input", &i, "--output", &out]), "no --input");
     assert_fails(&sub(&["--job", "teragen", "--output", &out]), "rows");
     assert_fails(&sub(&["--job", "teragen", "--param", "rows=0", "--output", &out]), "nothing to generate");
+    assert_fails(&sub(&["--job", "teragen", "--param", "rows=100000000000000000", "--output", &out]), "at most");
     assert_fails(&sub(&["--job", "teragen", "--param", "rows=10", "--output", &out, "--reducers", "2"]), "map-only");
     assert_fails(&sub(&["--job", "wordcount", "--input", &i, "--output", &out, "--maps", "3"]), "--maps");
     assert_fails(&sub(&["--job", "teravalidate", "--input", &i, "--output", &out, "--reducers", "3"]), "1 reducer");

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_array::{Array, BinaryArray, RecordBatch, StringArray};
 use quern_tests::data::{read_output, word_count, write_corpus};
 use quern_tests::{Mode, TestCluster, ok_stdout};
 
@@ -38,8 +38,8 @@ fn parts(dir: &Path) -> Vec<PathBuf> {
     parts
 }
 
-/// The input's lines as a text job sees them: invalid UTF-8 replaced, `\r\n` ends stripped.
-fn expected_lines(dir: &Path) -> Vec<String> {
+/// The input's lines as read: `\r\n` ends stripped, bytes as they are (not always UTF-8).
+fn expected_lines(dir: &Path) -> Vec<Vec<u8>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -48,10 +48,10 @@ fn expected_lines(dir: &Path) -> Vec<String> {
     files.sort();
     let mut lines = Vec::new();
     for f in files {
-        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
-        let mut file_lines: Vec<String> =
-            text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l).to_string()).collect();
-        if text.ends_with('\n') {
+        let bytes = std::fs::read(f).unwrap();
+        let mut file_lines: Vec<Vec<u8>> =
+            bytes.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec()).collect();
+        if bytes.ends_with(b"\n") {
             file_lines.pop();
         }
         lines.extend(file_lines);
@@ -59,31 +59,43 @@ fn expected_lines(dir: &Path) -> Vec<String> {
     lines
 }
 
-/// Rows of (key, value) from record batches with Utf8 `key` and nullable Utf8 `value`.
-fn key_values(batches: Vec<RecordBatch>) -> Vec<(String, Option<String>)> {
+/// The input lines, each with its newline, back to back.
+fn joined(lines: &[Vec<u8>]) -> Vec<u8> {
+    lines.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect()
+}
+
+/// A row of Quern's Arrow and Parquet output: `key`, `value` (Utf8) and `record` (Binary).
+type Row = (Option<String>, Option<String>, Option<Vec<u8>>);
+
+fn rows_of(batches: Vec<RecordBatch>) -> Vec<Row> {
     let mut rows = Vec::new();
     for b in batches {
-        assert_eq!(b.schema().field(0).name(), "key");
-        assert_eq!(b.schema().field(1).name(), "value");
+        let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["key", "value", "record"], "every part has the same schema");
         let k = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         let v = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let r = b.column(2).as_any().downcast_ref::<BinaryArray>().unwrap();
         for i in 0..b.num_rows() {
-            rows.push((k.value(i).to_string(), (!v.is_null(i)).then(|| v.value(i).to_string())));
+            rows.push((
+                (!k.is_null(i)).then(|| k.value(i).to_string()),
+                (!v.is_null(i)).then(|| v.value(i).to_string()),
+                (!r.is_null(i)).then(|| r.value(i).to_vec()),
+            ));
         }
     }
     rows
 }
 
-fn read_parquet(path: &Path) -> Vec<(String, Option<String>)> {
+fn read_parquet(path: &Path) -> Vec<Row> {
     let file = std::fs::File::open(path).unwrap();
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
-    key_values(reader.map(Result::unwrap).collect())
+    rows_of(reader.map(Result::unwrap).collect())
 }
 
-fn read_arrow(path: &Path) -> Vec<(String, Option<String>)> {
+fn read_arrow(path: &Path) -> Vec<Row> {
     let file = std::fs::File::open(path).unwrap();
     let reader = arrow_ipc::reader::FileReader::try_new(file, None).unwrap();
-    key_values(reader.map(Result::unwrap).collect())
+    rows_of(reader.map(Result::unwrap).collect())
 }
 
 #[test]
@@ -93,9 +105,7 @@ fn parquet_and_arrow_round_trip_and_count_the_same_words_as_text() {
     write_corpus(&input, 3, 30_000, 5).unwrap();
     let lines = expected_lines(&input);
     let words = word_count(&input);
-    for (format, read) in
-        [("parquet", read_parquet as fn(&Path) -> Vec<(String, Option<String>)>), ("arrow", read_arrow)]
-    {
+    for (format, read) in [("parquet", read_parquet as fn(&Path) -> Vec<Row>), ("arrow", read_arrow)] {
         // Text to the format: identity is map-only, so the parts hold the lines in order.
         let converted = c.path(&format!("as-{format}"));
         let s = run(
@@ -114,9 +124,17 @@ fn parquet_and_arrow_round_trip_and_count_the_same_words_as_text() {
         let converted_parts = parts(&converted);
         assert_eq!(converted_parts.len() as u64, s["maps"]["total"].as_u64().unwrap(), "one part per map task");
         assert_eq!(s["reduces"]["total"], 0);
-        let rows: Vec<(String, Option<String>)> = converted_parts.iter().flat_map(|p| read(p)).collect();
-        assert!(rows.iter().all(|(_, v)| v.is_none()), "lines have no value column");
-        assert_eq!(rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>(), lines, "{format} holds the lines");
+        let rows: Vec<Row> = converted_parts.iter().flat_map(|p| read(p)).collect();
+        assert_eq!(rows.len(), lines.len());
+        for (row, line) in rows.iter().zip(&lines) {
+            match std::str::from_utf8(line) {
+                // A UTF-8 line is a key without a value...
+                Ok(text) => assert_eq!(row, &(Some(text.to_string()), None, None), "{format}"),
+                // ... other bytes a binary record (with its newline), kept as they are.
+                Err(_) => assert_eq!(row, &(None, None, Some([line.as_slice(), b"\n"].concat())), "{format}"),
+            }
+        }
+        assert!(lines.iter().any(|l| std::str::from_utf8(l).is_err()), "the corpus has lines that are not UTF-8");
 
         // ... and back to text.
         let back = c.path(&format!("back-from-{format}"));
@@ -133,8 +151,7 @@ fn parquet_and_arrow_round_trip_and_count_the_same_words_as_text() {
                 format,
             ],
         );
-        let text: String = parts_text(&back);
-        assert_eq!(text, lines.iter().map(|l| format!("{l}\n")).collect::<String>(), "{format} back to text");
+        assert!(parts_bytes(&back) == joined(&lines), "{format} back to text, byte for byte");
 
         // Word count over the format equals word count over the text.
         let counted = c.path(&format!("wc-{format}"));
@@ -173,13 +190,13 @@ fn parquet_and_arrow_round_trip_and_count_the_same_words_as_text() {
             ],
         );
         let got: BTreeMap<String, String> =
-            parts(&out).iter().flat_map(|p| read(p)).map(|(k, v)| (k, v.unwrap())).collect();
+            parts(&out).iter().flat_map(|p| read(p)).map(|(k, v, _)| (k.unwrap(), v.unwrap())).collect();
         assert_eq!(got, words, "wordcount written as {format}");
     }
 }
 
-fn parts_text(dir: &Path) -> String {
-    parts(dir).iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+fn parts_bytes(dir: &Path) -> Vec<u8> {
+    parts(dir).iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
 }
 
 #[test]
@@ -208,8 +225,7 @@ fn fixed_whole_and_text_round_trip_and_map_only_jobs_write_one_part_per_map() {
         ],
     );
     assert!(s["maps"]["total"].as_u64().unwrap() >= 9, "80,000 bytes in 8 KiB splits: {s}");
-    let parts_bytes: Vec<u8> = parts(&out).iter().flat_map(|p| std::fs::read(p).unwrap()).collect();
-    assert_eq!(parts_bytes, data, "fixed:16 records round-trip byte for byte");
+    assert!(parts_bytes(&out) == data, "fixed:16 records round-trip byte for byte");
     assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], 5_000);
 
     // Text lines through a map-only job come back as the same lines, in order.
@@ -218,7 +234,7 @@ fn fixed_whole_and_text_round_trip_and_map_only_jobs_write_one_part_per_map() {
     let text_out = c.path("text-out");
     let s = run(&c, &["--job", "identity", "--input", &dir_arg(&input), "--output", &text_out.display().to_string()]);
     let lines = expected_lines(&input);
-    assert_eq!(parts_text(&text_out), lines.iter().map(|l| format!("{l}\n")).collect::<String>());
+    assert!(parts_bytes(&text_out) == joined(&lines), "text lines round-trip byte for byte");
     assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], lines.len());
 
     // Whole files: one record (and one map task) per file, the same words as text.
@@ -238,6 +254,9 @@ fn fixed_whole_and_text_round_trip_and_map_only_jobs_write_one_part_per_map() {
     );
     assert_eq!(s["maps"]["total"], 3);
     assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], 3);
+    let originals: Vec<u8> =
+        (0..3).flat_map(|f| std::fs::read(input.join(format!("doc-{f:02}.txt"))).unwrap()).collect();
+    assert!(parts_bytes(&whole) == originals, "whole objects round-trip byte for byte");
     let wc_whole = c.path("wc-whole");
     run(
         &c,

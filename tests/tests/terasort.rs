@@ -103,6 +103,32 @@ fn teragen_terasort_teravalidate_match_hadoop_and_a_sequential_sort() {
     assert!(one == reference_records(ROWS), "teragen writes Hadoop's records");
     assert_eq!(s7["counters"]["MAP_INPUT_RECORDS"], ROWS);
 
+    // Binary records through Parquet and back: the same bytes.
+    let pq = c.path("gen-parquet");
+    let back = c.path("gen-back");
+    run(
+        &c,
+        &[
+            "--job",
+            "teragen",
+            "--param",
+            &rows,
+            "--maps",
+            "3",
+            "--output-format",
+            "parquet",
+            "--output",
+            &pq.display().to_string(),
+        ],
+    );
+    let pq_dir = format!("{}/", pq.display());
+    let fixed = ["--input-format", "parquet", "--output-format", "fixed:100"];
+    run(
+        &c,
+        &[&["--job", "identity", "--input", &pq_dir, "--output", &back.display().to_string()], &fixed[..]].concat(),
+    );
+    assert!(concat_parts(&back).0 == one, "teragen records survive a trip through Parquet");
+
     // TeraSort: 4 parts that, concatenated, are the input's records sorted by key.
     let sorted = c.path("sorted");
     let s = run(

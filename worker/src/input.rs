@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::io::Cursor;
 use std::ops::Range;
 
+use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::ArrowError;
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use quern_api::Counters;
 use quern_api::counters::names;
 use quern_api::format::ObjectFormat;
-use quern_api::job::{Row, TextRecord};
+use quern_api::job::{RecordKind, Row, TextRecord};
 use quern_api::split::{chunk_at_lines, lines, owned_range};
 
 use crate::decompress::decompress;
@@ -163,12 +164,20 @@ impl Input {
                     line: std::str::from_utf8(l).unwrap_or(""),
                     bytes: raw,
                     row: None,
+                    kind: RecordKind::Line,
                 });
                 f(&mut records)
             }
             Input::Whole { data } => {
                 let text = String::from_utf8_lossy(data);
-                let mut one = std::iter::once(TextRecord { source, offset: 0, line: &text, bytes: data, row: None });
+                let mut one = std::iter::once(TextRecord {
+                    source,
+                    offset: 0,
+                    line: &text,
+                    bytes: data,
+                    row: None,
+                    kind: RecordKind::Whole,
+                });
                 f(&mut one)
             }
             Input::Fixed { data, len, base } => {
@@ -180,6 +189,7 @@ impl Input {
                         line: std::str::from_utf8(bytes).unwrap_or(""),
                         bytes,
                         row: None,
+                        kind: RecordKind::Fixed,
                     }
                 });
                 f(&mut records)
@@ -191,17 +201,41 @@ impl Input {
                     // The batch holding row i: the last one starting at or before it.
                     let b = firsts.partition_point(|&f| f <= i).saturating_sub(1);
                     let row = batches.get(b).map(|batch| Row { batch, index: i - firsts[b] });
-                    TextRecord { source, offset: i as u64, line, bytes: line.as_bytes(), row }
+                    // A binary record Quern wrote (emit_bytes) is its bytes; its line their text.
+                    let bytes = row.and_then(binary_record).unwrap_or(line.as_bytes());
+                    TextRecord { source, offset: i as u64, line, bytes, row, kind: RecordKind::Row }
                 });
                 f(&mut records)
             }
             Input::Generate { start, .. } => {
-                let mut records =
-                    chunk.map(|i| TextRecord { source, offset: start + i as u64, line: "", bytes: &[], row: None });
+                let mut records = chunk.map(|i| TextRecord {
+                    source,
+                    offset: start + i as u64,
+                    line: "",
+                    bytes: &[],
+                    row: None,
+                    kind: RecordKind::Generated,
+                });
                 f(&mut records)
             }
         }
     }
+}
+
+/// The name of the binary column holding `emit_bytes` records in Quern's Arrow and Parquet
+/// output (see [`crate::output`]).
+pub const RECORD_COLUMN: &str = "record";
+
+/// The row's value in a non-null binary `record` column, if it has one.
+fn binary_record(row: Row<'_>) -> Option<&[u8]> {
+    let col = row.batch.column_by_name(RECORD_COLUMN)?;
+    if col.is_null(row.index) {
+        return None;
+    }
+    if let Some(a) = col.as_binary_opt::<i32>() {
+        return Some(a.value(row.index));
+    }
+    col.as_binary_opt::<i64>().map(|a| a.value(row.index))
 }
 
 fn arrow(e: ArrowError) -> String {
@@ -221,7 +255,18 @@ fn render_rows(batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>) -
         let formatters =
             columns.iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>();
         let formatters = formatters.map_err(arrow)?;
+        let record = batch
+            .column_by_name(RECORD_COLUMN)
+            .filter(|c| matches!(c.data_type(), arrow_schema::DataType::Binary | arrow_schema::DataType::LargeBinary));
         for row in 0..batch.num_rows() {
+            // A binary record's line is its text, not a rendering (see `binary_record`).
+            if record.is_some()
+                && let Some(raw) = binary_record(Row { batch: &batch, index: row })
+            {
+                text.push_str(&String::from_utf8_lossy(raw));
+                ends.push(text.len());
+                continue;
+            }
             let last = columns.iter().rposition(|c| !c.is_null(row)).map_or(0, |i| i + 1);
             for (i, f) in formatters.iter().take(last).enumerate() {
                 if i > 0 {

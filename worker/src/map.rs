@@ -186,9 +186,29 @@ pub fn map_only_split(
         .map(|(sink, mut counters)| {
             let mut out = TextOutput::new();
             let mut user = Counters::new();
+            let mut skipped = 0i64;
             for (k, v) in sink.0.iter() {
-                let mut ctx = ReduceContext::new(&mut out, &mut user);
-                job.reduce_encoded(k, &mut std::iter::once(v), &mut ctx).map_err(|e| TaskError::User(e.0))?;
+                if !skip_bad_records {
+                    let mut ctx = ReduceContext::new(&mut out, &mut user);
+                    job.reduce_encoded(k, &mut std::iter::once(v), &mut ctx).map_err(|e| TaskError::User(e.0))?;
+                    continue;
+                }
+                // As in reduce: a pair on which user code panics is skipped, its output dropped.
+                let mark = out.mark();
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut ctx = ReduceContext::new(&mut out, &mut user);
+                    job.reduce_encoded(k, &mut std::iter::once(v), &mut ctx)
+                }));
+                match result {
+                    Ok(r) => r.map_err(|e| TaskError::User(e.0))?,
+                    Err(_) => {
+                        out.rollback(mark);
+                        skipped += 1;
+                    }
+                }
+            }
+            if skipped > 0 {
+                counters.add(names::SKIPPED_RECORDS, skipped);
             }
             counters.merge(&user);
             Ok((out, counters))

@@ -46,36 +46,31 @@ pub fn encode(out: TextOutput, format: OutputFormat) -> Result<Vec<u8>, String> 
     }
 }
 
-/// The records as one batch: (`key`, `value`) Utf8 columns, or one Binary `record` column if
-/// the job wrote raw bytes.
+/// The records as one batch. Every part of every job has the same schema, so a directory of
+/// parts is one table: `key` and `value` (Utf8, nullable) for `emit` records (`emit_line`
+/// leaves `value` null), and `record` (Binary, nullable) for `emit_bytes` records.
 fn batch(out: &TextOutput) -> Result<RecordBatch, String> {
-    let (schema, columns): (Schema, Vec<ArrayRef>) = if out.has_bytes() {
-        let records = out
-            .iter()
-            .enumerate()
-            .map(|(i, r)| match r {
-                OutRecord::Bytes(b) => Ok(b),
-                OutRecord::Line(l) => Ok(l.as_bytes()),
-                OutRecord::Pair(..) => Err(format!("record {i} is a key-value pair among binary records")),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let array = BinaryArray::from_iter_values(records);
-        (Schema::new(vec![Field::new("record", DataType::Binary, false)]), vec![Arc::new(array)])
-    } else {
-        let (mut keys, mut values) = (Vec::new(), Vec::new());
-        for r in out.iter() {
-            let (k, v) = match r {
-                OutRecord::Pair(k, v) => (k, Some(v)),
-                OutRecord::Line(l) => (l, None),
-                // (has_bytes was false)
-                OutRecord::Bytes(_) => continue,
-            };
-            keys.push(k);
-            values.push(v);
-        }
-        let schema =
-            Schema::new(vec![Field::new("key", DataType::Utf8, false), Field::new("value", DataType::Utf8, true)]);
-        (schema, vec![Arc::new(StringArray::from(keys)), Arc::new(StringArray::from(values))])
-    };
+    let n = out.records() as usize;
+    let (mut keys, mut values, mut records) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for r in out.iter() {
+        let (k, v, b) = match r {
+            OutRecord::Pair(k, v) => (Some(k), Some(v), None),
+            OutRecord::Line(l) => (Some(l), None, None),
+            OutRecord::Bytes(b) => (None, None, Some(b)),
+        };
+        keys.push(k);
+        values.push(v);
+        records.push(b);
+    }
+    let schema = Schema::new(vec![
+        Field::new("key", DataType::Utf8, true),
+        Field::new("value", DataType::Utf8, true),
+        Field::new(crate::input::RECORD_COLUMN, DataType::Binary, true),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(keys)),
+        Arc::new(StringArray::from(values)),
+        Arc::new(BinaryArray::from(records)),
+    ];
     RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| e.to_string())
 }
