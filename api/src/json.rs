@@ -48,6 +48,10 @@ pub fn status_json(s: &pb::JobStatus) -> Value {
         "finished_ms": s.finished_ms,
         "stage": s.stage,
         "stages": s.stages,
+        "stage_job": s.stage_job,
+        "input_format": s.input_format,
+        "output_format": s.output_format,
+        "generate_rows": s.generate_rows,
     })
 }
 

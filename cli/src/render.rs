@@ -28,11 +28,16 @@ pub fn status_text(s: &pb::JobStatus) -> String {
     out.push_str(&format!("name      {}\n", s.job));
     out.push_str(&format!("state     {}\n", state_name(s.state)));
     if s.stages > 0 {
-        out.push_str(&format!("stage     {}/{}\n", s.stage, s.stages));
+        out.push_str(&format!("stage     {}/{} ({})\n", s.stage, s.stages, s.stage_job));
     }
     out.push_str(&format!("maps      {}\n", frac(s.maps)));
     out.push_str(&format!("reduces   {}\n", frac(s.reduces)));
-    out.push_str(&format!("inputs    {}\n", s.inputs.join(",")));
+    if s.generate_rows > 0 {
+        out.push_str(&format!("generates {} records\n", s.generate_rows));
+    } else {
+        out.push_str(&format!("inputs    {} ({})\n", s.inputs.join(","), s.input_format));
+    }
+    out.push_str(&format!("writes    {}\n", s.output_format));
     out.push_str(&format!("output    {}\n", s.output));
     if let (Some(end), start) = (s.finished_ms, s.submitted_ms) {
         out.push_str(&format!("elapsed   {:.3}s\n", end.saturating_sub(start) as f64 / 1000.0));

@@ -52,6 +52,10 @@ pub fn job_status(job: &Job) -> pb::JobStatus {
         params: user.params.clone(),
         stage,
         stages,
+        stage_job: if stages > 0 { job.spec.name.clone() } else { String::new() },
+        input_format: user.stages.first().map_or(&user.formats.input, |s| &s.formats.input).clone(),
+        output_format: user.stages.last().map_or(&user.formats.output, |s| &s.formats.output).clone(),
+        generate_rows: user.generate_rows,
     }
 }
 
