@@ -357,6 +357,7 @@ fn wordstats_is_a_dag_of_two_independent_stages_joined_by_a_third() {
     let status = submit_wait(&c, "wordstats", &input, &output, &[]);
     assert_eq!(status["state"], "succeeded", "{status}");
     assert_eq!((status["stage"].as_u64(), status["stages"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(status["stage_job"], "join");
     // Sequentially: word count and inverted index, joined on the word.
     let counts = word_count(&input);
     let docs = index(&input);

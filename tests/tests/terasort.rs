@@ -95,6 +95,10 @@ fn teragen_terasort_teravalidate_match_hadoop_and_a_sequential_sort() {
     let s1 = run(&c, &["--job", "teragen", "--param", &rows, "--maps", "1", "--output", &g1.display().to_string()]);
     let s7 = run(&c, &["--job", "teragen", "--param", &rows, "--maps", "7", "--output", &g7.display().to_string()]);
     assert_eq!((s1["maps"]["total"].as_u64(), s7["maps"]["total"].as_u64()), (Some(1), Some(7)));
+    assert_eq!(
+        (&s7["generate_rows"], &s7["output_format"]),
+        (&serde_json::json!(ROWS), &serde_json::json!("fixed:100"))
+    );
     let (one, n1) = concat_parts(&g1);
     let (seven, n7) = concat_parts(&g7);
     assert_eq!((n1, n7), (1, 7), "a map-only job writes a part per map task");
