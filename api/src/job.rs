@@ -51,6 +51,8 @@ pub struct TextRecord<'a> {
     /// Base name of the input object the record comes from (e.g. `book.txt`); empty for
     /// generated records.
     pub source: &'a str,
+    /// The input object's full URL (e.g. `file:///data/book.txt`); empty for generated records.
+    pub url: &'a str,
     /// Byte offset of the record's start within that object; the row number for Arrow and
     /// Parquet rows; the record number for generated records.
     pub offset: u64,
@@ -105,7 +107,7 @@ pub struct Row<'a> {
 impl<'a> TextRecord<'a> {
     /// A record holding one line of text.
     pub fn text(source: &'a str, offset: u64, line: &'a str) -> Self {
-        TextRecord { source, offset, line, bytes: line.as_bytes(), row: None, kind: RecordKind::Line }
+        TextRecord { source, url: "", offset, line, bytes: line.as_bytes(), row: None, kind: RecordKind::Line }
     }
 }
 

@@ -190,7 +190,7 @@ pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: 
         let keep = |input: &quern_worker::input::Input, sample: &mut Vec<Vec<u8>>| {
             let mut counters = quern_api::Counters::new();
             for chunk in input.chunks(1) {
-                input.with_records(chunk, "", &mut counters, |recs| {
+                input.with_records(chunk, "", "", &mut counters, |recs| {
                     let recs: Vec<TextRecord<'_>> = recs.collect();
                     let step = recs.len().div_ceil(SAMPLES_PER_OBJECT).max(1);
                     sample.extend(recs.iter().step_by(step).filter_map(|r| job.sample_key(r)));

@@ -25,6 +25,7 @@ pub struct Summary {
 /// Adjacent records of one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Run {
+    /// The object's URL.
     source: String,
     start: u64,
     end: u64,
@@ -169,8 +170,10 @@ impl Job for TeraValidate {
             return Err(JobError::new(format!("{} at {}: not a {RECORD_LEN}-byte record", rec.source, rec.offset)));
         }
         let key = rec.bytes[..KEY_LEN].to_vec();
+        // Runs are keyed by the object's full URL: parts of different directories never mix,
+        // and URL order is name order within a directory.
         let run = Run {
-            source: rec.source.to_string(),
+            source: rec.url.to_string(),
             start: rec.offset,
             end: rec.offset + RECORD_LEN as u64,
             first: key.clone(),

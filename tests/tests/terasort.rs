@@ -55,7 +55,7 @@ fn checksum(data: &[u8]) -> String {
 
 /// teravalidate's output: (checksum, error lines). Small splits, so that several map tasks
 /// read each part and their summaries must be joined.
-fn validate(c: &TestCluster, input: &Path, name: &str) -> (String, Vec<String>) {
+fn validate(c: &TestCluster, inputs: &[&Path], name: &str) -> (String, Vec<String>) {
     let out = c.path(name);
     let s = run(
         c,
@@ -63,7 +63,7 @@ fn validate(c: &TestCluster, input: &Path, name: &str) -> (String, Vec<String>) 
             "--job",
             "teravalidate",
             "--input",
-            &format!("{}/", input.display()),
+            &inputs.iter().map(|i| format!("{}/", i.display())).collect::<Vec<_>>().join(","),
             "--output",
             &out.display().to_string(),
             "--split-size",
@@ -162,10 +162,10 @@ fn teragen_terasort_teravalidate_match_hadoop_and_a_sequential_sort() {
     }
 
     // TeraValidate: no errors on the sorted output, the same checksum as the input's.
-    let (sum_sorted, errors) = validate(&c, &sorted, "valid-sorted");
+    let (sum_sorted, errors) = validate(&c, &[&sorted], "valid-sorted");
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(sum_sorted, checksum(&one));
-    let (sum_input, errors) = validate(&c, &g7, "valid-input");
+    let (sum_input, errors) = validate(&c, &[&g7], "valid-input");
     assert_eq!(sum_input, sum_sorted, "checksums of input and sorted output match");
     assert!(errors.len() > 1000, "unsorted input is full of misorders: {}", errors.len());
 
@@ -174,7 +174,22 @@ fn teragen_terasort_teravalidate_match_hadoop_and_a_sequential_sort() {
     std::fs::create_dir_all(&swapped).unwrap();
     std::fs::copy(sorted.join("part-00000"), swapped.join("part-00001")).unwrap();
     std::fs::copy(sorted.join("part-00001"), swapped.join("part-00000")).unwrap();
-    let (_, errors) = validate(&c, &swapped, "valid-swapped");
+    let (_, errors) = validate(&c, &[&swapped], "valid-swapped");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("between"), "{errors:?}");
+
+    // Two directories whose parts have the same names: runs are told apart by URL, and the
+    // order is the URLs' (a/part-00000, a/part-00001, b/part-00000, b/part-00001).
+    let (a, b) = (c.path("halves/a"), c.path("halves/b"));
+    for (dir, parts) in [(&a, [0, 1]), (&b, [2, 3])] {
+        std::fs::create_dir_all(dir).unwrap();
+        for (i, p) in parts.iter().enumerate() {
+            std::fs::copy(sorted.join(format!("part-{p:05}")), dir.join(format!("part-{i:05}"))).unwrap();
+        }
+    }
+    let (sum, errors) = validate(&c, &[&a, &b], "valid-halves");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(sum, sum_sorted);
+    let (_, errors) = validate(&c, &[&b, &a], "valid-halves-reversed");
+    assert!(errors.is_empty(), "inputs are read in URL order, whatever order they are given in: {errors:?}");
 }

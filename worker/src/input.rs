@@ -143,6 +143,7 @@ impl Input {
         &self,
         chunk: Range<usize>,
         source: &str,
+        url: &str,
         counters: &mut Counters,
         f: impl FnOnce(&mut dyn Iterator<Item = TextRecord<'_>>) -> R,
     ) -> R {
@@ -160,6 +161,7 @@ impl Input {
                 let base = start + (owned.start + chunk.start) as u64;
                 let mut records = lines(raw).zip(lines(text.as_bytes())).map(|((off, raw), (_, l))| TextRecord {
                     source,
+                    url,
                     offset: base + off as u64,
                     line: std::str::from_utf8(l).unwrap_or(""),
                     bytes: raw,
@@ -172,6 +174,7 @@ impl Input {
                 let text = String::from_utf8_lossy(data);
                 let mut one = std::iter::once(TextRecord {
                     source,
+                    url,
                     offset: 0,
                     line: &text,
                     bytes: data,
@@ -185,6 +188,7 @@ impl Input {
                     let bytes = &data[i * len..(i + 1) * len];
                     TextRecord {
                         source,
+                        url,
                         offset: base + (i * len) as u64,
                         line: std::str::from_utf8(bytes).unwrap_or(""),
                         bytes,
@@ -203,13 +207,14 @@ impl Input {
                     let row = batches.get(b).map(|batch| Row { batch, index: i - firsts[b] });
                     // A binary record Quern wrote (emit_bytes) is its bytes; its line their text.
                     let bytes = row.and_then(binary_record).unwrap_or(line.as_bytes());
-                    TextRecord { source, offset: i as u64, line, bytes, row, kind: RecordKind::Row }
+                    TextRecord { source, url, offset: i as u64, line, bytes, row, kind: RecordKind::Row }
                 });
                 f(&mut records)
             }
             Input::Generate { start, .. } => {
                 let mut records = chunk.map(|i| TextRecord {
                     source,
+                    url,
                     offset: start + i as u64,
                     line: "",
                     bytes: &[],
@@ -304,7 +309,7 @@ mod tests {
     fn records(input: &Input) -> Vec<(String, Option<i64>)> {
         let mut out = Vec::new();
         for chunk in input.chunks(3) {
-            input.with_records(chunk, "x", &mut Counters::new(), |recs| {
+            input.with_records(chunk, "x", "file:///x", &mut Counters::new(), |recs| {
                 for r in recs {
                     let row = r.row.unwrap();
                     let n = row.batch.column(1).as_primitive::<Int64Type>();
@@ -337,7 +342,7 @@ mod tests {
         let input = Input::decode(ObjectFormat::Fixed(4, None), Bytes::from_static(b"abcdefgh"), 400, 408).unwrap();
         let mut got = Vec::new();
         for chunk in input.chunks(8) {
-            input.with_records(chunk, "x", &mut Counters::new(), |recs| {
+            input.with_records(chunk, "x", "file:///x", &mut Counters::new(), |recs| {
                 got.extend(recs.map(|r| (r.offset, r.bytes.to_vec())));
             });
         }

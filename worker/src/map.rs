@@ -68,6 +68,7 @@ fn map_chunks<S: PairSink + Send>(
     job: &dyn DynJob,
     input: &Input,
     source: &str,
+    url: &str,
     opts: MapOptions,
     make_sink: impl Fn() -> S + Sync,
 ) -> Result<Vec<(S, Counters)>, TaskError> {
@@ -80,7 +81,7 @@ fn map_chunks<S: PairSink + Send>(
             let mut counters = Counters::new();
             let mut mapped = Counters::new();
             input
-                .with_records(range, source, &mut counters, |records| {
+                .with_records(range, source, url, &mut counters, |records| {
                     job.map_records(records, &mut sink, &mut mapped, opts)
                 })
                 .map_err(|e| TaskError::User(e.0))?;
@@ -91,12 +92,13 @@ fn map_chunks<S: PairSink + Send>(
 }
 
 /// Maps `input` (a split's records) into one shuffle object partitioned for `reducers`.
-/// `source` is the input object's base name. With `skip_bad_records`, records on which the
+/// `source` is the input object's base name, `url` its URL. With `skip_bad_records`, records on which the
 /// map function panics are skipped and counted.
 pub fn map_split(
     job: &dyn DynJob,
     input: &Input,
     source: &str,
+    url: &str,
     reducers: u32,
     skip_bad_records: bool,
 ) -> Result<MapResult, TaskError> {
@@ -107,7 +109,7 @@ pub fn map_split(
         bufs: (0..reducers).map(|_| PairBuf::default()).collect(),
         bad_partition: None,
     };
-    let mapped = map_chunks(job, input, source, opts, make)?;
+    let mapped = map_chunks(job, input, source, url, opts, make)?;
     if let Some(p) = mapped.iter().find_map(|(s, _)| s.bad_partition) {
         return Err(TaskError::User(format!("partitioner returned {p} for {reducers} reducers")));
     }
@@ -177,10 +179,11 @@ pub fn map_only_split(
     job: &dyn DynJob,
     input: &Input,
     source: &str,
+    url: &str,
     skip_bad_records: bool,
 ) -> Result<(TextOutput, Counters), TaskError> {
     let opts = MapOptions { skip_panics: skip_bad_records, map_only: true };
-    let mapped = map_chunks(job, input, source, opts, InOrder::default)?;
+    let mapped = map_chunks(job, input, source, url, opts, InOrder::default)?;
     let outputs = mapped
         .into_par_iter()
         .map(|(sink, mut counters)| {

@@ -254,6 +254,7 @@ async fn run_map(
     let (data, source_counter) = read_split(env, &split, format).await?;
     let read = data.len() as i64;
     let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
+    let input_url = if split.url == GENERATE_URL { String::new() } else { split.url.clone() };
     let (start, end) = (split.start, split.end);
     let generated = split.url == GENERATE_URL;
     let input = spawn_compute(move || {
@@ -266,7 +267,7 @@ async fn run_map(
     if reducers == 0 {
         // Map-only: this task's output is a part, committed like a reduce task's.
         let (bytes, mut counters) = spawn_compute(move || {
-            let (out, mut counters) = map_only_split(job.as_ref(), &input, &source, skip)?;
+            let (out, mut counters) = map_only_split(job.as_ref(), &input, &source, &input_url, skip)?;
             let bytes = encode(out, output_format).map_err(TaskError::User)?;
             counters.add(names::OUTPUT_BYTES, bytes.len() as i64);
             Ok::<_, TaskError>((bytes, counters))
@@ -282,7 +283,8 @@ async fn run_map(
         return Ok(pb::Succeeded { counters: counters.into_map(), map_output: None });
     }
     let (out_url, out_store) = url(&m.output_url)?;
-    let mut result = spawn_compute(move || map_split(job.as_ref(), &input, &source, reducers, skip)).await??;
+    let mut result =
+        spawn_compute(move || map_split(job.as_ref(), &input, &source, &input_url, reducers, skip)).await??;
     // Where the input came from: this worker's cache, its own disk, or elsewhere.
     if let Some(c) = source_counter {
         result.counters.add(c, read);
