@@ -34,6 +34,9 @@ pub enum TaskError {
     /// Writing to or reading from the store failed.
     #[error("store: {0}")]
     Store(#[source] StoreError),
+    /// The records do not fit the output format (user code wrote the wrong kind).
+    #[error("output: {0}")]
+    Output(#[from] crate::output::OutputError),
     /// Encoding the shuffle failed.
     #[error("shuffle encoding: {0}")]
     Shuffle(#[from] ShuffleError),
@@ -52,7 +55,7 @@ impl TaskError {
     /// The wire form of the failure.
     pub fn to_pb(&self) -> pb::Failed {
         let kind = match self {
-            TaskError::User(_) => pb::FailureKind::UserCode,
+            TaskError::User(_) | TaskError::Output(_) => pb::FailureKind::UserCode,
             TaskError::Input(_) | TaskError::BadInput { .. } => pb::FailureKind::Input,
             TaskError::MapOutputLost { .. } => pb::FailureKind::MapOutputLost,
             TaskError::Store(_) => pb::FailureKind::Store,

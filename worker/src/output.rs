@@ -8,8 +8,37 @@ use arrow_schema::{DataType, Field, Schema};
 use quern_api::OutputFormat;
 use quern_api::job::{OutRecord, TextOutput};
 
+/// Why a task's records could not be written in its output format.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// A key-value pair in fixed-length output.
+    #[error("record {index} is a key-value pair, not a fixed:{len} record")]
+    NotFixed {
+        /// Which record.
+        index: usize,
+        /// The format's record length.
+        len: u32,
+    },
+    /// A record of the wrong length in fixed-length output.
+    #[error("record {index} has {got} bytes, not the {len} of fixed:{len} output")]
+    WrongLength {
+        /// Which record.
+        index: usize,
+        /// Its length.
+        got: usize,
+        /// The format's record length.
+        len: u32,
+    },
+    /// The Arrow writer failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// The Parquet writer failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+}
+
 /// Encodes `out` as one part in `format`; the error says which record did not fit.
-pub fn encode(out: TextOutput, format: OutputFormat) -> Result<Vec<u8>, String> {
+pub fn encode(out: TextOutput, format: OutputFormat) -> Result<Vec<u8>, OutputError> {
     match format {
         OutputFormat::Text => Ok(out.into_bytes()),
         OutputFormat::Fixed(n) => {
@@ -18,12 +47,10 @@ pub fn encode(out: TextOutput, format: OutputFormat) -> Result<Vec<u8>, String> 
                 let rec: &[u8] = match r {
                     OutRecord::Bytes(b) => b,
                     OutRecord::Line(l) => l.as_bytes(),
-                    OutRecord::Pair(..) => {
-                        return Err(format!("record {i} is a key-value pair, not a fixed:{n} record"));
-                    }
+                    OutRecord::Pair(..) => return Err(OutputError::NotFixed { index: i, len: n }),
                 };
                 if rec.len() != n as usize {
-                    return Err(format!("record {i} has {} bytes, not the {n} of fixed:{n} output", rec.len()));
+                    return Err(OutputError::WrongLength { index: i, got: rec.len(), len: n });
                 }
                 bytes.extend_from_slice(rec);
             }
@@ -31,17 +58,15 @@ pub fn encode(out: TextOutput, format: OutputFormat) -> Result<Vec<u8>, String> 
         }
         OutputFormat::Arrow => {
             let batch = batch(&out)?;
-            let mut w =
-                arrow_ipc::writer::FileWriter::try_new(Vec::new(), &batch.schema()).map_err(|e| e.to_string())?;
-            w.write(&batch).map_err(|e| e.to_string())?;
-            w.into_inner().map_err(|e| e.to_string())
+            let mut w = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &batch.schema())?;
+            w.write(&batch)?;
+            Ok(w.into_inner()?)
         }
         OutputFormat::Parquet => {
             let batch = batch(&out)?;
-            let mut w =
-                parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).map_err(|e| e.to_string())?;
-            w.write(&batch).map_err(|e| e.to_string())?;
-            w.into_inner().map_err(|e| e.to_string())
+            let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None)?;
+            w.write(&batch)?;
+            Ok(w.into_inner()?)
         }
     }
 }
@@ -49,7 +74,7 @@ pub fn encode(out: TextOutput, format: OutputFormat) -> Result<Vec<u8>, String> 
 /// The records as one batch. Every part of every job has the same schema, so a directory of
 /// parts is one table: `key` and `value` (Utf8, nullable) for `emit` records (`emit_line`
 /// leaves `value` null), and `record` (Binary, nullable) for `emit_bytes` records.
-fn batch(out: &TextOutput) -> Result<RecordBatch, String> {
+fn batch(out: &TextOutput) -> Result<RecordBatch, OutputError> {
     let n = out.records() as usize;
     let (mut keys, mut values, mut records) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for r in out.iter() {
@@ -72,5 +97,5 @@ fn batch(out: &TextOutput) -> Result<RecordBatch, String> {
         Arc::new(StringArray::from(values)),
         Arc::new(BinaryArray::from(records)),
     ];
-    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| e.to_string())
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }

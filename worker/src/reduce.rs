@@ -113,7 +113,7 @@ pub fn reduce_runs(
         counters.add(names::SKIPPED_RECORDS, skipped);
     }
     counters.merge(&user);
-    let bytes = crate::output::encode(out, format).map_err(TaskError::User)?;
+    let bytes = crate::output::encode(out, format)?;
     counters.add(names::OUTPUT_BYTES, bytes.len() as i64);
     Ok((bytes, counters))
 }

@@ -268,7 +268,7 @@ async fn run_map(
         // Map-only: this task's output is a part, committed like a reduce task's.
         let (bytes, mut counters) = spawn_compute(move || {
             let (out, mut counters) = map_only_split(job.as_ref(), &input, &source, &input_url, skip)?;
-            let bytes = encode(out, output_format).map_err(TaskError::User)?;
+            let bytes = encode(out, output_format)?;
             counters.add(names::OUTPUT_BYTES, bytes.len() as i64);
             Ok::<_, TaskError>((bytes, counters))
         })
