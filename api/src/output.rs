@@ -67,11 +67,6 @@ impl TextOutput {
         self.recs.extend(other.recs.into_iter().map(|(at, k)| (at + base, k)));
     }
 
-    /// Whether any record was written with [`ReduceContext::emit_bytes`].
-    pub fn has_bytes(&self) -> bool {
-        self.recs.iter().any(|r| r.1 == OutKind::Raw)
-    }
-
     /// The records, in the order written.
     pub fn iter(&self) -> impl Iterator<Item = OutRecord<'_>> {
         self.recs.iter().enumerate().map(|(i, &(at, kind))| {

@@ -160,6 +160,20 @@ pub enum Action {
     },
 }
 
+/// The action that starts the next stage of pipeline `job`, whose running stage is done.
+fn advance_stage(job: &Job) -> Action {
+    let (next_inputs, next_objects) = job.next_inputs();
+    Action::AdvanceStage {
+        job: job.id.clone(),
+        input: job.spec.output.clone(),
+        temporary: job.temporary_dir(),
+        split_size: job.spec.split_size,
+        input_format: job.next_input_format(),
+        next_inputs,
+        next_objects,
+    }
+}
+
 /// The current time: monotonic for timeouts, wall-clock for what users see.
 #[derive(Clone, Copy, Debug)]
 pub struct Now {
@@ -264,15 +278,7 @@ impl Core {
         let mut actions = Vec::new();
         for job in self.jobs.values_mut() {
             if job.state == JobState::Running && job.stage_finished() {
-                actions.push(Action::AdvanceStage {
-                    job: job.id.clone(),
-                    input: job.spec.output.clone(),
-                    temporary: job.temporary_dir(),
-                    split_size: job.spec.split_size,
-                    input_format: job.next_input_format(),
-                    next_inputs: job.next_inputs().0,
-                    next_objects: job.next_inputs().1,
-                });
+                actions.push(advance_stage(job));
                 continue;
             }
             if job.state == JobState::Running && job.outputs_complete() {
@@ -596,15 +602,7 @@ impl Core {
                         }
                         let last = kind == job.final_kind();
                         if last && job.stage_finished() {
-                            actions.push(Action::AdvanceStage {
-                                job: job.id.clone(),
-                                input: job.spec.output.clone(),
-                                temporary: job.temporary_dir(),
-                                split_size: job.spec.split_size,
-                                input_format: job.next_input_format(),
-                                next_inputs: job.next_inputs().0,
-                                next_objects: job.next_inputs().1,
-                            });
+                            actions.push(advance_stage(job));
                         } else if last && job.outputs_complete() {
                             job.state = JobState::Committing;
                             self.journal.push(Record::JobCommitting { job: job.id.clone() });

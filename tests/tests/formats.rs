@@ -11,11 +11,12 @@ use arrow_array::{Array, BinaryArray, RecordBatch, StringArray};
 use quern_tests::data::{read_output, word_count, write_corpus};
 use quern_tests::{Mode, TestCluster, ok_stdout};
 
-/// Runs a job to success; returns its final status.
-fn run(c: &TestCluster, args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--split-size", "8KiB", "--wait", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("submit", &all))).unwrap();
+/// Runs `name` over everything under `input` into `output` (8 KiB splits) to success.
+fn job(c: &TestCluster, name: &str, input: &Path, output: &Path, extra: &[&str]) -> serde_json::Value {
+    let (input, output) = (dir_arg(input), output.display().to_string());
+    let base = ["--job", name, "--input", &input, "--output", &output, "--split-size", "8KiB", "--wait", "--json"];
+    let status: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&c.cli("submit", &[&base[..], extra].concat()))).unwrap();
     assert_eq!(status["state"], "succeeded", "{status}");
     status
 }
@@ -108,19 +109,7 @@ fn parquet_and_arrow_round_trip_and_count_the_same_words_as_text() {
     for (format, read) in [("parquet", read_parquet as fn(&Path) -> Vec<Row>), ("arrow", read_arrow)] {
         // Text to the format: identity is map-only, so the parts hold the lines in order.
         let converted = c.path(&format!("as-{format}"));
-        let s = run(
-            &c,
-            &[
-                "--job",
-                "identity",
-                "--input",
-                &dir_arg(&input),
-                "--output",
-                &converted.display().to_string(),
-                "--output-format",
-                format,
-            ],
-        );
+        let s = job(&c, "identity", &input, &converted, &["--output-format", format]);
         let converted_parts = parts(&converted);
         assert_eq!(converted_parts.len() as u64, s["maps"]["total"].as_u64().unwrap(), "one part per map task");
         assert_eq!(s["reduces"]["total"], 0);
@@ -138,57 +127,17 @@ fn parquet_and_arrow_round_trip_and_count_the_same_words_as_text() {
 
         // ... and back to text.
         let back = c.path(&format!("back-from-{format}"));
-        run(
-            &c,
-            &[
-                "--job",
-                "identity",
-                "--input",
-                &dir_arg(&converted),
-                "--output",
-                &back.display().to_string(),
-                "--input-format",
-                format,
-            ],
-        );
+        job(&c, "identity", &converted, &back, &["--input-format", format]);
         assert!(parts_bytes(&back) == joined(&lines), "{format} back to text, byte for byte");
 
         // Word count over the format equals word count over the text.
         let counted = c.path(&format!("wc-{format}"));
-        run(
-            &c,
-            &[
-                "--job",
-                "wordcount",
-                "--input",
-                &dir_arg(&converted),
-                "--output",
-                &counted.display().to_string(),
-                "--input-format",
-                format,
-                "--reducers",
-                "3",
-            ],
-        );
+        job(&c, "wordcount", &converted, &counted, &["--input-format", format, "--reducers", "3"]);
         assert_eq!(read_output(&counted, 3, true), words, "wordcount over {format}");
 
         // A reduce job writing the format: (word, count) rows.
         let out = c.path(&format!("wc-out-{format}"));
-        run(
-            &c,
-            &[
-                "--job",
-                "wordcount",
-                "--input",
-                &dir_arg(&input),
-                "--output",
-                &out.display().to_string(),
-                "--output-format",
-                format,
-                "--reducers",
-                "2",
-            ],
-        );
+        job(&c, "wordcount", &input, &out, &["--output-format", format, "--reducers", "2"]);
         let got: BTreeMap<String, String> =
             parts(&out).iter().flat_map(|p| read(p)).map(|(k, v, _)| (k.unwrap(), v.unwrap())).collect();
         assert_eq!(got, words, "wordcount written as {format}");
@@ -209,21 +158,7 @@ fn fixed_whole_and_text_round_trip_and_map_only_jobs_write_one_part_per_map() {
     let data: Vec<u8> = (0..5_000u32 * 16).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(bin.join("records.bin"), &data).unwrap();
     let out = c.path("bin-out");
-    let s = run(
-        &c,
-        &[
-            "--job",
-            "identity",
-            "--input",
-            &dir_arg(&bin),
-            "--output",
-            &out.display().to_string(),
-            "--input-format",
-            "fixed:16",
-            "--output-format",
-            "fixed:16",
-        ],
-    );
+    let s = job(&c, "identity", &bin, &out, &["--input-format", "fixed:16", "--output-format", "fixed:16"]);
     assert!(s["maps"]["total"].as_u64().unwrap() >= 9, "80,000 bytes in 8 KiB splits: {s}");
     assert!(parts_bytes(&out) == data, "fixed:16 records round-trip byte for byte");
     assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], 5_000);
@@ -232,66 +167,28 @@ fn fixed_whole_and_text_round_trip_and_map_only_jobs_write_one_part_per_map() {
     let input = c.path("input");
     write_corpus(&input, 3, 20_000, 11).unwrap();
     let text_out = c.path("text-out");
-    let s = run(&c, &["--job", "identity", "--input", &dir_arg(&input), "--output", &text_out.display().to_string()]);
+    let s = job(&c, "identity", &input, &text_out, &[]);
     let lines = expected_lines(&input);
     assert!(parts_bytes(&text_out) == joined(&lines), "text lines round-trip byte for byte");
     assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], lines.len());
 
     // Whole files: one record (and one map task) per file, the same words as text.
     let whole = c.path("whole-out");
-    let s = run(
-        &c,
-        &[
-            "--job",
-            "identity",
-            "--input",
-            &dir_arg(&input),
-            "--output",
-            &whole.display().to_string(),
-            "--input-format",
-            "whole",
-        ],
-    );
+    let s = job(&c, "identity", &input, &whole, &["--input-format", "whole"]);
     assert_eq!(s["maps"]["total"], 3);
     assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], 3);
     let originals: Vec<u8> =
         (0..3).flat_map(|f| std::fs::read(input.join(format!("doc-{f:02}.txt"))).unwrap()).collect();
     assert!(parts_bytes(&whole) == originals, "whole objects round-trip byte for byte");
     let wc_whole = c.path("wc-whole");
-    run(
-        &c,
-        &[
-            "--job",
-            "wordcount",
-            "--input",
-            &dir_arg(&input),
-            "--output",
-            &wc_whole.display().to_string(),
-            "--input-format",
-            "whole",
-            "--reducers",
-            "2",
-        ],
-    );
+    job(&c, "wordcount", &input, &wc_whole, &["--input-format", "whole", "--reducers", "2"]);
     let words = word_count(&input);
     assert_eq!(read_output(&wc_whole, 2, true), words);
 
     // Any job runs map-only with --reducers 0: every pair through reduce on its own, one
     // part per map task, nothing combined.
     let map_only = c.path("map-only");
-    let s = run(
-        &c,
-        &[
-            "--job",
-            "wordcount",
-            "--input",
-            &dir_arg(&input),
-            "--output",
-            &map_only.display().to_string(),
-            "--reducers",
-            "0",
-        ],
-    );
+    let s = job(&c, "wordcount", &input, &map_only, &["--reducers", "0"]);
     assert_eq!(s["reduces"]["total"], 0);
     let map_only_parts = parts(&map_only);
     assert_eq!(map_only_parts.len() as u64, s["maps"]["total"].as_u64().unwrap());

@@ -9,9 +9,16 @@ use quern_tests::{Mode, TestCluster, ok_stdout};
 
 const ROWS: u64 = 20_000;
 
-fn run(c: &TestCluster, args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--wait", "--json"]);
+/// Runs `name` over everything under `inputs` (none for a generator) into `output`, to
+/// success; returns its final status.
+fn job(c: &TestCluster, name: &str, inputs: &[&Path], output: &Path, extra: &[&str]) -> serde_json::Value {
+    let output = output.display().to_string();
+    let mut all = vec!["--job", name, "--output", &output, "--wait", "--json"];
+    let inputs = inputs.iter().map(|i| format!("{}/", i.display())).collect::<Vec<_>>().join(",");
+    if !inputs.is_empty() {
+        all.extend(["--input", &inputs]);
+    }
+    all.extend_from_slice(extra);
     let status: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("submit", &all))).unwrap();
     assert_eq!(status["state"], "succeeded", "{status}");
     status
@@ -57,19 +64,7 @@ fn checksum(data: &[u8]) -> String {
 /// read each part and their summaries must be joined.
 fn validate(c: &TestCluster, inputs: &[&Path], name: &str) -> (String, Vec<String>) {
     let out = c.path(name);
-    let s = run(
-        c,
-        &[
-            "--job",
-            "teravalidate",
-            "--input",
-            &inputs.iter().map(|i| format!("{}/", i.display())).collect::<Vec<_>>().join(","),
-            "--output",
-            &out.display().to_string(),
-            "--split-size",
-            "64KiB",
-        ],
-    );
+    let s = job(c, "teravalidate", inputs, &out, &["--split-size", "64KiB"]);
     assert!(s["maps"]["total"].as_u64().unwrap() > 4, "several splits per part: {s}");
     let text = std::fs::read_to_string(out.join("part-00000")).unwrap();
     let mut sum = None;
@@ -92,8 +87,8 @@ fn teragen_terasort_teravalidate_match_hadoop_and_a_sequential_sort() {
     // TeraGen: identical with 1 and with 7 map tasks, and equal to the reference records.
     let g1 = c.path("gen-1");
     let g7 = c.path("gen-7");
-    let s1 = run(&c, &["--job", "teragen", "--param", &rows, "--maps", "1", "--output", &g1.display().to_string()]);
-    let s7 = run(&c, &["--job", "teragen", "--param", &rows, "--maps", "7", "--output", &g7.display().to_string()]);
+    let s1 = job(&c, "teragen", &[], &g1, &["--param", &rows, "--maps", "1"]);
+    let s7 = job(&c, "teragen", &[], &g7, &["--param", &rows, "--maps", "7"]);
     assert_eq!((s1["maps"]["total"].as_u64(), s7["maps"]["total"].as_u64()), (Some(1), Some(7)));
     assert_eq!(
         (&s7["generate_rows"], &s7["output_format"]),
@@ -110,46 +105,13 @@ fn teragen_terasort_teravalidate_match_hadoop_and_a_sequential_sort() {
     // Binary records through Parquet and back: the same bytes.
     let pq = c.path("gen-parquet");
     let back = c.path("gen-back");
-    run(
-        &c,
-        &[
-            "--job",
-            "teragen",
-            "--param",
-            &rows,
-            "--maps",
-            "3",
-            "--output-format",
-            "parquet",
-            "--output",
-            &pq.display().to_string(),
-        ],
-    );
-    let pq_dir = format!("{}/", pq.display());
-    let fixed = ["--input-format", "parquet", "--output-format", "fixed:100"];
-    run(
-        &c,
-        &[&["--job", "identity", "--input", &pq_dir, "--output", &back.display().to_string()], &fixed[..]].concat(),
-    );
+    job(&c, "teragen", &[], &pq, &["--param", &rows, "--maps", "3", "--output-format", "parquet"]);
+    job(&c, "identity", &[&pq], &back, &["--input-format", "parquet", "--output-format", "fixed:100"]);
     assert!(concat_parts(&back).0 == one, "teragen records survive a trip through Parquet");
 
     // TeraSort: 4 parts that, concatenated, are the input's records sorted by key.
     let sorted = c.path("sorted");
-    let s = run(
-        &c,
-        &[
-            "--job",
-            "terasort",
-            "--input",
-            &format!("{}/", g7.display()),
-            "--output",
-            &sorted.display().to_string(),
-            "--reducers",
-            "4",
-            "--split-size",
-            "64KiB",
-        ],
-    );
+    let s = job(&c, "terasort", &[&g7], &sorted, &["--reducers", "4", "--split-size", "64KiB"]);
     assert!(s["maps"]["total"].as_u64().unwrap() >= 14, "splits at record boundaries: {s}");
     let (out, parts) = concat_parts(&sorted);
     assert_eq!(parts, 4);
