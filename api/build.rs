@@ -5,10 +5,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc) };
-    tonic_prost_build::configure()
-        .btree_map(".")
-        // Map output indexes are journalled by the coordinator.
-        .type_attribute(".quern.v1.Segment", "#[derive(serde::Serialize, serde::Deserialize)]")
-        .compile_protos(&["proto/quern/v1/quern.proto"], &["proto"])?;
+    tonic_prost_build::configure().btree_map(".").compile_protos(&["proto/quern/v1/quern.proto"], &["proto"])?;
     Ok(())
 }

@@ -49,8 +49,9 @@ use crate::split::Compression;
 /// The largest fixed record length accepted (a sanity bound against typos).
 pub const MAX_RECORD_LEN: u32 = 1 << 20;
 
-/// How a job's input objects are cut into records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a job's input objects are cut into records. Serialised as its format string.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum InputFormat {
     /// By each object's name (see the module docs).
     #[default]
@@ -112,8 +113,9 @@ impl InputFormat {
     }
 }
 
-/// How a job's parts are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a job's parts are written. Serialised as its format string.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum OutputFormat {
     /// Text lines.
     #[default]
@@ -199,6 +201,24 @@ impl fmt::Display for OutputFormat {
         }
     }
 }
+
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl TryFrom<String> for $t {
+            type Error = FormatError;
+            fn try_from(s: String) -> Result<Self, FormatError> {
+                s.parse()
+            }
+        }
+        impl From<$t> for String {
+            fn from(f: $t) -> String {
+                f.to_string()
+            }
+        }
+    };
+}
+string_serde!(InputFormat);
+string_serde!(OutputFormat);
 
 impl OutputFormat {
     /// The input format that reads this output back record for record.

@@ -124,13 +124,34 @@ pub struct Stage {
     pub inputs: Vec<StageInput>,
 }
 
-/// A source a pipeline stage reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A source a pipeline stage reads. Serialised as on the wire: -1 for the job's input, k for
+/// stage k.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
 pub enum StageInput {
     /// The pipeline's `--input`.
     JobInput,
     /// The output of an earlier stage (by index).
     Stage(usize),
+}
+
+impl TryFrom<i64> for StageInput {
+    type Error = String;
+    fn try_from(n: i64) -> Result<Self, String> {
+        match n {
+            -1 => Ok(StageInput::JobInput),
+            k => usize::try_from(k).map(StageInput::Stage).map_err(|_| format!("no stage {k}")),
+        }
+    }
+}
+
+impl From<StageInput> for i64 {
+    fn from(i: StageInput) -> i64 {
+        match i {
+            StageInput::JobInput => -1,
+            StageInput::Stage(k) => k as i64,
+        }
+    }
 }
 
 impl Stage {
@@ -167,6 +188,15 @@ struct Entry {
 pub struct Registry {
     jobs: BTreeMap<String, Arc<Entry>>,
     pipelines: BTreeMap<String, Arc<PipelineEntry>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("jobs", &self.jobs.keys().collect::<Vec<_>>())
+            .field("pipelines", &self.pipelines.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Registry {

@@ -143,6 +143,20 @@ impl StoreUrl {
         Some(StoreUrl(url))
     }
 
+    /// Whether this location is `dir` itself or lies under it: the same store (scheme and
+    /// bucket) and `dir`'s whole path segments, compared after percent-decoding, so
+    /// `file:///data/` covers neither `file:///database` nor an encoded way out of it.
+    pub fn is_under(&self, dir: &StoreUrl) -> bool {
+        self.0.scheme() == dir.0.scheme()
+            && self.0.host_str() == dir.0.host_str()
+            && self.path().prefix_matches(&dir.path())
+    }
+
+    /// Whether one of the two locations lies under the other.
+    pub fn overlaps(&self, other: &StoreUrl) -> bool {
+        self.is_under(other) || other.is_under(self)
+    }
+
     /// The last path segment (the object's base name), percent-decoded.
     pub fn base_name(&self) -> String {
         self.path().filename().unwrap_or("").to_string()
@@ -220,6 +234,31 @@ mod tests {
         let back = u.with_path(&j.path());
         assert_eq!(back, j);
         assert_eq!(StoreUrl::parse("file:///tmp/d/").unwrap().base_name(), "d");
+    }
+
+    #[test]
+    fn under_compares_whole_decoded_segments() {
+        let dir = StoreUrl::parse("file:///data/").unwrap();
+        let under = |s: &str| StoreUrl::parse(s).map(|u| u.is_under(&dir));
+        assert!(under("file:///data/a/b").unwrap());
+        assert!(under("file:///data/").unwrap());
+        assert!(!under("file:///database").unwrap());
+        assert!(!under("file:///data/../etc/passwd").unwrap(), "normalised before the check");
+        assert!(!under("file:///data/%2e%2e/etc").unwrap());
+        assert!(under("file:///data/..%2Fetc/x").is_err_or_false(), "an encoded way out is refused or outside");
+        assert!(!under("memory:///data/a").unwrap(), "another store");
+        let bucket = StoreUrl::parse("s3://b/data/").unwrap();
+        assert!(StoreUrl::parse("s3://b/data/x").unwrap().is_under(&bucket));
+        assert!(!StoreUrl::parse("s3://c/data/x").unwrap().is_under(&bucket));
+    }
+
+    trait ErrOrFalse {
+        fn is_err_or_false(&self) -> bool;
+    }
+    impl ErrOrFalse for Result<bool, StoreError> {
+        fn is_err_or_false(&self) -> bool {
+            !matches!(self, Ok(true))
+        }
     }
 
     #[test]

@@ -105,6 +105,16 @@ pub struct CoordinatorArgs {
     /// Fault injection for tests: hand out no reduce task while this file exists.
     #[arg(long, hide = true)]
     pub debug_hold_reduces_while: Option<PathBuf>,
+    /// Refuse jobs whose inputs, output or side data lie outside this directory URL or path
+    /// (repeatable; default: anywhere). `..` is resolved before the check.
+    #[arg(long = "allow-url", value_name = "PREFIX")]
+    pub allow_url: Vec<String>,
+    /// Refuse new jobs while this many have not ended.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_jobs: u64,
+    /// Fail a job that no registered worker can run after waiting this long for one.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub job_wait: Duration,
 }
 
 /// `quern worker`.

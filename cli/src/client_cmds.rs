@@ -81,6 +81,9 @@ pub fn finish(status: &pb::JobStatus) -> Result<()> {
     }
 }
 
+/// Longest a watch stream may stay silent before the client looks for the leader again.
+const WATCH_SILENCE: Duration = Duration::from_secs(30);
+
 /// Follows a job until it ends, showing progress on stderr. Survives a coordinator that goes
 /// away for a while (it reconnects for up to a minute).
 pub async fn wait(conn: &Conn, client: &mut JobClient, id: &str) -> Result<pb::JobStatus> {
@@ -92,7 +95,9 @@ pub async fn wait(conn: &Conn, client: &mut JobClient, id: &str) -> Result<pb::J
             Ok(s) => {
                 down_since = None;
                 let mut s = s.into_inner();
-                while let Some(item) = s.next().await {
+                // The coordinator repeats the status every few seconds; a much longer
+                // silence means it is gone or stuck, so look for the leader again.
+                while let Ok(Some(item)) = tokio::time::timeout(WATCH_SILENCE, s.next()).await {
                     match item {
                         Ok(status) => {
                             progress.show(&status);

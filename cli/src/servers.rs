@@ -40,7 +40,7 @@ pub fn cancel_on_signal(token: CancellationToken) {
 }
 
 /// `quern coordinator`.
-pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
+pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
     let store = StoreUrl::from_user(&a.store).context("bad --store")?;
     let token = a.token_file.as_deref().map(read_token_file).transpose()?;
     let mut cfg = CoordinatorConfig::new(a.listen, store);
@@ -57,6 +57,14 @@ pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
         min_runtime: a.speculation_min,
     });
     cfg.hold_reduces_while = a.debug_hold_reduces_while;
+    cfg.allow = a
+        .allow_url
+        .iter()
+        .map(|p| StoreUrl::from_user(p).map(|u| u.as_dir()).with_context(|| format!("bad --allow-url {p:?}")))
+        .collect::<Result<_>>()?;
+    cfg.jobs = Some(registry);
+    cfg.max_jobs = usize::try_from(a.max_jobs).unwrap_or(usize::MAX);
+    cfg.job_wait = a.job_wait;
     if a.lease < Duration::from_millis(100) {
         anyhow::bail!("--lease must be at least 100ms");
     }
@@ -69,15 +77,33 @@ pub async fn coordinator(a: CoordinatorArgs) -> Result<()> {
     }
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let running = quern_coordinator::start(cfg, shutdown).await?;
+    let running = quern_coordinator::start(cfg, shutdown.clone()).await?;
     if let Some(http) = &running.http_url {
         eprintln!("status pages on {http}");
     }
     eprintln!("coordinator listening on {}", running.url);
-    running.task.await.context("coordinator task")?.context("serving")?;
-    running.lead.await.context("leadership task")??;
+    let (mut task, mut lead) = (running.task, running.lead);
+    // Whichever ends first decides: leadership lost (journal or lease unwritable, another
+    // coordinator took over) is an error exit even if the server stopped cleanly, and a
+    // server that fails stops leadership. The other gets a bounded time to wind down, so
+    // the process always exits.
+    let led = tokio::select! {
+        served = &mut task => {
+            shutdown.cancel();
+            served.context("coordinator task")?.context("serving")?;
+            tokio::time::timeout(WIND_DOWN, lead).await.context("leadership did not end")?
+        }
+        led = &mut lead => {
+            let _ = tokio::time::timeout(WIND_DOWN, task).await;
+            led
+        }
+    };
+    led.context("leadership task")??;
     Ok(())
 }
+
+/// How long a stopping coordinator waits for its server or its lease to wind down.
+const WIND_DOWN: Duration = Duration::from_secs(10);
 
 fn default_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -142,7 +168,9 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let listen = "127.0.0.1:0".parse().context("loopback address")?;
-    let running = quern_coordinator::start(CoordinatorConfig::new(listen, store), shutdown.clone()).await?;
+    let mut cfg = CoordinatorConfig::new(listen, store);
+    cfg.jobs = Some(registry.clone());
+    let running = quern_coordinator::start(cfg, shutdown.clone()).await?;
     let mut workers = Vec::new();
     for i in 0..a.workers {
         let cfg = WorkerConfig {

@@ -9,13 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use quern_api::split::Split;
-use quern_api::{AttemptId, Counters, JobId, StoreUrl, TaskId, TaskKind, WorkerId, pb};
+use quern_api::{AttemptId, Counters, InputFormat, JobId, StoreUrl, TaskId, TaskKind, WorkerId, pb};
 
+use crate::convert::{CachedRange, Registration};
 use crate::job::{Job, JobSpec, JobState, Speculation};
 use crate::journal::{Ended, Record};
 use crate::placement::{self, Delay, Level};
 use crate::policy::Policy;
-use crate::task::{FailureEffect, MapOutputMeta, Task, Verdict};
+use crate::task::{Segment, Task};
 
 /// Coordinator settings the state machine needs.
 #[derive(Clone, Debug)]
@@ -32,9 +33,36 @@ pub struct CoreConfig {
     pub speculation: Option<Speculation>,
     /// Delay scheduling for data locality.
     pub delay: Delay,
-    /// Fault injection for tests: reduces wait while this file exists. (The one place the
-    /// core looks at the outside world, and only when a test asks for it.)
-    pub hold_reduces_while: Option<std::path::PathBuf>,
+    /// Jobs not yet ended, at most: more submissions are refused until some end.
+    pub max_jobs: usize,
+    /// A job that no registered worker can run fails after waiting this long.
+    pub job_wait: Duration,
+}
+
+/// Why a submission cannot be taken next to the jobs already here.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// An unfinished job writes the same output.
+    #[error("output {output} is being written by job {job}")]
+    OutputInUse {
+        /// The output.
+        output: StoreUrl,
+        /// The job writing it.
+        job: JobId,
+    },
+    /// An input lies in (or holds) the output of a job still writing it.
+    #[error("input {input} is being written by job {job} (its output {output} is not complete)")]
+    InputBeingWritten {
+        /// The input.
+        input: StoreUrl,
+        /// The output it overlaps.
+        output: StoreUrl,
+        /// The job writing it.
+        job: JobId,
+    },
+    /// Too many jobs have not ended.
+    #[error("{0} jobs have not ended yet, the most this coordinator takes (--max-jobs); try again later")]
+    TooManyJobs(usize),
 }
 
 /// A registered worker.
@@ -48,10 +76,10 @@ pub struct WorkerEntry {
     pub slots: u32,
     /// Jobs its binary can run.
     pub jobs: BTreeSet<String>,
-    /// URL prefixes of input on its own disk (`--local-data`), each ending in `/`.
-    pub local_data: Vec<String>,
+    /// Directories of input on its own disk (`--local-data`).
+    pub local_data: Vec<StoreUrl>,
     /// What its cache holds (`--cache-dir`), as of its last heartbeat.
-    pub cached: Vec<pb::CachedRange>,
+    pub cached: Vec<CachedRange>,
     /// Last time it called in.
     pub last_seen: Instant,
     /// Attempts running there.
@@ -99,8 +127,9 @@ pub enum Outcome {
     Succeeded {
         /// Its counters.
         counters: Counters,
-        /// Its shuffle object (maps).
-        map_output: Option<MapOutputMeta>,
+        /// The index of its shuffle object (maps of jobs with reducers): one segment per
+        /// reduce task. The object is the one the coordinator named for the attempt.
+        segments: Option<Vec<Segment>>,
     },
     /// It failed.
     Failed {
@@ -108,11 +137,20 @@ pub enum Outcome {
         kind: FailureKind,
         /// The message to show.
         message: String,
-        /// For lost map output: which map, and which of its outputs.
-        lost_map: Option<(u32, String)>,
+        /// For lost map output: which map's output, written by which attempt.
+        lost_map: Option<LostMap>,
     },
     /// It gave up because it was told to.
     Killed,
+}
+
+/// A map output a reducer could not use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LostMap {
+    /// The map task.
+    pub index: u32,
+    /// The attempt that wrote the output.
+    pub attempt: u32,
 }
 
 /// I/O for the shell to perform.
@@ -156,7 +194,7 @@ pub enum Action {
         /// Split size for the next stage.
         split_size: u64,
         /// The next stage's input format.
-        input_format: String,
+        input_format: InputFormat,
     },
 }
 
@@ -206,6 +244,9 @@ pub struct Core {
     next_worker: u64,
     /// Decisions to journal, drained by the shell while it still holds the lock.
     journal: Vec<Record>,
+    /// Fault injection for tests: no reduce task is handed out while set (the shell sets
+    /// it from `--debug-hold-reduces-while`; the core itself reads no files).
+    hold_reduces: bool,
 }
 
 impl Core {
@@ -219,6 +260,7 @@ impl Core {
             next_job: 1,
             next_worker: 1,
             journal: Vec::new(),
+            hold_reduces: false,
         }
     }
 
@@ -252,9 +294,9 @@ impl Core {
                         j.advance(splits);
                     }
                 }
-                Record::MapOutputLost { job, index, url } => {
+                Record::MapOutputLost { job, index, attempt } => {
                     if let Some(j) = self.jobs.get_mut(&job) {
-                        j.with_task(TaskKind::Map, index, |t| t.output_lost(&url));
+                        j.with_task(TaskKind::Map, index, |t| t.output_lost(attempt));
                     }
                 }
                 Record::JobCommitting { job } => {
@@ -311,6 +353,11 @@ impl Core {
         self.end_job(id, JobState::Failed { error }, now_ms)
     }
 
+    /// Holds back reduce tasks (a test hook) while `hold` is true.
+    pub fn set_hold_reduces(&mut self, hold: bool) {
+        self.hold_reduces = hold;
+    }
+
     /// Settings.
     pub fn config(&self) -> &CoreConfig {
         &self.cfg
@@ -337,31 +384,40 @@ impl Core {
         self.jobs.values().find(|j| !j.state.is_final() && j.user_output().as_dir() == dir).map(|j| &j.id)
     }
 
+    /// Whether `spec` can run next to the unfinished jobs: it writes no output another one
+    /// writes, reads no output still being written (a job reading a half-written directory
+    /// would see some of its parts), and the number of unfinished jobs is under the limit.
+    pub fn conflicts(&self, spec: &JobSpec) -> Option<Conflict> {
+        if let Some(job) = self.output_in_use(&spec.output) {
+            return Some(Conflict::OutputInUse { output: spec.output.clone(), job: job.clone() });
+        }
+        let unfinished: Vec<&Job> = self.jobs.values().filter(|j| !j.state.is_final()).collect();
+        for j in &unfinished {
+            let output = j.user_output().as_dir();
+            if let Some(input) = spec.inputs.iter().find(|i| i.overlaps(&output)) {
+                return Some(Conflict::InputBeingWritten { input: input.clone(), output, job: j.id.clone() });
+            }
+        }
+        (unfinished.len() >= self.cfg.max_jobs).then_some(Conflict::TooManyJobs(unfinished.len()))
+    }
+
     // ------------------------------------------------------------------ workers
 
     /// Registers a worker under a fresh id.
     pub fn register(&mut self, host: String, rack: String, slots: u32, jobs: BTreeSet<String>, now: Now) -> WorkerId {
-        self.register_with_data(host, rack, slots, jobs, Vec::new(), now)
+        self.register_with(Registration { host, rack, slots, jobs, local_data: Vec::new() }, now)
     }
 
-    /// Registers a worker that holds input under `local_data` (URL prefixes).
-    pub fn register_with_data(
-        &mut self,
-        host: String,
-        rack: String,
-        slots: u32,
-        jobs: BTreeSet<String>,
-        local_data: Vec<String>,
-        now: Now,
-    ) -> WorkerId {
+    /// Registers a worker as it described itself.
+    pub fn register_with(&mut self, r: Registration, now: Now) -> WorkerId {
         let id = WorkerId::new(self.cfg.epoch_ms, self.next_worker);
         self.next_worker += 1;
         let entry = WorkerEntry {
-            host,
-            rack,
-            slots: slots.max(1),
-            jobs,
-            local_data,
+            host: r.host,
+            rack: r.rack,
+            slots: r.slots.max(1),
+            jobs: r.jobs,
+            local_data: r.local_data,
             cached: Vec::new(),
             last_seen: now.at,
             running: BTreeSet::new(),
@@ -381,10 +437,37 @@ impl Core {
     }
 
     /// Records what a worker's cache holds.
-    pub fn set_cached(&mut self, worker: &WorkerId, cached: Vec<pb::CachedRange>) {
+    pub fn set_cached(&mut self, worker: &WorkerId, cached: Vec<CachedRange>) {
         if let Some(w) = self.workers.get_mut(worker) {
             w.cached = cached;
         }
+    }
+
+    /// Fails unfinished jobs that no registered worker has been able to run for
+    /// `job_wait`: a job name no worker binary knows would otherwise wait forever.
+    pub fn fail_unrunnable(&mut self, now: Now) -> Vec<Action> {
+        let mut doomed = Vec::new();
+        for job in self.jobs.values_mut() {
+            if job.state != JobState::Running {
+                continue;
+            }
+            let runnable = self.workers.values().any(|w| w.jobs.contains(&job.spec.name));
+            match (runnable, job.unrunnable_since) {
+                (true, _) => job.unrunnable_since = None,
+                (false, None) => job.unrunnable_since = Some(now.at),
+                (false, Some(since)) if now.at.saturating_duration_since(since) >= self.cfg.job_wait => {
+                    doomed.push((job.id.clone(), job.spec.name.clone()));
+                }
+                (false, Some(_)) => {}
+            }
+        }
+        let mut actions = Vec::new();
+        for (id, name) in doomed {
+            let waited = humanize(self.cfg.job_wait);
+            let error = format!("no worker runs job {name:?} (waited {waited} for one)");
+            actions.extend(self.end_job(&id, JobState::Failed { error }, now.wall_ms));
+        }
+        actions
     }
 
     /// Declares silent workers lost and re-queues their attempts; true if any was lost.
@@ -446,7 +529,7 @@ impl Core {
             free
         };
         let order = self.policy.order(&self.jobs);
-        let hold_reduces = self.cfg.hold_reduces_while.as_ref().is_some_and(|p| p.exists());
+        let hold_reduces = self.hold_reduces;
         let mut out = Vec::new();
         let mut started = Vec::new();
         for job_id in &order {
@@ -541,125 +624,6 @@ impl Core {
         Ok(Promotion { temp: job.temp_part_url(idx, n), part: job.part_url(idx) })
     }
 
-    /// An attempt reports its outcome.
-    pub fn report(
-        &mut self,
-        worker: &WorkerId,
-        attempt: &AttemptId,
-        outcome: Outcome,
-        now: Now,
-    ) -> (Result<(), Rejection>, Vec<Action>) {
-        if let Some(w) = self.workers.get_mut(worker) {
-            w.last_seen = now.at;
-            w.running.remove(attempt);
-        }
-        let mut actions = Vec::new();
-        let max = self.cfg.max_attempts;
-        let Some(job) = self.jobs.get_mut(&attempt.task.job) else {
-            return (Err("unknown job"), actions);
-        };
-        let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
-        let result = match outcome {
-            Outcome::Succeeded { counters, map_output } => {
-                let url = map_output.as_ref().and_then(|m| StoreUrl::parse(&m.url).ok());
-                let record = Record::TaskSucceeded {
-                    job: attempt.task.job.clone(),
-                    kind,
-                    index: idx,
-                    attempt: n,
-                    worker: worker.clone(),
-                    output: map_output.clone(),
-                    counters: counters.as_map().clone(),
-                    level: None,
-                };
-                let final_kind = job.final_kind();
-                let verdict = if job.state != JobState::Running {
-                    Verdict::Stale("job is not running")
-                } else {
-                    job.with_task(kind, idx, |t| t.succeed(n, worker, map_output, counters, kind == final_kind, now.at))
-                        .unwrap_or(Verdict::Stale("unknown task"))
-                };
-                match verdict {
-                    Verdict::Accepted(won) => {
-                        let level = job.attempt_levels.get(&(idx, n)).copied();
-                        if kind == TaskKind::Map {
-                            job.set_level(idx, level);
-                        }
-                        self.journal.push(match record {
-                            Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, .. } => {
-                                Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, level }
-                            }
-                            other => other,
-                        });
-                        job.record_win(kind, &won);
-                        // The first to finish wins; the others are told to stop.
-                        for (loser, on) in &won.losers {
-                            let aid = AttemptId { task: attempt.task.clone(), attempt: *loser };
-                            if let Some(w) = self.workers.get_mut(on) {
-                                w.running.remove(&aid);
-                                w.to_cancel.push(aid);
-                            }
-                        }
-                        let last = kind == job.final_kind();
-                        if last && job.stage_finished() {
-                            actions.push(advance_stage(job));
-                        } else if last && job.outputs_complete() {
-                            job.state = JobState::Committing;
-                            self.journal.push(Record::JobCommitting { job: job.id.clone() });
-                            actions.push(Action::WriteSuccess {
-                                job: job.id.clone(),
-                                output: job.spec.output.clone(),
-                                temporary: job.temporary_dir(),
-                            });
-                        }
-                        if let Some(w) = self.workers.get_mut(worker) {
-                            w.completed += 1;
-                        }
-                        Ok(())
-                    }
-                    Verdict::Stale(why) => {
-                        // A map output nobody will read: delete it.
-                        actions.extend(url.map(Action::Delete));
-                        Err(why)
-                    }
-                }
-            }
-            Outcome::Failed { kind: fk, message, lost_map } => {
-                let counts = fk != FailureKind::MapOutputLost;
-                let effect = job
-                    .with_task(kind, idx, |t| t.fail(n, worker, &message, counts, max))
-                    .unwrap_or(FailureEffect::Stale("unknown task"));
-                match effect {
-                    FailureEffect::Stale(why) => Err(why),
-                    FailureEffect::Retry => {
-                        if let (FailureKind::MapOutputLost, Some((m, url))) = (fk, lost_map) {
-                            tracing::warn!(job = %job.id, map = m, "map output lost; running the map again");
-                            // Only the output the reducer read: several reducers may report the
-                            // same bad object, and a re-run's new output must stay.
-                            if let Some(Some(old)) = job.with_task(TaskKind::Map, m, |t| t.output_lost(&url)) {
-                                self.journal.push(Record::MapOutputLost { job: job.id.clone(), index: m, url });
-                                actions.extend(StoreUrl::parse(&old.url).ok().map(Action::Delete));
-                            }
-                        }
-                        Ok(())
-                    }
-                    FailureEffect::Exhausted(msg) => {
-                        let what = if kind == TaskKind::Map { "map" } else { "reduce" };
-                        let error = format!("{what} task {idx} {msg}");
-                        actions.extend(self.end_job(&attempt.task.job, JobState::Failed { error }, now.wall_ms));
-                        Ok(())
-                    }
-                }
-            }
-            Outcome::Killed => match job.with_task(kind, idx, |t| t.fail(n, worker, "killed", false, max)) {
-                Some(FailureEffect::Stale(why)) => Err(why),
-                Some(_) => Ok(()),
-                None => Err("unknown task"),
-            },
-        };
-        (result, actions)
-    }
-
     // ------------------------------------------------------------------ jobs
 
     /// Accepts a job whose inputs were listed and split by the shell.
@@ -734,6 +698,13 @@ impl Core {
         vec![Action::Cleanup { job: id.clone(), dirs, objects: parts }]
     }
 }
+
+/// A duration as people write it (`30s`, `1.5s`).
+fn humanize(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+mod report;
 
 #[cfg(test)]
 #[path = "core_tests.rs"]

@@ -9,7 +9,6 @@ use quern_api::{AttemptId, Counters, StoreUrl, TaskKind, WorkerId, pb};
 use super::*;
 use crate::job::{JobSpec, JobState};
 use crate::policy::PriorityFifo;
-use crate::task::MapOutputMeta;
 
 struct Clock(Instant, u64);
 
@@ -34,7 +33,8 @@ fn core() -> Core {
             max_attempts: 2,
             epoch_ms: 7,
             speculation: Some(crate::job::Speculation::default()),
-            hold_reduces_while: None,
+            max_jobs: 100,
+            job_wait: Duration::from_secs(30),
             delay: crate::placement::Delay::default(),
         },
         Box::new(PriorityFifo),
@@ -44,7 +44,7 @@ fn core() -> Core {
 fn spec(output: &str, reducers: u32, priority: i32) -> JobSpec {
     JobSpec {
         name: "wordcount".into(),
-        inputs: vec!["memory:///in/".into()],
+        inputs: vec![StoreUrl::parse("memory:///in/").unwrap()],
         output: StoreUrl::parse(output).unwrap(),
         reducers,
         split_size: 100,
@@ -71,22 +71,16 @@ fn attempt_of(a: &pb::TaskAssignment) -> AttemptId {
 }
 
 fn map_ok(a: &pb::TaskAssignment, reducers: usize) -> Outcome {
-    let url = match &a.task {
-        Some(pb::task_assignment::Task::Map(m)) => m.output_url.clone(),
-        _ => panic!("not a map"),
-    };
+    assert!(matches!(&a.task, Some(pb::task_assignment::Task::Map(_))), "not a map");
     let mut counters = Counters::new();
     counters.add("MAP_INPUT_RECORDS", 10);
-    Outcome::Succeeded {
-        counters,
-        map_output: Some(MapOutputMeta { url, segments: vec![pb::Segment::default(); reducers] }),
-    }
+    Outcome::Succeeded { counters, segments: Some(vec![Segment::default(); reducers]) }
 }
 
 fn reduce_ok() -> Outcome {
     let mut counters = Counters::new();
     counters.add("REDUCE_OUTPUT_RECORDS", 1);
-    Outcome::Succeeded { counters, map_output: None }
+    Outcome::Succeeded { counters, segments: None }
 }
 
 /// Runs one task on `w` to success (committing reduces); returns the actions.
@@ -227,14 +221,15 @@ fn lost_map_output_reruns_the_map_without_counting_against_the_reducer() {
     let id = c.submit(spec("memory:///out/", 1, 0), splits(1), 1);
     run_one(&mut c, &w, &clock, 1);
     let r = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
-    let url = match &c.job(&id).unwrap().maps[0].state {
-        crate::task::TaskState::Succeeded { output: Some(o), .. } => o.url.clone(),
+    let first = match &c.job(&id).unwrap().maps[0].state {
+        crate::task::TaskState::Succeeded { output: Some(o), .. } => o.clone(),
         s => panic!("{s:?}"),
     };
-    let lost =
-        Outcome::Failed { kind: FailureKind::MapOutputLost, message: "crc".into(), lost_map: Some((0, url.clone())) };
+    let lost_map = Some(LostMap { index: 0, attempt: first.attempt });
+    let lost = Outcome::Failed { kind: FailureKind::MapOutputLost, message: "crc".into(), lost_map };
     let (_, actions) = c.report(&w, &attempt_of(&r), lost, clock.now());
-    assert!(matches!(&actions[..], [Action::Delete(_)]), "the bad output is deleted");
+    let bad = c.job(&id).unwrap().shuffle_url_of(0, &first);
+    assert_eq!(actions, vec![Action::Delete(bad)], "the bad output, named by the coordinator, is deleted");
     let next = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
     assert_eq!(attempt_of(&next).task.kind, TaskKind::Map);
     assert_eq!(attempt_of(&next).attempt, 2);
@@ -242,7 +237,7 @@ fn lost_map_output_reruns_the_map_without_counting_against_the_reducer() {
     // A second reducer reporting the same (old) object does not undo the re-run.
     let w2 = worker(&mut c, &clock);
     let r2 = c.poll(&w2, 1, clock.now()).unwrap().pop().unwrap();
-    let again = Outcome::Failed { kind: FailureKind::MapOutputLost, message: "crc".into(), lost_map: Some((0, url)) };
+    let again = Outcome::Failed { kind: FailureKind::MapOutputLost, message: "crc".into(), lost_map };
     c.report(&w2, &attempt_of(&r2), again, clock.now()).0.unwrap();
     assert!(c.job(&id).unwrap().maps_complete(), "the new output stands");
     let job = c.job(&id).unwrap();
@@ -373,20 +368,16 @@ fn a_reduce_goes_to_the_worker_caching_most_of_its_partition() {
     // Two maps whose outputs hold (partition 0, 1, 2) = (10, 500, 40) and (20, 0, 30) bytes.
     for sizes in [[10u64, 500, 40], [20, 0, 30]] {
         let a = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
-        let url = match &a.task {
-            Some(pb::task_assignment::Task::Map(m)) => m.output_url.clone(),
-            _ => panic!("not a map"),
-        };
-        let segments = sizes.iter().map(|&length| pb::Segment { length, ..Default::default() }).collect();
-        let out = Outcome::Succeeded { counters: Counters::new(), map_output: Some(MapOutputMeta { url, segments }) };
+        let segments = sizes.iter().map(|&length| Segment { length, ..Default::default() }).collect();
+        let out = Outcome::Succeeded { counters: Counters::new(), segments: Some(segments) };
         c.report(&w, &attempt_of(&a), out, clock.now()).0.unwrap();
     }
     let job = c.job(&id).unwrap();
     let url0 = match &job.maps[0].state {
-        crate::task::TaskState::Succeeded { output: Some(o), .. } => o.url.clone(),
+        crate::task::TaskState::Succeeded { output: Some(o), .. } => job.shuffle_url_of(0, o),
         s => panic!("{s:?}"),
     };
-    let cached = vec![pb::CachedRange { url: url0, start: 0, end: 550 }];
+    let cached = vec![crate::convert::CachedRange { url: url0, start: 0, end: 550 }];
     assert_eq!(job.best_reduce_for(0..3, &cached), Some(1), "partition 1 has 500 bytes in the cached output");
     assert_eq!(job.best_reduce_for([0, 2].into_iter(), &cached), Some(2));
     assert_eq!(job.best_reduce_for(0..3, &[]), None, "nothing cached: no preference");
@@ -453,4 +444,53 @@ fn a_pipeline_runs_its_stages_in_order_and_replays_from_the_journal() {
 
 fn status_name(c: &Core, id: &quern_api::JobId) -> String {
     crate::status::job_status(c.job(id).unwrap()).job
+}
+
+#[test]
+fn forged_reports_change_nothing_and_delete_only_names_the_coordinator_built() {
+    let clock = Clock::new();
+    let mut c = core();
+    let (w, intruder) = (worker(&mut c, &clock), worker(&mut c, &clock));
+    let id = c.submit(spec("memory:///out/", 1, 0), splits(2), 1);
+    let a = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
+    let held = attempt_of(&a);
+    // Another worker reports the attempt w holds: refused, and nothing is deleted (w may
+    // be writing that object right now).
+    let (r, actions) = c.report(&intruder, &held, map_ok(&a, 1), clock.now());
+    assert_eq!(r, Err("attempt is not live"));
+    assert!(actions.is_empty(), "{actions:?}");
+    // An attempt number never handed out: refused, nothing deleted.
+    let never = AttemptId { attempt: 99, ..held.clone() };
+    let (r, actions) = c.report(&w, &never, map_ok(&a, 1), clock.now());
+    assert!(r.is_err() && actions.is_empty(), "{actions:?}");
+    // A map output with the wrong number of partitions is refused.
+    let wrong = Outcome::Succeeded { counters: Counters::new(), segments: Some(vec![Segment::default(); 5]) };
+    assert_eq!(c.report(&w, &held, wrong, clock.now()).0, Err("map output has the wrong number of partitions"));
+    // The real report is taken; a replay of it afterwards deletes nothing: the object is
+    // the task's output now.
+    c.report(&w, &held, map_ok(&a, 1), clock.now()).0.unwrap();
+    let (r, actions) = c.report(&w, &held, map_ok(&a, 1), clock.now());
+    assert!(r.is_err() && actions.is_empty(), "the winning output is never deleted: {actions:?}");
+    // A lost-map report from a worker holding no reduce attempt changes nothing.
+    let lost = Outcome::Failed {
+        kind: FailureKind::MapOutputLost,
+        message: "forged".into(),
+        lost_map: Some(LostMap { index: held.task.index, attempt: held.attempt }),
+    };
+    let fake_reduce = AttemptId { task: TaskId { job: id.clone(), kind: TaskKind::Reduce, index: 0 }, attempt: 1 };
+    let (r, actions) = c.report(&intruder, &fake_reduce, lost, clock.now());
+    assert!(r.is_err() && actions.is_empty());
+    assert!(c.job(&id).unwrap().maps[held.task.index as usize].is_done());
+    // A stale report of an attempt its worker really ran deletes that attempt's object,
+    // whose name the coordinator builds from the ids.
+    let b = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
+    let second = attempt_of(&b);
+    c.worker_lost(&w);
+    let (_, actions) = c.report(&intruder, &second, map_ok(&b, 1), clock.now());
+    assert!(actions.is_empty(), "a worker that did not run the attempt deletes nothing");
+    let (r, actions) = c.report(&w, &second, map_ok(&b, 1), clock.now());
+    assert_eq!(r, Err("attempt is not live"));
+    let expected = c.job(&id).unwrap().shuffle_url(second.task.index, second.attempt);
+    assert!(expected.as_str().starts_with("memory:///store/jobs/"), "{expected}");
+    assert_eq!(actions, vec![Action::Delete(expected)]);
 }

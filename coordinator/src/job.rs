@@ -15,18 +15,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use quern_api::split::{InputObject, Split};
-use quern_api::{Counters, JobId, StoreUrl, TaskKind, WorkerId, pb};
+use quern_api::{Counters, InputFormat, JobId, OutputFormat, StageInput, StoreUrl, TaskKind, WorkerId, pb};
 
+use crate::convert::CachedRange;
 use crate::placement::Level;
-use crate::task::{MapOutputMeta, Task, TaskState, Won};
+use crate::task::{MapOutput, Task, TaskState, Won};
 
 /// A validated job submission.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobSpec {
     /// Registered job name.
     pub name: String,
-    /// Input URLs as given.
-    pub inputs: Vec<String>,
+    /// Input URLs (a directory URL means every object under it).
+    pub inputs: Vec<StoreUrl>,
     /// Output directory.
     pub output: StoreUrl,
     /// Number of reduce tasks.
@@ -44,7 +45,7 @@ pub struct JobSpec {
     pub stages: Vec<Stage>,
     /// Side data: name -> URL of a small object every task gets.
     #[serde(default)]
-    pub side: BTreeMap<String, String>,
+    pub side: BTreeMap<String, StoreUrl>,
     /// Input and output formats (see [`quern_api::format`]); empty for the defaults.
     #[serde(default)]
     pub formats: Formats,
@@ -53,13 +54,13 @@ pub struct JobSpec {
     pub generate_rows: u64,
 }
 
-/// A job's (or stage's) input and output formats, as their format strings.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A job's (or stage's) input and output formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Formats {
     /// `--input-format`.
-    pub input: String,
+    pub input: InputFormat,
     /// `--output-format`.
-    pub output: String,
+    pub output: OutputFormat,
 }
 
 /// One MapReduce stage of a pipeline.
@@ -74,10 +75,9 @@ pub struct Stage {
     /// Its formats.
     #[serde(default)]
     pub formats: Formats,
-    /// What it reads: -1 the job's input, k stage k's output; empty: the stage before
-    /// (the job's input for the first).
+    /// What it reads; empty: the stage before (the job's input for the first).
     #[serde(default)]
-    pub inputs: Vec<i32>,
+    pub inputs: Vec<StageInput>,
 }
 
 /// Where a pipeline job is: the user's request, the running stage, and the counters of the
@@ -104,13 +104,16 @@ const STAGE_ATTEMPT_BASE: u32 = 10_000;
 fn stage_spec(user: &JobSpec, k: usize, scratch: &StoreUrl) -> JobSpec {
     let stage = &user.stages[k];
     let last = k + 1 == user.stages.len();
-    let stage_dir = |j: usize| scratch.join(&format!("stage-{j}/")).to_string();
+    let stage_dir = |j: usize| scratch.join(&format!("stage-{j}/"));
     let inputs = match &stage.inputs[..] {
         [] if k == 0 => user.inputs.clone(),
         [] => vec![stage_dir(k - 1)],
         sources => sources
             .iter()
-            .flat_map(|&s| if s < 0 { user.inputs.clone() } else { vec![stage_dir(s as usize)] })
+            .flat_map(|s| match s {
+                StageInput::JobInput => user.inputs.clone(),
+                StageInput::Stage(j) => vec![stage_dir(*j)],
+            })
             .collect(),
     };
     JobSpec {
@@ -124,7 +127,7 @@ fn stage_spec(user: &JobSpec, k: usize, scratch: &StoreUrl) -> JobSpec {
         skip_bad_records: user.skip_bad_records,
         stages: Vec::new(),
         side: user.side.clone(),
-        formats: stage.formats.clone(),
+        formats: stage.formats,
         generate_rows: if k == 0 { user.generate_rows } else { 0 },
     }
 }
@@ -188,6 +191,8 @@ pub struct Job {
     map_levels: Vec<Option<Level>>,
     /// Set for pipeline jobs.
     pub pipeline: Option<Pipeline>,
+    /// Since when no registered worker could run the job's running stage.
+    pub unrunnable_since: Option<Instant>,
     /// Backup attempts started.
     pub backups_started: u32,
     /// Tasks whose backup attempt won.
@@ -284,6 +289,7 @@ impl Job {
             attempt_levels: Default::default(),
             map_levels: vec![None; m],
             pipeline,
+            unrunnable_since: None,
             backups_started: 0,
             backups_won: 0,
             map_times: Vec::new(),
@@ -406,19 +412,25 @@ impl Job {
         match &stage.inputs[..] {
             [] => (vec![dir(k - 1)], Vec::new()),
             sources => {
-                let dirs = sources.iter().filter(|&&s| s >= 0).map(|&s| dir(s as usize)).collect();
-                let job_input = sources.contains(&-1);
+                let dirs = sources
+                    .iter()
+                    .filter_map(|s| match s {
+                        StageInput::Stage(j) => Some(dir(*j)),
+                        StageInput::JobInput => None,
+                    })
+                    .collect();
+                let job_input = sources.contains(&StageInput::JobInput);
                 (dirs, if job_input { p.input_objects.clone() } else { Vec::new() })
             }
         }
     }
 
     /// The input format of the next pipeline stage.
-    pub fn next_input_format(&self) -> String {
+    pub fn next_input_format(&self) -> InputFormat {
         self.pipeline
             .as_ref()
             .and_then(|p| p.user.stages.get(p.current + 1))
-            .map(|s| s.formats.input.clone())
+            .map(|s| s.formats.input)
             .unwrap_or_default()
     }
 
@@ -475,17 +487,20 @@ impl Job {
 
     /// Among `candidates` (pending reduce indexes), the one with the most partition bytes in
     /// map outputs that `cached` (a worker's cache) holds whole; None if it holds none.
-    pub fn best_reduce_for(&self, candidates: impl Iterator<Item = u32>, cached: &[pb::CachedRange]) -> Option<u32> {
-        let held: std::collections::HashSet<&str> =
-            cached.iter().filter(|c| c.start == 0).map(|c| c.url.as_str()).collect();
+    pub fn best_reduce_for(&self, candidates: impl Iterator<Item = u32>, cached: &[CachedRange]) -> Option<u32> {
+        let held: std::collections::HashSet<&StoreUrl> =
+            cached.iter().filter(|c| c.start == 0).map(|c| &c.url).collect();
         if held.is_empty() {
             return None;
         }
-        let outputs: Vec<&MapOutputMeta> = self
+        let outputs: Vec<&MapOutput> = self
             .maps
             .iter()
-            .filter_map(|t| match &t.state {
-                TaskState::Succeeded { output: Some(o), .. } if held.contains(o.url.as_str()) => Some(o),
+            .enumerate()
+            .filter_map(|(m, t)| match &t.state {
+                TaskState::Succeeded { output: Some(o), .. } if held.contains(&self.shuffle_url_of(m as u32, o)) => {
+                    Some(o)
+                }
                 _ => None,
             })
             .collect();
@@ -574,9 +589,14 @@ impl Job {
         self.maps.iter().chain(&self.reduces).any(|t| t.attempts > 0)
     }
 
-    /// The URL a map attempt writes its shuffle object to.
+    /// The URL a map attempt of this coordinator writes its shuffle object to.
     pub fn shuffle_url(&self, idx: u32, attempt: u32) -> StoreUrl {
         self.scratch.join(&format!("map-{idx:05}-e{}-a{attempt}.arrows", self.epoch))
+    }
+
+    /// The shuffle object of map `idx`'s output `o` (written under any coordinator epoch).
+    pub fn shuffle_url_of(&self, idx: u32, o: &MapOutput) -> StoreUrl {
+        self.scratch.join(&format!("map-{idx:05}-e{}-a{}.arrows", o.epoch, o.attempt))
     }
 
     /// Where reduce attempts write before commit: `OUTPUT/_temporary/JOB/` (hidden from
@@ -637,13 +657,12 @@ impl Job {
                     .iter()
                     .enumerate()
                     .filter_map(|(m, t)| match &t.state {
-                        TaskState::Succeeded { output: Some(MapOutputMeta { url, segments }), .. } => {
-                            Some(pb::ReduceInput {
-                                map_index: m as u32,
-                                url: url.clone(),
-                                segment: segments.get(idx as usize).cloned(),
-                            })
-                        }
+                        TaskState::Succeeded { output: Some(o), .. } => Some(pb::ReduceInput {
+                            map_index: m as u32,
+                            url: self.shuffle_url_of(m as u32, o).to_string(),
+                            segment: o.segments.get(idx as usize).map(pb::Segment::from),
+                            map_attempt: o.attempt,
+                        }),
                         _ => None,
                     })
                     .collect();
@@ -661,9 +680,9 @@ impl Job {
             reducers: self.spec.reducers,
             task: Some(task),
             skip_bad_records: self.spec.skip_bad_records,
-            side: self.spec.side.clone(),
-            input_format: self.spec.formats.input.clone(),
-            output_format: self.spec.formats.output.clone(),
+            side: self.spec.side.iter().map(|(n, u)| (n.clone(), u.to_string())).collect(),
+            input_format: self.spec.formats.input.to_string(),
+            output_format: self.spec.formats.output.to_string(),
         }
     }
 

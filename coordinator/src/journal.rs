@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::job::JobSpec;
-use crate::task::MapOutputMeta;
+use crate::task::MapOutput;
 
 /// One decision of the state machine worth surviving a restart.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,7 +57,7 @@ pub enum Record {
         /// Where it ran.
         worker: WorkerId,
         /// Map output index (maps).
-        output: Option<MapOutputMeta>,
+        output: Option<MapOutput>,
         /// Its counters.
         counters: BTreeMap<String, i64>,
         /// How close to its data a map ran.
@@ -77,8 +77,8 @@ pub enum Record {
         job: JobId,
         /// The map task.
         index: u32,
-        /// The lost output.
-        url: String,
+        /// The attempt whose output was lost.
+        attempt: u32,
     },
     /// Every part is committed; `_SUCCESS` is being written.
     JobCommitting {
@@ -178,16 +178,41 @@ pub struct Journal {
     tx: mpsc::UnboundedSender<Record>,
     enqueued: Arc<AtomicU64>,
     persisted: watch::Receiver<u64>,
+    failed: Arc<std::sync::OnceLock<JournalFailure>>,
+}
+
+/// Why the journal writer stopped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JournalFailure {
+    /// Another coordinator wrote the next entry: it leads now.
+    #[error("another coordinator wrote journal entry {0}")]
+    Superseded(String),
+    /// The store refused every write of an entry for too long.
+    #[error("cannot write journal entry {entry} to the store: {error}")]
+    Unwritable {
+        /// The entry.
+        entry: String,
+        /// The store's last error.
+        error: String,
+    },
 }
 
 impl Journal {
-    /// Starts the writer at entry `next`. If another coordinator writes an entry first, the
-    /// writer cancels `lost_leadership`.
-    pub fn start(store: &StoreUrl, next: u64, lost_leadership: CancellationToken) -> Journal {
+    /// Starts the writer at entry `next`. If another coordinator writes an entry first, or
+    /// an entry cannot be written for `give_up`, the writer stops, says why in `failed` and
+    /// cancels `lost`: a coordinator whose decisions are no longer durable must stop acting.
+    pub fn start(store: &StoreUrl, next: u64, give_up: Duration, lost: CancellationToken) -> Journal {
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, persisted) = watch::channel(0u64);
-        tokio::spawn(write_loop(dir(store), next, rx, done_tx, lost_leadership));
-        Journal { tx, enqueued: Arc::new(AtomicU64::new(0)), persisted }
+        let failed = Arc::new(std::sync::OnceLock::new());
+        let writer = Writer { dir: dir(store), give_up, done: done_tx, failed: failed.clone(), lost };
+        tokio::spawn(writer.run(next, rx));
+        Journal { tx, enqueued: Arc::new(AtomicU64::new(0)), persisted, failed }
+    }
+
+    /// Why the writer stopped, once it has.
+    pub fn failure(&self) -> Option<JournalFailure> {
+        self.failed.get().cloned()
     }
 
     /// Queues records; returns how many have been queued in all, so a caller can wait for its
@@ -212,48 +237,68 @@ impl Journal {
     }
 }
 
-async fn write_loop(
+/// The background writer of journal entries.
+struct Writer {
     dir: StoreUrl,
-    mut next: u64,
-    mut rx: mpsc::UnboundedReceiver<Record>,
+    give_up: Duration,
     done: watch::Sender<u64>,
-    lost_leadership: CancellationToken,
-) {
-    let Ok(store) = dir.store() else { return };
-    let mut written = 0u64;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let mut body = Vec::new();
-        for r in &batch {
-            // Serialising plain data cannot fail.
-            if let Ok(line) = serde_json::to_vec(r) {
-                body.extend_from_slice(&line);
-                body.push(b'\n');
+    failed: Arc<std::sync::OnceLock<JournalFailure>>,
+    lost: CancellationToken,
+}
+
+impl Writer {
+    async fn run(self, mut next: u64, mut rx: mpsc::UnboundedReceiver<Record>) {
+        let mut written = 0u64;
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
             }
+            let mut body = Vec::new();
+            for r in &batch {
+                // Serialising plain data cannot fail.
+                if let Ok(line) = serde_json::to_vec(r) {
+                    body.extend_from_slice(&line);
+                    body.push(b'\n');
+                }
+            }
+            let url = self.dir.join(&entry_name(next));
+            if let Err(why) = self.write(&url, body).await {
+                tracing::error!(entry = %url, error = %why, "journal lost; this coordinator stops");
+                let _ = self.failed.set(why);
+                self.lost.cancel();
+                return;
+            }
+            next += 1;
+            written += batch.len() as u64;
+            self.done.send_replace(written);
         }
-        let url = dir.join(&entry_name(next));
+    }
+
+    /// Writes one entry, retrying transient errors with backoff for at most `give_up`.
+    async fn write(&self, url: &StoreUrl, body: Vec<u8>) -> Result<(), JournalFailure> {
+        let store = self
+            .dir
+            .store()
+            .map_err(|e| JournalFailure::Unwritable { entry: url.to_string(), error: e.to_string() })?;
+        let deadline = tokio::time::Instant::now() + self.give_up;
         let mut delay = Duration::from_millis(50);
+        let payload = PutPayload::from(body);
         loop {
             let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-            match store.put_opts(&url.path(), PutPayload::from(body.clone()), opts).await {
-                Ok(_) => break,
+            let error = match store.put_opts(&url.path(), payload.clone(), opts).await {
+                Ok(_) => return Ok(()),
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    tracing::error!(entry = %url, "another coordinator wrote this journal entry; stepping down");
-                    lost_leadership.cancel();
-                    return;
+                    return Err(JournalFailure::Superseded(url.to_string()));
                 }
-                Err(e) => {
-                    tracing::warn!(entry = %url, error = %e, "journal write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err(JournalFailure::Unwritable { entry: url.to_string(), error: error.to_string() });
             }
+            tracing::warn!(entry = %url, %error, "journal write failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
         }
-        next += 1;
-        written += batch.len() as u64;
-        done.send_replace(written);
     }
 }

@@ -24,6 +24,22 @@ pub enum LeadError {
     /// The journal could not be read at takeover.
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
+    /// The journal could not be written: decisions would no longer survive a restart.
+    #[error("{0}; this coordinator stopped")]
+    JournalLost(journal::JournalFailure),
+    /// The store could not be used at all (at start).
+    #[error("the store is unusable: {0}")]
+    Store(#[from] quern_api::StoreError),
+}
+
+/// The tokens that end leadership: `stop` for a clean shutdown (or a loss, once noticed),
+/// `lost` cancelled by the journal writer when the journal can no longer be written.
+#[derive(Clone, Debug, Default)]
+pub struct Stops {
+    /// Cancelled to stop serving.
+    pub stop: CancellationToken,
+    /// Cancelled when the journal is lost.
+    pub lost: CancellationToken,
 }
 
 /// Takes the lease right away if it is free (a fresh store, or a leader that released it) and
@@ -33,22 +49,24 @@ pub async fn take_if_free(
     shared: &Arc<Shared>,
     store: &StoreUrl,
     clock: &LeaderClock,
-    stop: &CancellationToken,
+    stops: &Stops,
+    lease: Duration,
 ) -> Result<Option<u64>, LeadError> {
     let dir = lease::dir(store);
     let now = Instant::now();
-    let next = match lease::latest(&dir).await {
-        Ok(None) => 0,
-        Ok(Some(k)) => match lease::read(&dir, k).await {
-            Ok(Some(body)) if body.released => k + 1,
+    // A store that cannot be listed or written now is a configuration error: say so and
+    // exit, rather than wait forever as a standby of nobody.
+    let next = match lease::latest(&dir).await? {
+        None => 0,
+        Some(k) => match lease::read(&dir, k).await? {
+            Some(body) if body.released => k + 1,
             _ => return Ok(None),
         },
-        Err(_) => return Ok(None),
     };
-    if !lease::try_create(&dir, next, &me(shared)).await.unwrap_or(false) {
+    if !lease::try_create(&dir, next, &me(shared)).await? {
         return Ok(None);
     }
-    resume(shared, store, clock, stop, now).await?;
+    resume(shared, store, clock, stops, lease, now).await?;
     info!(lease = next, "took the lead");
     Ok(Some(next))
 }
@@ -62,7 +80,8 @@ async fn resume(
     shared: &Arc<Shared>,
     store: &StoreUrl,
     clock: &LeaderClock,
-    stop: &CancellationToken,
+    stops: &Stops,
+    lease: Duration,
     taken_at: Instant,
 ) -> Result<(), LeadError> {
     let started = Instant::now();
@@ -73,7 +92,10 @@ async fn resume(
         let jobs = shared.core().jobs().count();
         info!(records = replayed, jobs, ms = started.elapsed().as_millis() as u64, "recovered from the journal");
     }
-    shared.set_journal(journal::Journal::start(store, next_entry, stop.clone()));
+    // The journal may fail for as long as the lease may: longer, and the decisions made
+    // meanwhile would be lost by a restart.
+    let give_up = (lease * 2).max(Duration::from_secs(5));
+    shared.set_journal(journal::Journal::start(store, next_entry, give_up, stops.lost.clone()));
     // Only now answer calls: a client must never see the state before the replay. The lease
     // counts from when it was taken.
     clock.renewed(taken_at);
@@ -90,13 +112,13 @@ pub async fn lead(
     store: StoreUrl,
     lease: Duration,
     clock: Arc<LeaderClock>,
-    stop: CancellationToken,
+    stops: Stops,
     held: Option<u64>,
 ) -> Result<(), LeadError> {
-    let result = lead_inner(&shared, &store, lease, &clock, &stop, held).await;
+    let result = lead_inner(&shared, &store, lease, &clock, &stops, held).await;
     clock.step_down();
     if result.is_err() {
-        stop.cancel();
+        stops.stop.cancel();
     }
     result
 }
@@ -106,9 +128,10 @@ async fn lead_inner(
     store: &StoreUrl,
     lease: Duration,
     clock: &LeaderClock,
-    stop: &CancellationToken,
+    stops: &Stops,
     held: Option<u64>,
 ) -> Result<(), LeadError> {
+    let stop = &stops.stop;
     let dir = lease::dir(store);
     let me = me(shared);
     let poll = (lease / 6).max(Duration::from_millis(20));
@@ -118,7 +141,7 @@ async fn lead_inner(
             let (n, taken_at) = wait_as_standby(&dir, lease, poll, &me, stop).await;
             let Some(n) = n else { return Ok(()) };
             info!(lease = n, "took the lead");
-            resume(shared, store, clock, stop, taken_at).await?;
+            resume(shared, store, clock, stops, lease, taken_at).await?;
             n
         }
     };
@@ -128,6 +151,13 @@ async fn lead_inner(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            _ = stops.lost.cancelled() => {
+                let why = shared.journal_failure().unwrap_or(journal::JournalFailure::Unwritable {
+                    entry: "?".into(),
+                    error: "unknown".into(),
+                });
+                return Err(LeadError::JournalLost(why));
+            }
             _ = stop.cancelled() => {
                 clock.step_down();
                 let released = LeaseBody { released: true, ..me.clone() };

@@ -5,7 +5,10 @@
 //!   as an argument and return the I/O to perform as [`core::Action`]s.
 //! - [`policy`]: which job a free slot serves (kept apart from state and RPC).
 //! - [`service`]: the gRPC shell (`JobService`, `WorkerService`) and the token check.
-//! - [`inputs`]: listing inputs and checking outputs at submit time.
+//! - [`convert`]: every wire message into Quern types, bounded, in one place: past it the
+//!   coordinator holds no protobuf types and acts only on object names it built itself.
+//! - [`inputs`]: listing inputs and checking outputs at submit time; [`admit`]: the path
+//!   policy and building each submitted job with its own code before it is accepted.
 //! - [`status`]: jobs, tasks and workers as users see them; [`http`]: the same as web pages.
 //! - [`journal`]: decisions journalled to the store, replayed by a restarted coordinator.
 //! - [`lease`] and [`leader`]: the store lease that lets one coordinator act at a time, and
@@ -15,6 +18,8 @@
 //! `quern coordinator` command, the embedded `quern run` and the tests all use it.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admit;
+pub mod convert;
 pub mod core;
 pub mod http;
 pub mod inputs;
@@ -71,6 +76,16 @@ pub struct CoordinatorConfig {
     pub policy: policy::PolicyKind,
     /// Where to serve the HTTP status pages, if anywhere.
     pub http: Option<SocketAddr>,
+    /// Directories inputs, outputs and side data must lie under (`--allow-url`; empty:
+    /// anywhere).
+    pub allow: Vec<StoreUrl>,
+    /// The jobs this coordinator's binary has: submissions of them are built (and so
+    /// validated) at submit, exactly as a worker will build them.
+    pub jobs: Option<quern_api::Registry>,
+    /// Jobs not yet ended, at most (`--max-jobs`).
+    pub max_jobs: usize,
+    /// How long a job no registered worker runs waits for one before failing (`--job-wait`).
+    pub job_wait: Duration,
 }
 
 impl CoordinatorConfig {
@@ -90,6 +105,10 @@ impl CoordinatorConfig {
             delay: placement::Delay::default(),
             policy: policy::PolicyKind::default(),
             http: None,
+            allow: Vec::new(),
+            jobs: None,
+            max_jobs: 1000,
+            job_wait: Duration::from_secs(60),
         }
     }
 }
@@ -157,18 +176,26 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             max_attempts: cfg.max_attempts.max(1),
             epoch_ms: now_ms(),
             speculation: cfg.speculation.clone(),
-            hold_reduces_while: cfg.hold_reduces_while.clone(),
             delay: cfg.delay.clone(),
+            max_jobs: cfg.max_jobs.max(1),
+            job_wait: cfg.job_wait,
         },
         cfg.policy.build(),
     );
-    // The server stops on shutdown, or when another coordinator takes the lease.
-    let stop = shutdown.child_token();
-    let shared = Shared::new(core, cfg.heartbeat_interval, url.clone());
+    // The server stops on shutdown, when another coordinator takes the lease, or when the
+    // lease or the journal can no longer be written.
+    let stops = leader::Stops { stop: shutdown.child_token(), lost: CancellationToken::new() };
+    let stop = stops.stop.clone();
+    let shell = service::Shell {
+        heartbeat_interval: cfg.heartbeat_interval,
+        stop: stop.clone(),
+        admission: admit::Admission { allow: cfg.allow.clone(), jobs: cfg.jobs.clone() },
+        hold_reduces_while: cfg.hold_reduces_while.clone(),
+    };
+    let shared = Shared::new(core, shell, url.clone());
     let clock = Arc::new(lease::LeaderClock::new(cfg.lease, std::time::Instant::now()));
-    let held = leader::take_if_free(&shared, &cfg.store, &clock, &stop).await?;
-    let lead =
-        tokio::spawn(leader::lead(shared.clone(), cfg.store.clone(), cfg.lease, clock.clone(), stop.clone(), held));
+    let held = leader::take_if_free(&shared, &cfg.store, &clock, &stops, cfg.lease).await?;
+    let lead = tokio::spawn(leader::lead(shared.clone(), cfg.store.clone(), cfg.lease, clock.clone(), stops, held));
     tokio::spawn(shared.clone().run_ticker(shutdown.clone()));
     let auth = Auth::new(cfg.token.clone(), clock);
     // A reduce assignment lists every map output, so messages can be large.

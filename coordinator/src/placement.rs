@@ -58,7 +58,7 @@ impl Default for Delay {
 /// Whether `worker` has the split `(url, start, end)` on its own disk or in its cache.
 fn holds(worker: &WorkerEntry, (url, start, end): (&str, u64, u64)) -> bool {
     worker.local_data.iter().any(|prefix| url.starts_with(prefix.as_str()))
-        || worker.cached.iter().any(|c| c.url == url && c.start == start && c.end >= end)
+        || worker.cached.iter().any(|c| c.url.as_str() == url && c.start == start && c.end >= end)
 }
 
 /// The level of a split on worker `on`, or None when no live worker holds it.
@@ -119,15 +119,13 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    use quern_api::pb;
-
     fn w(host: &str, rack: &str, data: &[&str]) -> WorkerEntry {
         WorkerEntry {
             host: host.into(),
             rack: rack.into(),
             slots: 1,
             jobs: BTreeSet::new(),
-            local_data: data.iter().map(|s| s.to_string()).collect(),
+            local_data: data.iter().map(|s| quern_api::StoreUrl::parse(s).unwrap()).collect(),
             cached: Vec::new(),
             last_seen: Instant::now(),
             running: BTreeSet::new(),
@@ -173,7 +171,8 @@ mod tests {
     fn a_cached_split_is_node_local_where_it_is_cached() {
         let mut ws = cluster();
         if let Some(c) = ws.get_mut(&WorkerId::new(1, 3)) {
-            c.cached.push(pb::CachedRange { url: "s3://b/k".into(), start: 100, end: 260 });
+            let url = quern_api::StoreUrl::parse("s3://b/k").unwrap();
+            c.cached.push(crate::convert::CachedRange { url, start: 100, end: 260 });
         }
         let c = &ws[&WorkerId::new(1, 3)];
         let a = &ws[&WorkerId::new(1, 1)];

@@ -8,44 +8,53 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use object_store::{ObjectStoreExt, PutPayload};
 use quern_api::split::compute_splits;
-use quern_api::{AttemptId, Counters, JobId, StoreUrl, WorkerId, now_ms, pb};
+use quern_api::{AttemptId, JobId, WorkerId, now_ms, pb};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use crate::core::{Action, Core, FailureKind, Now, Outcome, Promotion};
+use crate::admit::Admission;
+use crate::convert::{Registration, Submission, limits};
+use crate::core::{Action, Conflict, Core, Now, Promotion};
 use crate::inputs::{
     InputError, check_output_empty, delete_object, delete_prefix, list_inputs, list_inputs_allow_empty,
     remove_empty_local_dirs,
 };
-use crate::job::JobSpec;
 use crate::journal::Journal;
 use crate::lease::LeaderClock;
 use crate::status::{job_status, job_tasks, worker_info};
-use crate::task::MapOutputMeta;
-
-/// Default split size: 64 MiB, as Hadoop's block size.
-pub const DEFAULT_SPLIT_SIZE: u64 = 64 * 1024 * 1024;
-/// Most reduce tasks a job may ask for.
-pub const MAX_REDUCERS: u32 = 100_000;
-
-/// Most records a generator job may make (10^15: 100 PB of TeraGen records).
-pub const MAX_GENERATE_ROWS: u64 = 1_000_000_000_000_000;
 /// Longest a poll may be held open.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
 /// How long a submit waits for its journal record to be written.
 const JOURNAL_WAIT: Duration = Duration::from_secs(30);
 /// How often a waiting poll looks again without being woken.
 const RECHECK: Duration = Duration::from_millis(250);
+/// A watch stream repeats an unchanged status this often (clients treat a much longer
+/// silence as a lost coordinator).
+const WATCH_REPEAT: Duration = Duration::from_secs(10);
 
 /// State shared by all handlers.
 pub struct Shared {
     core: Mutex<Core>,
     changed: watch::Sender<u64>,
-    heartbeat_interval: Duration,
     journal: std::sync::OnceLock<Journal>,
+    shell: Shell,
     /// This coordinator's address, for Ping.
     pub url: String,
+}
+
+/// How the shell around the core behaves.
+#[derive(Debug)]
+pub struct Shell {
+    /// How often workers heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Cancelled when this coordinator stops serving: streams and long polls end then, so
+    /// no client waits on a coordinator that no longer acts.
+    pub stop: tokio_util::sync::CancellationToken,
+    /// What every submission must pass.
+    pub admission: Admission,
+    /// Test hook: no reduce task is handed out while this file exists.
+    pub hold_reduces_while: Option<std::path::PathBuf>,
 }
 
 /// The locked core. Dropping it hands the decisions made under the lock to the journal,
@@ -84,14 +93,19 @@ pub fn now() -> Now {
 
 impl Shared {
     /// Wraps a core; decisions go to `journal` when there is one.
-    pub fn new(core: Core, heartbeat_interval: Duration, url: String) -> Arc<Self> {
+    pub fn new(core: Core, shell: Shell, url: String) -> Arc<Self> {
         Arc::new(Shared {
             core: Mutex::new(core),
             changed: watch::Sender::new(0),
-            heartbeat_interval,
             journal: std::sync::OnceLock::new(),
+            shell,
             url,
         })
+    }
+
+    /// Why the journal stopped being written, if it has.
+    pub fn journal_failure(&self) -> Option<crate::journal::JournalFailure> {
+        self.journal.get().and_then(Journal::failure)
     }
 
     /// Waits until every decision journalled so far is written.
@@ -187,8 +201,7 @@ impl Shared {
                         };
                         match listed {
                             Ok(objects) => {
-                                let format = input_format.parse().unwrap_or_default();
-                                let splits = compute_splits(&objects, split_size, format);
+                                let splits = compute_splits(&objects, split_size, input_format);
                                 info!(job = %job, maps = splits.len(), "pipeline stage done; next stage starts");
                                 me.core().advance(&job, splits);
                             }
@@ -220,7 +233,13 @@ impl Shared {
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return,
             }
-            if self.core().tick(now()) {
+            let (lost, actions) = {
+                let mut core = self.core();
+                let now = now();
+                (core.tick(now), core.fail_unrunnable(now))
+            };
+            if lost || !actions.is_empty() {
+                self.perform(actions);
                 self.bump();
             }
         }
@@ -237,78 +256,6 @@ fn worker_id(s: &str) -> Result<WorkerId, Status> {
 
 fn not_found(id: &JobId) -> Status {
     Status::not_found(format!("no job {id}"))
-}
-
-/// Checks a wire job spec and turns it into a domain one.
-/// Returns the spec, its input URLs and the map tasks asked for (generator jobs).
-pub fn validate_spec(spec: pb::JobSpec) -> Result<(JobSpec, Vec<StoreUrl>, u32), Status> {
-    let bad = |m: String| Status::invalid_argument(m);
-    if spec.job.trim().is_empty() {
-        return Err(bad("job name is empty".into()));
-    }
-    if spec.inputs.is_empty() && spec.generate_rows == 0 {
-        return Err(bad("no input given".into()));
-    }
-    if !spec.inputs.is_empty() && spec.generate_rows > 0 {
-        return Err(bad("a generator job reads no input".into()));
-    }
-    if spec.generate_rows > MAX_GENERATE_ROWS {
-        return Err(bad(format!("a generator makes at most {MAX_GENERATE_ROWS} records, not {}", spec.generate_rows)));
-    }
-    let formats = |input: &str, output: &str| -> Result<crate::job::Formats, Status> {
-        input.parse::<quern_api::InputFormat>().map_err(|e| bad(format!("input format: {e}")))?;
-        output.parse::<quern_api::OutputFormat>().map_err(|e| bad(format!("output format: {e}")))?;
-        Ok(crate::job::Formats { input: input.to_string(), output: output.to_string() })
-    };
-    let inputs = spec
-        .inputs
-        .iter()
-        .map(|u| StoreUrl::parse(u).map_err(|e| bad(format!("input: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let output = StoreUrl::parse(&spec.output).map_err(|e| bad(format!("output: {e}")))?;
-    if spec.reducers > MAX_REDUCERS {
-        return Err(bad(format!("reducers must be between 0 and {MAX_REDUCERS}, not {}", spec.reducers)));
-    }
-    if spec.maps > MAX_REDUCERS {
-        return Err(bad(format!("maps must be at most {MAX_REDUCERS}, not {}", spec.maps)));
-    }
-    let split_size = if spec.split_size == 0 { DEFAULT_SPLIT_SIZE } else { spec.split_size };
-    let domain = JobSpec {
-        name: spec.job,
-        inputs: spec.inputs,
-        output,
-        reducers: spec.reducers,
-        split_size,
-        params: spec.params,
-        priority: spec.priority,
-        skip_bad_records: spec.skip_bad_records,
-        stages: spec
-            .stages
-            .into_iter()
-            .enumerate()
-            .map(|(k, s)| {
-                if let Some(wrong) = s.inputs.iter().find(|&&i| i < -1 || i >= k as i32) {
-                    return Err(bad(format!("pipeline stage {k} cannot read stage {wrong}")));
-                }
-                if s.job.trim().is_empty() || s.reducers > MAX_REDUCERS {
-                    return Err(bad(format!("bad pipeline stage {:?} with {} reducers", s.job, s.reducers)));
-                }
-                let formats = formats(&s.input_format, &s.output_format)?;
-                Ok(crate::job::Stage { job: s.job, params: s.params, reducers: s.reducers, formats, inputs: s.inputs })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        side: spec
-            .side
-            .into_iter()
-            .map(|(name, url)| {
-                let u = StoreUrl::parse(&url).map_err(|e| bad(format!("side data {name:?}: {e}")))?;
-                Ok((name, u.to_string()))
-            })
-            .collect::<Result<_, Status>>()?,
-        formats: formats(&spec.input_format, &spec.output_format)?,
-        generate_rows: spec.generate_rows,
-    };
-    Ok((domain, inputs, spec.maps))
 }
 
 /// Fixed-length records: refuses (uncompressed) inputs that do not hold whole records, as
@@ -345,33 +292,32 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::JobStatus, Status>> + Se
 impl pb::job_service_server::JobService for JobSvc {
     async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
         let spec = req.into_inner().spec.ok_or_else(|| Status::invalid_argument("missing job spec"))?;
-        let (spec, inputs, maps) = validate_spec(spec)?;
-        if let Some(other) = self.0.core().output_in_use(&spec.output) {
-            return Err(Status::already_exists(format!("output {} is being written by job {other}", spec.output)));
+        let Submission { spec, maps } = Submission::try_from(spec)?;
+        let admission = &self.0.shell.admission;
+        admission.check_paths(&spec)?;
+        if let Some(c) = self.0.core().conflicts(&spec) {
+            return Err(conflict_status(c));
         }
         check_output_empty(&spec.output).await.map_err(input_status)?;
-        for (name, url) in &spec.side {
-            check_side(name, url).await?;
-        }
+        admission.check_job(&spec).await?;
         let splits = if spec.generate_rows > 0 {
             // By default about a million records per map task.
             let maps = if maps > 0 {
                 maps
             } else {
-                spec.generate_rows.div_ceil(1_000_000).min(u64::from(MAX_REDUCERS)) as u32
+                spec.generate_rows.div_ceil(1_000_000).min(u64::from(limits::REDUCERS)) as u32
             };
             quern_api::split::generator_splits(spec.generate_rows, maps)
         } else {
-            let objects = list_inputs(&inputs).await.map_err(input_status)?;
-            let format = spec.formats.input.parse().unwrap_or_default();
-            check_record_sizes(&objects, format)?;
-            compute_splits(&objects, spec.split_size, format)
+            let objects = list_inputs(&spec.inputs).await.map_err(input_status)?;
+            check_record_sizes(&objects, spec.formats.input)?;
+            compute_splits(&objects, spec.split_size, spec.formats.input)
         };
         let id = {
             let mut core = self.0.core();
             // Checked again under the lock: two submits may race for one output.
-            if let Some(other) = core.output_in_use(&spec.output) {
-                return Err(Status::already_exists(format!("output {} is being written by job {other}", spec.output)));
+            if let Some(c) = core.conflicts(&spec) {
+                return Err(conflict_status(c));
             }
             core.submit(spec, splits, now_ms())
         };
@@ -407,6 +353,7 @@ impl pb::job_service_server::JobService for JobSvc {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             let mut last: Option<pb::JobStatus> = None;
+            let mut last_sent = Instant::now();
             loop {
                 let mut changed = shared.changed.subscribe();
                 let status = shared.core().job(&id).map(job_status);
@@ -415,8 +362,11 @@ impl pb::job_service_server::JobService for JobSvc {
                     pb::JobState::try_from(status.state),
                     Ok(pb::JobState::Succeeded | pb::JobState::Failed | pb::JobState::Killed)
                 );
-                if last.as_ref() != Some(&status) {
+                // Unchanged status is sent again now and then, so a client can tell a quiet
+                // job from a coordinator that went silent.
+                if last.as_ref() != Some(&status) || last_sent.elapsed() >= WATCH_REPEAT {
                     last = Some(status.clone());
+                    last_sent = Instant::now();
                     if tx.send(Ok(status)).await.is_err() {
                         return;
                     }
@@ -428,6 +378,10 @@ impl pb::job_service_server::JobService for JobSvc {
                     _ = changed.changed() => {}
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                     _ = tx.closed() => return,
+                    _ = shared.shell.stop.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("the coordinator stopped"))).await;
+                        return;
+                    }
                 }
             }
         });
@@ -485,21 +439,6 @@ impl pb::job_service_server::JobService for JobSvc {
 #[derive(Clone)]
 pub struct WorkerSvc(pub Arc<Shared>);
 
-fn outcome_from_pb(o: pb::outcome_report::Outcome) -> Outcome {
-    match o {
-        pb::outcome_report::Outcome::Succeeded(s) => Outcome::Succeeded {
-            counters: Counters::from(s.counters),
-            map_output: s.map_output.map(|m| MapOutputMeta { url: m.url, segments: m.partitions }),
-        },
-        pb::outcome_report::Outcome::Failed(f) => Outcome::Failed {
-            kind: FailureKind::from(pb::FailureKind::try_from(f.kind).unwrap_or(pb::FailureKind::Internal)),
-            message: f.message,
-            lost_map: f.lost_map_index.map(|m| (m, f.lost_map_url)),
-        },
-        pb::outcome_report::Outcome::Killed(_) => Outcome::Killed,
-    }
-}
-
 #[tonic::async_trait]
 impl pb::worker_service_server::WorkerService for WorkerSvc {
     async fn ping(&self, _req: Request<pb::PingRequest>) -> Result<Response<pb::PingResponse>, Status> {
@@ -507,32 +446,26 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
     }
 
     async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
-        let r = req.into_inner();
-        let local_data = r.local_data.into_iter().filter(|p| p.ends_with('/')).collect();
-        let id = self.0.core().register_with_data(
-            r.host.clone(),
-            r.rack.clone(),
-            r.slots,
-            r.jobs.into_iter().collect(),
-            local_data,
-            now(),
-        );
-        info!(worker = %id, host = %r.host, slots = r.slots, "worker registered");
+        let r = Registration::try_from(req.into_inner())?;
+        let (host, slots) = (r.host.clone(), r.slots);
+        let id = self.0.core().register_with(r, now());
+        info!(worker = %id, %host, slots, "worker registered");
         self.0.bump();
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id.to_string(),
-            heartbeat_interval_ms: self.0.heartbeat_interval.as_millis() as u64,
+            heartbeat_interval_ms: self.0.shell.heartbeat_interval.as_millis() as u64,
         }))
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
+        let cached = crate::convert::cached_ranges(r.cached);
         let cancel = {
             let mut core = self.0.core();
             let cancel = core.heartbeat(&id, now());
             if cancel.is_some() {
-                core.set_cached(&id, r.cached);
+                core.set_cached(&id, cached);
             }
             cancel
         };
@@ -551,7 +484,12 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         loop {
             // Subscribe before looking, so a change between the look and the wait is not missed.
             let mut changed = self.0.changed.subscribe();
-            let assigned = self.0.core().poll(&id, r.free_slots, now());
+            let hold = self.0.shell.hold_reduces_while.as_ref().is_some_and(|p| p.exists());
+            let assigned = {
+                let mut core = self.0.core();
+                core.set_hold_reduces(hold);
+                core.poll(&id, r.free_slots, now())
+            };
             match assigned {
                 None => {
                     return Ok(Response::new(pb::PollResponse { tasks: Vec::new(), reregister: true }));
@@ -571,6 +509,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             tokio::select! {
                 _ = changed.changed() => {}
                 _ = tokio::time::sleep_until(recheck) => {}
+                _ = self.0.shell.stop.cancelled() => return Err(Status::unavailable("the coordinator stopped")),
             }
         }
     }
@@ -598,8 +537,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
     async fn report(&self, req: Request<pb::OutcomeReport>) -> Result<Response<pb::OutcomeResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
-        let attempt = AttemptId::try_from(r.attempt.as_ref())?;
-        let outcome = outcome_from_pb(r.outcome.ok_or_else(|| Status::invalid_argument("missing outcome"))?);
+        let (attempt, outcome) = crate::convert::report(r)?;
         let (result, actions) = self.0.core().report(&id, &attempt, outcome, now());
         self.0.perform(actions);
         self.0.bump();
@@ -613,23 +551,11 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
     }
 }
 
-/// Most bytes a side data object may have: it is shipped to every worker and held in memory.
-pub const MAX_SIDE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Checks that side data object `url` exists and is small.
-async fn check_side(name: &str, url: &str) -> Result<(), Status> {
-    let u = StoreUrl::parse(url).map_err(|e| Status::invalid_argument(format!("side data {name:?}: {e}")))?;
-    let store = u.store().map_err(|e| Status::invalid_argument(e.to_string()))?;
-    match store.head(&u.path()).await {
-        Ok(meta) if meta.size <= MAX_SIDE_BYTES => Ok(()),
-        Ok(meta) => Err(Status::invalid_argument(format!(
-            "side data {name:?} ({url}) has {} bytes; at most {MAX_SIDE_BYTES} are allowed",
-            meta.size
-        ))),
-        Err(object_store::Error::NotFound { .. }) => {
-            Err(Status::not_found(format!("side data {name:?}: {url} not found")))
-        }
-        Err(e) => Err(Status::unavailable(format!("side data {name:?}: {e}"))),
+fn conflict_status(c: Conflict) -> Status {
+    match c {
+        Conflict::OutputInUse { .. } => Status::already_exists(c.to_string()),
+        Conflict::InputBeingWritten { .. } => Status::failed_precondition(c.to_string()),
+        Conflict::TooManyJobs(_) => Status::resource_exhausted(c.to_string()),
     }
 }
 

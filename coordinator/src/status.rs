@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use quern_api::{TaskKind, WorkerId, pb};
+use quern_api::{StoreUrl, TaskKind, WorkerId, pb};
 
 use crate::core::WorkerEntry;
 use crate::job::{Job, JobState};
@@ -44,7 +44,7 @@ pub fn job_status(job: &Job) -> pb::JobStatus {
             _ => None,
         },
         output: user.output.to_string(),
-        inputs: user.inputs.clone(),
+        inputs: user.inputs.iter().map(StoreUrl::to_string).collect(),
         reducers: user.reducers,
         priority: user.priority,
         submitted_ms: job.submitted_ms,
@@ -53,8 +53,8 @@ pub fn job_status(job: &Job) -> pb::JobStatus {
         stage,
         stages,
         stage_job: if stages > 0 { job.spec.name.clone() } else { String::new() },
-        input_format: user.stages.first().map_or(&user.formats.input, |s| &s.formats.input).clone(),
-        output_format: user.stages.last().map_or(&user.formats.output, |s| &s.formats.output).clone(),
+        input_format: user.stages.first().map_or(user.formats.input, |s| s.formats.input).to_string(),
+        output_format: user.stages.last().map_or(user.formats.output, |s| s.formats.output).to_string(),
         generate_rows: user.generate_rows,
     }
 }
@@ -69,7 +69,7 @@ pub fn job_tasks(job: &Job) -> Vec<pb::TaskInfo> {
                 index: i as u32,
                 state: t.state_name().to_string(),
                 attempts: t.attempts,
-                workers: t.workers.iter().map(|w| w.to_string()).collect(),
+                workers: t.history.iter().map(|r| r.worker.to_string()).collect(),
                 error: match &t.state {
                     TaskState::Failed { error } => Some(error.clone()),
                     _ => t.last_error.clone(),
@@ -95,7 +95,7 @@ pub fn worker_info(id: &WorkerId, w: &WorkerEntry, now: Instant) -> pb::WorkerIn
         jobs: w.jobs.iter().cloned().collect(),
         last_heartbeat_ms_ago: now.saturating_duration_since(w.last_seen).as_millis() as u64,
         completed: w.completed,
-        local_data: w.local_data.clone(),
+        local_data: w.local_data.iter().map(StoreUrl::to_string).collect(),
         cached_ranges: w.cached.len() as u32,
     }
 }

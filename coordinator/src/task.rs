@@ -33,13 +33,39 @@ pub struct Live {
     pub backup: bool,
 }
 
-/// Where a finished map task's output lives.
+/// A finished map attempt's shuffle object. It holds no name: the object is the one the
+/// coordinator told that attempt to write ([`crate::job::Job::shuffle_url`] of its epoch and
+/// attempt), so a report can never point the coordinator at anything else.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MapOutputMeta {
-    /// The shuffle object.
-    pub url: String,
-    /// Its per-partition index.
-    pub segments: Vec<quern_api::pb::Segment>,
+pub struct MapOutput {
+    /// The coordinator incarnation that handed the attempt out (part of the object's name).
+    pub epoch: u64,
+    /// The attempt that wrote it.
+    pub attempt: u32,
+    /// Its per-partition index, one segment per reduce task.
+    pub segments: Vec<Segment>,
+}
+
+/// One partition's slice of a shuffle object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Segment {
+    /// Where it starts in the object.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub length: u64,
+    /// CRC-32 of its bytes.
+    pub crc32: u32,
+    /// Records it holds.
+    pub records: u64,
+}
+
+/// Who ran one attempt of a task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ran {
+    /// The attempt number.
+    pub attempt: u32,
+    /// The worker it was handed to.
+    pub worker: WorkerId,
 }
 
 /// The state of one task.
@@ -59,7 +85,7 @@ pub enum TaskState {
         /// Where it ran.
         worker: WorkerId,
         /// Map output (maps only).
-        output: Option<MapOutputMeta>,
+        output: Option<MapOutput>,
         /// The winning attempt's counters: the only ones that count for the task.
         counters: Counters,
     },
@@ -79,8 +105,8 @@ pub struct Task {
     pub attempts: u32,
     /// Attempts that failed in a way that counts against `max_attempts`.
     pub failures: u32,
-    /// Workers that ran attempts, in order.
-    pub workers: Vec<WorkerId>,
+    /// Every attempt handed out, in order, and where.
+    pub history: Vec<Ran>,
     /// The last failure's message.
     pub last_error: Option<String>,
     /// Workers on which an attempt failed (retries go elsewhere when they can).
@@ -136,7 +162,7 @@ impl Task {
             state: TaskState::Pending,
             attempts: 0,
             failures: 0,
-            workers: Vec::new(),
+            history: Vec::new(),
             last_error: None,
             failed_on: Vec::new(),
         }
@@ -169,7 +195,7 @@ impl Task {
             _ => return None,
         }
         self.attempts = attempt;
-        self.workers.push(worker.clone());
+        self.history.push(Ran { attempt, worker: worker.clone() });
         Some(attempt)
     }
 
@@ -184,6 +210,19 @@ impl Task {
     fn live(&self, attempt: u32, worker: &WorkerId) -> Option<&Live> {
         match &self.state {
             TaskState::Running { live } => live.iter().find(|l| l.attempt == attempt && &l.worker == worker),
+            _ => None,
+        }
+    }
+
+    /// Whether `attempt` was ever handed to `worker`.
+    pub fn ran(&self, attempt: u32, worker: &WorkerId) -> bool {
+        self.history.iter().any(|r| r.attempt == attempt && &r.worker == worker)
+    }
+
+    /// The attempt whose output the task holds now, if it succeeded.
+    pub fn output_attempt(&self) -> Option<u32> {
+        match &self.state {
+            TaskState::Succeeded { attempt, .. } => Some(*attempt),
             _ => None,
         }
     }
@@ -215,7 +254,7 @@ impl Task {
         &mut self,
         attempt: u32,
         worker: &WorkerId,
-        output: Option<MapOutputMeta>,
+        output: Option<MapOutput>,
         counters: Counters,
         needs_commit: bool,
         now: Instant,
@@ -287,16 +326,16 @@ impl Task {
     }
 
     /// Restores a success read back from the journal.
-    pub fn restore(&mut self, attempt: u32, worker: WorkerId, output: Option<MapOutputMeta>, counters: Counters) {
+    pub fn restore(&mut self, attempt: u32, worker: WorkerId, output: Option<MapOutput>, counters: Counters) {
         self.attempts = self.attempts.max(attempt);
         self.state = TaskState::Succeeded { attempt, worker, output, counters };
     }
 
     /// A succeeded map's output was lost: run it again. Returns the lost output, if any.
-    /// Only if `url` is still the task's output: a newer output is not lost.
-    pub fn output_lost(&mut self, url: &str) -> Option<MapOutputMeta> {
+    /// Only if `attempt`'s output is still the task's: a newer output is not lost.
+    pub fn output_lost(&mut self, attempt: u32) -> Option<MapOutput> {
         match &self.state {
-            TaskState::Succeeded { output: Some(o), .. } if o.url == url => {}
+            TaskState::Succeeded { output: Some(o), .. } if o.attempt == attempt => {}
             _ => return None,
         }
         match std::mem::replace(&mut self.state, TaskState::Pending) {
@@ -460,10 +499,11 @@ mod tests {
         let now = Instant::now();
         let mut t = Task::new();
         let a = t.start(&w(1), now).unwrap();
-        let out = MapOutputMeta { url: "u".into(), segments: vec![] };
+        let out = MapOutput { epoch: 7, attempt: a, segments: vec![] };
         t.succeed(a, &w(1), Some(out.clone()), Counters::new(), false, now);
-        assert_eq!(t.output_lost("elsewhere"), None, "a different object is not this output");
-        assert_eq!(t.output_lost("u"), Some(out));
+        assert!(t.ran(a, &w(1)) && !t.ran(a, &w(2)) && !t.ran(a + 1, &w(1)));
+        assert_eq!(t.output_lost(a + 1), None, "another attempt's output is not this output");
+        assert_eq!(t.output_lost(a), Some(out));
         assert_eq!(t.state, TaskState::Pending);
         assert_eq!(t.start(&w(2), now), Some(2));
     }

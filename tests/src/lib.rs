@@ -253,6 +253,15 @@ impl TestCluster {
         }
     }
 
+    /// The (first) coordinator process's exit code once it has exited (None while it runs,
+    /// or when a signal ended it).
+    pub fn coordinator_exit_code(&mut self) -> Option<i32> {
+        match &mut self.coordinator {
+            Node::Process(c) => c.try_wait().ok().flatten().and_then(|s| s.code()),
+            Node::Task(_) => None,
+        }
+    }
+
     /// Kills the coordinator with SIGKILL (processes only).
     pub fn kill_coordinator(&mut self) {
         self.coordinator.stop();

@@ -26,8 +26,8 @@ pub enum TaskError {
     MapOutputLost {
         /// Which map task.
         map_index: u32,
-        /// The object that was bad.
-        url: String,
+        /// The attempt that wrote the bad output (the coordinator knows its object).
+        map_attempt: u32,
         /// What was wrong with it.
         reason: String,
     },
@@ -62,10 +62,10 @@ impl TaskError {
             TaskError::Config(_) => pb::FailureKind::Config,
             TaskError::Shuffle(_) | TaskError::CommitRefused(_) | TaskError::Cancelled => pb::FailureKind::Internal,
         };
-        let (lost_map_index, lost_map_url) = match self {
-            TaskError::MapOutputLost { map_index, url, .. } => (Some(*map_index), url.clone()),
-            _ => (None, String::new()),
+        let (lost_map_index, lost_map_attempt) = match self {
+            TaskError::MapOutputLost { map_index, map_attempt, .. } => (Some(*map_index), *map_attempt),
+            _ => (None, 0),
         };
-        pb::Failed { kind: kind as i32, message: self.to_string(), lost_map_index, lost_map_url }
+        pb::Failed { kind: kind as i32, message: self.to_string(), lost_map_index, lost_map_attempt }
     }
 }

@@ -300,7 +300,7 @@ async fn run_map(
     }
     Ok(pb::Succeeded {
         counters: result.counters.into_map(),
-        map_output: Some(pb::MapOutput { url: m.output_url, partitions: result.segments }),
+        map_output: Some(pb::MapOutput { partitions: result.segments }),
     })
 }
 
@@ -323,6 +323,16 @@ async fn commit_part(env: &TaskEnv, attempt: &AttemptId, temp_url: &str, bytes: 
     Ok(())
 }
 
+/// One map output's segment as a reducer fetched it.
+struct Fetched {
+    bytes: Bytes,
+    segment: pb::Segment,
+    map_index: u32,
+    map_attempt: u32,
+    /// Whether it came from the worker's cache rather than the store.
+    from_cache: bool,
+}
+
 async fn run_reduce(
     env: &TaskEnv,
     attempt: &AttemptId,
@@ -334,41 +344,50 @@ async fn run_reduce(
     let (skip, format) = (info.skip, info.output_format);
     let cache = env.cache.as_deref();
     let fetches = r.inputs.into_iter().map(|input| async move {
-        let seg = input.segment.unwrap_or_default();
-        let lost =
-            |reason: String| TaskError::MapOutputLost { map_index: input.map_index, url: input.url.clone(), reason };
-        if seg.length == 0 {
-            return Ok((Bytes::new(), seg, input.map_index, input.url.clone(), false));
+        let segment = input.segment.unwrap_or_default();
+        let fetched = |bytes: Bytes, from_cache: bool| Fetched {
+            bytes,
+            segment,
+            map_index: input.map_index,
+            map_attempt: input.map_attempt,
+            from_cache,
+        };
+        let lost = |reason: String| TaskError::MapOutputLost {
+            map_index: input.map_index,
+            map_attempt: input.map_attempt,
+            reason,
+        };
+        if segment.length == 0 {
+            return Ok(fetched(Bytes::new(), false));
         }
-        if let Some(hit) = cache.and_then(|c| c.get(&input.url, seg.offset, seg.offset + seg.length, None)) {
-            return Ok((hit, seg, input.map_index, input.url.clone(), true));
+        if let Some(hit) = cache.and_then(|c| c.get(&input.url, segment.offset, segment.offset + segment.length, None))
+        {
+            return Ok(fetched(hit, true));
         }
         let (u, store) = url(&input.url)?;
-        let bytes = get_range(&store, &u, seg.offset..seg.offset + seg.length).await.map_err(|e| match e {
-            StoreError::NotFound { .. } => lost(e.to_string()),
-            e => TaskError::Store(e),
-        })?;
-        if bytes.len() as u64 != seg.length {
-            return Err(lost(format!("short read: {} of {} bytes", bytes.len(), seg.length)));
+        let bytes =
+            get_range(&store, &u, segment.offset..segment.offset + segment.length).await.map_err(|e| match e {
+                StoreError::NotFound { .. } => lost(e.to_string()),
+                e => TaskError::Store(e),
+            })?;
+        if bytes.len() as u64 != segment.length {
+            return Err(lost(format!("short read: {} of {} bytes", bytes.len(), segment.length)));
         }
-        Ok((bytes, seg, input.map_index, input.url.clone(), false))
+        Ok(fetched(bytes, false))
     });
-    let fetched: Vec<(Bytes, pb::Segment, u32, String, bool)> =
-        futures::stream::iter(fetches).buffered(16).try_collect().await?;
-    let from_cache: u64 = fetched.iter().filter(|f| f.4).map(|f| f.0.len() as u64).sum();
-    let fetched: Vec<(Bytes, pb::Segment, u32, String)> =
-        fetched.into_iter().map(|(b, s, m, u, _)| (b, s, m, u)).collect();
+    let fetched: Vec<Fetched> = futures::stream::iter(fetches).buffered(16).try_collect().await?;
+    let from_cache: u64 = fetched.iter().filter(|f| f.from_cache).map(|f| f.bytes.len() as u64).sum();
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
-    let shuffle_bytes: u64 = fetched.iter().map(|f| f.0.len() as u64).sum();
+    let shuffle_bytes: u64 = fetched.iter().map(|f| f.bytes.len() as u64).sum();
     let (bytes, mut counters) = spawn_compute(move || {
         let runs = fetched
             .into_par_iter()
-            .map(|(bytes, seg, map_index, url)| {
-                decode_segment(bytes, &seg).map_err(|e| TaskError::MapOutputLost {
-                    map_index,
-                    url,
+            .map(|f| {
+                decode_segment(f.bytes, &f.segment).map_err(|e| TaskError::MapOutputLost {
+                    map_index: f.map_index,
+                    map_attempt: f.map_attempt,
                     reason: e.to_string(),
                 })
             })

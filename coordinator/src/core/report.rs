@@ -1,0 +1,209 @@
+//! Reports of attempts' outcomes, as named steps of [`Core::report`]: a success is taken or
+//! refused (and an unused shuffle object deleted, by a name built here from the ids), a
+//! failure retries or fails the job, a lost map output sends its map back.
+
+use quern_api::{AttemptId, Counters, JobId, TaskKind, WorkerId};
+
+use super::{Action, Core, FailureKind, LostMap, Now, Outcome, Rejection, advance_stage};
+use crate::job::{Job, JobState};
+use crate::journal::Record;
+use crate::task::{FailureEffect, MapOutput, Segment, Verdict};
+
+impl Core {
+    /// An attempt reports its outcome. Only an attempt that is live on the reporting worker
+    /// changes anything; the answer says why a report was not taken.
+    pub fn report(
+        &mut self,
+        worker: &WorkerId,
+        attempt: &AttemptId,
+        outcome: Outcome,
+        now: Now,
+    ) -> (Result<(), Rejection>, Vec<Action>) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.last_seen = now.at;
+            w.running.remove(attempt);
+        }
+        if !self.jobs.contains_key(&attempt.task.job) {
+            return (Err("unknown job"), Vec::new());
+        }
+        match outcome {
+            Outcome::Succeeded { counters, segments } => {
+                self.attempt_succeeded(worker, attempt, counters, segments, now)
+            }
+            Outcome::Failed { kind, message, lost_map } => {
+                self.attempt_failed(worker, attempt, kind, &message, lost_map, now)
+            }
+            Outcome::Killed => (self.attempt_killed(worker, attempt), Vec::new()),
+        }
+    }
+
+    /// A success report: the task takes the attempt's output if the attempt is live (and,
+    /// for parts, held the commit); then the job may commit or start its next stage.
+    fn attempt_succeeded(
+        &mut self,
+        worker: &WorkerId,
+        attempt: &AttemptId,
+        counters: Counters,
+        segments: Option<Vec<Segment>>,
+        now: Now,
+    ) -> (Result<(), Rejection>, Vec<Action>) {
+        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
+        let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
+        let output = match map_output_of(job, kind, n, segments) {
+            _ if job.state != JobState::Running => Err("job is not running"),
+            other => other,
+        };
+        let verdict = match output {
+            Err(why) => Verdict::Stale(why),
+            Ok(output) => {
+                let needs_commit = kind == job.final_kind();
+                let verdict = job
+                    .with_task(kind, idx, |t| {
+                        t.succeed(n, worker, output.clone(), counters.clone(), needs_commit, now.at)
+                    })
+                    .unwrap_or(Verdict::Stale("unknown task"));
+                if matches!(verdict, Verdict::Accepted(_)) {
+                    self.journal.push(Record::TaskSucceeded {
+                        job: attempt.task.job.clone(),
+                        kind,
+                        index: idx,
+                        attempt: n,
+                        worker: worker.clone(),
+                        output,
+                        counters: counters.into_map(),
+                        level: job.attempt_levels.get(&(idx, n)).copied(),
+                    });
+                }
+                verdict
+            }
+        };
+        match verdict {
+            Verdict::Accepted(won) => (Ok(()), self.task_won(worker, attempt, won)),
+            Verdict::Stale(why) => (Err(why), self.stale_output(worker, attempt).into_iter().collect()),
+        }
+    }
+
+    /// Bookkeeping once a task's attempt won: its locality, the losers cancelled, and the
+    /// job's next step when this was its last part.
+    fn task_won(&mut self, worker: &WorkerId, attempt: &AttemptId, won: crate::task::Won) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return actions };
+        let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
+        if kind == TaskKind::Map {
+            let level = job.attempt_levels.get(&(idx, n)).copied();
+            job.set_level(idx, level);
+        }
+        job.record_win(kind, &won);
+        // The first to finish wins; the others are told to stop.
+        for (loser, on) in &won.losers {
+            let aid = AttemptId { task: attempt.task.clone(), attempt: *loser };
+            if let Some(w) = self.workers.get_mut(on) {
+                w.running.remove(&aid);
+                w.to_cancel.push(aid);
+            }
+        }
+        let last = kind == job.final_kind();
+        if last && job.stage_finished() {
+            actions.push(advance_stage(job));
+        } else if last && job.outputs_complete() {
+            job.state = JobState::Committing;
+            self.journal.push(Record::JobCommitting { job: job.id.clone() });
+            actions.push(Action::WriteSuccess {
+                job: job.id.clone(),
+                output: job.spec.output.clone(),
+                temporary: job.temporary_dir(),
+            });
+        }
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.completed += 1;
+        }
+        actions
+    }
+
+    /// The shuffle object of a map attempt whose success was not taken, to delete: only an
+    /// attempt this worker really ran, and never the task's current output. The name is
+    /// built here, from the ids.
+    fn stale_output(&self, worker: &WorkerId, attempt: &AttemptId) -> Option<Action> {
+        let job = self.jobs.get(&attempt.task.job)?;
+        let (idx, n) = (attempt.task.index, attempt.attempt);
+        if attempt.task.kind != TaskKind::Map || job.map_only() {
+            return None;
+        }
+        let task = job.tasks(TaskKind::Map).get(idx as usize)?;
+        (task.ran(n, worker) && task.output_attempt() != Some(n)).then(|| Action::Delete(job.shuffle_url(idx, n)))
+    }
+
+    /// A failure report: the task retries or, out of attempts, fails its job. A reducer
+    /// that found a map output unusable sends that map back to be run again.
+    fn attempt_failed(
+        &mut self,
+        worker: &WorkerId,
+        attempt: &AttemptId,
+        kind: FailureKind,
+        message: &str,
+        lost_map: Option<LostMap>,
+        now: Now,
+    ) -> (Result<(), Rejection>, Vec<Action>) {
+        let max = self.cfg.max_attempts;
+        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
+        let (task_kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
+        let counts = kind != FailureKind::MapOutputLost;
+        let effect = job
+            .with_task(task_kind, idx, |t| t.fail(n, worker, message, counts, max))
+            .unwrap_or(FailureEffect::Stale("unknown task"));
+        match effect {
+            FailureEffect::Stale(why) => (Err(why), Vec::new()),
+            FailureEffect::Retry => {
+                let lost = lost_map.filter(|_| kind == FailureKind::MapOutputLost && task_kind == TaskKind::Reduce);
+                (Ok(()), lost.and_then(|l| self.map_output_lost(&attempt.task.job, l)).into_iter().collect())
+            }
+            FailureEffect::Exhausted(msg) => {
+                let what = if task_kind == TaskKind::Map { "map" } else { "reduce" };
+                let error = format!("{what} task {idx} {msg}");
+                (Ok(()), self.end_job(&attempt.task.job, JobState::Failed { error }, now.wall_ms))
+            }
+        }
+    }
+
+    /// Map `lost.index`'s output by attempt `lost.attempt` is unusable: run the map again
+    /// and delete the object. Only that output: several reducers may report the same bad
+    /// object, and a re-run's new output must stay.
+    fn map_output_lost(&mut self, job_id: &JobId, lost: LostMap) -> Option<Action> {
+        let job = self.jobs.get_mut(job_id)?;
+        let old = job.with_task(TaskKind::Map, lost.index, |t| t.output_lost(lost.attempt))??;
+        tracing::warn!(job = %job.id, map = lost.index, "map output lost; running the map again");
+        self.journal.push(Record::MapOutputLost { job: job.id.clone(), index: lost.index, attempt: lost.attempt });
+        Some(Action::Delete(job.shuffle_url_of(lost.index, &old)))
+    }
+
+    /// A live attempt gave up because it was told to.
+    fn attempt_killed(&mut self, worker: &WorkerId, attempt: &AttemptId) -> Result<(), Rejection> {
+        let max = self.cfg.max_attempts;
+        let job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
+        match job
+            .with_task(attempt.task.kind, attempt.task.index, |t| t.fail(attempt.attempt, worker, "killed", false, max))
+        {
+            Some(FailureEffect::Stale(why)) => Err(why),
+            Some(_) => Ok(()),
+            None => Err("unknown task"),
+        }
+    }
+}
+
+/// The map output a success report describes: maps of jobs with reducers report one
+/// segment per reduce task; other attempts report none.
+fn map_output_of(
+    job: &Job,
+    kind: TaskKind,
+    attempt: u32,
+    segments: Option<Vec<Segment>>,
+) -> Result<Option<MapOutput>, Rejection> {
+    let shuffles = kind == TaskKind::Map && !job.map_only();
+    match segments {
+        None if shuffles => Err("a map attempt must report its map output"),
+        Some(_) if !shuffles => Err("only map attempts of jobs with reducers report map output"),
+        Some(s) if s.len() != job.spec.reducers as usize => Err("map output has the wrong number of partitions"),
+        Some(segments) => Ok(Some(MapOutput { epoch: job.epoch, attempt, segments })),
+        None => Ok(None),
+    }
+}
