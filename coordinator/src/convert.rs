@@ -42,6 +42,8 @@ pub mod limits {
     pub const SLOTS: u32 = 1024;
     /// Cached ranges one heartbeat may list (more are ignored, not refused).
     pub const CACHED: usize = 100_000;
+    /// Attempts one heartbeat may list as running (a worker has at most [`SLOTS`] slots).
+    pub const RUNNING: usize = 4 * SLOTS as usize;
     /// Counters of one attempt.
     pub const COUNTERS: usize = 1024;
     /// Bytes of a failure message kept (longer ones are cut).
@@ -294,6 +296,12 @@ pub fn cached_ranges(ranges: Vec<pb::CachedRange>) -> Vec<CachedRange> {
         .collect()
 }
 
+/// The attempts a heartbeat says its worker runs, at most [`limits::RUNNING`].
+pub fn running(refs: &[pb::AttemptRef]) -> Result<BTreeSet<AttemptId>, ConvertError> {
+    at_most("running attempts", refs.len(), limits::RUNNING)?;
+    refs.iter().map(|r| AttemptId::try_from(r).map_err(ConvertError::from)).collect()
+}
+
 /// A report of an attempt's outcome: the attempt and what happened to it.
 pub fn report(r: pb::OutcomeReport) -> Result<(AttemptId, Outcome), ConvertError> {
     let attempt = AttemptId::try_from(r.attempt.as_ref())?;
@@ -436,3 +444,7 @@ mod tests {
         assert_eq!(lost_map, Some(LostMap { index: 3, attempt: 2 }));
     }
 }
+
+#[cfg(test)]
+#[path = "convert_fuzz.rs"]
+mod fuzz;

@@ -436,6 +436,47 @@ impl Core {
         Some(std::mem::take(&mut w.to_cancel))
     }
 
+    /// Attempts the coordinator handed to `worker` that its heartbeat no longer lists,
+    /// although they were handed out more than a heartbeat timeout ago: the worker dropped
+    /// them without a report (a crash outside the task, a lost message). They fail, counted,
+    /// so a task that keeps vanishing fails its job rather than holding a slot forever.
+    pub fn dropped_attempts(&mut self, worker: &WorkerId, listed: &BTreeSet<AttemptId>, now: Now) -> Vec<Action> {
+        let Some(w) = self.workers.get(worker) else { return Vec::new() };
+        let grace = self.cfg.heartbeat_timeout;
+        let dropped: Vec<AttemptId> = w
+            .running
+            .iter()
+            .filter(|a| !listed.contains(a))
+            .filter(|a| {
+                let since = self.jobs.get(&a.task.job).and_then(|j| {
+                    j.tasks(a.task.kind)
+                        .get(a.task.index as usize)?
+                        .live_attempts()
+                        .iter()
+                        .find(|l| l.attempt == a.attempt)
+                        .map(|l| l.since)
+                });
+                since.is_some_and(|s| now.at.saturating_duration_since(s) > grace)
+            })
+            .cloned()
+            .collect();
+        let mut actions = Vec::new();
+        for a in dropped {
+            tracing::warn!(attempt = %a, worker = %worker, "the worker dropped an attempt without reporting it");
+            let message = "the worker dropped the attempt without reporting an outcome";
+            actions.extend(
+                self.report(
+                    worker,
+                    &a,
+                    Outcome::Failed { kind: FailureKind::Internal, message: message.into(), lost_map: None },
+                    now,
+                )
+                .1,
+            );
+        }
+        actions
+    }
+
     /// Records what a worker's cache holds.
     pub fn set_cached(&mut self, worker: &WorkerId, cached: Vec<CachedRange>) {
         if let Some(w) = self.workers.get_mut(worker) {

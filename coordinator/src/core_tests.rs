@@ -494,3 +494,25 @@ fn forged_reports_change_nothing_and_delete_only_names_the_coordinator_built() {
     assert!(expected.as_str().starts_with("memory:///store/jobs/"), "{expected}");
     assert_eq!(actions, vec![Action::Delete(expected)]);
 }
+
+#[test]
+fn an_attempt_the_worker_no_longer_lists_fails_and_frees_its_slot() {
+    let mut clock = Clock::new();
+    let mut c = core();
+    let w = worker(&mut c, &clock);
+    let id = c.submit(spec("memory:///out/", 1, 0), splits(1), 1);
+    let a = attempt_of(&c.poll(&w, 1, clock.now()).unwrap().pop().unwrap());
+    let listed = BTreeSet::from([a.clone()]);
+    let none = BTreeSet::new();
+    // Just handed out: a heartbeat sent before the assignment arrived does not list it yet.
+    assert!(c.dropped_attempts(&w, &none, clock.now()).is_empty());
+    clock.advance(Duration::from_secs(6));
+    assert!(c.dropped_attempts(&w, &listed, clock.now()).is_empty(), "listed: still running");
+    assert!(c.workers()[&w].running.contains(&a));
+    c.dropped_attempts(&w, &none, clock.now());
+    assert!(c.workers()[&w].running.is_empty(), "the slot is free again");
+    let job = c.job(&id).unwrap();
+    assert_eq!(job.maps[0].failures, 1, "a vanished attempt counts as a failure");
+    let again = attempt_of(&c.poll(&w, 1, clock.now()).unwrap().pop().unwrap());
+    assert_eq!(again.attempt, 2);
+}

@@ -461,14 +461,22 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
         let cached = crate::convert::cached_ranges(r.cached);
-        let cancel = {
+        let listed = crate::convert::running(&r.running)?;
+        let (cancel, actions) = {
             let mut core = self.0.core();
-            let cancel = core.heartbeat(&id, now());
+            let now = now();
+            let cancel = core.heartbeat(&id, now);
+            let mut actions = Vec::new();
             if cancel.is_some() {
                 core.set_cached(&id, cached);
+                actions = core.dropped_attempts(&id, &listed, now);
             }
-            cancel
+            (cancel, actions)
         };
+        if !actions.is_empty() {
+            self.0.perform(actions);
+            self.0.bump();
+        }
         Ok(Response::new(match cancel {
             None => pb::HeartbeatResponse { reregister: true, cancel: Vec::new() },
             Some(c) => {
