@@ -115,6 +115,10 @@ pub struct CoordinatorArgs {
     /// Fail a job that no registered worker can run after waiting this long for one.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub job_wait: Duration,
+    /// Fail (and run again) an attempt whose progress stands still this long, like Hadoop's
+    /// mapreduce.task.timeout.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub task_timeout: Duration,
 }
 
 /// `quern worker`.

@@ -65,6 +65,10 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
     cfg.jobs = Some(registry);
     cfg.max_jobs = usize::try_from(a.max_jobs).unwrap_or(usize::MAX);
     cfg.job_wait = a.job_wait;
+    if a.task_timeout < Duration::from_secs(1) {
+        anyhow::bail!("--task-timeout must be at least 1s");
+    }
+    cfg.task_timeout = a.task_timeout;
     if a.lease < Duration::from_millis(100) {
         anyhow::bail!("--lease must be at least 100ms");
     }

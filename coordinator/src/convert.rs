@@ -302,6 +302,12 @@ pub fn running(refs: &[pb::AttemptRef]) -> Result<BTreeSet<AttemptId>, ConvertEr
     refs.iter().map(|r| AttemptId::try_from(r).map_err(ConvertError::from)).collect()
 }
 
+/// The progress counts of a heartbeat, at most [`limits::RUNNING`].
+pub fn progress(items: &[pb::AttemptProgress]) -> Result<Vec<(AttemptId, u64)>, ConvertError> {
+    at_most("progress entries", items.len(), limits::RUNNING)?;
+    items.iter().map(|p| Ok((AttemptId::try_from(p.attempt.as_ref())?, p.steps))).collect()
+}
+
 /// A report of an attempt's outcome: the attempt and what happened to it.
 pub fn report(r: pb::OutcomeReport) -> Result<(AttemptId, Outcome), ConvertError> {
     let attempt = AttemptId::try_from(r.attempt.as_ref())?;

@@ -37,6 +37,9 @@ pub struct CoreConfig {
     pub max_jobs: usize,
     /// A job that no registered worker can run fails after waiting this long.
     pub job_wait: Duration,
+    /// A running attempt whose progress stands still this long is failed and run again
+    /// (Hadoop's `mapreduce.task.timeout`).
+    pub task_timeout: Duration,
 }
 
 /// Why a submission cannot be taken next to the jobs already here.
@@ -507,6 +510,44 @@ impl Core {
             let waited = humanize(self.cfg.job_wait);
             let error = format!("no worker runs job {name:?} (waited {waited} for one)");
             actions.extend(self.end_job(&id, JobState::Failed { error }, now.wall_ms));
+        }
+        actions
+    }
+
+    /// Progress counts of `worker`'s attempts, from a heartbeat.
+    pub fn progressed(&mut self, worker: &WorkerId, progress: &[(AttemptId, u64)], now: Now) {
+        for (a, steps) in progress {
+            if let Some(job) = self.jobs.get_mut(&a.task.job) {
+                job.with_task(a.task.kind, a.task.index, |t| t.progressed(a.attempt, worker, *steps, now.at));
+            }
+        }
+    }
+
+    /// Fails attempts that made no progress for the task timeout (a user function stuck in
+    /// a loop, a hung read): counted like any failure, cancelled at their worker, and run
+    /// again elsewhere when possible.
+    pub fn fail_stalled(&mut self, now: Now) -> Vec<Action> {
+        let timeout = self.cfg.task_timeout;
+        let mut stalled = Vec::new();
+        for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
+            for kind in [TaskKind::Map, TaskKind::Reduce] {
+                for (i, t) in job.tasks(kind).iter().enumerate() {
+                    for (attempt, worker) in t.stalled(timeout, now.at) {
+                        let task = TaskId { job: job.id.clone(), kind, index: i as u32 };
+                        stalled.push((AttemptId { task, attempt }, worker));
+                    }
+                }
+            }
+        }
+        let mut actions = Vec::new();
+        for (a, worker) in stalled {
+            tracing::warn!(attempt = %a, worker = %worker, "no progress within the task timeout; failing the attempt");
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.to_cancel.push(a.clone());
+            }
+            let message = format!("no progress for {} (--task-timeout)", humanize(timeout));
+            let failed = Outcome::Failed { kind: FailureKind::Internal, message, lost_map: None };
+            actions.extend(self.report(&worker, &a, failed, now).1);
         }
         actions
     }

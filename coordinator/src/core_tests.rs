@@ -35,6 +35,7 @@ fn core() -> Core {
             speculation: Some(crate::job::Speculation::default()),
             max_jobs: 100,
             job_wait: Duration::from_secs(30),
+            task_timeout: Duration::from_secs(60),
             delay: crate::placement::Delay::default(),
         },
         Box::new(PriorityFifo),
@@ -515,4 +516,36 @@ fn an_attempt_the_worker_no_longer_lists_fails_and_frees_its_slot() {
     assert_eq!(job.maps[0].failures, 1, "a vanished attempt counts as a failure");
     let again = attempt_of(&c.poll(&w, 1, clock.now()).unwrap().pop().unwrap());
     assert_eq!(again.attempt, 2);
+}
+
+#[test]
+fn an_attempt_without_progress_for_the_task_timeout_fails_and_runs_again() {
+    let mut clock = Clock::new();
+    let mut c = core();
+    let (w1, w2) = (worker(&mut c, &clock), worker(&mut c, &clock));
+    let id = c.submit(spec("memory:///out/", 1, 0), splits(1), 1);
+    let a = attempt_of(&c.poll(&w1, 1, clock.now()).unwrap().pop().unwrap());
+    // Progress keeps it alive past the timeout.
+    for steps in 1..=3 {
+        clock.advance(Duration::from_secs(40));
+        c.heartbeat(&w1, clock.now());
+        c.heartbeat(&w2, clock.now());
+        c.progressed(&w1, &[(a.clone(), steps)], clock.now());
+        assert!(c.fail_stalled(clock.now()).is_empty(), "progressing at {steps}");
+    }
+    // The same count again is no progress.
+    clock.advance(Duration::from_secs(40));
+    c.progressed(&w1, &[(a.clone(), 3)], clock.now());
+    c.heartbeat(&w1, clock.now());
+    c.heartbeat(&w2, clock.now());
+    assert!(c.fail_stalled(clock.now()).is_empty());
+    clock.advance(Duration::from_secs(30));
+    c.heartbeat(&w1, clock.now());
+    c.heartbeat(&w2, clock.now());
+    c.fail_stalled(clock.now());
+    let task = &c.job(&id).unwrap().maps[0];
+    assert_eq!(task.failures, 1);
+    assert_eq!(c.heartbeat(&w1, clock.now()).unwrap(), vec![a], "the stalled attempt is cancelled at its worker");
+    let again = c.poll(&w2, 1, clock.now()).unwrap().pop().expect("re-run elsewhere");
+    assert_eq!(attempt_of(&again).attempt, 2);
 }

@@ -86,6 +86,8 @@ pub struct CoordinatorConfig {
     pub max_jobs: usize,
     /// How long a job no registered worker runs waits for one before failing (`--job-wait`).
     pub job_wait: Duration,
+    /// A running attempt whose progress stands still this long is failed (`--task-timeout`).
+    pub task_timeout: Duration,
 }
 
 impl CoordinatorConfig {
@@ -109,6 +111,7 @@ impl CoordinatorConfig {
             jobs: None,
             max_jobs: 1000,
             job_wait: Duration::from_secs(60),
+            task_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -179,6 +182,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             delay: cfg.delay.clone(),
             max_jobs: cfg.max_jobs.max(1),
             job_wait: cfg.job_wait,
+            task_timeout: cfg.task_timeout,
         },
         cfg.policy.build(),
     );

@@ -236,7 +236,10 @@ impl Shared {
             let (lost, actions) = {
                 let mut core = self.core();
                 let now = now();
-                (core.tick(now), core.fail_unrunnable(now))
+                let lost = core.tick(now);
+                let mut actions = core.fail_unrunnable(now);
+                actions.extend(core.fail_stalled(now));
+                (lost, actions)
             };
             if lost || !actions.is_empty() {
                 self.perform(actions);
@@ -462,6 +465,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         let id = worker_id(&r.worker_id)?;
         let cached = crate::convert::cached_ranges(r.cached);
         let listed = crate::convert::running(&r.running)?;
+        let progress = crate::convert::progress(&r.progress)?;
         let (cancel, actions) = {
             let mut core = self.0.core();
             let now = now();
@@ -469,6 +473,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             let mut actions = Vec::new();
             if cancel.is_some() {
                 core.set_cached(&id, cached);
+                core.progressed(&id, &progress, now);
                 actions = core.dropped_attempts(&id, &listed, now);
             }
             (cancel, actions)

@@ -31,6 +31,10 @@ pub struct Live {
     pub committing: bool,
     /// Whether it is a backup (speculative) attempt.
     pub backup: bool,
+    /// The last progress count its worker reported, and when it last grew (or the start).
+    pub progress: u64,
+    /// When `progress` last grew (the start until it does).
+    pub progressed: Instant,
 }
 
 /// A finished map attempt's shuffle object. It holds no name: the object is the one the
@@ -188,7 +192,15 @@ impl Task {
 
     fn add_attempt(&mut self, worker: &WorkerId, now: Instant, backup: bool) -> Option<u32> {
         let attempt = self.attempts + 1;
-        let l = Live { attempt, worker: worker.clone(), since: now, committing: false, backup };
+        let l = Live {
+            attempt,
+            worker: worker.clone(),
+            since: now,
+            committing: false,
+            backup,
+            progress: 0,
+            progressed: now,
+        };
         match &mut self.state {
             TaskState::Pending => self.state = TaskState::Running { live: vec![l] },
             TaskState::Running { live } => live.push(l),
@@ -212,6 +224,26 @@ impl Task {
             TaskState::Running { live } => live.iter().find(|l| l.attempt == attempt && &l.worker == worker),
             _ => None,
         }
+    }
+
+    /// A progress count for live `attempt` on `worker`: remembered when it grew.
+    pub fn progressed(&mut self, attempt: u32, worker: &WorkerId, steps: u64, now: Instant) {
+        if let TaskState::Running { live } = &mut self.state
+            && let Some(l) = live.iter_mut().find(|l| l.attempt == attempt && &l.worker == worker)
+            && steps > l.progress
+        {
+            l.progress = steps;
+            l.progressed = now;
+        }
+    }
+
+    /// Live attempts whose progress has stood still for longer than `timeout`.
+    pub fn stalled(&self, timeout: Duration, now: Instant) -> Vec<(u32, WorkerId)> {
+        self.live_attempts()
+            .iter()
+            .filter(|l| now.saturating_duration_since(l.progressed) > timeout)
+            .map(|l| (l.attempt, l.worker.clone()))
+            .collect()
     }
 
     /// Whether `attempt` was ever handed to `worker`.

@@ -9,7 +9,9 @@
 //! - `reduce_crash=P`, `reduce_stall=P`: the same rolls for every reduce key group;
 //! - `panic_word=W`: the map function panics on every line containing W (a deterministic
 //!   bad record, for skipping mode);
-//! - `fail_once=PATH`: the first map attempt to create the file PATH fails (a forced retry).
+//! - `fail_once=PATH`: the first map attempt to create the file PATH fails (a forced retry);
+//! - `hang_once=PATH`: the first map attempt to create the file PATH hangs for `stall_ms`
+//!   (a task that makes no progress, for `--task-timeout`).
 
 use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +30,7 @@ pub struct CrashTest {
     reduce_stall: f64,
     panic_word: Option<String>,
     fail_once: Option<std::path::PathBuf>,
+    hang_once: Option<std::path::PathBuf>,
 }
 
 fn probability(p: &Params, key: &str) -> Result<f64, ParamError> {
@@ -41,7 +44,16 @@ fn probability(p: &Params, key: &str) -> Result<f64, ParamError> {
 impl CrashTest {
     /// Builds the job from its parameters.
     pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&["crash", "stall", "stall_ms", "reduce_crash", "reduce_stall", "panic_word", "fail_once"])?;
+        p.allow_only(&[
+            "crash",
+            "stall",
+            "stall_ms",
+            "reduce_crash",
+            "reduce_stall",
+            "panic_word",
+            "fail_once",
+            "hang_once",
+        ])?;
         Ok(CrashTest {
             crash: probability(p, "crash")?,
             stall: probability(p, "stall")?,
@@ -50,6 +62,7 @@ impl CrashTest {
             reduce_stall: probability(p, "reduce_stall")?,
             panic_word: p.get("panic_word").filter(|w| !w.is_empty()).map(str::to_string),
             fail_once: p.get("fail_once").filter(|w| !w.is_empty()).map(std::path::PathBuf::from),
+            hang_once: p.get("hang_once").filter(|w| !w.is_empty()).map(std::path::PathBuf::from),
         })
     }
 
@@ -100,6 +113,11 @@ impl Job for CrashTest {
                 && std::fs::OpenOptions::new().write(true).create_new(true).open(marker).is_ok()
             {
                 return Err(JobError::new("crashtest: forced failure (fail_once)"));
+            }
+            if let Some(marker) = &self.hang_once
+                && std::fs::OpenOptions::new().write(true).create_new(true).open(marker).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(self.stall_ms));
             }
         }
         if let Some(w) = &self.panic_word

@@ -289,3 +289,28 @@ fn panicking_user_code_fails_the_job_but_never_the_workers_and_skipping_mode_ski
     assert_eq!(status["counters"]["SKIPPED_RECORDS"], poisoned);
     assert_eq!(read_output(&c.path("out2"), 4, true), word_count(&clean));
 }
+
+#[test]
+fn a_task_without_progress_is_failed_after_the_task_timeout_and_run_again() {
+    let mut c = TestCluster::start_with(Mode::Processes, 2, &args(&["--task-timeout", "2s", "--speculation", "off"]))
+        .unwrap();
+    let input = c.path("input");
+    write_corpus(&input, 4, 3_000, 17).unwrap();
+    let marker = c.path("hang-marker");
+    let hang = format!("hang_once={}", marker.display());
+    let (i, o) = (dir_arg(&input), c.path("out").display().to_string());
+    let id = c
+        .submit(&[
+            "--job", "crashtest", "--input", &i, "--output", &o, "--reducers", "2", "--param", &hang, "--param",
+            "stall_ms=60000",
+        ])
+        .unwrap();
+    let s = c.wait_job(&id, Duration::from_secs(120), |_| {}).unwrap();
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert!(marker.exists(), "one attempt hung");
+    assert_eq!(read_output(Path::new(&o), 2, true), word_count(&input));
+    let tasks = c.tasks(&id).unwrap();
+    let rerun: Vec<_> = tasks.iter().filter(|t| t["attempts"].as_u64() >= Some(2)).collect();
+    assert_eq!(rerun.len(), 1, "exactly the hung map ran again: {tasks:?}");
+    assert!(rerun[0]["error"].as_str().unwrap_or_default().contains("no progress"), "{:?}", rerun[0]);
+}

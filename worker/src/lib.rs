@@ -94,6 +94,8 @@ pub enum WorkerError {
 
 struct Shared {
     running: Mutex<HashMap<AttemptId, CancellationToken>>,
+    /// Each running attempt's progress count (see [`TaskEnv::progress`]).
+    progress: Mutex<HashMap<AttemptId, Arc<std::sync::atomic::AtomicU64>>>,
     slot_freed: Notify,
     cache: Option<Arc<cache::Cache>>,
     side: Arc<Mutex<HashMap<(String, String), bytes::Bytes>>>,
@@ -171,6 +173,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationTo
     };
     let shared = Arc::new(Shared {
         running: Mutex::new(HashMap::new()),
+        progress: Mutex::new(HashMap::new()),
         slot_freed: Notify::new(),
         cache,
         side: Arc::new(Mutex::new(HashMap::new())),
@@ -232,6 +235,7 @@ async fn serve(
             local_data: cfg.local_data.clone(),
             cache: shared.cache.clone(),
             side: shared.side.clone(),
+            progress: Arc::default(),
         };
         let polled = poll_loop(cfg, &env, client, shared, tracker, &session, &mut outage).await;
         session.cancel();
@@ -305,7 +309,10 @@ async fn poll_loop(
             };
             let cancel = session.child_token();
             shared.lock().insert(attempt.clone(), cancel.clone());
-            let (env, client, shared, slowdown) = (env.clone(), client.clone(), shared.clone(), cfg.slowdown);
+            let progress = Arc::<std::sync::atomic::AtomicU64>::default();
+            shared.progress.lock().unwrap_or_else(|e| e.into_inner()).insert(attempt.clone(), progress.clone());
+            let env = TaskEnv { progress, ..env.clone() };
+            let (env, client, shared, slowdown) = (env, client.clone(), shared.clone(), cfg.slowdown);
             let span = info_span!("task", attempt = %attempt, worker = %env.worker_id);
             tracker.spawn(
                 async move {
@@ -325,6 +332,7 @@ async fn poll_loop(
                         report(&client, &env.worker_id, &attempt, outcome).await;
                     }
                     shared.lock().remove(&attempt);
+                    shared.progress.lock().unwrap_or_else(|e| e.into_inner()).remove(&attempt);
                     shared.slot_freed.notify_waiters();
                 }
                 .instrument(span),
@@ -387,7 +395,17 @@ async fn heartbeat(
         }
         let running: Vec<pb::AttemptRef> = shared.running().iter().map(pb::AttemptRef::from).collect();
         let cached = shared.cache.as_ref().map(|c| c.holdings()).unwrap_or_default();
-        let req = pb::HeartbeatRequest { worker_id: id.to_string(), running, cached };
+        let progress = shared
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(a, p)| pb::AttemptProgress {
+                attempt: Some(pb::AttemptRef::from(a)),
+                steps: p.load(std::sync::atomic::Ordering::Relaxed),
+            })
+            .collect();
+        let req = pb::HeartbeatRequest { worker_id: id.to_string(), running, cached, progress };
         match client.clone().heartbeat(req).await {
             Ok(r) => {
                 let r = r.into_inner();

@@ -85,6 +85,17 @@ pub struct TaskEnv {
     pub cache: Option<Arc<crate::cache::Cache>>,
     /// Side data already fetched, by (job, URL): each is shipped to this worker once per job.
     pub side: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Bytes>>>,
+    /// Steps the running attempt has made (input read, segments fetched, output computed and
+    /// written), sent with heartbeats: an attempt whose count stands still for the
+    /// coordinator's `--task-timeout` is failed and run again.
+    pub progress: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TaskEnv {
+    /// Counts one step of progress of the running attempt.
+    fn step(&self) {
+        self.progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The side data object `url` of job `job`, fetched once per worker.
@@ -252,6 +263,7 @@ async fn run_map(
     let split = m.split.ok_or_else(|| TaskError::Config("map task without a split".into()))?;
     let format = a.input_format.resolve(&split.url);
     let (data, source_counter) = read_split(env, &split, format).await?;
+    env.step();
     let read = data.len() as i64;
     let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
     let input_url = if split.url == GENERATE_URL { String::new() } else { split.url.clone() };
@@ -293,7 +305,9 @@ async fn run_map(
         return Err(TaskError::Cancelled);
     }
     let object = Bytes::from(result.object);
+    env.step();
     put(&out_store, &out_url, object.clone()).await.map_err(TaskError::Store)?;
+    env.step();
     // Keep the output too: reducers scheduled here read it from local disk.
     if let Some(c) = &env.cache {
         c.put(out_url.as_str(), 0, object.len() as u64, &object);
@@ -308,6 +322,7 @@ async fn run_map(
 /// coordinator moves the object of the one attempt it grants into place, so a cut-off
 /// attempt can never touch the part.
 async fn commit_part(env: &TaskEnv, attempt: &AttemptId, temp_url: &str, bytes: Vec<u8>) -> Result<(), TaskError> {
+    env.step();
     let (temp_url, temp_store) = url(temp_url)?;
     put(&temp_store, &temp_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
     let mut client = env.client.clone();
@@ -345,12 +360,9 @@ async fn run_reduce(
     let cache = env.cache.as_deref();
     let fetches = r.inputs.into_iter().map(|input| async move {
         let segment = input.segment.unwrap_or_default();
-        let fetched = |bytes: Bytes, from_cache: bool| Fetched {
-            bytes,
-            segment,
-            map_index: input.map_index,
-            map_attempt: input.map_attempt,
-            from_cache,
+        let fetched = |bytes: Bytes, from_cache: bool| {
+            env.step();
+            Fetched { bytes, segment, map_index: input.map_index, map_attempt: input.map_attempt, from_cache }
         };
         let lost = |reason: String| TaskError::MapOutputLost {
             map_index: input.map_index,
