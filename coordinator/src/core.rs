@@ -12,9 +12,9 @@ use quern_api::split::Split;
 use quern_api::{AttemptId, Counters, InputFormat, JobId, StoreUrl, TaskId, TaskKind, WorkerId, pb};
 
 use crate::convert::{CachedRange, Registration};
-use crate::job::{Job, JobSpec, JobState, Speculation};
+use crate::job::{Job, JobSpec, JobState, Speculation, Unsuccessful};
 use crate::journal::{Ended, Record};
-use crate::placement::{self, Delay, Level};
+use crate::placement::{self, Delay};
 use crate::policy::Policy;
 use crate::task::{Segment, Task};
 
@@ -205,10 +205,10 @@ pub enum Action {
 fn advance_stage(job: &Job) -> Action {
     let (next_inputs, next_objects) = job.next_inputs();
     Action::AdvanceStage {
-        job: job.id.clone(),
-        input: job.spec.output.clone(),
+        job: job.id().clone(),
+        input: job.spec().output.clone(),
         temporary: job.temporary_dir(),
-        split_size: job.spec.split_size,
+        split_size: job.spec().split_size,
         input_format: job.next_input_format(),
         next_inputs,
         next_objects,
@@ -304,36 +304,29 @@ impl Core {
                 }
                 Record::JobCommitting { job } => {
                     if let Some(j) = self.jobs.get_mut(&job) {
-                        j.state = JobState::Committing;
+                        j.restore_committing();
                     }
                 }
                 Record::JobEnded { job, outcome, finished_ms } => {
                     if let Some(j) = self.jobs.get_mut(&job) {
-                        j.abort_all();
-                        j.finished_ms = Some(finished_ms);
-                        j.state = match outcome {
-                            Ended::Succeeded => JobState::Succeeded,
-                            Ended::Failed { error } => JobState::Failed { error },
-                            Ended::Killed => JobState::Killed,
-                        };
+                        j.restore_end(outcome, finished_ms);
                     }
                 }
             }
         }
         let mut actions = Vec::new();
         for job in self.jobs.values_mut() {
-            if job.state == JobState::Running && job.stage_finished() {
+            if job.is_running() && job.stage_finished() {
                 actions.push(advance_stage(job));
                 continue;
             }
-            if job.state == JobState::Running && job.outputs_complete() {
-                job.state = JobState::Committing;
-                self.journal.push(Record::JobCommitting { job: job.id.clone() });
+            if job.begin_commit() {
+                self.journal.push(Record::JobCommitting { job: job.id().clone() });
             }
-            if job.state == JobState::Committing {
+            if *job.state() == JobState::Committing {
                 actions.push(Action::WriteSuccess {
-                    job: job.id.clone(),
-                    output: job.spec.output.clone(),
+                    job: job.id().clone(),
+                    output: job.spec().output.clone(),
                     temporary: job.temporary_dir(),
                 });
             }
@@ -344,7 +337,7 @@ impl Core {
     /// Starts the next stage of pipeline job `id` over `splits` of the finished stage's output.
     pub fn advance(&mut self, id: &JobId, splits: Vec<Split>) {
         let Some(job) = self.jobs.get_mut(id) else { return };
-        if job.state != JobState::Running || !job.stage_finished() {
+        if !job.is_running() || !job.stage_finished() {
             return;
         }
         self.journal.push(Record::StageStarted { job: id.clone(), splits: splits.clone() });
@@ -353,7 +346,7 @@ impl Core {
 
     /// The next stage could not start (its input could not be listed).
     pub fn advance_failed(&mut self, id: &JobId, error: String, now_ms: u64) -> Vec<Action> {
-        self.end_job(id, JobState::Failed { error }, now_ms)
+        self.end_job(id, Unsuccessful::Failed(error), now_ms)
     }
 
     /// Holds back reduce tasks (a test hook) while `hold` is true.
@@ -384,7 +377,7 @@ impl Core {
     /// Whether an unfinished job already writes to `output`.
     pub fn output_in_use(&self, output: &StoreUrl) -> Option<&JobId> {
         let dir = output.as_dir();
-        self.jobs.values().find(|j| !j.state.is_final() && j.user_output().as_dir() == dir).map(|j| &j.id)
+        self.jobs.values().find(|j| !j.state().is_final() && j.user_output().as_dir() == dir).map(|j| j.id())
     }
 
     /// Whether `spec` can run next to the unfinished jobs: it writes no output another one
@@ -394,11 +387,11 @@ impl Core {
         if let Some(job) = self.output_in_use(&spec.output) {
             return Some(Conflict::OutputInUse { output: spec.output.clone(), job: job.clone() });
         }
-        let unfinished: Vec<&Job> = self.jobs.values().filter(|j| !j.state.is_final()).collect();
+        let unfinished: Vec<&Job> = self.jobs.values().filter(|j| !j.state().is_final()).collect();
         for j in &unfinished {
             let output = j.user_output().as_dir();
             if let Some(input) = spec.inputs.iter().find(|i| i.overlaps(&output)) {
-                return Some(Conflict::InputBeingWritten { input: input.clone(), output, job: j.id.clone() });
+                return Some(Conflict::InputBeingWritten { input: input.clone(), output, job: j.id().clone() });
             }
         }
         (unfinished.len() >= self.cfg.max_jobs).then_some(Conflict::TooManyJobs(unfinished.len()))
@@ -491,25 +484,17 @@ impl Core {
     /// `job_wait`: a job name no worker binary knows would otherwise wait forever.
     pub fn fail_unrunnable(&mut self, now: Now) -> Vec<Action> {
         let mut doomed = Vec::new();
-        for job in self.jobs.values_mut() {
-            if job.state != JobState::Running {
-                continue;
-            }
-            let runnable = self.workers.values().any(|w| w.jobs.contains(&job.spec.name));
-            match (runnable, job.unrunnable_since) {
-                (true, _) => job.unrunnable_since = None,
-                (false, None) => job.unrunnable_since = Some(now.at),
-                (false, Some(since)) if now.at.saturating_duration_since(since) >= self.cfg.job_wait => {
-                    doomed.push((job.id.clone(), job.spec.name.clone()));
-                }
-                (false, Some(_)) => {}
+        for job in self.jobs.values_mut().filter(|j| j.is_running()) {
+            let runnable = self.workers.values().any(|w| w.jobs.contains(&job.spec().name));
+            if job.unrunnable_for(runnable, now.at, self.cfg.job_wait) {
+                doomed.push((job.id().clone(), job.spec().name.clone()));
             }
         }
         let mut actions = Vec::new();
         for (id, name) in doomed {
             let waited = humanize(self.cfg.job_wait);
             let error = format!("no worker runs job {name:?} (waited {waited} for one)");
-            actions.extend(self.end_job(&id, JobState::Failed { error }, now.wall_ms));
+            actions.extend(self.end_job(&id, Unsuccessful::Failed(error), now.wall_ms));
         }
         actions
     }
@@ -529,11 +514,11 @@ impl Core {
     pub fn fail_stalled(&mut self, now: Now) -> Vec<Action> {
         let timeout = self.cfg.task_timeout;
         let mut stalled = Vec::new();
-        for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
+        for job in self.jobs.values().filter(|j| j.is_running()) {
             for kind in [TaskKind::Map, TaskKind::Reduce] {
                 for (i, t) in job.tasks(kind).iter().enumerate() {
                     for (attempt, worker) in t.stalled(timeout, now.at) {
-                        let task = TaskId { job: job.id.clone(), kind, index: i as u32 };
+                        let task = TaskId { job: job.id().clone(), kind, index: i as u32 };
                         stalled.push((AttemptId { task, attempt }, worker));
                     }
                 }
@@ -592,7 +577,7 @@ impl Core {
         // a worker gets a share in proportion to its free slots, so one big worker polling
         // first does not take everything while others idle.
         let live_jobs: Vec<&Job> =
-            self.jobs.values().filter(|j| j.state == JobState::Running && can_run.contains(&j.spec.name)).collect();
+            self.jobs.values().filter(|j| j.is_running() && can_run.contains(&j.spec().name)).collect();
         let runnable: usize = live_jobs
             .iter()
             .map(|j| {
@@ -602,7 +587,7 @@ impl Core {
         let cluster_free: usize = self
             .workers
             .values()
-            .filter(|w| live_jobs.iter().any(|j| w.jobs.contains(&j.spec.name)))
+            .filter(|w| live_jobs.iter().any(|j| w.jobs.contains(&j.spec().name)))
             .map(|w| w.slots.saturating_sub(w.running.len() as u32) as usize)
             .sum();
         let free = if runnable < cluster_free {
@@ -616,7 +601,7 @@ impl Core {
         let mut started = Vec::new();
         for job_id in &order {
             let Some(job) = self.jobs.get_mut(job_id) else { continue };
-            if out.len() >= free || !can_run.contains(&job.spec.name) {
+            if out.len() >= free || !can_run.contains(&job.spec().name) {
                 continue;
             }
             // A task that failed on this worker goes elsewhere, unless no other worker that
@@ -624,7 +609,7 @@ impl Core {
             let others: Vec<&WorkerId> = self
                 .workers
                 .iter()
-                .filter(|(id, e)| *id != worker && e.jobs.contains(&job.spec.name))
+                .filter(|(id, e)| *id != worker && e.jobs.contains(&job.spec().name))
                 .map(|(id, _)| id)
                 .collect();
             let allowed = |t: &Task| !t.failed_on.contains(worker) || others.iter().all(|o| t.failed_on.contains(o));
@@ -636,18 +621,14 @@ impl Core {
                 let (idx, level) = match kind {
                     TaskKind::Map => {
                         // Data locality with delay scheduling among the pending maps.
-                        let max = placement::allowed(job.waiting_since, now.at, &self.cfg.delay);
-                        let splits = candidates
-                            .filter_map(|i| job.splits.get(i as usize).map(|s| (i, (s.url.as_str(), s.start, s.end))));
+                        let max = placement::allowed(job.waiting_since(), now.at, &self.cfg.delay);
+                        let splits = candidates.filter_map(|i| {
+                            job.splits().get(i as usize).map(|s| (i, (s.url.as_str(), s.start, s.end)))
+                        });
                         match placement::pick(splits, me, &self.workers, max) {
-                            Some((i, l)) => {
-                                if l == Level::NodeLocal {
-                                    job.waiting_since = None;
-                                }
-                                (i, Some(l))
-                            }
+                            Some((i, l)) => (i, Some(l)),
                             None => {
-                                job.waiting_since.get_or_insert(now.at);
+                                job.passed_up(now.at);
                                 break;
                             }
                         }
@@ -656,10 +637,7 @@ impl Core {
                     // The reduce whose partition this worker's cache holds most of.
                     TaskKind::Reduce => (job.best_reduce_for(candidates, &me.cached).unwrap_or(first), None),
                 };
-                let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start(worker, now.at)) else { break };
-                if let Some(l) = level {
-                    job.attempt_levels.insert((idx, attempt), l);
-                }
+                let Some(attempt) = job.start_attempt(kind, idx, worker, now.at, level) else { break };
                 out.push(job.assignment(kind, idx, attempt));
                 started.push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt });
             }
@@ -667,16 +645,13 @@ impl Core {
         if let Some(spec) = self.cfg.speculation.clone() {
             for job_id in &order {
                 let Some(job) = self.jobs.get_mut(job_id) else { continue };
-                if out.len() >= free || !can_run.contains(&job.spec.name) {
+                if out.len() >= free || !can_run.contains(&job.spec().name) {
                     continue;
                 }
                 while out.len() < free {
                     let Some((kind, idx)) = job.backup_candidate(worker, now.at, &spec) else { break };
-                    let Some(Some(attempt)) = job.with_task(kind, idx, |t| t.start_backup(worker, now.at)) else {
-                        break;
-                    };
+                    let Some(attempt) = job.start_backup(kind, idx, worker, now.at) else { break };
                     tracing::info!(job = %job_id, ?kind, idx, attempt, "starting a backup attempt of a straggler");
-                    job.backups_started += 1;
                     out.push(job.assignment(kind, idx, attempt));
                     started.push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt });
                 }
@@ -694,7 +669,7 @@ impl Core {
     /// cut off (a zombie) cannot.
     pub fn commit(&mut self, worker: &WorkerId, attempt: &AttemptId) -> Result<Promotion, Rejection> {
         let job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
-        if job.state != JobState::Running {
+        if !job.is_running() {
             return Err("job is not running");
         }
         let kind = job.final_kind();
@@ -728,11 +703,11 @@ impl Core {
     /// Kills a job. Returns its state afterwards (a finished job stays as it was).
     pub fn kill(&mut self, id: &JobId, now_ms: u64) -> Option<(JobState, Vec<Action>)> {
         let job = self.jobs.get(id)?;
-        if job.state.is_final() {
-            return Some((job.state.clone(), Vec::new()));
+        if job.state().is_final() {
+            return Some((job.state().clone(), Vec::new()));
         }
-        let actions = self.end_job(id, JobState::Killed, now_ms);
-        Some((JobState::Killed, actions))
+        let actions = self.end_job(id, Unsuccessful::Killed, now_ms);
+        Some((self.jobs.get(id)?.state().clone(), actions))
     }
 
     /// `_SUCCESS` was written (or failed to be).
@@ -740,35 +715,32 @@ impl Core {
         let Some(job) = self.jobs.get_mut(id) else {
             return Vec::new();
         };
-        if job.state != JobState::Committing {
+        if *job.state() != JobState::Committing {
             return Vec::new();
         }
         match result {
             Ok(()) => {
-                job.state = JobState::Succeeded;
-                job.finished_ms = Some(now_ms);
+                job.committed(now_ms);
                 self.journal.push(Record::JobEnded { job: id.clone(), outcome: Ended::Succeeded, finished_ms: now_ms });
-                vec![Action::Cleanup { job: id.clone(), dirs: vec![job.scratch.clone()], objects: Vec::new() }]
+                vec![Action::Cleanup { job: id.clone(), dirs: vec![job.scratch().clone()], objects: Vec::new() }]
             }
-            Err(e) => self.end_job(id, JobState::Failed { error: format!("writing _SUCCESS: {e}") }, now_ms),
+            Err(e) => self.end_job(id, Unsuccessful::Failed(format!("writing _SUCCESS: {e}")), now_ms),
         }
     }
 
     /// Ends a job that did not succeed: cancels its attempts, and deletes its scratch data
     /// and the parts it committed, so a failed job leaves its output directory as it found it.
-    fn end_job(&mut self, id: &JobId, state: JobState, now_ms: u64) -> Vec<Action> {
+    fn end_job(&mut self, id: &JobId, how: Unsuccessful, now_ms: u64) -> Vec<Action> {
         let Some(job) = self.jobs.get_mut(id) else {
             return Vec::new();
         };
-        let aborted = job.abort_all();
         let parts = job.committed_parts();
-        job.state = state;
-        job.finished_ms = Some(now_ms);
-        let dirs = vec![job.scratch.clone(), job.temporary_dir()];
-        let outcome = match &job.state {
-            JobState::Failed { error } => Ended::Failed { error: error.clone() },
-            _ => Ended::Killed,
+        let outcome = match &how {
+            Unsuccessful::Failed(error) => Ended::Failed { error: error.clone() },
+            Unsuccessful::Killed => Ended::Killed,
         };
+        let Some(aborted) = job.end(how, now_ms) else { return Vec::new() };
+        let dirs = vec![job.scratch().clone(), job.temporary_dir()];
         self.journal.push(Record::JobEnded { job: id.clone(), outcome, finished_ms: now_ms });
         for (kind, index, attempt, worker) in aborted {
             let aid = AttemptId { task: TaskId { job: id.clone(), kind, index }, attempt };

@@ -1,84 +1,31 @@
 //! The job lifecycle, as a pure state machine over its tasks.
 //!
 //! ```text
-//!          all reduces committed             _SUCCESS written
-//! Running ─────────────────────▶ Committing ─────────────────▶ Succeeded
-//!    │ a task ran out of attempts     │ writing _SUCCESS failed
-//!    ├───────────────────────────────▶├──────────────────────▶ Failed{error}
-//!    └─ kill ────────────────────────────────────────────────▶ Killed
+//!          all parts committed               _SUCCESS written
+//! Running ─────────────────────▶ Committing ─────────────────▶ Succeeded{finished}
+//!    │ a task ran out of attempts,    │ writing _SUCCESS failed
+//!    │ no worker runs it, ...         │
+//!    ├───────────────────────────────▶├──────────────────────▶ Failed{error, finished}
+//!    └─ kill ────────────────────────────────────────────────▶ Killed{finished}
 //! ```
 //!
-//! Reduce tasks become runnable once every map task has succeeded; a map whose output a
-//! reducer found missing or corrupt goes back to pending, and the reduces wait for it again.
+//! The state is private: it changes only through [`Job::begin_commit`], [`Job::committed`]
+//! and [`Job::end`] (and their replays from the journal), which refuse transitions the
+//! diagram does not have. Reduce tasks become runnable once every map task has succeeded; a
+//! map whose output a reducer found missing or corrupt goes back to pending, and the reduces
+//! wait for it again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use quern_api::split::{InputObject, Split};
-use quern_api::{Counters, InputFormat, JobId, OutputFormat, StageInput, StoreUrl, TaskKind, WorkerId, pb};
+use quern_api::{Counters, InputFormat, JobId, StageInput, StoreUrl, TaskKind, WorkerId};
 
 use crate::convert::CachedRange;
 use crate::placement::Level;
+use crate::spec::stage_spec;
+pub use crate::spec::{Formats, JobSpec, Stage};
 use crate::task::{MapOutput, Task, TaskState, Won};
-
-/// A validated job submission.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct JobSpec {
-    /// Registered job name.
-    pub name: String,
-    /// Input URLs (a directory URL means every object under it).
-    pub inputs: Vec<StoreUrl>,
-    /// Output directory.
-    pub output: StoreUrl,
-    /// Number of reduce tasks.
-    pub reducers: u32,
-    /// Split size in bytes.
-    pub split_size: u64,
-    /// Job parameters.
-    pub params: BTreeMap<String, String>,
-    /// Higher first under the priority policy.
-    pub priority: i32,
-    /// Skip records on which user code panics, after a failed attempt.
-    pub skip_bad_records: bool,
-    /// For a pipeline: its stages, in order (empty for a plain job).
-    #[serde(default)]
-    pub stages: Vec<Stage>,
-    /// Side data: name -> URL of a small object every task gets.
-    #[serde(default)]
-    pub side: BTreeMap<String, StoreUrl>,
-    /// Input and output formats (see [`quern_api::format`]); empty for the defaults.
-    #[serde(default)]
-    pub formats: Formats,
-    /// For a generator job (no inputs): how many records it makes.
-    #[serde(default)]
-    pub generate_rows: u64,
-}
-
-/// A job's (or stage's) input and output formats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Formats {
-    /// `--input-format`.
-    pub input: InputFormat,
-    /// `--output-format`.
-    pub output: OutputFormat,
-}
-
-/// One MapReduce stage of a pipeline.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Stage {
-    /// Registered job name.
-    pub job: String,
-    /// Its parameters.
-    pub params: BTreeMap<String, String>,
-    /// Its reduce tasks (0: map-only).
-    pub reducers: u32,
-    /// Its formats.
-    #[serde(default)]
-    pub formats: Formats,
-    /// What it reads; empty: the stage before (the job's input for the first).
-    #[serde(default)]
-    pub inputs: Vec<StageInput>,
-}
 
 /// Where a pipeline job is: the user's request, the running stage, and the counters of the
 /// stages already done.
@@ -99,40 +46,7 @@ pub struct Pipeline {
 /// mistaken for one of the next.
 const STAGE_ATTEMPT_BASE: u32 = 10_000;
 
-/// The effective spec of stage `k`: it reads stage k-1's output from the scratch directory
-/// and writes the next one there, the last stage writing the user's output.
-fn stage_spec(user: &JobSpec, k: usize, scratch: &StoreUrl) -> JobSpec {
-    let stage = &user.stages[k];
-    let last = k + 1 == user.stages.len();
-    let stage_dir = |j: usize| scratch.join(&format!("stage-{j}/"));
-    let inputs = match &stage.inputs[..] {
-        [] if k == 0 => user.inputs.clone(),
-        [] => vec![stage_dir(k - 1)],
-        sources => sources
-            .iter()
-            .flat_map(|s| match s {
-                StageInput::JobInput => user.inputs.clone(),
-                StageInput::Stage(j) => vec![stage_dir(*j)],
-            })
-            .collect(),
-    };
-    JobSpec {
-        name: stage.job.clone(),
-        inputs,
-        output: if last { user.output.clone() } else { scratch.join(&format!("stage-{k}/")) },
-        reducers: stage.reducers,
-        split_size: user.split_size,
-        params: stage.params.clone(),
-        priority: user.priority,
-        skip_bad_records: user.skip_bad_records,
-        stages: Vec::new(),
-        side: user.side.clone(),
-        formats: stage.formats,
-        generate_rows: if k == 0 { user.generate_rows } else { 0 },
-    }
-}
-
-/// The state of a job.
+/// The state of a job. The final states carry when the job ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
     /// Tasks are pending or running.
@@ -140,63 +54,88 @@ pub enum JobState {
     /// Every part is committed; `_SUCCESS` is being written.
     Committing,
     /// Done, output complete.
-    Succeeded,
+    Succeeded {
+        /// Wall-clock end (ms since the epoch).
+        finished_ms: u64,
+    },
     /// Gave up.
     Failed {
         /// Why.
         error: String,
+        /// Wall-clock end.
+        finished_ms: u64,
     },
     /// Killed by a user.
-    Killed,
+    Killed {
+        /// Wall-clock end.
+        finished_ms: u64,
+    },
 }
 
 impl JobState {
     /// Whether the job has ended.
     pub fn is_final(&self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed { .. } | JobState::Killed)
+        self.finished_ms().is_some()
     }
+
+    /// When the job ended, once it has.
+    pub fn finished_ms(&self) -> Option<u64> {
+        match self {
+            JobState::Running | JobState::Committing => None,
+            JobState::Succeeded { finished_ms }
+            | JobState::Failed { finished_ms, .. }
+            | JobState::Killed { finished_ms } => Some(*finished_ms),
+        }
+    }
+}
+
+/// How a job that did not succeed ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unsuccessful {
+    /// It failed, for this reason.
+    Failed(String),
+    /// A user killed it.
+    Killed,
 }
 
 /// A job and its tasks.
 #[derive(Debug)]
 pub struct Job {
     /// Its id.
-    pub id: JobId,
+    id: JobId,
     /// Submission order, for FIFO.
-    pub seq: u64,
+    seq: u64,
     /// What was asked.
-    pub spec: JobSpec,
+    spec: JobSpec,
     /// Input splits, one per map task.
-    pub splits: Vec<Split>,
+    splits: Vec<Split>,
     /// Map tasks.
-    pub maps: Vec<Task>,
+    maps: Vec<Task>,
     /// Reduce tasks.
-    pub reduces: Vec<Task>,
+    reduces: Vec<Task>,
     /// Lifecycle state.
-    pub state: JobState,
+    state: JobState,
     /// Wall-clock submit time (ms since epoch).
-    pub submitted_ms: u64,
-    /// Wall-clock end time.
-    pub finished_ms: Option<u64>,
+    submitted_ms: u64,
     /// Where the job's intermediate objects live (`STORE/jobs/ID/`).
-    pub scratch: StoreUrl,
+    scratch: StoreUrl,
     /// Start time of the coordinator incarnation that runs the job: part of every attempt's
     /// object names, so attempts of an earlier incarnation never collide with new ones.
-    pub epoch: u64,
+    epoch: u64,
     /// Since when the job has been passing up non-local slots (delay scheduling).
-    pub waiting_since: Option<Instant>,
+    waiting_since: Option<Instant>,
     /// The locality level each map attempt was started at.
-    pub attempt_levels: std::collections::HashMap<(u32, u32), Level>,
+    attempt_levels: std::collections::HashMap<(u32, u32), Level>,
     /// The level of each succeeded map.
     map_levels: Vec<Option<Level>>,
     /// Set for pipeline jobs.
-    pub pipeline: Option<Pipeline>,
+    pipeline: Option<Pipeline>,
     /// Since when no registered worker could run the job's running stage.
-    pub unrunnable_since: Option<Instant>,
+    unrunnable_since: Option<Instant>,
     /// Backup attempts started.
-    pub backups_started: u32,
+    backups_started: u32,
     /// Tasks whose backup attempt won.
-    pub backups_won: u32,
+    backups_won: u32,
     pending_maps: BTreeSet<u32>,
     pending_reduces: BTreeSet<u32>,
     maps_done: u32,
@@ -280,7 +219,6 @@ impl Job {
             splits,
             state: JobState::Running,
             submitted_ms,
-            finished_ms: None,
             scratch,
             epoch,
             maps_done: 0,
@@ -295,6 +233,169 @@ impl Job {
             map_times: Vec::new(),
             reduce_times: Vec::new(),
         }
+    }
+
+    // ------------------------------------------------------------ what it is
+
+    /// Its id.
+    pub fn id(&self) -> &JobId {
+        &self.id
+    }
+
+    /// Submission order, for FIFO.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// What the running stage runs (for a pipeline: its stage's spec; see [`Job::user_spec`]).
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+
+    /// What the user submitted (a pipeline's own spec, not its running stage's).
+    pub fn user_spec(&self) -> &JobSpec {
+        self.pipeline.as_ref().map_or(&self.spec, |p| &p.user)
+    }
+
+    /// The running stage's input splits, one per map task.
+    pub fn splits(&self) -> &[Split] {
+        &self.splits
+    }
+
+    /// Wall-clock submit time (ms since the epoch).
+    pub fn submitted_ms(&self) -> u64 {
+        self.submitted_ms
+    }
+
+    /// Where the job's intermediate objects live (`STORE/jobs/ID/`).
+    pub fn scratch(&self) -> &StoreUrl {
+        &self.scratch
+    }
+
+    /// The coordinator incarnation whose attempt names this job's new attempts carry.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    // ------------------------------------------------------------ lifecycle
+
+    /// The job's state.
+    pub fn state(&self) -> &JobState {
+        &self.state
+    }
+
+    /// Whether tasks may run (not committing, not ended).
+    pub fn is_running(&self) -> bool {
+        self.state == JobState::Running
+    }
+
+    /// Running → Committing, once every part of the last stage is committed.
+    pub fn begin_commit(&mut self) -> bool {
+        let ok = self.state == JobState::Running && self.outputs_complete() && !self.stage_finished();
+        if ok {
+            self.state = JobState::Committing;
+        }
+        ok
+    }
+
+    /// Committing → Succeeded, once `_SUCCESS` is written.
+    pub fn committed(&mut self, now_ms: u64) -> bool {
+        let ok = self.state == JobState::Committing;
+        if ok {
+            self.state = JobState::Succeeded { finished_ms: now_ms };
+        }
+        ok
+    }
+
+    /// Running or Committing → Failed or Killed. Ends every live attempt and returns them as
+    /// (kind, index, attempt, worker), to be cancelled at their workers; an ended job stays
+    /// as it was (None).
+    pub fn end(&mut self, how: Unsuccessful, now_ms: u64) -> Option<Vec<(TaskKind, u32, u32, WorkerId)>> {
+        if self.state.is_final() {
+            return None;
+        }
+        let aborted = self.abort_all();
+        self.state = match how {
+            Unsuccessful::Failed(error) => JobState::Failed { error, finished_ms: now_ms },
+            Unsuccessful::Killed => JobState::Killed { finished_ms: now_ms },
+        };
+        Some(aborted)
+    }
+
+    /// Replays a journalled start of the commit.
+    pub fn restore_committing(&mut self) {
+        if self.state == JobState::Running {
+            self.state = JobState::Committing;
+        }
+    }
+
+    /// Replays a journalled end.
+    pub fn restore_end(&mut self, ended: crate::journal::Ended, finished_ms: u64) {
+        self.abort_all();
+        self.state = match ended {
+            crate::journal::Ended::Succeeded => JobState::Succeeded { finished_ms },
+            crate::journal::Ended::Failed { error } => JobState::Failed { error, finished_ms },
+            crate::journal::Ended::Killed => JobState::Killed { finished_ms },
+        };
+    }
+
+    /// Whether the job has waited for a worker that can run it for `wait` (no registered
+    /// worker runs its running stage's job): then it should fail.
+    pub fn unrunnable_for(&mut self, runnable: bool, now: Instant, wait: Duration) -> bool {
+        match (runnable, self.unrunnable_since) {
+            (true, _) => {
+                self.unrunnable_since = None;
+                false
+            }
+            (false, None) => {
+                self.unrunnable_since = Some(now);
+                false
+            }
+            (false, Some(since)) => now.saturating_duration_since(since) >= wait,
+        }
+    }
+
+    // ------------------------------------------------------------ scheduling
+
+    /// Since when the job has passed up slots waiting for local ones (delay scheduling).
+    pub fn waiting_since(&self) -> Option<Instant> {
+        self.waiting_since
+    }
+
+    /// The job passed up a slot at `now` for want of a local one.
+    pub fn passed_up(&mut self, now: Instant) {
+        self.waiting_since.get_or_insert(now);
+    }
+
+    /// Starts an attempt of pending task `idx` on `worker`, map attempts at locality `level`.
+    pub fn start_attempt(
+        &mut self,
+        kind: TaskKind,
+        idx: u32,
+        worker: &WorkerId,
+        now: Instant,
+        level: Option<Level>,
+    ) -> Option<u32> {
+        let attempt = self.with_task(kind, idx, |t| t.start(worker, now))??;
+        if let Some(l) = level {
+            if l == Level::NodeLocal {
+                self.waiting_since = None;
+            }
+            self.attempt_levels.insert((idx, attempt), l);
+        }
+        Some(attempt)
+    }
+
+    /// Starts a backup attempt of straggler `idx` on `worker`.
+    pub fn start_backup(&mut self, kind: TaskKind, idx: u32, worker: &WorkerId, now: Instant) -> Option<u32> {
+        let attempt = self.with_task(kind, idx, |t| t.start_backup(worker, now))??;
+        self.backups_started += 1;
+        Some(attempt)
+    }
+
+    /// The locality level map attempt `attempt` of task `idx` started at.
+    pub fn attempt_level(&self, idx: u32, attempt: u32) -> Option<Level> {
+        self.attempt_levels.get(&(idx, attempt)).copied()
     }
 
     /// The tasks of one kind.
@@ -628,66 +729,8 @@ impl Job {
         (0..tasks.len() as u32).filter(|&i| tasks[i as usize].is_done()).map(|i| self.part_url(i)).collect()
     }
 
-    /// Builds the assignment for attempt `attempt` of a task.
-    pub fn assignment(&self, kind: TaskKind, idx: u32, attempt: u32) -> pb::TaskAssignment {
-        let attempt_ref =
-            pb::AttemptRef { job_id: self.id.to_string(), kind: pb::TaskKind::from(kind) as i32, index: idx, attempt };
-        let task = match kind {
-            TaskKind::Map => {
-                let s = &self.splits[idx as usize];
-                pb::task_assignment::Task::Map(pb::MapTask {
-                    split: Some(pb::Split {
-                        url: s.url.clone(),
-                        start: s.start,
-                        end: s.end,
-                        object_size: s.object_size,
-                    }),
-                    output_url: self.shuffle_url(idx, attempt).to_string(),
-                    part_url: if self.map_only() { self.part_url(idx).to_string() } else { String::new() },
-                    temp_url: if self.map_only() {
-                        self.temp_part_url(idx, attempt).to_string()
-                    } else {
-                        String::new()
-                    },
-                })
-            }
-            TaskKind::Reduce => {
-                let inputs = self
-                    .maps
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(m, t)| match &t.state {
-                        TaskState::Succeeded { output: Some(o), .. } => Some(pb::ReduceInput {
-                            map_index: m as u32,
-                            url: self.shuffle_url_of(m as u32, o).to_string(),
-                            segment: o.segments.get(idx as usize).map(pb::Segment::from),
-                            map_attempt: o.attempt,
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                pb::task_assignment::Task::Reduce(pb::ReduceTask {
-                    inputs,
-                    part_url: self.part_url(idx).to_string(),
-                    temp_url: self.temp_part_url(idx, attempt).to_string(),
-                })
-            }
-        };
-        pb::TaskAssignment {
-            attempt: Some(attempt_ref),
-            job: self.spec.name.clone(),
-            params: self.spec.params.clone(),
-            reducers: self.spec.reducers,
-            task: Some(task),
-            skip_bad_records: self.spec.skip_bad_records,
-            side: self.spec.side.iter().map(|(n, u)| (n.clone(), u.to_string())).collect(),
-            input_format: self.spec.formats.input.to_string(),
-            output_format: self.spec.formats.output.to_string(),
-        }
-    }
-
     /// Ends every live attempt; returns them as (kind, index, attempt, worker).
-    pub fn abort_all(&mut self) -> Vec<(TaskKind, u32, u32, WorkerId)> {
+    fn abort_all(&mut self) -> Vec<(TaskKind, u32, u32, WorkerId)> {
         let mut out = Vec::new();
         for kind in [TaskKind::Map, TaskKind::Reduce] {
             for idx in 0..self.tasks(kind).len() as u32 {
@@ -714,3 +757,5 @@ impl Job {
         out
     }
 }
+
+mod assign;

@@ -1,6 +1,7 @@
 //! # quern-coordinator: accepts jobs, schedules tasks, decides which attempt counts
 //!
-//! - [`task`] and [`job`]: the task and job lifecycles as pure state machines.
+//! - [`task`] and [`job`]: the task and job lifecycles as pure state machines; [`spec`]:
+//!   what a job is (typed, validated).
 //! - [`core`]: all coordinator state ([`core::Core`]) with pure transitions that take the time
 //!   as an argument and return the I/O to perform as [`core::Action`]s.
 //! - [`policy`]: which job a free slot serves (kept apart from state and RPC).
@@ -30,6 +31,7 @@ pub mod lease;
 pub mod placement;
 pub mod policy;
 pub mod service;
+pub mod spec;
 pub mod status;
 pub mod task;
 

@@ -23,11 +23,11 @@ pub trait Policy: Send + Sync + std::fmt::Debug {
 }
 
 fn live(jobs: &BTreeMap<JobId, Job>) -> Vec<&Job> {
-    jobs.values().filter(|j| !j.state.is_final()).collect()
+    jobs.values().filter(|j| !j.state().is_final()).collect()
 }
 
 fn ids(v: Vec<&Job>) -> Vec<JobId> {
-    v.into_iter().map(|j| j.id.clone()).collect()
+    v.into_iter().map(|j| j.id().clone()).collect()
 }
 
 /// First submitted, first served.
@@ -37,7 +37,7 @@ pub struct Fifo;
 impl Policy for Fifo {
     fn order(&self, jobs: &BTreeMap<JobId, Job>) -> Vec<JobId> {
         let mut v = live(jobs);
-        v.sort_by_key(|j| j.seq);
+        v.sort_by_key(|j| j.seq());
         ids(v)
     }
 }
@@ -50,7 +50,7 @@ pub struct PriorityFifo;
 impl Policy for PriorityFifo {
     fn order(&self, jobs: &BTreeMap<JobId, Job>) -> Vec<JobId> {
         let mut v = live(jobs);
-        v.sort_by_key(|j| (std::cmp::Reverse(j.spec.priority), j.seq));
+        v.sort_by_key(|j| (std::cmp::Reverse(j.spec().priority), j.seq()));
         ids(v)
     }
 }
@@ -66,9 +66,9 @@ fn running(j: &Job) -> u32 {
 impl Policy for Fair {
     fn order(&self, jobs: &BTreeMap<JobId, Job>) -> Vec<JobId> {
         let mut v = live(jobs);
-        let share = |j: &Job| f64::from(running(j)) / 2f64.powi(j.spec.priority.clamp(-20, 20));
+        let share = |j: &Job| f64::from(running(j)) / 2f64.powi(j.spec().priority.clamp(-20, 20));
         v.sort_by(|a, b| {
-            share(a).total_cmp(&share(b)).then(b.spec.priority.cmp(&a.spec.priority)).then(a.seq.cmp(&b.seq))
+            share(a).total_cmp(&share(b)).then(b.spec().priority.cmp(&a.spec().priority)).then(a.seq().cmp(&b.seq()))
         });
         ids(v)
     }
@@ -81,7 +81,7 @@ pub struct ShortestFirst;
 impl Policy for ShortestFirst {
     fn order(&self, jobs: &BTreeMap<JobId, Job>) -> Vec<JobId> {
         let mut v = live(jobs);
-        v.sort_by_key(|j| (j.splits.iter().map(|s| s.end - s.start).sum::<u64>(), j.seq));
+        v.sort_by_key(|j| (j.splits().iter().map(|s| s.end - s.start).sum::<u64>(), j.seq()));
         ids(v)
     }
 }
@@ -160,7 +160,7 @@ mod tests {
     }
 
     fn all(v: Vec<Job>) -> BTreeMap<JobId, Job> {
-        v.into_iter().map(|j| (j.id.clone(), j)).collect()
+        v.into_iter().map(|j| (j.id().clone(), j)).collect()
     }
 
     fn seqs(order: Vec<JobId>) -> Vec<String> {

@@ -401,7 +401,7 @@ impl pb::job_service_server::JobService for JobSvc {
         let (state, actions) = {
             let mut core = self.0.core();
             let job = core.job(&id).ok_or_else(|| not_found(&id))?;
-            if job.state.is_final() {
+            if job.state().is_final() {
                 let state =
                     pb::JobState::try_from(crate::status::job_state(job) as i32).unwrap_or(pb::JobState::Unspecified);
                 return Err(Status::failed_precondition(format!(

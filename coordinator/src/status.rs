@@ -10,12 +10,12 @@ use crate::task::TaskState;
 
 /// The user-facing state of a job.
 pub fn job_state(job: &Job) -> pb::JobState {
-    match &job.state {
+    match job.state() {
         JobState::Running if !job.started() => pb::JobState::Queued,
         JobState::Running | JobState::Committing => pb::JobState::Running,
-        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Succeeded { .. } => pb::JobState::Succeeded,
         JobState::Failed { .. } => pb::JobState::Failed,
-        JobState::Killed => pb::JobState::Killed,
+        JobState::Killed { .. } => pb::JobState::Killed,
     }
 }
 
@@ -29,30 +29,30 @@ pub fn job_status(job: &Job) -> pb::JobStatus {
     let (node_local, rack_local, remote) = job.locality();
     let (stage, stages) = job.stage_of();
     // A pipeline shows the user's request; its running stage's tasks are the progress.
-    let user = job.pipeline.as_ref().map_or(&job.spec, |p| &p.user);
+    let user = job.user_spec();
     pb::JobStatus {
-        id: job.id.to_string(),
+        id: job.id().to_string(),
         job: user.name.clone(),
         state: job_state(job) as i32,
         maps: Some(progress(job, TaskKind::Map)),
         reduces: Some(progress(job, TaskKind::Reduce)),
         counters: job.counters().into_map(),
         locality: Some(pb::Locality { node_local, rack_local, remote }),
-        error: match &job.state {
-            JobState::Failed { error } => Some(error.clone()),
-            JobState::Killed => Some("killed by user".into()),
+        error: match job.state() {
+            JobState::Failed { error, .. } => Some(error.clone()),
+            JobState::Killed { .. } => Some("killed by user".into()),
             _ => None,
         },
         output: user.output.to_string(),
         inputs: user.inputs.iter().map(StoreUrl::to_string).collect(),
         reducers: user.reducers,
         priority: user.priority,
-        submitted_ms: job.submitted_ms,
-        finished_ms: job.finished_ms,
+        submitted_ms: job.submitted_ms(),
+        finished_ms: job.state().finished_ms(),
         params: user.params.clone(),
         stage,
         stages,
-        stage_job: if stages > 0 { job.spec.name.clone() } else { String::new() },
+        stage_job: if stages > 0 { job.spec().name.clone() } else { String::new() },
         input_format: user.stages.first().map_or(user.formats.input, |s| s.formats.input).to_string(),
         output_format: user.stages.last().map_or(user.formats.output, |s| s.formats.output).to_string(),
         generate_rows: user.generate_rows,

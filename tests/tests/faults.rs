@@ -292,8 +292,8 @@ fn panicking_user_code_fails_the_job_but_never_the_workers_and_skipping_mode_ski
 
 #[test]
 fn a_task_without_progress_is_failed_after_the_task_timeout_and_run_again() {
-    let mut c = TestCluster::start_with(Mode::Processes, 2, &args(&["--task-timeout", "2s", "--speculation", "off"]))
-        .unwrap();
+    let mut c =
+        TestCluster::start_with(Mode::Processes, 2, &args(&["--task-timeout", "2s", "--speculation", "off"])).unwrap();
     let input = c.path("input");
     write_corpus(&input, 4, 3_000, 17).unwrap();
     let marker = c.path("hang-marker");
@@ -301,7 +301,17 @@ fn a_task_without_progress_is_failed_after_the_task_timeout_and_run_again() {
     let (i, o) = (dir_arg(&input), c.path("out").display().to_string());
     let id = c
         .submit(&[
-            "--job", "crashtest", "--input", &i, "--output", &o, "--reducers", "2", "--param", &hang, "--param",
+            "--job",
+            "crashtest",
+            "--input",
+            &i,
+            "--output",
+            &o,
+            "--reducers",
+            "2",
+            "--param",
+            &hang,
+            "--param",
             "stall_ms=60000",
         ])
         .unwrap();

@@ -5,7 +5,7 @@
 use quern_api::{AttemptId, Counters, JobId, TaskKind, WorkerId};
 
 use super::{Action, Core, FailureKind, LostMap, Now, Outcome, Rejection, advance_stage};
-use crate::job::{Job, JobState};
+use crate::job::{Job, Unsuccessful};
 use crate::journal::Record;
 use crate::task::{FailureEffect, MapOutput, Segment, Verdict};
 
@@ -50,7 +50,7 @@ impl Core {
         let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
         let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
         let output = match map_output_of(job, kind, n, segments) {
-            _ if job.state != JobState::Running => Err("job is not running"),
+            _ if !job.is_running() => Err("job is not running"),
             other => other,
         };
         let verdict = match output {
@@ -71,7 +71,7 @@ impl Core {
                         worker: worker.clone(),
                         output,
                         counters: counters.into_map(),
-                        level: job.attempt_levels.get(&(idx, n)).copied(),
+                        level: job.attempt_level(idx, n),
                     });
                 }
                 verdict
@@ -90,7 +90,7 @@ impl Core {
         let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return actions };
         let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
         if kind == TaskKind::Map {
-            let level = job.attempt_levels.get(&(idx, n)).copied();
+            let level = job.attempt_level(idx, n);
             job.set_level(idx, level);
         }
         job.record_win(kind, &won);
@@ -105,12 +105,11 @@ impl Core {
         let last = kind == job.final_kind();
         if last && job.stage_finished() {
             actions.push(advance_stage(job));
-        } else if last && job.outputs_complete() {
-            job.state = JobState::Committing;
-            self.journal.push(Record::JobCommitting { job: job.id.clone() });
+        } else if last && job.begin_commit() {
+            self.journal.push(Record::JobCommitting { job: job.id().clone() });
             actions.push(Action::WriteSuccess {
-                job: job.id.clone(),
-                output: job.spec.output.clone(),
+                job: job.id().clone(),
+                output: job.spec().output.clone(),
                 temporary: job.temporary_dir(),
             });
         }
@@ -160,7 +159,7 @@ impl Core {
             FailureEffect::Exhausted(msg) => {
                 let what = if task_kind == TaskKind::Map { "map" } else { "reduce" };
                 let error = format!("{what} task {idx} {msg}");
-                (Ok(()), self.end_job(&attempt.task.job, JobState::Failed { error }, now.wall_ms))
+                (Ok(()), self.end_job(&attempt.task.job, Unsuccessful::Failed(error), now.wall_ms))
             }
         }
     }
@@ -171,8 +170,8 @@ impl Core {
     fn map_output_lost(&mut self, job_id: &JobId, lost: LostMap) -> Option<Action> {
         let job = self.jobs.get_mut(job_id)?;
         let old = job.with_task(TaskKind::Map, lost.index, |t| t.output_lost(lost.attempt))??;
-        tracing::warn!(job = %job.id, map = lost.index, "map output lost; running the map again");
-        self.journal.push(Record::MapOutputLost { job: job.id.clone(), index: lost.index, attempt: lost.attempt });
+        tracing::warn!(job = %job.id(), map = lost.index, "map output lost; running the map again");
+        self.journal.push(Record::MapOutputLost { job: job.id().clone(), index: lost.index, attempt: lost.attempt });
         Some(Action::Delete(job.shuffle_url_of(lost.index, &old)))
     }
 
@@ -202,8 +201,8 @@ fn map_output_of(
     match segments {
         None if shuffles => Err("a map attempt must report its map output"),
         Some(_) if !shuffles => Err("only map attempts of jobs with reducers report map output"),
-        Some(s) if s.len() != job.spec.reducers as usize => Err("map output has the wrong number of partitions"),
-        Some(segments) => Ok(Some(MapOutput { epoch: job.epoch, attempt, segments })),
+        Some(s) if s.len() != job.spec().reducers as usize => Err("map output has the wrong number of partitions"),
+        Some(segments) => Ok(Some(MapOutput { epoch: job.epoch(), attempt, segments })),
         None => Ok(None),
     }
 }
