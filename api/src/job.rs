@@ -290,25 +290,30 @@ impl TotalOrder {
         let mut cuts: Vec<Vec<u8>> =
             (1..reducers as usize).filter_map(|i| sample.get(i * n / reducers as usize).cloned()).collect();
         cuts.dedup();
+        // An empty cut sends no key below it (nothing sorts before ""), and its parameter
+        // form would be an empty string, which reads back as no cut at all.
+        cuts.retain(|c| !c.is_empty());
         TotalOrder { cuts }
     }
 
-    /// The partitioner of a job's parameters, if they carry cut points.
+    /// The partitioner of a job's parameters, if they carry cut points. The value comes off
+    /// the wire (anyone may submit a spec), so anything but comma-separated, non-decreasing
+    /// hex strings is a parameter error, never a panic.
     pub fn from_params(p: &crate::Params) -> Result<Option<Self>, crate::ParamError> {
         let Some(text) = p.get(CUTS_PARAM) else { return Ok(None) };
-        let bad = || crate::ParamError { key: CUTS_PARAM.into(), reason: "malformed cut points".into() };
+        let bad = |reason: String| crate::ParamError { key: CUTS_PARAM.into(), reason };
         let cuts = text
             .split(',')
             .filter(|s| !s.is_empty())
-            .map(|hex| {
-                if hex.len() % 2 != 0 {
-                    return Err(bad());
-                }
-                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad())).collect()
+            .enumerate()
+            .map(|(i, hex)| {
+                decode_hex(hex).ok_or_else(|| {
+                    bad(format!("cut point {i} ({}) is not an even number of hex digits", crate::registry::shown(hex)))
+                })
             })
             .collect::<Result<Vec<Vec<u8>>, _>>()?;
-        if cuts.windows(2).any(|w| w[0] > w[1]) {
-            return Err(bad());
+        if let Some(i) = cuts.windows(2).position(|w| w[0] > w[1]) {
+            return Err(bad(format!("cut points must not decrease (cut point {} is below the one before)", i + 1)));
         }
         Ok(Some(TotalOrder { cuts }))
     }
@@ -323,6 +328,17 @@ impl TotalOrder {
         let p = self.cuts.partition_point(|c| c.as_slice() <= key) as u32;
         p.min(reducers.saturating_sub(1))
     }
+}
+
+/// The bytes spelled by an even number of hex digits (either case); None for anything else.
+/// Works on bytes, so a multi-byte character is simply not a digit.
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    let digit = |b: u8| char::from(b).to_digit(16);
+    let bytes = hex.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes.chunks_exact(2).map(|pair| Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)).collect()
 }
 
 /// FNV-1a, 64 bit: the default partitioning hash (see CONTRACT.md).
@@ -704,6 +720,41 @@ mod tests {
         assert_eq!(TotalOrder::from_params(&p).unwrap(), Some(t));
         let bad = crate::Params::new([(CUTS_PARAM.to_string(), "zz".to_string())].into());
         assert!(TotalOrder::from_params(&bad).is_err());
+    }
+
+    fn cuts(value: &str) -> crate::Params {
+        crate::Params::new([(CUTS_PARAM.to_string(), value.to_string())].into())
+    }
+
+    #[test]
+    fn cut_points_that_are_not_hex_are_an_error_even_inside_a_character() {
+        // "aéb" is 4 bytes: slicing it in byte pairs would cut "é" in half.
+        for bad in ["a\u{e9}b", "\u{e9}", "0g", "abc", "61,\u{1F600}\u{1F600}", "62,61"] {
+            let e = TotalOrder::from_params(&cuts(bad)).unwrap_err();
+            assert_eq!(e.key, CUTS_PARAM, "{bad:?}");
+        }
+        let ok = TotalOrder::from_params(&cuts("61,,6162,FF")).unwrap().unwrap();
+        assert_eq!(ok.to_param(), "61,6162,ff");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        #[test]
+        fn any_cut_points_parse_or_fail_cleanly(value in "\\PC{0,40}|[0-9a-fA-F,\u{e9}]{0,40}") {
+            if let Ok(Some(order)) = TotalOrder::from_params(&cuts(&value)) {
+                // What parses survives its own round trip and partitions within range.
+                let again = TotalOrder::from_params(&cuts(&order.to_param())).unwrap().unwrap();
+                proptest::prop_assert_eq!(&again, &order);
+                proptest::prop_assert!(order.partition(value.as_bytes(), 3) < 3);
+            }
+        }
+
+        #[test]
+        fn sampled_cut_points_round_trip(sample in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6), 0..50), reducers in 0u32..9) {
+            let order = TotalOrder::from_sample(sample, reducers);
+            let again = TotalOrder::from_params(&cuts(&order.to_param())).unwrap().unwrap();
+            proptest::prop_assert_eq!(again, order);
+        }
     }
 
     #[test]
