@@ -258,6 +258,14 @@ impl TestCluster {
         }
     }
 
+    /// The (first) coordinator's process id (processes only), e.g. to read its memory use.
+    pub fn coordinator_pid(&self) -> Option<u32> {
+        match &self.coordinator {
+            Node::Process(c) => Some(c.id()),
+            Node::Task(_) => None,
+        }
+    }
+
     /// Whether the (first) coordinator process has exited.
     pub fn coordinator_exited(&mut self) -> bool {
         match &mut self.coordinator {

@@ -108,12 +108,19 @@ async fn side_data(env: &TaskEnv, job: &str, url: &str) -> Result<Bytes, TaskErr
     }
     let (u, store) = self::url(url)?;
     let path = u.path();
-    let bytes = with_retries("side data", || async {
+    // The coordinator checked the size at submit, but the object may have been replaced
+    // since: look before reading it all.
+    let limits = InputLimits::DEFAULT;
+    let fetched = with_retries("side data", || async {
         let got = store.get(&path).await.map_err(|e| StoreError::from_store(u.as_str(), e))?;
-        got.bytes().await.map_err(|e| StoreError::from_store(u.as_str(), e))
+        if let Err(too_large) = limits.check_read("side data", got.meta.size) {
+            return Ok(Err(too_large));
+        }
+        got.bytes().await.map(Ok).map_err(|e| StoreError::from_store(u.as_str(), e))
     })
     .await
     .map_err(TaskError::Input)?;
+    let bytes = fetched.map_err(|source| TaskError::BadInput { url: url.to_string(), source })?;
     let mut memo = env.side.lock().unwrap_or_else(|e| e.into_inner());
     // Side data is small, but jobs keep coming: forget other jobs' now and then.
     if memo.len() > 64 {
