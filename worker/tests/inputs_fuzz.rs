@@ -125,7 +125,7 @@ fn decode_and_read(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(600))]
+    #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
     fn any_bytes_in_any_format_decode_or_fail_cleanly(
