@@ -217,7 +217,7 @@ async fn fetch_split(split: &pb::Split, max_line: usize) -> Result<Bytes, TaskEr
     }
     // The last line runs past the split's end: read on in growing steps until it ends.
     let mut buf = first.to_vec();
-    let mut step = 64 * 1024u64;
+    let mut step = (64 * 1024u64).min(max_line as u64 + 1);
     let split_len = end - start;
     while !has_enough(&buf, start, end, size) {
         // No newline since the split's end: the line crossing it is at least this long.
@@ -228,7 +228,7 @@ async fn fetch_split(split: &pb::Split, max_line: usize) -> Result<Bytes, TaskEr
             });
         }
         let from = start + buf.len() as u64;
-        let to = (from + step).min(size);
+        let to = from.saturating_add(step).min(size);
         let more = get_range(&store, &u, from..to).await.map_err(TaskError::Input)?;
         if more.is_empty() {
             break;
@@ -440,6 +440,19 @@ mod tests {
             url: "u".into(),
             source: object_store::Error::Generic { store: "test", source: "flaky".into() },
         }
+    }
+
+    #[tokio::test]
+    async fn a_line_running_far_past_its_split_is_refused_not_read_to_the_end() {
+        let u = StoreUrl::parse("memory:///fetch-test/long.txt").unwrap();
+        let data = [b"ab\n".to_vec(), vec![b'x'; 5000], b"\nend\n".to_vec()].concat();
+        u.store().unwrap().put(&u.path(), PutPayload::from(data.clone())).await.unwrap();
+        let split = pb::Split { url: u.to_string(), start: 0, end: 10, object_size: data.len() as u64 };
+        // The split's last line starts at 3 and ends at 5003.
+        let e = fetch_split(&split, 1000).await.unwrap_err();
+        assert!(matches!(e, TaskError::BadInput { source: InputError::LineTooLong { limit: 1000 }, .. }), "{e}");
+        let ok = fetch_split(&split, 10_000).await.unwrap();
+        assert!(ok.len() > 5003 && data.starts_with(&ok), "{} bytes", ok.len());
     }
 
     #[tokio::test(start_paused = true)]
