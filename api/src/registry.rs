@@ -332,5 +332,9 @@ mod tests {
         assert!(p.parse_or::<u64>("big", 0).is_err());
         assert!(p.parse_or::<u32>("e", 0).is_err());
         assert_eq!(shown("ab"), "\"ab\"");
+        let e = Params::parse_pairs(&[format!("{long}=1")]).unwrap().allow_only(&["n"]).unwrap_err().to_string();
+        assert!(e.len() < 300, "{e}");
+        let e = Registry::new().create(&long, &Params::default()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.len() < 300, "{e}");
     }
 }
