@@ -437,6 +437,13 @@ mod tests {
     }
 
     #[test]
+    fn a_decoder_that_panics_is_an_input_error() {
+        let e = guarded::<()>("parquet", || panic!("page header claims {} values", -1)).unwrap_err();
+        assert!(matches!(&e, InputError::DecoderPanicked { format: "parquet", message } if message.contains("-1")));
+        assert!(e.to_string().starts_with("parquet decoder failed on this data"), "{e}");
+    }
+
+    #[test]
     fn fixed_records_keep_their_offsets_and_refuse_a_partial_record() {
         let input = Input::decode(ObjectFormat::Fixed(4, None), Bytes::from_static(b"abcdefgh"), 400, 408).unwrap();
         let mut got = Vec::new();
