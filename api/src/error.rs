@@ -72,7 +72,8 @@ impl StoreError {
 
 /// A job parameter is missing, unknown or malformed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("parameter {key:?}: {reason}")]
+// Keys and job names can come off the wire: quoted short, so an error stays one short line.
+#[error("parameter {}: {reason}", crate::registry::shown(key))]
 pub struct ParamError {
     /// The parameter's name.
     pub key: String,
@@ -96,7 +97,7 @@ impl JobError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum LookupError {
     /// No job of that name is registered.
-    #[error("unknown job {name:?} (known jobs: {known})")]
+    #[error("unknown job {} (known jobs: {known})", crate::registry::shown(name))]
     UnknownJob {
         /// What was asked for.
         name: String,

@@ -258,72 +258,7 @@ pub trait Job: Send + Sync + 'static {
     }
 }
 
-/// The framework-internal parameter carrying total-order cut points.
-pub const CUTS_PARAM: &str = "__cuts";
-
-/// A total-order partitioner: sorted cut points; keys below the first go to partition 0,
-/// keys from cut i up to cut i+1 to partition i+1. Concatenating the parts in name order then
-/// gives globally sorted output.
-///
-/// The client builds one from a sample of the input's keys (see [`Job::sample_key`]) and
-/// hands it to the job as a parameter; the job's `partition` asks it:
-///
-/// ```
-/// use quern_api::job::TotalOrder;
-///
-/// let sample = ["pear", "apple", "fig", "kiwi", "plum", "date"].map(|s| s.as_bytes().to_vec());
-/// let order = TotalOrder::from_sample(sample.to_vec(), 3);
-/// let part = |k: &str| order.partition(k.as_bytes(), 3);
-/// assert!(part("apple") <= part("lime") && part("lime") <= part("zucchini"));
-/// assert_eq!((part("a"), part("zzz")), (0, 2));
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TotalOrder {
-    cuts: Vec<Vec<u8>>,
-}
-
-impl TotalOrder {
-    /// Cut points from a sorted sample of keys, for `reducers` partitions.
-    pub fn from_sample(mut sample: Vec<Vec<u8>>, reducers: u32) -> Self {
-        sample.sort();
-        let n = sample.len();
-        let mut cuts: Vec<Vec<u8>> =
-            (1..reducers as usize).filter_map(|i| sample.get(i * n / reducers as usize).cloned()).collect();
-        cuts.dedup();
-        TotalOrder { cuts }
-    }
-
-    /// The partitioner of a job's parameters, if they carry cut points.
-    pub fn from_params(p: &crate::Params) -> Result<Option<Self>, crate::ParamError> {
-        let Some(text) = p.get(CUTS_PARAM) else { return Ok(None) };
-        let bad = || crate::ParamError { key: CUTS_PARAM.into(), reason: "malformed cut points".into() };
-        let cuts = text
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|hex| {
-                if hex.len() % 2 != 0 {
-                    return Err(bad());
-                }
-                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad())).collect()
-            })
-            .collect::<Result<Vec<Vec<u8>>, _>>()?;
-        if cuts.windows(2).any(|w| w[0] > w[1]) {
-            return Err(bad());
-        }
-        Ok(Some(TotalOrder { cuts }))
-    }
-
-    /// The parameter value carrying these cut points.
-    pub fn to_param(&self) -> String {
-        self.cuts.iter().map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<String>()).collect::<Vec<_>>().join(",")
-    }
-
-    /// The partition of `key`, never beyond `reducers - 1`.
-    pub fn partition(&self, key: &[u8], reducers: u32) -> u32 {
-        let p = self.cuts.partition_point(|c| c.as_slice() <= key) as u32;
-        p.min(reducers.saturating_sub(1))
-    }
-}
+pub use crate::total_order::{CUTS_PARAM, TotalOrder};
 
 /// FNV-1a, 64 bit: the default partitioning hash (see CONTRACT.md).
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -691,19 +626,6 @@ mod tests {
         let mut rc = Counters::new();
         let mut vals = [&b"xyz"[..]].into_iter();
         assert!(job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc)).is_err());
-    }
-
-    #[test]
-    fn total_order_cuts_partition_in_order_and_round_trip() {
-        let sample: Vec<Vec<u8>> = (0..100u8).rev().map(|b| vec![b]).collect();
-        let t = TotalOrder::from_sample(sample, 4);
-        let parts: Vec<u32> = (0..100u8).map(|b| t.partition(&[b], 4)).collect();
-        assert!(parts.windows(2).all(|w| w[0] <= w[1]), "monotonic");
-        assert_eq!((parts[0], parts[99]), (0, 3));
-        let p = crate::Params::new([(CUTS_PARAM.to_string(), t.to_param())].into());
-        assert_eq!(TotalOrder::from_params(&p).unwrap(), Some(t));
-        let bad = crate::Params::new([(CUTS_PARAM.to_string(), "zz".to_string())].into());
-        assert!(TotalOrder::from_params(&bad).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   files, fixed-length binary records, Arrow IPC, Parquet.
 //! - [`data`]: how keys and values become bytes ([`Data`]; `Desc` and `Json` wrappers).
 //! - [`split`]: input splits and Hadoop's line rule; [`store`]: storage URLs ([`StoreUrl`]).
+//! - [`total_order`]: cut points for globally sorted output ([`job::TotalOrder`]).
 //! - [`client`]: connecting to a coordinator.
 //!
 //! The coordinator and the worker never depend on each other; both depend on this crate.
@@ -57,6 +58,7 @@ pub mod output;
 pub mod registry;
 pub mod split;
 pub mod store;
+pub mod total_order;
 
 /// Generated protocol types and service stubs (`quern.v1`).
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -80,7 +80,9 @@ impl Params {
     {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|e: T::Err| ParamError { key: key.into(), reason: format!("{v:?}: {e}") }),
+            Some(v) => {
+                v.parse().map_err(|e: T::Err| ParamError { key: key.into(), reason: format!("{}: {e}", shown(v)) })
+            }
         }
     }
 
@@ -104,6 +106,18 @@ impl Params {
     pub fn as_map(&self) -> &BTreeMap<String, String> {
         &self.values
     }
+}
+
+/// Longest part of a parameter value quoted back in an error.
+const SHOWN_CHARS: usize = 64;
+
+/// A parameter value as quoted in an error message: in quotes, escaped, and cut (at a
+/// character boundary) after [`SHOWN_CHARS`] characters, so a hostile megabyte-long value
+/// still gives one short line.
+pub fn shown(value: &str) -> String {
+    let mut chars = value.chars();
+    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
+    if chars.next().is_some() { format!("{head:?}... ({} bytes)", value.len()) } else { format!("{head:?}") }
 }
 
 type Factory = dyn Fn(&Params) -> Result<Arc<dyn DynJob>, ParamError> + Send + Sync;
@@ -336,5 +350,21 @@ mod tests {
         assert!(p.parse_or::<usize>("pattern", 0).is_err());
         assert!(p.allow_only(&["n"]).is_err());
         assert!(p.allow_only(&["n", "pattern"]).is_ok());
+    }
+
+    #[test]
+    fn hostile_values_give_short_errors_not_panics() {
+        let long = "é".repeat(100_000);
+        let p =
+            Params::parse_pairs(&[format!("n={long}"), "big=99999999999999999999999999".into(), "e=".into()]).unwrap();
+        let e = p.parse_or::<u64>("n", 0).unwrap_err().to_string();
+        assert!(e.len() < 300 && e.contains("200000 bytes"), "{e}");
+        assert!(p.parse_or::<u64>("big", 0).is_err());
+        assert!(p.parse_or::<u32>("e", 0).is_err());
+        assert_eq!(shown("ab"), "\"ab\"");
+        let e = Params::parse_pairs(&[format!("{long}=1")]).unwrap().allow_only(&["n"]).unwrap_err().to_string();
+        assert!(e.len() < 300, "{e}");
+        let e = Registry::new().create(&long, &Params::default()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.len() < 300, "{e}");
     }
 }

@@ -86,7 +86,11 @@ pub fn compute_splits(objects: &[InputObject], split_size: u64, format: InputFor
         let of = format.resolve(&o.url);
         let whole = !of.splittable();
         let split_size = match of {
-            ObjectFormat::Fixed(n, _) => (split_size / u64::from(n)).max(1) * u64::from(n),
+            ObjectFormat::Fixed(n, _) => {
+                // Formats parse only lengths from 1, but a zero must not divide here either.
+                let n = u64::from(n.max(1));
+                (split_size / n).max(1) * n
+            }
             _ => split_size.max(1),
         };
         // A whole empty object is still one (empty) record, as Hadoop's whole-file formats do.
@@ -129,7 +133,7 @@ pub fn owned_range(data: &[u8], start: u64, end: u64) -> Range<usize> {
 /// Whether `data` (the object from `start` on) reaches far enough to decide the split: it
 /// holds a newline at or after relative offset `end - start`, or it reaches the object's end.
 pub fn has_enough(data: &[u8], start: u64, end: u64, object_size: u64) -> bool {
-    if start + data.len() as u64 >= object_size {
+    if start.saturating_add(data.len() as u64) >= object_size {
         return true;
     }
     let rel_end = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
@@ -225,6 +229,93 @@ mod tests {
                 prop_assert!(c.end == data.len() || data[c.end - 1] == b'\n');
             }
             prop_assert_eq!(got, all_lines(&data));
+        }
+    }
+
+    /// Object sizes worth trying: small, huge, and anything.
+    fn size() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..2000, (u64::MAX - 2000)..=u64::MAX, any::<u64>()]
+    }
+
+    fn format() -> impl Strategy<Value = InputFormat> {
+        prop_oneof![
+            Just(InputFormat::Auto),
+            Just(InputFormat::Text),
+            Just(InputFormat::Whole),
+            Just(InputFormat::Arrow),
+            Just(InputFormat::Parquet),
+            prop_oneof![1u32..5, 1u32..=1 << 20, Just(0u32), Just(u32::MAX)].prop_map(InputFormat::Fixed),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Every byte of every object is in exactly one split, in order, whatever the sizes.
+        #[test]
+        fn splits_cover_every_byte_exactly_once(
+            sizes in proptest::collection::vec(size(), 0..5),
+            split_size in prop_oneof![0u64..100, any::<u64>(), Just(u64::MAX)],
+            format in format(),
+            names in proptest::collection::vec(prop_oneof![Just(".txt"), Just(".gz"), Just(".zst"), Just(".parquet"), Just(".arrow")], 5),
+        ) {
+            // Keep the number of splits small enough to hold: that is the coordinator's business.
+            prop_assume!(sizes.iter().all(|&s| s / split_size.max(1) < 100_000));
+            let objects: Vec<InputObject> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &size)| InputObject { url: format!("file:///d/{i}{}", names[i]), size })
+                .collect();
+            let splits = compute_splits(&objects, split_size, format);
+            for o in &objects {
+                let mine: Vec<&Split> = splits.iter().filter(|s| s.url == o.url).collect();
+                let of = format.resolve(&o.url);
+                let mut at = 0u64;
+                for s in &mine {
+                    prop_assert_eq!(s.start, at);
+                    prop_assert!(s.end > s.start || o.size == 0);
+                    prop_assert_eq!(s.object_size, o.size);
+                    if let ObjectFormat::Fixed(n, None) = of {
+                        prop_assert_eq!(s.start % u64::from(n.max(1)), 0);
+                    }
+                    at = s.end;
+                }
+                prop_assert_eq!(at, o.size);
+                if !of.splittable() && o.size > 0 {
+                    prop_assert_eq!(mine.len(), 1);
+                }
+            }
+        }
+
+        #[test]
+        fn generator_splits_cover_every_row_once(rows in size(), maps in prop_oneof![0u32..50, 0u32..10_000]) {
+            let splits = generator_splits(rows, maps);
+            let mut at = 0u64;
+            for s in &splits {
+                prop_assert_eq!(s.start, at);
+                prop_assert!(s.end > s.start);
+                at = s.end;
+            }
+            prop_assert_eq!(at, rows);
+            prop_assert!(splits.len() as u64 <= u64::from(maps.max(1)));
+        }
+
+        /// The line rule never panics, whatever the bytes and offsets (even inconsistent ones).
+        #[test]
+        fn line_rule_never_panics_on_any_bytes_or_offsets(
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+            start in size(),
+            end in size(),
+            object_size in size(),
+            pieces in 0usize..20,
+        ) {
+            let r = owned_range(&data, start, end);
+            prop_assert!(r.start <= r.end && r.end <= data.len());
+            let _ = has_enough(&data, start, end, object_size);
+            let total: usize = lines(&data).map(|(_, l)| l.len()).sum();
+            prop_assert!(total <= data.len());
+            let chunks = chunk_at_lines(&data, pieces);
+            prop_assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), data.len());
         }
     }
 

@@ -16,6 +16,29 @@
 //! `start`/`run` functions of the coordinator and worker crates; errors print as one line.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+// Every module below prints through these instead of `std`'s macros of the same names (a
+// `macro_rules!` defined here shadows the prelude's in the modules declared after it), so no
+// output to a closed pipe (`quern tasks JOB --json | head`) can panic; see
+// `render::write_out`.
+#[allow(unused_macros)]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::render::write_out(format_args!($($arg)*)) };
+}
+#[allow(unused_macros)]
+macro_rules! println {
+    () => { $crate::render::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::render::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+#[allow(unused_macros)]
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::render::write_err(format_args!($($arg)*)) };
+}
+#[allow(unused_macros)]
+macro_rules! eprintln {
+    () => { $crate::render::write_err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::render::write_err(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 pub mod args;
 pub mod client_cmds;
 pub mod prepare;
@@ -51,6 +74,9 @@ pub fn main_with(registry: Registry) -> ExitCode {
         }
     };
     init_tracing(&cli.command);
+    if !matches!(cli.command, Command::Coordinator(_) | Command::Worker(_) | Command::Run(_)) {
+        one_line_panics();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -86,6 +112,23 @@ async fn dispatch(cmd: Command, registry: Registry) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A client command that panics anyway (a bug) says so in one line, without the backtrace
+/// note, as every other error does. Servers keep the standard report in their logs: there a
+/// panic in user code is caught, fails only its task attempt, and the thread name helps.
+fn one_line_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
+        let msg = msg.replace('\n', " ");
+        eprintln!("error: internal error, please report it: {msg}{at}");
+    }));
 }
 
 /// Logs go to stderr; servers log at info, the embedded runner at warn, and client commands

@@ -198,6 +198,10 @@ pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: 
             }
         };
         if !of.splittable() {
+            // The same limit a map task has: never hold more of an object than a worker would.
+            quern_worker::input::InputLimits::DEFAULT
+                .check_read("object read whole", o.size)
+                .map_err(|e| anyhow!("sampling {url}: {e}"))?;
             let bytes = store.get(&url.path()).await.with_context(|| format!("sampling {url}"))?.bytes().await?;
             let input =
                 quern_worker::input::Input::decode(of, bytes, 0, o.size).map_err(|e| anyhow!("sampling {url}: {e}"))?;

@@ -1,4 +1,7 @@
-//! How statuses look: JSON per CONTRACT.md, and plain text for people.
+//! How statuses look: JSON per CONTRACT.md, and plain text for people; and how anything
+//! reaches the terminal ([`write_out`], [`write_err`]).
+
+use std::io::Write;
 
 use quern_api::pb;
 
@@ -53,4 +56,27 @@ pub fn status_text(s: &pb::JobStatus) -> String {
         }
     }
     out
+}
+
+/// Writes to stdout, for every `print!`/`println!` of this crate (see the macros in
+/// `lib.rs`). Output piped into `head` or a pager that quits early finds stdout closed: that
+/// is the reader saying it has seen enough, not an error, so the process exits at once and
+/// quietly, with success, as `ripgrep` and friends do. Any other write error (a full disk)
+/// is one line on stderr and exit status 1. `std`'s `println!` panics in both cases.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        write_err(format_args!("error: writing to stdout: {e}\n"));
+        std::process::exit(1);
+    }
+}
+
+/// Writes to stderr, for every `eprint!`/`eprintln!` of this crate. A closed or failing
+/// stderr leaves nowhere to report anything, so the error is dropped and the command goes on
+/// to its normal exit status.
+pub fn write_err(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
 }

@@ -41,6 +41,20 @@ fn probability(p: &Params, key: &str) -> Result<f64, ParamError> {
     Ok(v)
 }
 
+/// Longest stall: a stall is a slow machine, not a slot taken for good.
+const MAX_STALL_MS: u64 = 3_600_000;
+
+fn stall_ms(p: &Params) -> Result<u64, ParamError> {
+    let ms = p.parse_or("stall_ms", 2000)?;
+    if ms > MAX_STALL_MS {
+        return Err(ParamError {
+            key: "stall_ms".into(),
+            reason: format!("{ms} is more than {MAX_STALL_MS} (an hour)"),
+        });
+    }
+    Ok(ms)
+}
+
 impl CrashTest {
     /// Builds the job from its parameters.
     pub fn from_params(p: &Params) -> Result<Self, ParamError> {
@@ -57,7 +71,7 @@ impl CrashTest {
         Ok(CrashTest {
             crash: probability(p, "crash")?,
             stall: probability(p, "stall")?,
-            stall_ms: p.parse_or("stall_ms", 2000)?,
+            stall_ms: stall_ms(p)?,
             reduce_crash: probability(p, "reduce_crash")?,
             reduce_stall: probability(p, "reduce_stall")?,
             panic_word: p.get("panic_word").filter(|w| !w.is_empty()).map(str::to_string),

@@ -177,4 +177,59 @@ mod tests {
         for_each_word("Hello, wörld! it's 42nd-time\u{FFFD}ok", |s| w.push(s.to_string()));
         assert_eq!(w, vec!["Hello", "wörld", "it", "s", "nd", "time", "ok"]);
     }
+
+    /// Parameters arrive from anyone who can submit (even past the CLI, over raw gRPC): every
+    /// built-in job and pipeline answers hostile values with Ok or an error, never a panic.
+    #[test]
+    fn hostile_parameters_never_panic_a_builder() {
+        let keys = [
+            "n",
+            "rows",
+            "pattern",
+            "crash",
+            "stall",
+            "stall_ms",
+            "reduce_crash",
+            "reduce_stall",
+            "panic_word",
+            "left",
+            "key",
+            "combiner",
+            "stopwords",
+            "__cuts",
+            "unknown",
+        ];
+        let long = "\u{e9}".repeat(50_000);
+        let values = [
+            "",
+            "a\u{e9}b",
+            "-1",
+            "0",
+            "18446744073709551616",
+            "99999999999999999999999999999",
+            "NaN",
+            "-inf",
+            "1e309",
+            "(",
+            "a{99999}{99999}",
+            "\0",
+            "0x10",
+            " 1",
+            "true\n",
+            &long,
+        ];
+        let r = builtin();
+        for job in r.all_names() {
+            for key in keys {
+                for value in values {
+                    let p = Params::new([(key.to_string(), value.to_string())].into());
+                    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let _ = r.pipeline(&job, &p);
+                        let _ = r.create(&job, &p).map_err(|e| e.to_string());
+                    }));
+                    assert!(built.is_ok(), "{job} panicked on {key}={:?}", value.get(..20.min(value.len())));
+                }
+            }
+        }
+    }
 }

@@ -84,7 +84,10 @@ impl TeraGen {
     pub fn from_params(p: &Params) -> Result<Self, ParamError> {
         p.allow_only(&["rows"])?;
         let rows = p.require("rows")?;
-        let rows = rows.parse().map_err(|e| ParamError { key: "rows".into(), reason: format!("{rows:?}: {e}") })?;
+        let rows = rows.parse().map_err(|e| ParamError {
+            key: "rows".into(),
+            reason: format!("{}: {e}", quern_api::registry::shown(rows)),
+        })?;
         Ok(TeraGen { rows })
     }
 }

@@ -33,7 +33,10 @@ impl WordCount {
             Some(name) => {
                 let bytes = p.side(name).ok_or_else(|| ParamError {
                     key: "stopwords".into(),
-                    reason: format!("no side data named {name:?} (give it with --side {name}=FILE)"),
+                    reason: format!(
+                        "no side data named {} (give it with --side NAME=FILE)",
+                        quern_api::registry::shown(name)
+                    ),
                 })?;
                 String::from_utf8_lossy(bytes).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
             }

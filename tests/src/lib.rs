@@ -185,8 +185,21 @@ impl TestCluster {
         self.start_worker_with(&[])
     }
 
+    /// Starts one more in-process worker that runs `registry`'s jobs (such as test jobs that
+    /// misbehave on purpose) instead of the built-ins; returns its index.
+    pub fn start_worker_with_registry(&mut self, registry: quern_api::Registry) -> Result<usize> {
+        if self.mode != Mode::InProcess {
+            bail!("a worker with its own registry runs in-process only");
+        }
+        self.start_worker_running(&[], registry)
+    }
+
     /// Starts one more worker with extra flags (processes only); returns its index.
     pub fn start_worker_with(&mut self, extra: &[&str]) -> Result<usize> {
+        self.start_worker_running(extra, quern_examples::builtin())
+    }
+
+    fn start_worker_running(&mut self, extra: &[&str], registry: quern_api::Registry) -> Result<usize> {
         let i = self.workers.len();
         let node = match self.mode {
             Mode::Processes => {
@@ -222,7 +235,7 @@ impl TestCluster {
                     cache: None,
                 };
                 let rt = self.runtime.as_ref().ok_or_else(|| anyhow!("no runtime"))?;
-                rt.spawn(quern_worker::run(cfg, quern_examples::builtin(), token.clone()));
+                rt.spawn(quern_worker::run(cfg, registry, token.clone()));
                 Node::Task(token)
             }
         };
@@ -242,6 +255,14 @@ impl TestCluster {
         if let Node::Process(c) = &self.coordinator {
             // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
             unsafe { libc::kill(c.id() as i32, signal) };
+        }
+    }
+
+    /// The (first) coordinator's process id (processes only), e.g. to read its memory use.
+    pub fn coordinator_pid(&self) -> Option<u32> {
+        match &self.coordinator {
+            Node::Process(c) => Some(c.id()),
+            Node::Task(_) => None,
         }
     }
 

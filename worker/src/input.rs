@@ -14,13 +14,15 @@ use arrow_array::{Array, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::ArrowError;
 use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use quern_api::Counters;
 use quern_api::counters::names;
 use quern_api::format::ObjectFormat;
 use quern_api::job::{RecordKind, Row, TextRecord};
 use quern_api::split::{chunk_at_lines, lines, owned_range};
 
-use crate::decompress::decompress;
+use crate::decompress::{Bounds, decompress, longest_line_check};
+use crate::error::InputError;
 
 /// A split's records, decoded as far as needed to cut them into chunks.
 #[derive(Debug)]
@@ -69,47 +71,118 @@ pub enum Input {
     },
 }
 
+/// Longest text line, in bytes (Hadoop's `mapreduce.input.linerecordreader.line.maxlength`):
+/// a longer line is an input error, so an object without newlines cannot make a task read it
+/// all.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// Most bytes one `.gz`/`.zst` object may decompress to.
+pub const MAX_DECOMPRESSED_BYTES: usize = 1 << 30;
+
+/// Most bytes a task holds at once: a split, an object read whole (`whole`, Arrow, Parquet,
+/// compressed), and the rows an Arrow or Parquet object decodes to.
+pub const MAX_READ_BYTES: usize = 1 << 30;
+
+/// Limits that keep broken or hostile input from taking a worker's memory: past one, the map
+/// task fails with a clear input error instead of allocating without end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputLimits {
+    /// Longest text line ([`MAX_LINE_BYTES`]).
+    pub max_line_bytes: usize,
+    /// Most bytes a compressed object decompresses to ([`MAX_DECOMPRESSED_BYTES`]).
+    pub max_decompressed_bytes: usize,
+    /// Most bytes of a split, an object read whole, or decoded rows ([`MAX_READ_BYTES`]).
+    pub max_read_bytes: usize,
+}
+
+impl InputLimits {
+    /// The limits workers run with.
+    pub const DEFAULT: InputLimits = InputLimits {
+        max_line_bytes: MAX_LINE_BYTES,
+        max_decompressed_bytes: MAX_DECOMPRESSED_BYTES,
+        max_read_bytes: MAX_READ_BYTES,
+    };
+
+    /// Whether a split or object of `len` bytes may be read; `what` names it in the error.
+    pub fn check_read(&self, what: &str, len: u64) -> Result<(), InputError> {
+        if len > self.max_read_bytes as u64 {
+            return Err(InputError::TooLarge { what: format!("{what} of {len} bytes"), limit: self.max_read_bytes });
+        }
+        Ok(())
+    }
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        InputLimits::DEFAULT
+    }
+}
+
 impl Input {
     /// Decodes the bytes read for split `[start, end)` of an object in `format` (for text,
     /// from `start` through the end of the split's last line; for the unsplittable formats,
-    /// the whole object).
-    pub fn decode(format: ObjectFormat, data: Bytes, start: u64, end: u64) -> Result<Input, String> {
-        let unpack = |c| -> Result<Bytes, String> {
+    /// the whole object), within the default [`InputLimits`].
+    pub fn decode(format: ObjectFormat, data: Bytes, start: u64, end: u64) -> Result<Input, InputError> {
+        Input::decode_with(format, data, start, end, &InputLimits::DEFAULT)
+    }
+
+    /// [`Input::decode`] within `limits`.
+    pub fn decode_with(
+        format: ObjectFormat,
+        data: Bytes,
+        start: u64,
+        end: u64,
+        limits: &InputLimits,
+    ) -> Result<Input, InputError> {
+        // A text split's bytes run on past its end to finish its last line.
+        let tail = if format == ObjectFormat::Text(None) { limits.max_line_bytes } else { 0 };
+        limits.check_read("the data read", (data.len().saturating_sub(tail)) as u64)?;
+        let unpack = |c, text: bool| -> Result<Bytes, InputError> {
+            let bounds =
+                Bounds { max_bytes: limits.max_decompressed_bytes, max_line: text.then_some(limits.max_line_bytes) };
             match c {
                 None => Ok(data.clone()),
-                Some(c) => decompress(c, &data).map(Bytes::from),
+                Some(c) => decompress(c, &data, bounds).map(Bytes::from),
             }
         };
         Ok(match format {
-            ObjectFormat::Text(None) => Input::Text { owned: owned_range(&data, start, end), data, start },
+            ObjectFormat::Text(None) => {
+                let owned = owned_range(&data, start, end);
+                // Cheap when the lines cannot be too long; one pass over the bytes otherwise.
+                if owned.len() > limits.max_line_bytes {
+                    longest_line_check(&data[owned.clone()], 0, limits.max_line_bytes)?;
+                }
+                Input::Text { owned, data, start }
+            }
             ObjectFormat::Text(Some(c)) => {
-                let data = unpack(Some(c))?;
+                let data = unpack(Some(c), true)?;
                 Input::Text { owned: 0..data.len(), data, start: 0 }
             }
-            ObjectFormat::Whole(c) => Input::Whole { data: unpack(c)? },
+            ObjectFormat::Whole(c) => Input::Whole { data: unpack(c, false)? },
             ObjectFormat::Fixed(n, c) => {
-                let data = unpack(c)?;
+                let data = unpack(c, false)?;
                 let len = n as usize;
-                if data.len() % len != 0 {
-                    return Err(format!("{} bytes is not a whole number of {len}-byte records", data.len()));
+                if len == 0 || !data.len().is_multiple_of(len) {
+                    return Err(InputError::PartialRecord { len: data.len(), record: n });
                 }
                 Input::Fixed { data, len, base: if c.is_some() { 0 } else { start } }
             }
-            ObjectFormat::Arrow => {
+            ObjectFormat::Arrow => guarded("arrow", || {
                 if data.starts_with(b"ARROW1") {
-                    let reader = arrow_ipc::reader::FileReader::try_new(Cursor::new(data), None).map_err(arrow)?;
-                    render_rows(reader)?
+                    let reader = arrow_ipc::reader::FileReader::try_new(Cursor::new(data.clone()), None)?;
+                    render_rows(reader, limits)
                 } else {
-                    let reader = arrow_ipc::reader::StreamReader::try_new(Cursor::new(data), None).map_err(arrow)?;
-                    render_rows(reader)?
+                    let reader = arrow_ipc::reader::StreamReader::try_new(Cursor::new(data.clone()), None)?;
+                    render_rows(reader, limits)
                 }
-            }
-            ObjectFormat::Parquet => {
-                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data)
-                    .and_then(|b| b.build())
-                    .map_err(|e| format!("parquet: {e}"))?;
-                render_rows(reader)?
-            }
+            })?,
+            ObjectFormat::Parquet => guarded("parquet", || {
+                let builder = ParquetRecordBatchReaderBuilder::try_new(data.clone())?;
+                // Refuse before decoding what the file itself says is too big.
+                let size: i64 = builder.metadata().row_groups().iter().map(|g| g.total_byte_size().max(0)).sum();
+                limits.check_read("the rows this Parquet file decodes to", size as u64)?;
+                render_rows(builder.build()?, limits)
+            })?,
         })
     }
 
@@ -158,11 +231,11 @@ impl Input {
                 }
                 // Lossy decoding keeps every '\n' and '\r', so lines of the decoded text match
                 // the raw lines one to one; offsets come from the raw bytes.
-                let base = start + (owned.start + chunk.start) as u64;
+                let base = start.saturating_add((owned.start + chunk.start) as u64);
                 let mut records = lines(raw).zip(lines(text.as_bytes())).map(|((off, raw), (_, l))| TextRecord {
                     source,
                     url,
-                    offset: base + off as u64,
+                    offset: base.saturating_add(off as u64),
                     line: std::str::from_utf8(l).unwrap_or(""),
                     bytes: raw,
                     row: None,
@@ -189,7 +262,7 @@ impl Input {
                     TextRecord {
                         source,
                         url,
-                        offset: base + (i * len) as u64,
+                        offset: base.saturating_add((i * len) as u64),
                         line: std::str::from_utf8(bytes).unwrap_or(""),
                         bytes,
                         row: None,
@@ -215,7 +288,7 @@ impl Input {
                 let mut records = chunk.map(|i| TextRecord {
                     source,
                     url,
-                    offset: start + i as u64,
+                    offset: start.saturating_add(i as u64),
                     line: "",
                     bytes: &[],
                     row: None,
@@ -243,23 +316,43 @@ fn binary_record(row: Row<'_>) -> Option<&[u8]> {
     col.as_binary_opt::<i64>().map(|a| a.value(row.index))
 }
 
-fn arrow(e: ArrowError) -> String {
-    format!("arrow: {e}")
+/// Runs a third-party decoder on untrusted bytes: should it panic, that is an input error
+/// like any other, whoever called (a worker's map task, or the CLI sampling for a total order).
+fn guarded<T>(format: &'static str, f: impl FnOnce() -> Result<T, InputError>) -> Result<T, InputError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(InputError::DecoderPanicked { format, message })
+    })
 }
 
 /// Renders rows as lines: columns joined by tabs, nulls empty, trailing nulls dropped.
-fn render_rows(batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>) -> Result<Input, String> {
+/// What is kept (the batches and the rendered text) stays within the limit: a small file can
+/// decode to far more (a dictionary column repeats its values, Parquet pages are compressed).
+fn render_rows(
+    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
+    limits: &InputLimits,
+) -> Result<Input, InputError> {
     let options = FormatOptions::default();
     let (mut text, mut ends) = (String::new(), Vec::new());
     let (mut kept, mut firsts) = (Vec::new(), Vec::new());
+    let mut held = 0usize;
+    let too_large = || InputError::TooLarge { what: "the rows it decodes to".into(), limit: limits.max_read_bytes };
     for batch in batches {
-        let batch = batch.map_err(arrow)?;
+        let batch = batch?;
+        held = held.saturating_add(batch.get_array_memory_size());
+        if held > limits.max_read_bytes {
+            return Err(too_large());
+        }
         firsts.push(ends.len());
         // Cheap (reference-counted) copies, so the formatters do not borrow the kept batch.
         let columns: Vec<arrow_array::ArrayRef> = batch.columns().to_vec();
         let formatters =
             columns.iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>();
-        let formatters = formatters.map_err(arrow)?;
+        let formatters = formatters?;
         let record = batch
             .column_by_name(RECORD_COLUMN)
             .filter(|c| matches!(c.data_type(), arrow_schema::DataType::Binary | arrow_schema::DataType::LargeBinary));
@@ -270,6 +363,9 @@ fn render_rows(batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>) -
             {
                 text.push_str(&String::from_utf8_lossy(raw));
                 ends.push(text.len());
+                if held.saturating_add(text.len()) > limits.max_read_bytes {
+                    return Err(too_large());
+                }
                 continue;
             }
             let last = columns.iter().rposition(|c| !c.is_null(row)).map_or(0, |i| i + 1);
@@ -279,10 +375,13 @@ fn render_rows(batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>) -
                 }
                 if !columns[i].is_null(row) {
                     use std::fmt::Write as _;
-                    write!(text, "{}", f.value(row)).map_err(|e| format!("rendering a row: {e}"))?;
+                    write!(text, "{}", f.value(row))?;
                 }
             }
             ends.push(text.len());
+            if held.saturating_add(text.len()) > limits.max_read_bytes {
+                return Err(too_large());
+            }
         }
         kept.push(batch);
     }
@@ -335,6 +434,13 @@ mod tests {
         let ipc = Input::decode(ObjectFormat::Arrow, Bytes::from(ipc.into_inner().unwrap()), 0, 0).unwrap();
         assert_eq!(records(&ipc), expected);
         assert!(Input::decode(ObjectFormat::Parquet, Bytes::from_static(b"not parquet"), 0, 0).is_err());
+    }
+
+    #[test]
+    fn a_decoder_that_panics_is_an_input_error() {
+        let e = guarded::<()>("parquet", || panic!("page header claims {} values", -1)).unwrap_err();
+        assert!(matches!(&e, InputError::DecoderPanicked { format: "parquet", message } if message.contains("-1")));
+        assert!(e.to_string().starts_with("parquet decoder failed on this data"), "{e}");
     }
 
     #[test]

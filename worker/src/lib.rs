@@ -24,9 +24,11 @@ pub mod shuffle;
 pub mod task;
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use quern_api::client::{ConnectError, WorkerClient, worker_client_lazy};
 use quern_api::{AttemptId, Registry, WorkerId, pb};
 use tokio::sync::Notify;
@@ -107,6 +109,32 @@ impl Shared {
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AttemptId, CancellationToken>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A slot held by one running attempt: taking it registers the attempt (heartbeats report
+/// it, cancels reach it); dropping it, however the attempt's task ends, frees the slot.
+struct Slot {
+    shared: Arc<Shared>,
+    attempt: AttemptId,
+    /// The attempt's progress count, reported with heartbeats.
+    progress: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Slot {
+    fn take(shared: &Arc<Shared>, attempt: AttemptId, cancel: CancellationToken) -> Slot {
+        shared.lock().insert(attempt.clone(), cancel);
+        let progress = Arc::<std::sync::atomic::AtomicU64>::default();
+        shared.progress.lock().unwrap_or_else(|e| e.into_inner()).insert(attempt.clone(), progress.clone());
+        Slot { shared: shared.clone(), attempt, progress }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.lock().remove(&self.attempt);
+        self.shared.progress.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.attempt);
+        self.shared.slot_freed.notify_waiters();
     }
 }
 
@@ -308,14 +336,14 @@ async fn poll_loop(
                 continue;
             };
             let cancel = session.child_token();
-            shared.lock().insert(attempt.clone(), cancel.clone());
-            let progress = Arc::<std::sync::atomic::AtomicU64>::default();
-            shared.progress.lock().unwrap_or_else(|e| e.into_inner()).insert(attempt.clone(), progress.clone());
-            let env = TaskEnv { progress, ..env.clone() };
-            let (env, client, shared, slowdown) = (env, client.clone(), shared.clone(), cfg.slowdown);
+            let slot = Slot::take(shared, attempt.clone(), cancel.clone());
+            let env = TaskEnv { progress: slot.progress.clone(), ..env.clone() };
+            let (env, client, slowdown) = (env, client.clone(), cfg.slowdown);
             let span = info_span!("task", attempt = %attempt, worker = %env.worker_id);
             tracker.spawn(
                 async move {
+                    // Dropped however this task ends (even by a panic): the slot is freed.
+                    let _slot = slot;
                     let started = Instant::now();
                     if let Some(d) = slowdown {
                         tokio::select! {
@@ -323,7 +351,15 @@ async fn poll_loop(
                             _ = cancel.cancelled() => {}
                         }
                     }
-                    let outcome = run_assignment(env.clone(), a, cancel.clone()).await;
+                    // User code runs under spawn_compute's guard; this one catches the rest, so
+                    // whatever a spec makes the worker do, the attempt ends with a report.
+                    let outcome = AssertUnwindSafe(run_assignment(env.clone(), a, cancel.clone()))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| {
+                            let msg = task::panic_message(panic.as_ref());
+                            Err(TaskError::Config(format!("the worker panicked running this task: {msg}")))
+                        });
                     match &outcome {
                         Ok(_) => info!(ms = started.elapsed().as_millis() as u64, "attempt succeeded"),
                         Err(e) => warn!(error = %e, "attempt failed"),
@@ -331,9 +367,6 @@ async fn poll_loop(
                     if !cancel.is_cancelled() {
                         report(&client, &env.worker_id, &attempt, outcome).await;
                     }
-                    shared.lock().remove(&attempt);
-                    shared.progress.lock().unwrap_or_else(|e| e.into_inner()).remove(&attempt);
-                    shared.slot_freed.notify_waiters();
                 }
                 .instrument(span),
             );

@@ -1,7 +1,8 @@
 //! Running one assignment: the I/O around [`crate::map`] and [`crate::reduce`].
 //!
 //! Storage I/O happens on tokio; all CPU work goes to rayon through [`spawn_compute`], which
-//! also turns a panic in user code into a failed attempt instead of a dead worker.
+//! also turns a panic in user code (building the job from its parameters included) into a
+//! failed attempt instead of a dead worker or a lost slot.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use quern_api::{AttemptId, DynJob, InputFormat, OutputFormat, Params, Registry, 
 use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::TaskError;
-use crate::input::Input;
+use crate::error::{InputError, TaskError};
+use crate::input::{Input, InputLimits};
 use crate::map::{map_only_split, map_split};
 use crate::output::encode;
 use crate::reduce::reduce_runs;
@@ -30,6 +31,16 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
+    spawn_caught(f).await.map_err(|msg| TaskError::User(format!("user code panicked: {msg}")))
+}
+
+/// Runs `f` on the rayon pool and awaits it; a panic comes back as its message, for the
+/// caller to say what kind of failure it was.
+async fn spawn_caught<T, F>(f: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
     let (tx, rx) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
         let result = std::panic::catch_unwind(AssertUnwindSafe(f));
@@ -37,16 +48,18 @@ where
     });
     match rx.await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(panic)) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(TaskError::User(format!("user code panicked: {msg}")))
-        }
-        Err(_) => Err(TaskError::User("compute task vanished".into())),
+        Ok(Err(panic)) => Err(panic_message(panic.as_ref())),
+        Err(_) => Err("compute task vanished".into()),
     }
+}
+
+/// The message a panic was raised with (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Retries transient store failures with exponential backoff; not-found is final.
@@ -106,12 +119,19 @@ async fn side_data(env: &TaskEnv, job: &str, url: &str) -> Result<Bytes, TaskErr
     }
     let (u, store) = self::url(url)?;
     let path = u.path();
-    let bytes = with_retries("side data", || async {
+    // The coordinator checked the size at submit, but the object may have been replaced
+    // since: look before reading it all.
+    let limits = InputLimits::DEFAULT;
+    let fetched = with_retries("side data", || async {
         let got = store.get(&path).await.map_err(|e| StoreError::from_store(u.as_str(), e))?;
-        got.bytes().await.map_err(|e| StoreError::from_store(u.as_str(), e))
+        if let Err(too_large) = limits.check_read("side data", got.meta.size) {
+            return Ok(Err(too_large));
+        }
+        got.bytes().await.map(Ok).map_err(|e| StoreError::from_store(u.as_str(), e))
     })
     .await
     .map_err(TaskError::Input)?;
+    let bytes = fetched.map_err(|source| TaskError::BadInput { url: url.to_string(), source })?;
     let mut memo = env.side.lock().unwrap_or_else(|e| e.into_inner());
     // Side data is small, but jobs keep coming: forget other jobs' now and then.
     if memo.len() > 64 {
@@ -140,7 +160,14 @@ pub async fn run_assignment(
     for (name, side_url) in &a.side {
         params = params.with_side(name, side_data(&env, &attempt.task.job.to_string(), side_url).await?);
     }
-    let job = env.registry.create(&a.job, &params).map_err(|e| TaskError::Config(e.to_string()))?;
+    // Building a job runs user code (the factory parsing the parameters and side data), so it
+    // runs under the same panic guard as map and reduce: a factory that panics on a hostile
+    // spec fails this attempt like bad parameters do, and the worker and its slot live on.
+    let (registry, name) = (env.registry.clone(), a.job.clone());
+    let job = spawn_caught(move || registry.create(&name, &params))
+        .await
+        .map_err(|msg| TaskError::Config(format!("building job {:?} panicked: {msg}", a.job)))?
+        .map_err(|e| TaskError::Config(e.to_string()))?;
     let bad_format = |e: quern_api::format::FormatError| TaskError::Config(e.to_string());
     let info = AssignmentInfo {
         // Skipping mode starts with the second attempt: the first one failing is what says
@@ -187,8 +214,9 @@ async fn put(store: &Arc<dyn ObjectStore>, u: &StoreUrl, bytes: Bytes) -> Result
     .await
 }
 
-/// Reads the split's bytes from its start through the end of its last line.
-async fn fetch_split(split: &pb::Split) -> Result<Bytes, TaskError> {
+/// Reads the split's bytes from its start through the end of its last line, which may be
+/// at most `max_line` bytes long (else it would read the rest of an object without newlines).
+async fn fetch_split(split: &pb::Split, max_line: usize) -> Result<Bytes, TaskError> {
     let (u, store) = url(&split.url)?;
     let (start, end, size) = (split.start, split.end.min(split.object_size), split.object_size);
     if start >= end {
@@ -200,16 +228,24 @@ async fn fetch_split(split: &pb::Split) -> Result<Bytes, TaskError> {
     }
     // The last line runs past the split's end: read on in growing steps until it ends.
     let mut buf = first.to_vec();
-    let mut step = 64 * 1024u64;
+    let mut step = (64 * 1024u64).min(max_line as u64 + 1);
+    let split_len = end - start;
     while !has_enough(&buf, start, end, size) {
+        // No newline since the split's end: the line crossing it is at least this long.
+        if (buf.len() as u64).saturating_sub(split_len) > max_line as u64 {
+            return Err(TaskError::BadInput {
+                url: split.url.clone(),
+                source: InputError::LineTooLong { limit: max_line },
+            });
+        }
         let from = start + buf.len() as u64;
-        let to = (from + step).min(size);
+        let to = from.saturating_add(step).min(size);
         let more = get_range(&store, &u, from..to).await.map_err(TaskError::Input)?;
         if more.is_empty() {
             break;
         }
         buf.extend_from_slice(&more);
-        step *= 2;
+        step = (step * 2).min(max_line as u64 + 1);
     }
     Ok(Bytes::from(buf))
 }
@@ -224,6 +260,12 @@ async fn read_split(
     if split.url == GENERATE_URL {
         return Ok((Bytes::new(), None));
     }
+    // Splits come from the coordinator, but their sizes from whoever submitted the job.
+    let limits = InputLimits::DEFAULT;
+    let whole = if format.splittable() { "split" } else { "object read whole" };
+    limits
+        .check_read(whole, split.end.saturating_sub(split.start))
+        .map_err(|source| TaskError::BadInput { url: split.url.clone(), source })?;
     let local = env.local_data.iter().any(|p| split.url.starts_with(p.as_str()));
     // Only text reads past its split's end (to finish its last line).
     let text = format == ObjectFormat::Text(None);
@@ -239,7 +281,7 @@ async fn read_split(
         return Ok((b, Some(names::CACHE_BYTES_READ)));
     }
     let b = if text {
-        fetch_split(split).await?
+        fetch_split(split, limits.max_line_bytes).await?
     } else if split.start >= split.end {
         Bytes::new()
     } else {
@@ -273,7 +315,7 @@ async fn run_map(
         if generated { Ok(Input::Generate { start, end }) } else { Input::decode(format, data, start, end) }
     })
     .await?
-    .map_err(|reason| TaskError::BadInput { url: split.url.clone(), reason })?;
+    .map_err(|source| TaskError::BadInput { url: split.url.clone(), source })?;
     let input = Arc::new(input);
     let (skip, reducers, output_format) = (a.skip, a.reducers, a.output_format);
     if reducers == 0 {
@@ -429,6 +471,19 @@ mod tests {
             url: "u".into(),
             source: object_store::Error::Generic { store: "test", source: "flaky".into() },
         }
+    }
+
+    #[tokio::test]
+    async fn a_line_running_far_past_its_split_is_refused_not_read_to_the_end() {
+        let u = StoreUrl::parse("memory:///fetch-test/long.txt").unwrap();
+        let data = [b"ab\n".to_vec(), vec![b'x'; 5000], b"\nend\n".to_vec()].concat();
+        u.store().unwrap().put(&u.path(), PutPayload::from(data.clone())).await.unwrap();
+        let split = pb::Split { url: u.to_string(), start: 0, end: 10, object_size: data.len() as u64 };
+        // The split's last line starts at 3 and ends at 5003.
+        let e = fetch_split(&split, 1000).await.unwrap_err();
+        assert!(matches!(e, TaskError::BadInput { source: InputError::LineTooLong { limit: 1000 }, .. }), "{e}");
+        let ok = fetch_split(&split, 10_000).await.unwrap();
+        assert!(ok.len() > 5003 && data.starts_with(&ok), "{} bytes", ok.len());
     }
 
     #[tokio::test(start_paused = true)]
