@@ -11,7 +11,8 @@
 //!   files, fixed-length binary records, Arrow IPC, Parquet.
 //! - [`data`]: how keys and values become bytes ([`Data`]; `Desc` and `Json` wrappers).
 //! - [`split`]: input splits and Hadoop's line rule; [`store`]: storage URLs ([`StoreUrl`]).
-//! - [`client`]: connecting to a coordinator.
+//! - [`client`]: connecting to a coordinator (token, TLS, message limit); [`tls`]: the PEM
+//!   files both sides read; [`fdlimit`]: raising the open-file limit of long-running processes.
 //!
 //! The coordinator and the worker never depend on each other; both depend on this crate.
 //!
@@ -49,6 +50,7 @@ pub mod client;
 pub mod counters;
 pub mod data;
 pub mod error;
+pub mod fdlimit;
 pub mod format;
 pub mod ids;
 pub mod job;
@@ -57,6 +59,7 @@ pub mod output;
 pub mod registry;
 pub mod split;
 pub mod store;
+pub mod tls;
 
 /// Generated protocol types and service stubs (`quern.v1`).
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quern_api::client::{ConnectError, WorkerClient, worker_client_lazy};
+use quern_api::client::{ConnectError, ConnectOptions, WorkerClient, worker_client_lazy};
 use quern_api::{AttemptId, Registry, WorkerId, pb};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -40,10 +40,10 @@ use task::{TaskEnv, run_assignment};
 /// How a worker runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// Coordinator address, `http://HOST:PORT`.
+    /// Coordinator address, `http://HOST:PORT` or `https://HOST:PORT`.
     pub coordinator: String,
-    /// Shared token, if the coordinator requires one.
-    pub token: Option<String>,
+    /// Token, TLS and message limit for talking to the coordinator.
+    pub connect: ConnectOptions,
     /// Tasks run at once.
     pub slots: u32,
     /// Host name reported for locality.
@@ -153,6 +153,8 @@ impl Outage {
 /// Runs a worker until `shutdown` is cancelled (then finishes its running tasks) or the
 /// coordinator stays away longer than the reconnect budget.
 pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    // Tasks open many store files at once; the soft limit is often far below what is allowed.
+    quern_api::fdlimit::raise_nofile();
     // One client per coordinator address; with several, the worker follows the one that
     // holds the lease (standbys refuse every call).
     let clients = cfg
@@ -160,7 +162,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationTo
         .split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .map(|a| worker_client_lazy(a, cfg.token.as_deref()))
+        .map(|a| worker_client_lazy(a, &cfg.connect))
         .collect::<Result<Vec<_>, _>>()?;
     let cache = match &cfg.cache {
         None => None,
