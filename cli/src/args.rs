@@ -113,6 +113,10 @@ pub struct ServerNetArgs {
     /// Close a connection that has not sent a byte and finished its TLS handshake by then.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
+    /// Connections in their handshake at once; a new one beyond it closes the oldest, so
+    /// idle sockets cannot hold every connection slot.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_handshakes: u32,
     /// Close a connection whose peer sent nothing this long (keepalive pings count).
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,

@@ -104,6 +104,7 @@ fn net_config(a: &ServerNetArgs) -> Result<NetConfig> {
         max_connections: a.max_connections as usize,
         max_streams: a.max_streams,
         handshake_timeout: a.handshake_timeout,
+        max_handshakes: a.max_handshakes as usize,
         idle_timeout: a.idle_timeout,
         keepalive: a.keepalive,
         http_public: a.http_public,

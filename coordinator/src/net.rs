@@ -5,8 +5,11 @@
 //!   of one semaphore shared by both listeners. Over the limit a socket is accepted and closed
 //!   at once, so the kernel's listen backlog never fills with connections nobody serves, and
 //!   the limit is kept below the open-file limit so the store and journal always get files.
-//! - **Handshake timeout**: a connection has [`NetConfig::handshake_timeout`] to send its
-//!   first byte and complete TLS; otherwise it is closed.
+//! - **Handshakes**: a connection has [`NetConfig::handshake_timeout`] to send its first byte
+//!   and complete TLS; otherwise it is closed. At most [`NetConfig::max_handshakes`] are in
+//!   that state at once, and a new connection beyond it closes the *oldest* one: a flood of
+//!   idle sockets then holds only that many permits and keeps churning through them, while
+//!   a real client finishes its handshake in milliseconds and gets a permit of its own.
 //! - **Idle timeout**: a connection whose peer sends nothing for [`NetConfig::idle_timeout`]
 //!   is closed. HTTP/2 keepalive pings (clients send them, and answer the server's) count, so
 //!   live clients keep their long polls and watch streams.
@@ -16,10 +19,11 @@
 //!   `https://` instead of a broken connection. With a client CA, certificates are verified
 //!   during the handshake and calls without one are refused the same way ([`PeerRules`]).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -47,6 +51,8 @@ pub struct NetConfig {
     pub max_streams: u32,
     /// Time to send a first byte and finish the TLS handshake.
     pub handshake_timeout: Duration,
+    /// Connections in their handshake at once; a new one beyond it closes the oldest.
+    pub max_handshakes: usize,
     /// A connection whose peer sends nothing this long is closed.
     pub idle_timeout: Duration,
     /// How often the server pings each HTTP/2 connection (a peer that does not answer within
@@ -64,6 +70,7 @@ impl Default for NetConfig {
             max_connections: 10_000,
             max_streams: 256,
             handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 1024,
             idle_timeout: Duration::from_secs(120),
             keepalive: Duration::from_secs(20),
             http_public: false,
@@ -128,6 +135,7 @@ pub(crate) struct Front {
     grpc_tls: Option<Arc<ServerConfig>>,
     http_tls: Option<Arc<ServerConfig>>,
     slots: Arc<Semaphore>,
+    pending: Arc<Mutex<Pending>>,
     handshake: Duration,
     idle: Duration,
     /// The connection limit in force (after the open-file limit).
@@ -158,6 +166,11 @@ impl Front {
             grpc_tls,
             http_tls,
             slots: Arc::new(Semaphore::new(max_connections)),
+            pending: Arc::new(Mutex::new(Pending {
+                next: 0,
+                open: BTreeMap::new(),
+                cap: cfg.max_handshakes.clamp(1, max_connections),
+            })),
             handshake: cfg.handshake_timeout,
             idle: cfg.idle_timeout,
             max_connections,
@@ -183,7 +196,7 @@ impl Front {
         stop: CancellationToken,
     ) -> mpsc::Receiver<Conn> {
         let (tx, rx) = mpsc::channel(64);
-        let (slots, handshake, idle) = (self.slots.clone(), self.handshake, self.idle);
+        let (slots, pending, handshake, idle) = (self.slots.clone(), self.pending.clone(), self.handshake, self.idle);
         tokio::spawn(async move {
             loop {
                 let (sock, addr) = tokio::select! {
@@ -204,9 +217,18 @@ impl Front {
                     drop(sock);
                     continue;
                 };
-                let (tx, tls) = (tx.clone(), tls.clone());
+                let (tx, tls, pending) = (tx.clone(), tls.clone(), pending.clone());
+                let (id, evicted) = lock(&pending).admit();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(handshake, open(sock, addr, tls)).await {
+                    let opened = tokio::select! {
+                        r = tokio::time::timeout(handshake, open(sock, addr, tls)) => r,
+                        _ = evicted.cancelled() => {
+                            debug!(%addr, "too many connections in their handshake; closing the oldest");
+                            Ok(None)
+                        }
+                    };
+                    lock(&pending).done(id);
+                    match opened {
                         Ok(Some((io, peer))) => {
                             let conn =
                                 Conn { io, peer, idle, deadline: Box::pin(tokio::time::sleep(idle)), _slot: slot };
@@ -221,6 +243,40 @@ impl Front {
         });
         rx
     }
+}
+
+/// Connections still in their handshake, oldest first.
+struct Pending {
+    next: u64,
+    open: BTreeMap<u64, CancellationToken>,
+    cap: usize,
+}
+
+impl Pending {
+    /// Registers a new connection, closing the oldest when full; returns its id and the token
+    /// that closes it.
+    fn admit(&mut self) -> (u64, CancellationToken) {
+        while self.open.len() >= self.cap {
+            match self.open.pop_first() {
+                Some((_, oldest)) => oldest.cancel(),
+                None => break,
+            }
+        }
+        let id = self.next;
+        self.next += 1;
+        let token = CancellationToken::new();
+        self.open.insert(id, token.clone());
+        (id, token)
+    }
+
+    fn done(&mut self, id: u64) {
+        self.open.remove(&id);
+    }
+}
+
+fn lock(p: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
+    // The map stays consistent whatever panicked while holding it.
+    p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `wanted`, lowered so that connections leave a quarter of the open files (at least 64, at
@@ -423,6 +479,17 @@ mod tests {
         assert_eq!(connection_limit(10_000, Some(1024)), 768);
         assert_eq!(connection_limit(10_000, Some(10)), 16);
         assert_eq!(connection_limit(0, None), 1);
+    }
+
+    #[test]
+    fn a_full_handshake_queue_closes_its_oldest() {
+        let mut p = Pending { next: 0, open: BTreeMap::new(), cap: 2 };
+        let (a, ta) = p.admit();
+        let (_, tb) = p.admit();
+        let (_, tc) = p.admit();
+        assert!(ta.is_cancelled() && !tb.is_cancelled() && !tc.is_cancelled());
+        p.done(a); // a late finish of an evicted connection changes nothing
+        assert_eq!(p.open.len(), 2);
     }
 
     #[test]
