@@ -53,12 +53,13 @@ pub struct Conn {
     pub token_file: Option<PathBuf>,
     /// TLS and message limit.
     #[command(flatten)]
-    pub tls: ClientTlsArgs,
+    pub net: ClientNetArgs,
 }
 
-/// How a client or worker talks TLS to the coordinator (`https://` addresses only).
+/// How a client or worker talks to the coordinator: TLS (`https://` addresses only) and the
+/// message limit.
 #[derive(Debug, Args, Clone)]
-pub struct ClientTlsArgs {
+pub struct ClientNetArgs {
     /// PEM file of the CA(s) to trust for an https:// coordinator (default: the platform's
     /// trusted roots).
     #[arg(long)]
@@ -74,10 +75,10 @@ pub struct ClientTlsArgs {
     pub max_message: usize,
 }
 
-impl Default for ClientTlsArgs {
+impl Default for ClientNetArgs {
     /// No TLS options and the default message limit, as for the embedded `quern run`.
     fn default() -> Self {
-        ClientTlsArgs {
+        ClientNetArgs {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
@@ -192,7 +193,7 @@ pub struct WorkerArgs {
     pub coordinator: String,
     /// TLS and message limit.
     #[command(flatten)]
-    pub tls: ClientTlsArgs,
+    pub net: ClientNetArgs,
     /// Tasks to run at once (each uses every core).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub slots: u32,

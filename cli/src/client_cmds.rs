@@ -4,11 +4,12 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use quern_api::client::{JobClient, job_client};
+use quern_api::client::{ConnectOptions, JobClient, job_client, read_token_file};
+use quern_api::tls::ClientTls;
 use quern_api::{Registry, pb};
 use tokio_stream::StreamExt;
 
-use crate::args::{Conn, JobArgs, KillArgs, ListArgs, SubmitArgs};
+use crate::args::{ClientNetArgs, Conn, JobArgs, KillArgs, ListArgs, SubmitArgs};
 use crate::prepare::{add_total_order, prepare};
 use crate::render;
 
@@ -30,10 +31,19 @@ pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
     }
 }
 
+/// What a client or worker needs to reach the coordinator, from its flags.
+pub fn connect_options(token_file: Option<&std::path::Path>, net: &ClientNetArgs) -> Result<ConnectOptions> {
+    Ok(ConnectOptions {
+        token: token_file.map(read_token_file).transpose()?,
+        tls: ClientTls::from_files(net.tls_ca.as_deref(), net.tls_cert.as_deref(), net.tls_key.as_deref())?,
+        max_message: net.max_message,
+    })
+}
+
 /// Connects to the coordinator named by `conn`; of several addresses, to the one that holds
 /// the lease (the others, standbys, refuse every call).
 pub async fn connect(conn: &Conn) -> Result<JobClient> {
-    let opts = crate::servers::connect_options(conn.token_file.as_deref(), &conn.tls)?;
+    let opts = connect_options(conn.token_file.as_deref(), &conn.net)?;
     let addrs: Vec<&str> = conn.coordinator.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
     if addrs.len() <= 1 {
         return Ok(job_client(addrs.first().copied().unwrap_or(""), &opts).await?);

@@ -4,15 +4,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use quern_api::client::{ConnectOptions, read_token_file};
-use quern_api::tls::{ClientTls, Identity, PemCerts};
+use quern_api::tls::{Identity, PemCerts};
 use quern_api::{Registry, StoreUrl};
 use quern_coordinator::CoordinatorConfig;
 use quern_coordinator::net::{NetConfig, ServerTls};
 use quern_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{ClientTlsArgs, CoordinatorArgs, RunArgs, ServerNetArgs, WorkerArgs};
-use crate::client_cmds::{finish, submit_spec, wait};
+use crate::args::{ClientNetArgs, CoordinatorArgs, RunArgs, ServerNetArgs, WorkerArgs};
+use crate::client_cmds::{connect_options, finish, submit_spec, wait};
 use crate::prepare::prepare;
 use crate::render;
 
@@ -111,15 +111,6 @@ fn net_config(a: &ServerNetArgs) -> Result<NetConfig> {
     })
 }
 
-/// What a client or worker needs to reach the coordinator, from its flags.
-pub fn connect_options(token_file: Option<&std::path::Path>, tls: &ClientTlsArgs) -> Result<ConnectOptions> {
-    Ok(ConnectOptions {
-        token: token_file.map(read_token_file).transpose()?,
-        tls: ClientTls::from_files(tls.tls_ca.as_deref(), tls.tls_cert.as_deref(), tls.tls_key.as_deref())?,
-        max_message: tls.max_message,
-    })
-}
-
 fn default_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -145,7 +136,7 @@ fn local_data_urls(paths: &[std::path::PathBuf]) -> Result<Vec<String>> {
 
 /// `quern worker`.
 pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
-    let connect = connect_options(a.token_file.as_deref(), &a.tls)?;
+    let connect = connect_options(a.token_file.as_deref(), &a.net)?;
     for addr in a.coordinator.split(',') {
         quern_api::client::endpoint(addr.trim(), &connect)?;
     }
@@ -201,7 +192,7 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
         workers.push(tokio::spawn(quern_worker::run(cfg, registry.clone(), shutdown.clone())));
     }
     let started = Instant::now();
-    let conn = crate::args::Conn { coordinator: running.url.clone(), token_file: None, tls: ClientTlsArgs::default() };
+    let conn = crate::args::Conn { coordinator: running.url.clone(), token_file: None, net: ClientNetArgs::default() };
     let result = async {
         let mut client = crate::client_cmds::connect(&conn).await?;
         let id = submit_spec(&mut client, spec).await?;

@@ -122,6 +122,11 @@ fn tls_word_count_is_exact_and_plain_or_untrusting_clients_fail_clearly() {
     let w = quern(&["worker", "--coordinator", &plain, "--reconnect-budget", "30s"]);
     assert!(!w.status.success());
     assert!(stderr(&w).contains("requires TLS"), "{}", stderr(&w));
+    // A worker that does not trust the certificate says why when it gives up.
+    let w = quern(&["worker", "--coordinator", c.url(), "--tls-ca", &other.ca(), "--reconnect-budget", "1s"]);
+    assert!(!w.status.success());
+    let last = stderr(&w).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("UnknownIssuer") && last.contains("--tls-ca"), "{}", stderr(&w));
 }
 
 #[test]

@@ -133,14 +133,20 @@ impl Outage {
             return Err(WorkerError::Refused(err.message().to_string()));
         }
         let since = *self.since.get_or_insert_with(Instant::now);
+        // A failed connection says only "transport error"; its cause (a certificate, a reset)
+        // is what the operator can act on.
+        let why = match std::error::Error::source(err) {
+            Some(_) => quern_api::client::explain_transport(&cfg.coordinator, err),
+            None => err.message().to_string(),
+        };
         if since.elapsed() > cfg.reconnect_budget {
             return Err(WorkerError::CoordinatorGone {
                 addr: cfg.coordinator.clone(),
                 secs: cfg.reconnect_budget.as_secs(),
-                last: err.message().to_string(),
+                last: why,
             });
         }
-        warn!(error = %err.message(), "coordinator call failed; retrying");
+        warn!(error = %why, "coordinator call failed; retrying");
         tokio::select! {
             _ = tokio::time::sleep(self.backoff) => {}
             _ = shutdown.cancelled() => {}
