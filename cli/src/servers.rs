@@ -98,6 +98,10 @@ fn net_config(a: &ServerNetArgs) -> Result<NetConfig> {
             anyhow::bail!("{name} must be at least 10ms");
         }
     }
+    if a.idle_timeout <= a.keepalive {
+        // Live clients stay open because they answer the server's pings.
+        anyhow::bail!("--idle-timeout must be longer than --keepalive");
+    }
     Ok(NetConfig {
         tls,
         max_message: a.max_message,

@@ -5,8 +5,8 @@
 //!   of one semaphore shared by both listeners. Over the limit a socket is accepted and closed
 //!   at once, so the kernel's listen backlog never fills with connections nobody serves, and
 //!   the limit is kept below the open-file limit so the store and journal always get files.
-//! - **Handshakes**: a connection has [`NetConfig::handshake_timeout`] to send its first byte
-//!   and complete TLS; otherwise it is closed. At most [`NetConfig::max_handshakes`] are in
+//! - **Handshakes**: a connection has [`NetConfig::handshake_timeout`] to complete TLS and,
+//!   on the gRPC port, send the whole HTTP/2 connection preface; otherwise it is closed. At most [`NetConfig::max_handshakes`] are in
 //!   that state at once, and a new connection beyond it closes the *oldest* one: a flood of
 //!   idle sockets then holds only that many permits and keeps churning through them, while
 //!   a real client finishes its handshake in milliseconds and gets a permit of its own.
@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use quern_api::tls::{Identity, PemCerts};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, Sleep};
@@ -180,19 +180,20 @@ impl Front {
 
     /// Accepts gRPC connections until `stop`; tonic serves what comes out.
     pub(crate) fn grpc(&self, listener: TcpListener, stop: CancellationToken) -> mpsc::Receiver<Conn> {
-        self.accept(listener, self.grpc_tls.clone(), stop)
+        self.accept(listener, self.grpc_tls.clone(), true, stop)
     }
 
     /// Accepts status-page connections until `stop`, as an axum listener.
     pub(crate) fn http(&self, listener: TcpListener, stop: CancellationToken) -> io::Result<ConnListener> {
         let local = listener.local_addr()?;
-        Ok(ConnListener { rx: self.accept(listener, self.http_tls.clone(), stop), local })
+        Ok(ConnListener { rx: self.accept(listener, self.http_tls.clone(), false, stop), local })
     }
 
     fn accept(
         &self,
         listener: TcpListener,
         tls: Option<Arc<ServerConfig>>,
+        h2: bool,
         stop: CancellationToken,
     ) -> mpsc::Receiver<Conn> {
         let (tx, rx) = mpsc::channel(64);
@@ -221,7 +222,7 @@ impl Front {
                 let (id, evicted) = lock(&pending).admit();
                 tokio::spawn(async move {
                     let opened = tokio::select! {
-                        r = tokio::time::timeout(handshake, open(sock, addr, tls)) => r,
+                        r = tokio::time::timeout(handshake, open(sock, addr, tls, h2)) => r,
                         _ = evicted.cancelled() => {
                             debug!(%addr, "too many connections in their handshake; closing the oldest");
                             Ok(None)
@@ -229,9 +230,9 @@ impl Front {
                     };
                     lock(&pending).done(id);
                     match opened {
-                        Ok(Some((io, peer))) => {
-                            let conn =
-                                Conn { io, peer, idle, deadline: Box::pin(tokio::time::sleep(idle)), _slot: slot };
+                        Ok(Some((io, peer, prefix))) => {
+                            let deadline = Box::pin(tokio::time::sleep(idle));
+                            let conn = Conn { io, peer, prefix, replayed: 0, idle, deadline, _slot: slot };
                             // The server has stopped when nobody receives: the connection closes.
                             let _ = tx.send(conn).await;
                         }
@@ -322,8 +323,32 @@ fn rustls_config(tls: &ServerTls, alpn: &[u8]) -> Result<Arc<ServerConfig>, NetE
 /// First byte of a TLS handshake record (a ClientHello).
 const TLS_HANDSHAKE: u8 = 0x16;
 
-/// Waits for the first byte and does the TLS handshake; `None` closes the connection.
-async fn open(sock: TcpStream, addr: SocketAddr, tls: Option<Arc<ServerConfig>>) -> Option<(Io, Peer)> {
+/// What every HTTP/2 client sends first.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits for the first byte, does the TLS handshake, and with `h2` reads the HTTP/2 preface
+/// (returned, to be replayed to the server); `None` closes the connection.
+async fn open(
+    sock: TcpStream,
+    addr: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
+    h2: bool,
+) -> Option<(Io, Peer, Vec<u8>)> {
+    let (mut io, peer) = secure(sock, addr, tls).await?;
+    if !h2 {
+        return Some((io, peer, Vec::new()));
+    }
+    let mut preface = vec![0u8; H2_PREFACE.len()];
+    io.read_exact(&mut preface).await.ok()?;
+    if preface != H2_PREFACE {
+        debug!(%addr, "not an HTTP/2 client; closing");
+        return None;
+    }
+    Some((io, peer, preface))
+}
+
+/// Waits for the first byte and does the TLS handshake if the port has TLS.
+async fn secure(sock: TcpStream, addr: SocketAddr, tls: Option<Arc<ServerConfig>>) -> Option<(Io, Peer)> {
     let _ = sock.set_nodelay(true);
     let mut first = [0u8; 1];
     if sock.peek(&mut first).await.ok()? == 0 {
@@ -355,11 +380,63 @@ enum Io {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// An accepted connection: the socket (maybe TLS), who it is, its idle timer, and the permit
-/// it holds until it closes.
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// An accepted connection: the socket (maybe TLS), who it is, the bytes read during the
+/// handshake (replayed first), its idle timer, and the permit it holds until it closes.
 pub struct Conn {
     io: Io,
     peer: Peer,
+    prefix: Vec<u8>,
+    replayed: usize,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
     _slot: OwnedSemaphorePermit,
@@ -368,12 +445,14 @@ pub struct Conn {
 impl AsyncRead for Conn {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if let Some(rest) = this.prefix.get(this.replayed..).filter(|r| !r.is_empty()) {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.replayed += n;
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
-        let r = match &mut this.io {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        };
-        match r {
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 let next = Instant::now() + this.idle;
                 this.deadline.as_mut().reset(next);
@@ -389,10 +468,7 @@ impl AsyncRead for Conn {
 
 impl AsyncWrite for Conn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match &mut self.io {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -400,31 +476,19 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.io {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

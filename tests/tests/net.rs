@@ -282,10 +282,42 @@ fn an_idle_connection_flood_does_not_stop_the_coordinator() {
     assert!(closed_by_server(&mut flood[0]), "an idle connection was left open");
     let last = flood.len() - 1;
     assert!(closed_by_server(&mut flood[last]), "an idle connection was left open");
+    // One that starts HTTP/2 and stalls is closed too.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"PRI * HTTP").unwrap();
+    assert!(closed_by_server(&mut slow), "a stalled handshake was left open");
     // The workers' connections were never at risk, and a new client gets through.
     assert!(eventually(Duration::from_secs(60), || c.answers()), "the coordinator stopped answering");
     word_count_is_exact(&c, "flood");
     drop(flood);
+}
+
+#[test]
+fn keepalive_holds_long_polls_and_watch_streams_past_the_idle_timeout() {
+    // Tasks start only after 3 s, so workers' long polls and the client's watch stream sit
+    // quiet far longer than the idle timeout; the server's pings keep them open.
+    let mut c = TestCluster::start_with(Mode::Processes, 0, &["--idle-timeout", "1s", "--keepalive", "200ms"]).unwrap();
+    c.start_worker_with(&["--debug-slowdown", "3s"]).unwrap();
+    c.start_worker_with(&["--debug-slowdown", "3s"]).unwrap();
+    word_count_is_exact(&c, "quiet");
+    // A peer that completes the preface and then says nothing is dropped.
+    let mut silent = TcpStream::connect(c.url().trim_start_matches("http://")).unwrap();
+    silent.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    let mut drained = 0;
+    let mut buf = [0u8; 4096];
+    silent.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // The server's SETTINGS and pings arrive first; then the connection ends.
+    let closed = loop {
+        match silent.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) if drained < 1 << 20 => drained += n,
+            Ok(_) => break false,
+            Err(e) => break !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        }
+    };
+    assert!(closed, "a silent HTTP/2 peer was left open");
+    let o = quern(&["coordinator", "--listen", "127.0.0.1:0", "--store", "file:///tmp/x", "--idle-timeout", "1s"]);
+    assert_fails(&o, "--idle-timeout must be longer than --keepalive");
 }
 
 fn too_large(s: &tonic::Status) -> bool {
