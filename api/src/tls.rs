@@ -15,8 +15,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 /// A TLS file was unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsFileError {
-    /// The file could not be read.
-    #[error("cannot read {what} {path}: {source}")]
+    /// The file could not be read (the cause follows in the error chain).
+    #[error("cannot read {what} {path}")]
     Read {
         /// Which flag's file (`--tls-ca`, ...).
         what: &'static str,
