@@ -174,31 +174,28 @@ pub fn worker_client_lazy(addr: &str, opts: &ConnectOptions) -> Result<WorkerCli
 }
 
 /// A transport failure in words a user can act on: the innermost cause, plus a hint when it
-/// looks like one side speaks TLS and the other does not.
+/// looks like a TLS mismatch or a closed connection. For messages only: nothing decides on
+/// these strings.
 pub fn explain_transport(addr: &str, e: &(dyn std::error::Error + 'static)) -> String {
     let reason = transport_reason(e);
     let lower = reason.to_ascii_lowercase();
     let https = addr.trim_start().starts_with("https://");
-    if https && (lower.contains("eof") || lower.contains("corrupt message") || lower.contains("reset")) {
-        return format!("{reason} (is the coordinator serving TLS? plain coordinators take http://)");
-    }
-    if lower.contains("no native certs") {
-        return format!("{reason} (this machine has no trusted roots; name the coordinator's CA with --tls-ca)");
-    }
-    if lower.contains("unknownissuer") || lower.contains("invalid peer certificate") {
-        return format!(
-            "{reason} (the coordinator's certificate is not signed by a CA this client trusts: see --tls-ca)"
-        );
-    }
-    if lower.contains("alert") && lower.contains("certificate") {
-        return format!("{reason} (the coordinator refused this client's certificate: see --tls-cert)");
-    }
-    if lower == "connection closed" || lower.contains("connection reset") {
-        return format!(
-            "{reason} (by the coordinator: at its --max-connections, or refusing this client's TLS certificate)"
-        );
-    }
-    reason
+    let hint = if https && (lower.contains("eof") || lower.contains("corrupt message") || lower.contains("reset")) {
+        "the coordinator closed the connection: is it serving TLS (plain ones take http://), or at its --max-connections?"
+    } else if lower.contains("no native certs") {
+        "this machine has no trusted roots; name the coordinator's CA with --tls-ca"
+    } else if lower.contains("unknownissuer") {
+        "the coordinator's certificate is not signed by a CA this client trusts: see --tls-ca"
+    } else if lower.contains("notvalidforname") {
+        "the coordinator's certificate does not name the host in the address"
+    } else if lower.contains("alert") && lower.contains("certificate") {
+        "the coordinator refused this client's certificate: see --tls-cert"
+    } else if lower == "connection closed" || lower.contains("connection reset") {
+        "by the coordinator: at its --max-connections, or refusing this client's TLS certificate"
+    } else {
+        return reason;
+    };
+    format!("{reason} ({hint})")
 }
 
 /// The innermost cause of a transport error, which is the part a user can act on.

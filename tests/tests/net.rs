@@ -134,7 +134,7 @@ fn https_against_a_plain_coordinator_fails_clearly() {
     let pki = Pki::new("quern test CA");
     let c = TestCluster::start(Mode::Processes, 0).unwrap();
     let https = c.url().replace("http://", "https://");
-    assert_fails(&list(&https, &["--tls-ca", &pki.ca()]), "serving TLS");
+    assert_fails(&list(&https, &["--tls-ca", &pki.ca()]), "is it serving TLS");
     assert!(c.answers());
 }
 
