@@ -12,7 +12,8 @@
 //! - [`data`]: how keys and values become bytes ([`Data`]; `Desc` and `Json` wrappers).
 //! - [`split`]: input splits and Hadoop's line rule; [`store`]: storage URLs ([`StoreUrl`]).
 //! - [`total_order`]: cut points for globally sorted output ([`job::TotalOrder`]).
-//! - [`client`]: connecting to a coordinator.
+//! - [`client`]: connecting to a coordinator (token, TLS, message limit); [`tls`]: the PEM
+//!   files both sides read; [`fdlimit`]: raising the open-file limit of long-running processes.
 //!
 //! The coordinator and the worker never depend on each other; both depend on this crate.
 //!
@@ -50,6 +51,7 @@ pub mod client;
 pub mod counters;
 pub mod data;
 pub mod error;
+pub mod fdlimit;
 pub mod format;
 pub mod ids;
 pub mod job;
@@ -58,6 +60,7 @@ pub mod output;
 pub mod registry;
 pub mod split;
 pub mod store;
+pub mod tls;
 pub mod total_order;
 
 /// Generated protocol types and service stubs (`quern.v1`).

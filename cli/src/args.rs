@@ -44,13 +44,87 @@ pub enum Command {
 /// Connection options shared by every command that talks to a coordinator.
 #[derive(Debug, Args, Clone)]
 pub struct Conn {
-    /// Coordinator address, http://HOST:PORT; several (comma-separated) for a primary and
-    /// standbys: the one holding the lease answers.
+    /// Coordinator address, http://HOST:PORT (https:// for TLS); several (comma-separated)
+    /// for a primary and standbys: the one holding the lease answers.
     #[arg(long, env = "QUERN_COORDINATOR")]
     pub coordinator: String,
     /// File holding the shared token the coordinator requires.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// TLS and message limit.
+    #[command(flatten)]
+    pub net: ClientNetArgs,
+}
+
+/// How a client or worker talks to the coordinator: TLS (`https://` addresses only) and the
+/// message limit.
+#[derive(Debug, Args, Clone)]
+pub struct ClientNetArgs {
+    /// PEM file of the CA(s) to trust for an https:// coordinator (default: the platform's
+    /// trusted roots).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate to present to a coordinator that requires client certificates.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest gRPC message accepted from the coordinator.
+    #[arg(long, default_value = "8MiB", value_parser = parse_message_size)]
+    pub max_message: usize,
+}
+
+impl Default for ClientNetArgs {
+    /// No TLS options and the default message limit, as for the embedded `quern run`.
+    fn default() -> Self {
+        ClientNetArgs {
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            max_message: quern_api::client::DEFAULT_MAX_MESSAGE,
+        }
+    }
+}
+
+/// The coordinator's network settings: TLS, limits and timeouts.
+#[derive(Debug, Args)]
+pub struct ServerNetArgs {
+    /// PEM certificate chain to serve TLS with (gRPC and --http); clients then use https://.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM file of the CA(s) that must have signed every client's certificate (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve the status pages without the token (they require it when --token-file is set).
+    #[arg(long)]
+    pub http_public: bool,
+    /// Largest gRPC message received or sent.
+    #[arg(long, default_value = "8MiB", value_parser = parse_message_size)]
+    pub max_message: usize,
+    /// Connections open at once (gRPC and status pages together); more are closed at once.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Calls open at once on one connection (HTTP/2 streams).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_streams: u32,
+    /// Close a connection that has not sent a byte and finished its TLS handshake by then.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Connections in their handshake at once; a new one beyond it closes the oldest, so
+    /// idle sockets cannot hold every connection slot.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_handshakes: u32,
+    /// Close a connection whose peer sent nothing this long (keepalive pings count).
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// How often the server pings each connection; one that does not answer within as long
+    /// again is closed.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub keepalive: Duration,
 }
 
 /// `quern coordinator`.
@@ -119,15 +193,21 @@ pub struct CoordinatorArgs {
     /// mapreduce.task.timeout.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub task_timeout: Duration,
+    /// TLS, limits and timeouts.
+    #[command(flatten)]
+    pub net: ServerNetArgs,
 }
 
 /// `quern worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Coordinator address, http://HOST:PORT; several (comma-separated) to follow whichever
-    /// holds the lease.
+    /// Coordinator address, http://HOST:PORT (https:// for TLS); several (comma-separated)
+    /// to follow whichever holds the lease.
     #[arg(long, env = "QUERN_COORDINATOR")]
     pub coordinator: String,
+    /// TLS and message limit.
+    #[command(flatten)]
+    pub net: ClientNetArgs,
     /// Tasks to run at once (each uses every core).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub slots: u32,
@@ -274,6 +354,15 @@ pub struct RunArgs {
     /// Print the final status as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A gRPC message limit: a size of at most 4 GiB (tonic counts in `usize`, the wire in u32).
+pub fn parse_message_size(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    if n > u64::from(u32::MAX) {
+        return Err(format!("{s:?} is too large for a message (at most 4GiB)"));
+    }
+    usize::try_from(n).map_err(|_| format!("{s:?} is too large on this platform"))
 }
 
 /// Parses `123`, `64K`, `64KiB`, `1.5G`... into bytes (K = 1024).

@@ -4,33 +4,53 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use quern_api::client::{JobClient, job_client, read_token_file};
+use quern_api::client::{ConnectOptions, JobClient, job_client, read_token_file};
+use quern_api::tls::ClientTls;
 use quern_api::{Registry, pb};
 use tokio_stream::StreamExt;
 
-use crate::args::{Conn, JobArgs, KillArgs, ListArgs, SubmitArgs};
+use crate::args::{ClientNetArgs, Conn, JobArgs, KillArgs, ListArgs, SubmitArgs};
 use crate::prepare::{add_total_order, prepare};
 use crate::render;
 
 /// Turns a gRPC error into one line a user can act on.
 pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
+    // A broken connection (a TLS alert after the handshake, a reset) says only "transport
+    // error"; its cause is what a user can act on.
+    if std::error::Error::source(&s).is_some() {
+        return anyhow!("coordinator connection failed: {}", quern_api::client::explain_transport("", &s));
+    }
     match s.code() {
         tonic::Code::Unavailable => anyhow!("coordinator unavailable: {}", s.message()),
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+            if s.message().contains("message length too large") =>
+        {
+            anyhow!("{} (see --max-message, here and on the coordinator)", s.message())
+        }
         _ => anyhow!("{}", s.message()),
     }
+}
+
+/// What a client or worker needs to reach the coordinator, from its flags.
+pub fn connect_options(token_file: Option<&std::path::Path>, net: &ClientNetArgs) -> Result<ConnectOptions> {
+    Ok(ConnectOptions {
+        token: token_file.map(read_token_file).transpose()?,
+        tls: ClientTls::from_files(net.tls_ca.as_deref(), net.tls_cert.as_deref(), net.tls_key.as_deref())?,
+        max_message: net.max_message,
+    })
 }
 
 /// Connects to the coordinator named by `conn`; of several addresses, to the one that holds
 /// the lease (the others, standbys, refuse every call).
 pub async fn connect(conn: &Conn) -> Result<JobClient> {
-    let token = conn.token_file.as_deref().map(read_token_file).transpose()?;
+    let opts = connect_options(conn.token_file.as_deref(), &conn.net)?;
     let addrs: Vec<&str> = conn.coordinator.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
     if addrs.len() <= 1 {
-        return Ok(job_client(addrs.first().copied().unwrap_or(""), token.as_deref()).await?);
+        return Ok(job_client(addrs.first().copied().unwrap_or(""), &opts).await?);
     }
     let mut last = None;
     for addr in &addrs {
-        match job_client(addr, token.as_deref()).await {
+        match job_client(addr, &opts).await {
             Ok(mut c) => match c.ping(pb::PingRequest {}).await {
                 Ok(_) => return Ok(c),
                 Err(e) => last = Some(anyhow!("{addr}: {}", e.message())),

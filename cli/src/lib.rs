@@ -68,8 +68,13 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
             // One line, not clap's usage block: the first line already says what is wrong.
             let text = e.render().to_string();
-            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: bad arguments");
-            eprintln!("{line}");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let line = lines.next().unwrap_or("error: bad arguments");
+            // "required arguments were not provided:" names them on the next line.
+            match lines.next().filter(|_| line.ends_with(':')) {
+                Some(next) => eprintln!("{line} {next}"),
+                None => eprintln!("{line}"),
+            }
             return ExitCode::from(2);
         }
     };

@@ -3,14 +3,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use quern_api::client::read_token_file;
+use quern_api::client::{ConnectOptions, read_token_file};
+use quern_api::tls::{Identity, PemCerts};
 use quern_api::{Registry, StoreUrl};
 use quern_coordinator::CoordinatorConfig;
+use quern_coordinator::net::{NetConfig, ServerTls};
 use quern_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{CoordinatorArgs, RunArgs, WorkerArgs};
-use crate::client_cmds::{finish, submit_spec, wait};
+use crate::args::{ClientNetArgs, CoordinatorArgs, RunArgs, ServerNetArgs, WorkerArgs};
+use crate::client_cmds::{connect_options, finish, submit_spec, wait};
 use crate::prepare::prepare;
 use crate::render;
 
@@ -76,6 +78,7 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
     cfg.policy = a.policy;
     cfg.http = a.http;
     cfg.delay = quern_coordinator::placement::Delay { node_wait: a.locality_wait, rack_wait: a.locality_wait };
+    cfg.net = net_config(&a.net)?;
     if cfg.heartbeat_interval >= cfg.heartbeat_timeout {
         anyhow::bail!("--heartbeat-interval must be shorter than --heartbeat-timeout");
     }
@@ -109,6 +112,39 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
 /// How long a stopping coordinator waits for its server or its lease to wind down.
 const WIND_DOWN: Duration = Duration::from_secs(10);
 
+/// The coordinator's `--tls-*`, limit and timeout flags.
+fn net_config(a: &ServerNetArgs) -> Result<NetConfig> {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls {
+            identity: Identity::read(cert, key)?,
+            client_ca: a.tls_client_ca.as_deref().map(|p| PemCerts::read("--tls-client-ca", p)).transpose()?,
+        }),
+        _ => None,
+    };
+    for (name, d) in
+        [("--handshake-timeout", a.handshake_timeout), ("--idle-timeout", a.idle_timeout), ("--keepalive", a.keepalive)]
+    {
+        if d < Duration::from_millis(10) {
+            anyhow::bail!("{name} must be at least 10ms");
+        }
+    }
+    if a.idle_timeout <= a.keepalive {
+        // Live clients stay open because they answer the server's pings.
+        anyhow::bail!("--idle-timeout must be longer than --keepalive");
+    }
+    Ok(NetConfig {
+        tls,
+        max_message: a.max_message,
+        max_connections: a.max_connections as usize,
+        max_streams: a.max_streams,
+        handshake_timeout: a.handshake_timeout,
+        max_handshakes: a.max_handshakes as usize,
+        idle_timeout: a.idle_timeout,
+        keepalive: a.keepalive,
+        http_public: a.http_public,
+    })
+}
+
 fn default_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -134,13 +170,13 @@ fn local_data_urls(paths: &[std::path::PathBuf]) -> Result<Vec<String>> {
 
 /// `quern worker`.
 pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
+    let connect = connect_options(a.token_file.as_deref(), &a.net)?;
     for addr in a.coordinator.split(',') {
-        quern_api::client::endpoint(addr.trim())?;
+        quern_api::client::endpoint(addr.trim(), &connect)?;
     }
-    let token = a.token_file.as_deref().map(read_token_file).transpose()?;
     let cfg = WorkerConfig {
         coordinator: a.coordinator,
-        token,
+        connect,
         slots: a.slots,
         host: a.host.unwrap_or_else(default_host),
         rack: a.rack,
@@ -179,7 +215,7 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
     for i in 0..a.workers {
         let cfg = WorkerConfig {
             coordinator: running.url.clone(),
-            token: None,
+            connect: ConnectOptions::default(),
             slots: 1,
             host: format!("local-{i}"),
             rack: "local".into(),
@@ -192,7 +228,7 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
         workers.push(tokio::spawn(quern_worker::run(cfg, registry.clone(), shutdown.clone())));
     }
     let started = Instant::now();
-    let conn = crate::args::Conn { coordinator: running.url.clone(), token_file: None };
+    let conn = crate::args::Conn { coordinator: running.url.clone(), token_file: None, net: ClientNetArgs::default() };
     let result = async {
         let mut client = crate::client_cmds::connect(&conn).await?;
         let id = submit_spec(&mut client, spec).await?;

@@ -1,23 +1,39 @@
 //! `--http ADDR`: read-only status pages for people and scripts. `/` is an HTML overview that
 //! refreshes itself; `/api/jobs`, `/api/jobs/ID`, `/api/jobs/ID/tasks` and `/api/workers` are
 //! the same JSON objects as the CLI's `--json` output.
+//!
+//! Every page goes through the [`Guard`]: job names, paths and errors are not for anyone who
+//! can reach the port, so a coordinator with a token requires `Authorization: Bearer TOKEN`
+//! here too (unless `--http-public`), and TLS and client certificates as on gRPC.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use quern_api::json::{state_name, status_json, task_json, worker_json};
 use quern_api::{JobId, pb};
 
-use crate::service::Shared;
+use crate::net::{Peer, PeerRules};
+use crate::service::{Shared, constant_time_eq};
 use crate::status::{job_status, job_tasks, worker_info};
 
-/// The routes, over the coordinator's state.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// Who may read the pages.
+#[derive(Clone, Debug, Default)]
+pub struct Guard {
+    /// The token a request must carry as `Authorization: Bearer TOKEN` (None: public).
+    pub token: Option<Arc<str>>,
+    /// What the connection must have (TLS, a client certificate).
+    pub rules: PeerRules,
+}
+
+/// The routes, over the coordinator's state, behind `guard`. Serve it with
+/// `into_make_service_with_connect_info::<Peer>()` so the guard sees the connection.
+pub fn router(shared: Arc<Shared>, guard: Guard) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/api/jobs", get(jobs))
@@ -25,6 +41,30 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/jobs/{id}/tasks", get(tasks))
         .route("/api/workers", get(workers))
         .with_state(shared)
+        .layer(middleware::from_fn_with_state(Arc::new(guard), check))
+}
+
+async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|ConnectInfo(p)| p);
+    if let Some(refusal) = guard.rules.refusal(peer) {
+        let code = if guard.rules.tls && !peer.is_some_and(|p| p.tls) {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        return (code, format!("{refusal}\n")).into_response();
+    }
+    if let Some(token) = &guard.token {
+        let given = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes).unwrap_or_default();
+        let expected = format!("Bearer {token}");
+        if !constant_time_eq(given, expected.as_bytes()) {
+            let mut resp = (StatusCode::UNAUTHORIZED, "missing or wrong token: send Authorization: Bearer TOKEN\n")
+                .into_response();
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+    }
+    next.run(req).await
 }
 
 fn all_jobs(shared: &Shared) -> Vec<pb::JobStatus> {

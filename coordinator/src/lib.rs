@@ -14,6 +14,8 @@
 //! - [`journal`]: decisions journalled to the store, replayed by a restarted coordinator.
 //! - [`lease`] and [`leader`]: the store lease that lets one coordinator act at a time, and
 //!   a second one wait as a standby and take over.
+//! - [`net`]: accepting connections: TLS (and mutual TLS), connection and message limits,
+//!   handshake and idle timeouts ([`net::NetConfig`]).
 //!
 //! [`start`] binds the listener and serves until the shutdown token is cancelled; the
 //! `quern coordinator` command, the embedded `quern run` and the tests all use it.
@@ -28,6 +30,7 @@ pub mod job;
 pub mod journal;
 pub mod leader;
 pub mod lease;
+pub mod net;
 pub mod placement;
 pub mod policy;
 pub mod service;
@@ -40,9 +43,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quern_api::client::MAX_MESSAGE;
 use quern_api::{StoreUrl, now_ms, pb};
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 
@@ -90,6 +93,8 @@ pub struct CoordinatorConfig {
     pub job_wait: Duration,
     /// A running attempt whose progress stands still this long is failed (`--task-timeout`).
     pub task_timeout: Duration,
+    /// TLS, connection and message limits, for gRPC and the status pages.
+    pub net: net::NetConfig,
 }
 
 impl CoordinatorConfig {
@@ -114,6 +119,7 @@ impl CoordinatorConfig {
             max_jobs: 1000,
             job_wait: Duration::from_secs(60),
             task_timeout: Duration::from_secs(600),
+            net: net::NetConfig::default(),
         }
     }
 }
@@ -145,11 +151,14 @@ pub enum StartError {
     /// The journal could not be replayed.
     #[error(transparent)]
     Lead(#[from] leader::LeadError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
 }
 
 /// A coordinator that is serving.
 pub struct Running {
-    /// Its address, `http://HOST:PORT`.
+    /// Its address, `http://HOST:PORT` (`https://` with TLS).
     pub url: String,
     /// The status pages' address, with `--http`.
     pub http_url: Option<String>,
@@ -162,11 +171,13 @@ pub struct Running {
 /// Binds, writes the address file, and serves in the background until `shutdown`.
 pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Result<Running, StartError> {
     cfg.store.store()?;
+    let front = net::Front::new(&cfg.net)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
-    let url = format!("http://{addr}");
+    let scheme = if cfg.net.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}");
     if let Some(path) = &cfg.addr_file {
         // Written whole then renamed, so a reader never sees half an address.
         let tmp = path.with_extension("tmp");
@@ -203,36 +214,48 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
     let held = leader::take_if_free(&shared, &cfg.store, &clock, &stops, cfg.lease).await?;
     let lead = tokio::spawn(leader::lead(shared.clone(), cfg.store.clone(), cfg.lease, clock.clone(), stops, held));
     tokio::spawn(shared.clone().run_ticker(shutdown.clone()));
-    let auth = Auth::new(cfg.token.clone(), clock);
-    // A reduce assignment lists every map output, so messages can be large.
+    let auth = Auth::new(cfg.token.clone(), clock).requiring(front.rules);
+    let max = cfg.net.max_message;
     let jobs = InterceptedService::new(
         pb::job_service_server::JobServiceServer::new(JobSvc(shared.clone()))
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE),
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
         auth.clone(),
     );
     let workers = InterceptedService::new(
         pb::worker_service_server::WorkerServiceServer::new(WorkerSvc(shared.clone()))
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE),
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
         auth,
     );
     let mut http_url = None;
     if let Some(addr) = cfg.http {
         let http = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let local = http.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-        http_url = Some(format!("http://{local}/"));
-        let app = http::router(shared.clone());
+        http_url = Some(format!("{scheme}://{local}/"));
+        let guard = http::Guard {
+            token: if cfg.net.http_public { None } else { cfg.token.as_deref().map(Arc::from) },
+            rules: front.rules,
+        };
+        let app = http::router(shared.clone(), guard).into_make_service_with_connect_info::<net::Peer>();
+        let conns = front.http(http, stop.clone()).map_err(|source| StartError::Bind { addr, source })?;
         let stop = stop.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(http, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            let _ = axum::serve(conns, app).with_graceful_shutdown(stop.cancelled_owned()).await;
         });
     }
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tracing::info!(%url, store = %cfg.store, "coordinator listening");
+    let incoming =
+        tokio_stream::wrappers::ReceiverStream::new(front.grpc(listener, stop.clone())).map(Ok::<_, std::io::Error>);
+    tracing::info!(%url, store = %cfg.store, max_connections = front.max_connections, "coordinator listening");
+    let net = cfg.net.clone();
     let task = tokio::spawn(async move {
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+            .max_concurrent_streams(net.max_streams)
+            .http2_keepalive_interval(Some(net.keepalive))
+            .http2_keepalive_timeout(Some(net.keepalive))
+            // Headers are a few small fields (the token among them); a peer cannot make the
+            // server buffer large ones.
+            .http2_max_header_list_size(64 * 1024)
             .add_service(jobs)
             .add_service(workers)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())

@@ -22,6 +22,7 @@ use crate::inputs::{
 };
 use crate::journal::Journal;
 use crate::lease::LeaderClock;
+use crate::net::{Peer, PeerRules};
 use crate::status::{job_status, job_tasks, worker_info};
 /// Longest a poll may be held open.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
@@ -581,22 +582,33 @@ async fn promote(p: &Promotion) -> Result<(), quern_api::StoreError> {
         .map_err(|e| quern_api::StoreError::from_store(p.temp.as_str(), e))
 }
 
-/// Checks every call: only the leader answers, and only callers with the shared token.
+/// Checks every call: only the leader answers, only on connections the [`PeerRules`] allow
+/// (TLS, a client certificate), and only to callers with the shared token.
 #[derive(Clone)]
 pub struct Auth {
     expected: Option<Arc<str>>,
     leader: Arc<LeaderClock>,
+    peer: PeerRules,
 }
 
 impl Auth {
     /// Requires `Bearer TOKEN` when a token is set, and a valid lease.
     pub fn new(token: Option<String>, leader: Arc<LeaderClock>) -> Self {
-        Auth { expected: token.map(|t| Arc::from(format!("Bearer {t}"))), leader }
+        Auth { expected: token.map(|t| Arc::from(format!("Bearer {t}"))), leader, peer: PeerRules::default() }
+    }
+
+    /// Also requires what `rules` say of the connection.
+    pub fn requiring(mut self, rules: PeerRules) -> Self {
+        self.peer = rules;
+        self
     }
 }
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(refusal) = self.peer.refusal(req.extensions().get::<Peer>()) {
+            return Err(Status::unauthenticated(refusal));
+        }
         if !self.leader.valid(Instant::now()) {
             return Err(Status::unavailable("this coordinator is a standby (not holding the lease)"));
         }
@@ -612,6 +624,7 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time that depends on their lengths only, not on where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -132,6 +132,7 @@ pub struct TestCluster {
     coordinator_starts: usize,
     standbys: Vec<Node>,
     worker_coordinator: Option<String>,
+    client_args: Vec<String>,
 }
 
 impl TestCluster {
@@ -142,6 +143,17 @@ impl TestCluster {
 
     /// Starts a coordinator with extra flags (processes only) and `workers` workers.
     pub fn start_with(mode: Mode, workers: usize, coordinator_args: &[&str]) -> Result<Self> {
+        Self::start_with_clients(mode, workers, coordinator_args, &[])
+    }
+
+    /// Like [`start_with`](Self::start_with), and every worker process and [`cli`](Self::cli)
+    /// command also gets `client_args` (e.g. `--tls-ca FILE`, `--token-file FILE`).
+    pub fn start_with_clients(
+        mode: Mode,
+        workers: usize,
+        coordinator_args: &[&str],
+        client_args: &[&str],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("quern-test-").tempdir()?;
         let store = format!("file://{}/store/", dir.path().display());
         let (coordinator, url, runtime) = match mode {
@@ -173,6 +185,7 @@ impl TestCluster {
             coordinator_starts: 1,
             standbys: Vec::new(),
             worker_coordinator: None,
+            client_args: client_args.iter().map(|s| s.to_string()).collect(),
         };
         for _ in 0..workers {
             cluster.start_worker()?;
@@ -212,6 +225,7 @@ impl TestCluster {
                         vec!["--host".to_string(), format!("host-{i}")]
                     })
                     .args(extra)
+                    .args(&self.client_args)
                     .env("RUST_LOG", "info")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -224,7 +238,7 @@ impl TestCluster {
                 let token = CancellationToken::new();
                 let cfg = quern_worker::WorkerConfig {
                     coordinator: self.url.clone(),
-                    token: None,
+                    connect: Default::default(),
                     slots: 1,
                     host: format!("host-{i}"),
                     rack: "default-rack".into(),
@@ -406,6 +420,11 @@ impl TestCluster {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// The status pages' address (`--http`), as the coordinator printed it at its first start.
+    pub fn http_url(&self) -> Option<String> {
+        self.coordinator_log(0).lines().find_map(|l| l.strip_prefix("status pages on ").map(|u| u.trim().to_string()))
+    }
+
     /// The coordinator's address.
     pub fn url(&self) -> &str {
         &self.url
@@ -425,6 +444,7 @@ impl TestCluster {
     pub fn cli(&self, cmd: &str, args: &[&str]) -> Output {
         let mut all = vec![cmd, "--coordinator", &self.url];
         all.extend_from_slice(args);
+        all.extend(self.client_args.iter().map(String::as_str));
         quern(&all)
     }
 

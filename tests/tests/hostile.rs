@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quern_api::client::{JobClient, WorkerClient, job_client, worker_client_lazy};
+use quern_api::client::{ConnectOptions, JobClient, WorkerClient, job_client, worker_client_lazy};
 use quern_api::pb;
 use quern_tests::data::{files_under, read_output, word_count, write_corpus};
 use quern_tests::{Mode, TestCluster, eventually};
@@ -45,8 +45,8 @@ struct Peer {
 impl Peer {
     fn connect(url: &str) -> Peer {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let jobs = rt.block_on(job_client(url, None)).unwrap();
-        let workers = rt.block_on(async { worker_client_lazy(url, None) }).unwrap();
+        let jobs = rt.block_on(job_client(url, &ConnectOptions::default())).unwrap();
+        let workers = rt.block_on(async { worker_client_lazy(url, &ConnectOptions::default()) }).unwrap();
         Peer { rt, jobs, workers }
     }
 

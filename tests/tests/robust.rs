@@ -52,7 +52,8 @@ fn url_of(dir: &Path) -> String {
 fn raw_submit(coordinator: &str, job: &str, input: &Path, output: &Path, params: &[(&str, &str)]) -> String {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let mut client = quern_api::client::job_client(coordinator, None).await.unwrap();
+        let mut client =
+            quern_api::client::job_client(coordinator, &quern_api::client::ConnectOptions::default()).await.unwrap();
         let spec = pb::JobSpec {
             job: job.into(),
             inputs: vec![url_of(input)],

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use quern_api::client::{ConnectError, WorkerClient, worker_client_lazy};
+use quern_api::client::{ConnectError, ConnectOptions, WorkerClient, worker_client_lazy};
 use quern_api::{AttemptId, Registry, WorkerId, pb};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -42,10 +42,10 @@ use task::{TaskEnv, run_assignment};
 /// How a worker runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// Coordinator address, `http://HOST:PORT`.
+    /// Coordinator address, `http://HOST:PORT` or `https://HOST:PORT`.
     pub coordinator: String,
-    /// Shared token, if the coordinator requires one.
-    pub token: Option<String>,
+    /// Token, TLS and message limit for talking to the coordinator.
+    pub connect: ConnectOptions,
     /// Tasks run at once.
     pub slots: u32,
     /// Host name reported for locality.
@@ -163,14 +163,20 @@ impl Outage {
             return Err(WorkerError::Refused(err.message().to_string()));
         }
         let since = *self.since.get_or_insert_with(Instant::now);
+        // A failed connection says only "transport error"; its cause (a certificate, a reset)
+        // is what the operator can act on.
+        let why = match std::error::Error::source(err) {
+            Some(_) => quern_api::client::explain_transport(&cfg.coordinator, err),
+            None => err.message().to_string(),
+        };
         if since.elapsed() > cfg.reconnect_budget {
             return Err(WorkerError::CoordinatorGone {
                 addr: cfg.coordinator.clone(),
                 secs: cfg.reconnect_budget.as_secs(),
-                last: err.message().to_string(),
+                last: why,
             });
         }
-        warn!(error = %err.message(), "coordinator call failed; retrying");
+        warn!(error = %why, "coordinator call failed; retrying");
         tokio::select! {
             _ = tokio::time::sleep(self.backoff) => {}
             _ = shutdown.cancelled() => {}
@@ -183,6 +189,8 @@ impl Outage {
 /// Runs a worker until `shutdown` is cancelled (then finishes its running tasks) or the
 /// coordinator stays away longer than the reconnect budget.
 pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    // Tasks open many store files at once; the soft limit is often far below what is allowed.
+    quern_api::fdlimit::raise_nofile();
     // One client per coordinator address; with several, the worker follows the one that
     // holds the lease (standbys refuse every call).
     let clients = cfg
@@ -190,7 +198,7 @@ pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationTo
         .split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .map(|a| worker_client_lazy(a, cfg.token.as_deref()))
+        .map(|a| worker_client_lazy(a, &cfg.connect))
         .collect::<Result<Vec<_>, _>>()?;
     let cache = match &cfg.cache {
         None => None,
