@@ -50,6 +50,8 @@ pub mod limits {
     pub const MESSAGE: usize = 4096;
     /// Reduce tasks (and so partitions) of one job, and map tasks of a generator.
     pub const REDUCERS: u32 = 100_000;
+    /// Map tasks (input splits) of one job or stage.
+    pub const MAPS: u32 = 100_000;
     /// Records a generator job may make (10^15: 100 PB of TeraGen records).
     pub const GENERATE_ROWS: u64 = 1_000_000_000_000_000;
 }

@@ -549,3 +549,18 @@ fn an_attempt_without_progress_for_the_task_timeout_fails_and_runs_again() {
     let again = c.poll(&w2, 1, clock.now()).unwrap().pop().expect("re-run elsewhere");
     assert_eq!(attempt_of(&again).attempt, 2);
 }
+
+#[test]
+fn a_job_its_worker_cannot_build_fails_at_once() {
+    let clock = Clock::new();
+    let mut c = core();
+    let w = worker(&mut c, &clock);
+    let id = c.submit(spec("memory:///out/", 1, 0), splits(2), 1);
+    let a = attempt_of(&c.poll(&w, 1, clock.now()).unwrap().pop().unwrap());
+    let config = Outcome::Failed { kind: FailureKind::Config, message: "bad parameter".into(), lost_map: None };
+    c.report(&w, &a, config, clock.now()).0.unwrap();
+    match c.job(&id).unwrap().state() {
+        JobState::Failed { error, .. } => assert!(error.contains("bad parameter"), "{error}"),
+        s => panic!("{s:?}"),
+    }
+}

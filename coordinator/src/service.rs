@@ -315,6 +315,15 @@ impl pb::job_service_server::JobService for JobSvc {
         } else {
             let objects = list_inputs(&spec.inputs).await.map_err(input_status)?;
             check_record_sizes(&objects, spec.formats.input)?;
+            // Counted before the splits are made: `--split-size 1` over a large input would
+            // otherwise allocate a split per byte.
+            let at_most: u64 = objects.iter().map(|o| o.size.div_ceil(spec.split_size).max(1)).sum();
+            if at_most > u64::from(limits::MAPS) {
+                return Err(Status::invalid_argument(format!(
+                    "the input would make up to {at_most} map tasks; at most {} are allowed (raise --split-size)",
+                    limits::MAPS
+                )));
+            }
             compute_splits(&objects, spec.split_size, spec.formats.input)
         };
         let id = {

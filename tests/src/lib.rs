@@ -54,6 +54,7 @@ pub fn run_binary(name: &str, args: &[&str]) -> Output {
 /// Starts a workspace binary with piped output.
 pub fn spawn_binary(name: &str, args: &[&str]) -> Child {
     Command::new(binary(name))
+        .env(quern_examples::TEST_JOBS_ENV, "1")
         .args(args)
         // Errors reach the user as one line of our own; library warnings (a transport
         // hiccup on a loaded machine) must not add lines that the tests count.
@@ -209,7 +210,7 @@ impl TestCluster {
 
     /// Starts one more worker with extra flags (processes only); returns its index.
     pub fn start_worker_with(&mut self, extra: &[&str]) -> Result<usize> {
-        self.start_worker_running(extra, quern_examples::builtin())
+        self.start_worker_running(extra, quern_examples::with_test_jobs())
     }
 
     fn start_worker_running(&mut self, extra: &[&str], registry: quern_api::Registry) -> Result<usize> {
@@ -218,6 +219,7 @@ impl TestCluster {
             Mode::Processes => {
                 let log = std::fs::File::create(self.dir.path().join(format!("worker-{i}.log")))?;
                 let child = Command::new(binary("quern"))
+                    .env(quern_examples::TEST_JOBS_ENV, "1")
                     .args(["worker", "--coordinator", self.worker_coordinator.as_deref().unwrap_or(&self.url)])
                     .args(if extra.contains(&"--host") {
                         Vec::new()
@@ -477,6 +479,7 @@ impl Drop for TestCluster {
 /// no polling for a file.
 fn spawn_coordinator(store: &str, dir: &Path, listen: &str, extra: &[&str], n: usize) -> Result<(Child, String)> {
     let mut child = Command::new(binary("quern"))
+        .env(quern_examples::TEST_JOBS_ENV, "1")
         .args(["coordinator", "--listen", listen, "--store", store])
         .args(extra)
         .env("RUST_LOG", "info")

@@ -208,6 +208,8 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
     assert_eq!(read_output(&running_out, 2, true), word_count(&input), "forged reports did not change the output");
 
     // 4. Oversized and malformed messages.
+    let big = c.path("big");
+    write_corpus(&big, 1, 120_000, 2).unwrap();
     let huge = pb::RegisterRequest { host: "h".repeat(10_000), slots: 1, ..Default::default() };
     assert_eq!(peer.register(huge).unwrap_err().code(), tonic::Code::InvalidArgument);
     let many =
@@ -234,6 +236,8 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
             params: [("__cuts".to_string(), "aéb".to_string())].into(),
             ..wordcount(&input, &c.path("x6"))
         },
+        // A split per byte would be millions of map tasks.
+        pb::JobSpec { split_size: 1, ..wordcount(&big, &c.path("x7")) },
     ] {
         let e = peer.submit(spec).unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
@@ -253,7 +257,7 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
 
     // After all of it: every worker slot is free, nothing outside changed, and a word count
     // is exact.
-    assert_eq!(snapshot(&c.path(""), &[c.store_dir(), running_out.clone(), c.path("unknown")]), {
+    assert_eq!(snapshot(&c.path(""), &[c.store_dir(), running_out.clone(), c.path("unknown"), big.clone()]), {
         let mut b = before.clone();
         b.retain(|p, _| !p.starts_with(&running_out));
         b
@@ -319,4 +323,19 @@ fn the_path_policy_refuses_locations_outside_the_allowed_prefixes() {
         .unwrap();
     assert_eq!(c.wait_job(&id, Duration::from_secs(120), |_| {}).unwrap()["state"], "succeeded");
     assert_eq!(read_output(&out_dir, 2, true), word_count(&input));
+}
+
+#[test]
+fn the_stock_binary_offers_the_crash_test_job_only_when_asked() {
+    let jobs = |with: bool| {
+        let mut cmd = std::process::Command::new(quern_tests::binary("quern"));
+        cmd.arg("jobs").env_remove(quern_examples::TEST_JOBS_ENV);
+        if with {
+            cmd.env(quern_examples::TEST_JOBS_ENV, "1");
+        }
+        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+    };
+    let (without, with) = (jobs(false), jobs(true));
+    assert!(without.contains("wordcount") && !without.contains("crashtest"), "{without}");
+    assert!(with.contains("crashtest"), "{with}");
 }

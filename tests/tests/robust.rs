@@ -50,6 +50,17 @@ fn url_of(dir: &Path) -> String {
 
 /// Submits straight over gRPC, as an attacker would, skipping every check the CLI makes.
 fn raw_submit(coordinator: &str, job: &str, input: &Path, output: &Path, params: &[(&str, &str)]) -> String {
+    try_raw_submit(coordinator, job, input, output, params).unwrap()
+}
+
+/// [`raw_submit`], returning the coordinator's refusal.
+fn try_raw_submit(
+    coordinator: &str,
+    job: &str,
+    input: &Path,
+    output: &Path,
+    params: &[(&str, &str)],
+) -> Result<String, tonic::Status> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut client =
@@ -62,7 +73,7 @@ fn raw_submit(coordinator: &str, job: &str, input: &Path, output: &Path, params:
             params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..Default::default()
         };
-        client.submit(pb::SubmitRequest { spec: Some(spec) }).await.unwrap().into_inner().job_id
+        client.submit(pb::SubmitRequest { spec: Some(spec) }).await.map(|r| r.into_inner().job_id)
     })
 }
 
@@ -145,11 +156,13 @@ fn hostile_cut_points_fail_in_the_cli_and_over_grpc_on_a_real_cluster() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("__cuts") && !err.contains("panicked"), "{err}");
 
-    // Over raw gRPC, twice: each fails on the workers, and they keep their slots.
+    // Over raw gRPC, twice: the coordinator builds the job at submit (its binary has it) and
+    // refuses the spec with the job's own error; the workers never see it.
     for n in 0..2 {
-        let id = raw_submit(c.url(), "sort", &input, &c.path(&format!("s{n}")), &[("__cuts", "a\u{e9}b")]);
-        let error = failed_with(&mut c, &id);
-        assert!(error.contains("__cuts"), "{error}");
+        let e =
+            try_raw_submit(c.url(), "sort", &input, &c.path(&format!("s{n}")), &[("__cuts", "a\u{e9}b")]).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        assert!(e.message().contains("__cuts"), "{e}");
     }
     let wc = c.path("wc");
     cluster_is_whole(&mut c, &input, &wc, 2);

@@ -143,7 +143,9 @@ impl Core {
         lost_map: Option<LostMap>,
         now: Now,
     ) -> (Result<(), Rejection>, Vec<Action>) {
-        let max = self.cfg.max_attempts;
+        // A worker that cannot build the job (bad parameters, a panicking builder) would fail
+        // the same way everywhere: the job fails at once instead of after every retry.
+        let max = if kind == FailureKind::Config { 1 } else { self.cfg.max_attempts };
         let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
         let (task_kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
         let counts = kind != FailureKind::MapOutputLost;
