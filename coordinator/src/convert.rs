@@ -350,6 +350,19 @@ pub fn report(r: pb::OutcomeReport) -> Result<(AttemptId, Outcome), ConvertError
     Ok((attempt, outcome))
 }
 
+impl From<pb::FailureKind> for FailureKind {
+    fn from(k: pb::FailureKind) -> Self {
+        match k {
+            pb::FailureKind::UserCode => FailureKind::UserCode,
+            pb::FailureKind::Input => FailureKind::Input,
+            pb::FailureKind::MapOutputLost => FailureKind::MapOutputLost,
+            pb::FailureKind::Store => FailureKind::Store,
+            pb::FailureKind::Config => FailureKind::Config,
+            pb::FailureKind::Internal | pb::FailureKind::Unspecified => FailureKind::Internal,
+        }
+    }
+}
+
 impl From<&pb::Segment> for Segment {
     fn from(s: &pb::Segment) -> Self {
         Segment { offset: s.offset, length: s.length, crc32: s.crc32, records: s.records }

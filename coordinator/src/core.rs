@@ -9,14 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use quern_api::split::Split;
-use quern_api::{AttemptId, Counters, InputFormat, JobId, StoreUrl, TaskId, TaskKind, WorkerId, pb};
+use quern_api::{AttemptId, Counters, InputFormat, JobId, StoreUrl, TaskId, TaskKind, WorkerId};
 
 use crate::convert::{CachedRange, Registration};
 use crate::job::{Job, JobSpec, JobState, Speculation, Unsuccessful};
 use crate::journal::{Ended, Record};
-use crate::placement::{self, Delay};
+use crate::placement::Delay;
 use crate::policy::Policy;
-use crate::task::{Segment, Task};
+use crate::task::Segment;
 
 /// Coordinator settings the state machine needs.
 #[derive(Clone, Debug)]
@@ -108,19 +108,6 @@ pub enum FailureKind {
     Config,
     /// Anything else: counts.
     Internal,
-}
-
-impl From<pb::FailureKind> for FailureKind {
-    fn from(k: pb::FailureKind) -> Self {
-        match k {
-            pb::FailureKind::UserCode => FailureKind::UserCode,
-            pb::FailureKind::Input => FailureKind::Input,
-            pb::FailureKind::MapOutputLost => FailureKind::MapOutputLost,
-            pb::FailureKind::Store => FailureKind::Store,
-            pb::FailureKind::Config => FailureKind::Config,
-            pb::FailureKind::Internal | pb::FailureKind::Unspecified => FailureKind::Internal,
-        }
-    }
 }
 
 /// What an attempt reported.
@@ -566,103 +553,6 @@ impl Core {
         }
     }
 
-    /// A worker asks for up to `free` tasks. None for an unknown worker. Pending tasks come
-    /// first, in policy order; then, with slots left, backups of stragglers.
-    pub fn poll(&mut self, worker: &WorkerId, free: u32, now: Now) -> Option<Vec<pb::TaskAssignment>> {
-        let w = self.workers.get_mut(worker)?;
-        w.last_seen = now.at;
-        let free = free.min(w.slots.saturating_sub(w.running.len() as u32)) as usize;
-        let can_run = w.jobs.clone();
-        // Load balancing: when there are fewer runnable tasks than free slots in the cluster,
-        // a worker gets a share in proportion to its free slots, so one big worker polling
-        // first does not take everything while others idle.
-        let live_jobs: Vec<&Job> =
-            self.jobs.values().filter(|j| j.is_running() && can_run.contains(&j.spec().name)).collect();
-        let runnable: usize = live_jobs
-            .iter()
-            .map(|j| {
-                j.pending(TaskKind::Map).len() + if j.maps_complete() { j.pending(TaskKind::Reduce).len() } else { 0 }
-            })
-            .sum();
-        let cluster_free: usize = self
-            .workers
-            .values()
-            .filter(|w| live_jobs.iter().any(|j| w.jobs.contains(&j.spec().name)))
-            .map(|w| w.slots.saturating_sub(w.running.len() as u32) as usize)
-            .sum();
-        let free = if runnable < cluster_free {
-            free.min((runnable * free).div_ceil(cluster_free.max(1)).max(1))
-        } else {
-            free
-        };
-        let order = self.policy.order(&self.jobs);
-        let hold_reduces = self.hold_reduces;
-        let mut out = Vec::new();
-        let mut started = Vec::new();
-        for job_id in &order {
-            let Some(job) = self.jobs.get_mut(job_id) else { continue };
-            if out.len() >= free || !can_run.contains(&job.spec().name) {
-                continue;
-            }
-            // A task that failed on this worker goes elsewhere, unless no other worker that
-            // can run the job is left to try.
-            let others: Vec<&WorkerId> = self
-                .workers
-                .iter()
-                .filter(|(id, e)| *id != worker && e.jobs.contains(&job.spec().name))
-                .map(|(id, _)| id)
-                .collect();
-            let allowed = |t: &Task| !t.failed_on.contains(worker) || others.iter().all(|o| t.failed_on.contains(o));
-            let Some(me) = self.workers.get(worker) else { break };
-            while out.len() < free {
-                let Some((kind, first)) = job.next_pending(allowed) else { break };
-                let candidates =
-                    job.pending(kind).iter().copied().filter(|&i| job.tasks(kind).get(i as usize).is_some_and(allowed));
-                let (idx, level) = match kind {
-                    TaskKind::Map => {
-                        // Data locality with delay scheduling among the pending maps.
-                        let max = placement::allowed(job.waiting_since(), now.at, &self.cfg.delay);
-                        let splits = candidates.filter_map(|i| {
-                            job.splits().get(i as usize).map(|s| (i, (s.url.as_str(), s.start, s.end)))
-                        });
-                        match placement::pick(splits, me, &self.workers, max) {
-                            Some((i, l)) => (i, Some(l)),
-                            None => {
-                                job.passed_up(now.at);
-                                break;
-                            }
-                        }
-                    }
-                    TaskKind::Reduce if hold_reduces => break,
-                    // The reduce whose partition this worker's cache holds most of.
-                    TaskKind::Reduce => (job.best_reduce_for(candidates, &me.cached).unwrap_or(first), None),
-                };
-                let Some(attempt) = job.start_attempt(kind, idx, worker, now.at, level) else { break };
-                out.push(job.assignment(kind, idx, attempt));
-                started.push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt });
-            }
-        }
-        if let Some(spec) = self.cfg.speculation.clone() {
-            for job_id in &order {
-                let Some(job) = self.jobs.get_mut(job_id) else { continue };
-                if out.len() >= free || !can_run.contains(&job.spec().name) {
-                    continue;
-                }
-                while out.len() < free {
-                    let Some((kind, idx)) = job.backup_candidate(worker, now.at, &spec) else { break };
-                    let Some(attempt) = job.start_backup(kind, idx, worker, now.at) else { break };
-                    tracing::info!(job = %job_id, ?kind, idx, attempt, "starting a backup attempt of a straggler");
-                    out.push(job.assignment(kind, idx, attempt));
-                    started.push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt });
-                }
-            }
-        }
-        if let Some(w) = self.workers.get_mut(worker) {
-            w.running.extend(started);
-        }
-        Some(out)
-    }
-
     /// A reduce attempt asks to commit its part. Granted to one live attempt at a time; the
     /// answer names the attempt's temporary object and the part it becomes, and the shell
     /// moves one to the other. Only the coordinator ever writes a part, so an attempt that was
@@ -758,6 +648,7 @@ fn humanize(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
 }
 
+mod poll;
 mod report;
 
 #[cfg(test)]
