@@ -27,9 +27,16 @@ pub enum LeadError {
     /// The journal could not be written: decisions would no longer survive a restart.
     #[error("{0}; this coordinator stopped")]
     JournalLost(journal::JournalFailure),
-    /// The store could not be used at all (at start).
+    /// The store could not be used at all (at start). The store's error already says why,
+    /// so it is not repeated as a source.
     #[error("the store is unusable: {0}")]
-    Store(#[from] quern_api::StoreError),
+    Store(quern_api::StoreError),
+}
+
+impl From<quern_api::StoreError> for LeadError {
+    fn from(e: quern_api::StoreError) -> Self {
+        LeadError::Store(e)
+    }
 }
 
 /// The tokens that end leadership: `stop` for a clean shutdown (or a loss, once noticed),
