@@ -147,7 +147,9 @@ impl StoreUrl {
     /// bucket) and `dir`'s whole path segments, compared after percent-decoding, so
     /// `file:///data/` covers neither `file:///database` nor an encoded way out of it.
     pub fn is_under(&self, dir: &StoreUrl) -> bool {
-        self.0.scheme() == dir.0.scheme()
+        // `s3a://` is Hadoop's name for the same buckets as `s3://`.
+        let store = |u: &Url| if u.scheme() == "s3a" { "s3".to_string() } else { u.scheme().to_string() };
+        store(&self.0) == store(&dir.0)
             && self.0.host_str() == dir.0.host_str()
             && self.path().prefix_matches(&dir.path())
     }

@@ -28,11 +28,21 @@ pub struct Admission {
     pub allow: Vec<StoreUrl>,
     /// The jobs this coordinator's binary has, to build and so validate at submit.
     pub jobs: Option<Registry>,
+    /// The coordinator's own store root: no job reads or writes in (or around) it, so no
+    /// job can read another's intermediate data or squat its journal and lease names.
+    pub store: Option<StoreUrl>,
 }
 
 impl Admission {
     /// Refuses a location outside every `--allow-url` directory.
     pub fn check_url(&self, what: &str, url: &StoreUrl) -> Result<(), Status> {
+        if let Some(store) = &self.store
+            && url.as_dir().overlaps(&store.as_dir())
+        {
+            return Err(Status::permission_denied(format!(
+                "{what} {url} overlaps the coordinator's own store {store}"
+            )));
+        }
         if self.allow.is_empty() || self.allow.iter().any(|dir| url.is_under(dir)) {
             return Ok(());
         }

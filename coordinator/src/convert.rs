@@ -192,15 +192,21 @@ impl TryFrom<pb::JobSpec> for Submission {
             .enumerate()
             .map(|(k, s)| {
                 let field = format!("pipeline stage {k}");
-                let inputs = s
-                    .inputs
-                    .iter()
-                    .map(|&i| match StageInput::try_from(i64::from(i)) {
-                        Ok(StageInput::Stage(j)) if j >= k => Err(bad(&field, format!("cannot read stage {j}"))),
-                        Ok(input) => Ok(input),
-                        Err(why) => Err(bad(&field, why)),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                at_most(format!("{field} inputs"), s.inputs.len(), limits::STAGES + 1)?;
+                let mut inputs = Vec::new();
+                for &i in &s.inputs {
+                    let input = match StageInput::try_from(i64::from(i)) {
+                        Ok(StageInput::Stage(j)) if j >= k => {
+                            return Err(bad(&field, format!("cannot read stage {j}")));
+                        }
+                        Ok(input) => input,
+                        Err(why) => return Err(bad(&field, why)),
+                    };
+                    // Each source once: duplicates would list (and read) it again and again.
+                    if !inputs.contains(&input) {
+                        inputs.push(input);
+                    }
+                }
                 Ok(Stage {
                     job: name(&format!("{field} job"), s.job)?,
                     params: check_params(&format!("{field} param"), s.params, &mut total)?,

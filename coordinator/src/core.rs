@@ -363,8 +363,9 @@ impl Core {
 
     /// Whether an unfinished job already writes to `output`.
     pub fn output_in_use(&self, output: &StoreUrl) -> Option<&JobId> {
+        // Nested outputs conflict too: one job's cleanup would delete the other's parts.
         let dir = output.as_dir();
-        self.jobs.values().find(|j| !j.state().is_final() && j.user_output().as_dir() == dir).map(|j| j.id())
+        self.jobs.values().find(|j| !j.state().is_final() && j.user_output().as_dir().overlaps(&dir)).map(|j| j.id())
     }
 
     /// Whether `spec` can run next to the unfinished jobs: it writes no output another one
@@ -425,7 +426,9 @@ impl Core {
     /// so a task that keeps vanishing fails its job rather than holding a slot forever.
     pub fn dropped_attempts(&mut self, worker: &WorkerId, listed: &BTreeSet<AttemptId>, now: Now) -> Vec<Action> {
         let Some(w) = self.workers.get(worker) else { return Vec::new() };
-        let grace = self.cfg.heartbeat_timeout;
+        // Two heartbeat timeouts: a heartbeat listed before an assignment arrived, and then
+        // delayed, is not mistaken for a drop.
+        let grace = self.cfg.heartbeat_timeout * 2;
         let dropped: Vec<AttemptId> = w
             .running
             .iter()
@@ -593,7 +596,9 @@ impl Core {
     /// Kills a job. Returns its state afterwards (a finished job stays as it was).
     pub fn kill(&mut self, id: &JobId, now_ms: u64) -> Option<(JobState, Vec<Action>)> {
         let job = self.jobs.get(id)?;
-        if job.state().is_final() {
+        // Once every part is committed, writing `_SUCCESS` is the point of no return: a kill
+        // now would delete the parts while the marker is being written.
+        if job.state().is_final() || *job.state() == JobState::Committing {
             return Some((job.state().clone(), Vec::new()));
         }
         let actions = self.end_job(id, Unsuccessful::Killed, now_ms);

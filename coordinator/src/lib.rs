@@ -206,7 +206,11 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
     let shell = service::Shell {
         heartbeat_interval: cfg.heartbeat_interval,
         stop: stop.clone(),
-        admission: admit::Admission { allow: cfg.allow.clone(), jobs: cfg.jobs.clone() },
+        admission: admit::Admission {
+            allow: cfg.allow.clone(),
+            jobs: cfg.jobs.clone(),
+            store: Some(cfg.store.clone()),
+        },
         hold_reduces_while: cfg.hold_reduces_while.clone(),
     };
     let shared = Shared::new(core, shell, url.clone());

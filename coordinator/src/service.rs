@@ -164,6 +164,12 @@ impl Shared {
                         queue.extend(more);
                     }
                     Action::Cleanup { job, dirs, objects } => {
+                        // Deleted only once the job's end is durable: a restarted coordinator
+                        // must never resume a job whose parts are already gone.
+                        if me.durable().await.is_err() {
+                            warn!(job = %job, "the journal is not writable; leaving the job's data in place");
+                            continue;
+                        }
                         for url in &objects {
                             if let Err(e) = delete_object(url).await {
                                 warn!(job = %job, error = %e, "could not delete a part of an unsuccessful job");
@@ -201,6 +207,12 @@ impl Shared {
                             Err(e) => Err(e.to_string()),
                         };
                         match listed {
+                            Ok(objects) if too_many_maps(&objects, split_size).is_some() => {
+                                let why = too_many_maps(&objects, split_size).unwrap_or_default();
+                                let more =
+                                    me.core().advance_failed(&job, format!("starting the next stage: {why}"), now_ms());
+                                queue.extend(more);
+                            }
                             Ok(objects) => {
                                 let splits = compute_splits(&objects, split_size, input_format);
                                 info!(job = %job, maps = splits.len(), "pipeline stage done; next stage starts");
@@ -315,14 +327,8 @@ impl pb::job_service_server::JobService for JobSvc {
         } else {
             let objects = list_inputs(&spec.inputs).await.map_err(input_status)?;
             check_record_sizes(&objects, spec.formats.input)?;
-            // Counted before the splits are made: `--split-size 1` over a large input would
-            // otherwise allocate a split per byte.
-            let at_most: u64 = objects.iter().map(|o| o.size.div_ceil(spec.split_size).max(1)).sum();
-            if at_most > u64::from(limits::MAPS) {
-                return Err(Status::invalid_argument(format!(
-                    "the input would make up to {at_most} map tasks; at most {} are allowed (raise --split-size)",
-                    limits::MAPS
-                )));
+            if let Some(why) = too_many_maps(&objects, spec.split_size) {
+                return Err(Status::invalid_argument(why));
             }
             compute_splits(&objects, spec.split_size, spec.formats.input)
         };
@@ -411,6 +417,11 @@ impl pb::job_service_server::JobService for JobSvc {
         let (state, actions) = {
             let mut core = self.0.core();
             let job = core.job(&id).ok_or_else(|| not_found(&id))?;
+            if *job.state() == crate::job::JobState::Committing {
+                return Err(Status::failed_precondition(format!(
+                    "job {id} has committed every part and is writing _SUCCESS; it can no longer be killed"
+                )));
+            }
             if job.state().is_final() {
                 let state =
                     pb::JobState::try_from(crate::status::job_state(job) as i32).unwrap_or(pb::JobState::Unspecified);
@@ -552,6 +563,14 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         };
         // One atomic rename inside the output's store (a server-side copy on S3).
         match promote(&promotion).await {
+            // The rename ran outside the lock: a job killed or failed meanwhile has already
+            // deleted its parts, so this late one goes too.
+            Ok(()) if !self.0.core().job(&attempt.task.job).is_some_and(|j| j.is_running()) => {
+                if let Err(e) = delete_object(&promotion.part).await {
+                    warn!(attempt = %attempt, error = %e, "could not delete a part committed after its job ended");
+                }
+                refused("the job ended while the part was being committed".into())
+            }
             Ok(()) => Ok(Response::new(pb::CommitResponse { granted: true, reason: String::new() })),
             Err(e) => refused(format!("moving {} into place: {e}", promotion.temp)),
         }
@@ -572,6 +591,21 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             }
         }))
     }
+}
+
+/// Why `objects` cut at `split_size` would make too many map tasks, if they would. Counted
+/// before the splits are made: `--split-size 1` over a large input would otherwise allocate
+/// a split per byte.
+fn too_many_maps(objects: &[quern_api::split::InputObject], split_size: u64) -> Option<String> {
+    // Fixed-length records may add a split per object where a record straddles a cut.
+    let at_most: u64 = objects.iter().map(|o| o.size.div_ceil(split_size.max(1)).max(1).saturating_mul(2)).sum();
+    (at_most / 2 > u64::from(limits::MAPS)).then(|| {
+        format!(
+            "the input would make up to {} map tasks; at most {} are allowed (raise --split-size)",
+            at_most / 2,
+            limits::MAPS
+        )
+    })
 }
 
 fn conflict_status(c: Conflict) -> Status {

@@ -109,6 +109,9 @@ pub struct Task {
     pub attempts: u32,
     /// Attempts that failed in a way that counts against `max_attempts`.
     pub failures: u32,
+    /// Failures that did not count (lost map outputs, kills); past [`MAX_EXCUSED`] they do,
+    /// so a task cannot be retried forever.
+    pub excused: u32,
     /// Every attempt handed out, in order, and where.
     pub history: Vec<Ran>,
     /// The last failure's message.
@@ -116,6 +119,9 @@ pub struct Task {
     /// Workers on which an attempt failed (retries go elsewhere when they can).
     pub failed_on: Vec<WorkerId>,
 }
+
+/// Failures of one task that are excused (do not count against `max_attempts`) at most.
+pub const MAX_EXCUSED: u32 = 16;
 
 /// How a reported outcome was taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +172,7 @@ impl Task {
             state: TaskState::Pending,
             attempts: 0,
             failures: 0,
+            excused: 0,
             history: Vec::new(),
             last_error: None,
             failed_on: Vec::new(),
@@ -324,6 +331,10 @@ impl Task {
             return FailureEffect::Stale("attempt is not live");
         }
         self.last_error = Some(error.to_string());
+        let counts = counts || {
+            self.excused += 1;
+            self.excused > MAX_EXCUSED
+        };
         if counts {
             self.failures += 1;
             self.failed_on.push(worker.clone());

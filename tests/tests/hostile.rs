@@ -236,11 +236,14 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
             params: [("__cuts".to_string(), "aéb".to_string())].into(),
             ..wordcount(&input, &c.path("x6"))
         },
+        // The coordinator's own store is no job's input or output.
+        pb::JobSpec { inputs: vec![file_url(&c.store_dir()) + "/"], ..wordcount(&input, &c.path("x8")) },
+        pb::JobSpec { output: file_url(&c.store_dir().join("jobs/evil")), ..wordcount(&input, &c.path("x9")) },
         // A split per byte would be millions of map tasks.
         pb::JobSpec { split_size: 1, ..wordcount(&big, &c.path("x7")) },
     ] {
         let e = peer.submit(spec).unwrap_err();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        assert!(matches!(e.code(), tonic::Code::InvalidArgument | tonic::Code::PermissionDenied), "{e}");
     }
 
     // 5. A job no worker runs fails after --job-wait, and its output is free again.

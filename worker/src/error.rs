@@ -50,6 +50,9 @@ pub enum TaskError {
     /// The attempt was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The worker itself failed running the attempt (not the job's code, not the input).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// An input object cannot be turned into records: broken data, or data past one of the
@@ -119,7 +122,9 @@ impl TaskError {
             TaskError::MapOutputLost { .. } => pb::FailureKind::MapOutputLost,
             TaskError::Store(_) => pb::FailureKind::Store,
             TaskError::Config(_) => pb::FailureKind::Config,
-            TaskError::Shuffle(_) | TaskError::CommitRefused(_) | TaskError::Cancelled => pb::FailureKind::Internal,
+            TaskError::Shuffle(_) | TaskError::CommitRefused(_) | TaskError::Cancelled | TaskError::Internal(_) => {
+                pb::FailureKind::Internal
+            }
         };
         let (lost_map_index, lost_map_attempt) = match self {
             TaskError::MapOutputLost { map_index, map_attempt, .. } => (Some(*map_index), *map_attempt),

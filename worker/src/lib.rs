@@ -366,7 +366,7 @@ async fn poll_loop(
                         .await
                         .unwrap_or_else(|panic| {
                             let msg = task::panic_message(panic.as_ref());
-                            Err(TaskError::Config(format!("the worker panicked running this task: {msg}")))
+                            Err(TaskError::Internal(format!("the worker panicked running this task: {msg}")))
                         });
                     match &outcome {
                         Ok(_) => info!(ms = started.elapsed().as_millis() as u64, "attempt succeeded"),

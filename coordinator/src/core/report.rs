@@ -53,6 +53,13 @@ impl Core {
             _ if !job.is_running() => Err("job is not running"),
             other => other,
         };
+        let live = job.tasks(kind).get(idx as usize).is_some_and(|t| t.is_live(n, worker));
+        if let (Err(why), true) = (&output, live && job.is_running()) {
+            // A live attempt that reports a malformed success has failed: say so now rather
+            // than let it hold its slot (and perhaps the commit) until the task timeout.
+            let message = format!("malformed success report: {why}");
+            return self.attempt_failed(worker, attempt, FailureKind::Internal, &message, None, now);
+        }
         let verdict = match output {
             Err(why) => Verdict::Stale(why),
             Ok(output) => {
@@ -148,7 +155,20 @@ impl Core {
         let max = if kind == FailureKind::Config { 1 } else { self.cfg.max_attempts };
         let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
         let (task_kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
-        let counts = kind != FailureKind::MapOutputLost;
+        // A lost map output does not count against the reducer when it names a map attempt
+        // that was handed out (the current output, or one a re-run replaced); anything else
+        // counts. Excused failures are capped per task (`MAX_EXCUSED`), so a peer that keeps
+        // crying wolf cannot loop a job forever.
+        let names_an_output = |l: &LostMap| {
+            job.tasks(TaskKind::Map)
+                .get(l.index as usize)
+                .is_some_and(|t| t.history.iter().any(|r| r.attempt == l.attempt))
+                || job.tasks(TaskKind::Map).get(l.index as usize).and_then(crate::task::Task::output_attempt)
+                    == Some(l.attempt)
+        };
+        let counts = !(kind == FailureKind::MapOutputLost
+            && task_kind == TaskKind::Reduce
+            && lost_map.as_ref().is_some_and(names_an_output));
         let effect = job
             .with_task(task_kind, idx, |t| t.fail(n, worker, message, counts, max))
             .unwrap_or(FailureEffect::Stale("unknown task"));
