@@ -40,6 +40,9 @@ pub struct CoreConfig {
     /// A running attempt whose progress stands still this long is failed and run again
     /// (Hadoop's `mapreduce.task.timeout`).
     pub task_timeout: Duration,
+    /// Bytes one poll response may carry (a share of the gRPC message limit): assignments
+    /// beyond it wait for the next poll.
+    pub poll_bytes: usize,
 }
 
 /// Why a submission cannot be taken next to the jobs already here.
@@ -237,6 +240,9 @@ pub struct Core {
     /// Fault injection for tests: no reduce task is handed out while set (the shell sets
     /// it from `--debug-hold-reduces-while`; the core itself reads no files).
     hold_reduces: bool,
+    /// I/O decided where the caller takes no actions back (a poll that failed a job), for
+    /// the shell to take with [`Core::take_actions`].
+    later: Vec<Action>,
 }
 
 impl Core {
@@ -251,6 +257,7 @@ impl Core {
             next_worker: 1,
             journal: Vec::new(),
             hold_reduces: false,
+            later: Vec::new(),
         }
     }
 
@@ -334,6 +341,11 @@ impl Core {
     /// The next stage could not start (its input could not be listed).
     pub fn advance_failed(&mut self, id: &JobId, error: String, now_ms: u64) -> Vec<Action> {
         self.end_job(id, Unsuccessful::Failed(error), now_ms)
+    }
+
+    /// I/O decided where no actions could be returned, in decision order.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.later)
     }
 
     /// Holds back reduce tasks (a test hook) while `hold` is true.

@@ -36,6 +36,7 @@ fn core() -> Core {
             max_jobs: 100,
             job_wait: Duration::from_secs(30),
             task_timeout: Duration::from_secs(60),
+            poll_bytes: 1 << 20,
             delay: crate::placement::Delay::default(),
         },
         Box::new(PriorityFifo),
@@ -595,4 +596,31 @@ fn a_lost_map_report_naming_no_current_output_counts_against_the_reducer() {
     let job = c.job(&id).unwrap();
     assert_eq!(job.tasks(TaskKind::Reduce)[0].failures, 1, "counted");
     assert!(job.tasks(TaskKind::Map)[0].is_done(), "the map output stands");
+}
+
+#[test]
+fn a_poll_response_stays_within_the_message_budget_and_an_oversized_task_fails_its_job() {
+    let clock = Clock::new();
+    let mut c = core();
+    c.cfg.poll_bytes = 600;
+    let w = c.register("h".into(), "r".into(), 8, BTreeSet::from(["wordcount".to_string()]), clock.now());
+    let id = c.submit(spec("memory:///out/", 1, 0), splits(8), 1);
+    let first = c.poll(&w, 8, clock.now()).unwrap();
+    let bytes: usize = first.iter().map(prost::Message::encoded_len).sum();
+    assert!(!first.is_empty() && first.len() < 8 && bytes <= 600, "{} tasks, {bytes} bytes", first.len());
+    assert_eq!(c.workers()[&w].running.len(), first.len(), "only what was sent is running");
+    assert!(c.job(&id).unwrap().is_running());
+
+    let mut big = spec("memory:///big/", 1, 0);
+    big.params.insert("stopwords".into(), "x".repeat(1000));
+    big.priority = 10;
+    let big_id = c.submit(big, splits(1), 2);
+    let w2 = c.register("h2".into(), "r".into(), 1, BTreeSet::from(["wordcount".to_string()]), clock.now());
+    let got = c.poll(&w2, 1, clock.now()).unwrap();
+    assert!(got.iter().all(|a| a.job == "wordcount" && attempt_of(a).task.job == id), "the other job's task fits");
+    match c.job(&big_id).unwrap().state() {
+        JobState::Failed { error, .. } => assert!(error.contains("more than a message may carry"), "{error}"),
+        s => panic!("{s:?}"),
+    }
+    assert!(matches!(&c.take_actions()[..], [Action::Cleanup { .. }]));
 }

@@ -196,6 +196,8 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             max_jobs: cfg.max_jobs.max(1),
             job_wait: cfg.job_wait,
             task_timeout: cfg.task_timeout,
+            // Room for the response's own framing and a margin.
+            poll_bytes: cfg.net.max_message / 4 * 3,
         },
         cfg.policy.build(),
     );

@@ -519,11 +519,16 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             // Subscribe before looking, so a change between the look and the wait is not missed.
             let mut changed = self.0.changed.subscribe();
             let hold = self.0.shell.hold_reduces_while.as_ref().is_some_and(|p| p.exists());
-            let assigned = {
+            let (assigned, later) = {
                 let mut core = self.0.core();
                 core.set_hold_reduces(hold);
-                core.poll(&id, r.free_slots, now())
+                let assigned = core.poll(&id, r.free_slots, now());
+                (assigned, core.take_actions())
             };
+            if !later.is_empty() {
+                self.0.perform(later);
+                self.0.bump();
+            }
             match assigned {
                 None => {
                     return Ok(Response::new(pb::PollResponse { tasks: Vec::new(), reregister: true }));

@@ -2,10 +2,11 @@
 //! slots, pending tasks in policy order (maps by locality with delay scheduling, reduces by
 //! what the worker caches), then backup attempts of stragglers.
 
+use prost::Message;
 use quern_api::{AttemptId, JobId, TaskId, TaskKind, WorkerId, pb};
 
 use super::{Core, Now};
-use crate::job::Job;
+use crate::job::{Job, Unsuccessful};
 use crate::placement;
 use crate::task::Task;
 
@@ -18,20 +19,23 @@ impl Core {
         let free = free.min(w.slots.saturating_sub(w.running.len() as u32)) as usize;
         let free = self.fair_share(worker, free);
         let order = self.policy.order(&self.jobs);
-        let mut out = Vec::new();
-        let mut started = Vec::new();
+        let mut out = Batch::default();
         for job_id in &order {
-            self.start_pending(worker, job_id, free, now, &mut out, &mut started);
+            self.start_pending(worker, job_id, free, now, &mut out);
         }
         if self.cfg.speculation.is_some() {
             for job_id in &order {
-                self.start_backups(worker, job_id, free, now, &mut out, &mut started);
+                self.start_backups(worker, job_id, free, now, &mut out);
             }
         }
         if let Some(w) = self.workers.get_mut(worker) {
-            w.running.extend(started);
+            w.running.extend(out.started);
         }
-        Some(out)
+        for (id, error) in out.too_big {
+            let actions = self.end_job(&id, Unsuccessful::Failed(error), now.wall_ms);
+            self.later.extend(actions);
+        }
+        Some(out.tasks)
     }
 
     /// Load balancing: when there are fewer runnable tasks than free slots in the cluster, a
@@ -57,19 +61,11 @@ impl Core {
     }
 
     /// Starts pending tasks of one job on `worker` while it has slots (of `free`) left.
-    fn start_pending(
-        &mut self,
-        worker: &WorkerId,
-        job_id: &JobId,
-        free: usize,
-        now: Now,
-        out: &mut Vec<pb::TaskAssignment>,
-        started: &mut Vec<AttemptId>,
-    ) {
+    fn start_pending(&mut self, worker: &WorkerId, job_id: &JobId, free: usize, now: Now, out: &mut Batch) {
         let hold_reduces = self.hold_reduces;
         let Some(me) = self.workers.get(worker) else { return };
         let Some(job) = self.jobs.get_mut(job_id) else { return };
-        if out.len() >= free || !me.jobs.contains(&job.spec().name) {
+        if out.tasks.len() >= free || !me.jobs.contains(&job.spec().name) {
             return;
         }
         // A task that failed on this worker goes elsewhere, unless no other worker that can
@@ -81,7 +77,7 @@ impl Core {
             .map(|(id, _)| id)
             .collect();
         let allowed = |t: &Task| !t.failed_on.contains(worker) || others.iter().all(|o| t.failed_on.contains(o));
-        while out.len() < free {
+        while out.tasks.len() < free {
             let Some((kind, first)) = job.next_pending(allowed) else { break };
             let candidates =
                 job.pending(kind).iter().copied().filter(|&i| job.tasks(kind).get(i as usize).is_some_and(allowed));
@@ -103,33 +99,71 @@ impl Core {
                 // The reduce whose partition this worker's cache holds most of.
                 TaskKind::Reduce => (job.best_reduce_for(candidates, &me.cached).unwrap_or(first), None),
             };
+            let next = job.tasks(kind).get(idx as usize).map_or(1, |t| t.attempts + 1);
+            let bytes = job.assignment(kind, idx, next).encoded_len();
+            if !fits(self.cfg.poll_bytes, job, bytes, out) {
+                break;
+            }
             let Some(attempt) = job.start_attempt(kind, idx, worker, now.at, level) else { break };
-            out.push(job.assignment(kind, idx, attempt));
-            started.push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt });
+            out.push(job.assignment(kind, idx, attempt), bytes, job_id, kind, idx);
         }
     }
 
     /// Starts backup attempts of one job's stragglers on `worker` while it has slots left.
-    fn start_backups(
-        &mut self,
-        worker: &WorkerId,
-        job_id: &JobId,
-        free: usize,
-        now: Now,
-        out: &mut Vec<pb::TaskAssignment>,
-        started: &mut Vec<AttemptId>,
-    ) {
+    fn start_backups(&mut self, worker: &WorkerId, job_id: &JobId, free: usize, now: Now, out: &mut Batch) {
         let (Some(spec), Some(me)) = (&self.cfg.speculation, self.workers.get(worker)) else { return };
         let Some(job) = self.jobs.get_mut(job_id) else { return };
-        if out.len() >= free || !me.jobs.contains(&job.spec().name) {
+        if out.tasks.len() >= free || !me.jobs.contains(&job.spec().name) {
             return;
         }
-        while out.len() < free {
+        while out.tasks.len() < free {
             let Some((kind, idx)) = job.backup_candidate(worker, now.at, spec) else { break };
+            let next = job.tasks(kind).get(idx as usize).map_or(1, |t| t.attempts + 1);
+            let bytes = job.assignment(kind, idx, next).encoded_len();
+            if out.bytes + bytes > self.cfg.poll_bytes {
+                break;
+            }
             let Some(attempt) = job.start_backup(kind, idx, worker, now.at) else { break };
             tracing::info!(job = %job_id, ?kind, idx, attempt, "starting a backup attempt of a straggler");
-            out.push(job.assignment(kind, idx, attempt));
-            started.push(AttemptId { task: TaskId { job: job_id.clone(), kind, index: idx }, attempt });
+            out.push(job.assignment(kind, idx, attempt), bytes, job_id, kind, idx);
         }
     }
+}
+
+/// What one poll hands out: the assignments, their size on the wire, the attempts started,
+/// and jobs with a task too big for any response.
+#[derive(Default)]
+struct Batch {
+    tasks: Vec<pb::TaskAssignment>,
+    bytes: usize,
+    started: Vec<AttemptId>,
+    too_big: Vec<(JobId, String)>,
+}
+
+impl Batch {
+    fn push(&mut self, a: pb::TaskAssignment, bytes: usize, job: &JobId, kind: TaskKind, index: u32) {
+        let attempt = a.attempt.as_ref().map_or(0, |r| r.attempt);
+        self.started.push(AttemptId { task: TaskId { job: job.clone(), kind, index }, attempt });
+        self.tasks.push(a);
+        self.bytes += bytes;
+    }
+}
+
+/// Whether an assignment of `bytes` still fits a response of at most `limit` bytes; a job
+/// whose single assignment can never fit fails (its maps list too many outputs for
+/// `--max-message`).
+fn fits(limit: usize, job: &Job, bytes: usize, out: &mut Batch) -> bool {
+    if out.bytes + bytes <= limit {
+        return true;
+    }
+    if out.tasks.is_empty() && !out.too_big.iter().any(|(id, _)| id == job.id()) {
+        out.too_big.push((
+            job.id().clone(),
+            format!(
+                "a task of this job is {bytes} bytes on the wire, more than a message may carry \
+                     (raise --max-message on the coordinator and workers, or --split-size)"
+            ),
+        ));
+    }
+    false
 }
