@@ -286,15 +286,18 @@ impl Writer {
         let payload = PutPayload::from(body);
         loop {
             let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-            let error = match store.put_opts(&url.path(), payload.clone(), opts).await {
-                Ok(_) => return Ok(()),
-                Err(object_store::Error::AlreadyExists { .. }) => {
+            // A put that hangs is as bad as one that fails: bounded by what is left.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let error = match tokio::time::timeout(left, store.put_opts(&url.path(), payload.clone(), opts)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(object_store::Error::AlreadyExists { .. })) => {
                     return Err(JournalFailure::Superseded(url.to_string()));
                 }
-                Err(e) => e,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the store did not answer in time".to_string(),
             };
             if tokio::time::Instant::now() + delay > deadline {
-                return Err(JournalFailure::Unwritable { entry: url.to_string(), error: error.to_string() });
+                return Err(JournalFailure::Unwritable { entry: url.to_string(), error });
             }
             tracing::warn!(entry = %url, %error, "journal write failed; retrying");
             tokio::time::sleep(delay).await;

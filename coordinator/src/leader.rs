@@ -173,7 +173,12 @@ async fn lead_inner(
             }
         }
         let at = Instant::now();
-        match lease::try_create(&dir, n + 1, &me).await {
+        // A store call that hangs must not keep a lapsed leader alive: it counts as a failed
+        // renewal once a renewal period has passed.
+        let renewed = tokio::time::timeout(every, lease::try_create(&dir, n + 1, &me)).await.unwrap_or_else(|_| {
+            Err(quern_api::StoreError::BadUrl { url: dir.to_string(), reason: "renewal timed out".into() })
+        });
+        match renewed {
             Ok(true) => {
                 n += 1;
                 clock.renewed(at);

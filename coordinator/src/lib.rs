@@ -219,7 +219,9 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
     let clock = Arc::new(lease::LeaderClock::new(cfg.lease, std::time::Instant::now()));
     let held = leader::take_if_free(&shared, &cfg.store, &clock, &stops, cfg.lease).await?;
     let lead = tokio::spawn(leader::lead(shared.clone(), cfg.store.clone(), cfg.lease, clock.clone(), stops, held));
-    tokio::spawn(shared.clone().run_ticker(shutdown.clone()));
+    // Stops with the server: a coordinator that lost the lead declares nobody lost and fails
+    // no job any more.
+    tokio::spawn(shared.clone().run_ticker(stop.clone()));
     let auth = Auth::new(cfg.token.clone(), clock).requiring(front.rules);
     let max = cfg.net.max_message;
     let jobs = InterceptedService::new(

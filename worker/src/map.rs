@@ -7,9 +7,12 @@
 //! without reducers skips all that: its pairs go through `reduce` one by one, in map order,
 //! into the task's part ([`map_only_split`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use quern_api::counters::names;
 use quern_api::job::{DynJob, MapOptions, PairSink, ReduceContext, TextOutput};
 use quern_api::{Counters, pb};
+
 use rayon::prelude::*;
 
 use crate::error::TaskError;
@@ -71,6 +74,7 @@ fn map_chunks<S: PairSink + Send>(
     url: &str,
     opts: MapOptions,
     make_sink: impl Fn() -> S + Sync,
+    progress: &AtomicU64,
 ) -> Result<Vec<(S, Counters)>, TaskError> {
     let pieces = rayon::current_num_threads() * 4;
     input
@@ -86,6 +90,8 @@ fn map_chunks<S: PairSink + Send>(
                 })
                 .map_err(|e| TaskError::User(e.0))?;
             counters.merge(&mapped);
+            // A chunk mapped is progress the coordinator's task timeout sees.
+            progress.fetch_add(1, Ordering::Relaxed);
             Ok((sink, counters))
         })
         .collect()
@@ -101,6 +107,7 @@ pub fn map_split(
     url: &str,
     reducers: u32,
     skip_bad_records: bool,
+    progress: &AtomicU64,
 ) -> Result<MapResult, TaskError> {
     let opts = MapOptions { skip_panics: skip_bad_records, map_only: false };
     let make = || Partitioned {
@@ -109,7 +116,7 @@ pub fn map_split(
         bufs: (0..reducers).map(|_| PairBuf::default()).collect(),
         bad_partition: None,
     };
-    let mapped = map_chunks(job, input, source, url, opts, make)?;
+    let mapped = map_chunks(job, input, source, url, opts, make, progress)?;
     if let Some(p) = mapped.iter().find_map(|(s, _)| s.bad_partition) {
         return Err(TaskError::User(format!("partitioner returned {p} for {reducers} reducers")));
     }
@@ -181,9 +188,10 @@ pub fn map_only_split(
     source: &str,
     url: &str,
     skip_bad_records: bool,
+    progress: &AtomicU64,
 ) -> Result<(TextOutput, Counters), TaskError> {
     let opts = MapOptions { skip_panics: skip_bad_records, map_only: true };
-    let mapped = map_chunks(job, input, source, url, opts, InOrder::default)?;
+    let mapped = map_chunks(job, input, source, url, opts, InOrder::default, progress)?;
     let outputs = mapped
         .into_par_iter()
         .map(|(sink, mut counters)| {

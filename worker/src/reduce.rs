@@ -5,6 +5,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicU64;
 
 use quern_api::counters::names;
 use quern_api::job::{DynJob, ReduceContext, TextOutput};
@@ -57,6 +58,7 @@ pub fn reduce_runs(
     runs: &[Run],
     skip_bad_records: bool,
     format: OutputFormat,
+    progress: &AtomicU64,
 ) -> Result<(Vec<u8>, Counters), TaskError> {
     let mut heap = BinaryHeap::with_capacity(runs.len());
     for (i, r) in runs.iter().enumerate() {
@@ -70,6 +72,10 @@ pub fn reduce_runs(
     let (mut groups, mut records, mut skipped) = (0i64, 0i64, 0i64);
     let mut values: Vec<&[u8]> = Vec::new();
     while let Some(Reverse(first)) = heap.pop() {
+        // Every so many key groups is progress the coordinator's task timeout sees.
+        if groups % 1024 == 0 {
+            progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let key = first.key;
         // The group: every following key with the same grouping prefix (secondary sort).
         let group = &key[..job.group_len(key)];

@@ -318,10 +318,11 @@ async fn run_map(
     .map_err(|source| TaskError::BadInput { url: split.url.clone(), source })?;
     let input = Arc::new(input);
     let (skip, reducers, output_format) = (a.skip, a.reducers, a.output_format);
+    let progress = env.progress.clone();
     if reducers == 0 {
         // Map-only: this task's output is a part, committed like a reduce task's.
         let (bytes, mut counters) = spawn_compute(move || {
-            let (out, mut counters) = map_only_split(job.as_ref(), &input, &source, &input_url, skip)?;
+            let (out, mut counters) = map_only_split(job.as_ref(), &input, &source, &input_url, skip, &progress)?;
             let bytes = encode(out, output_format)?;
             counters.add(names::OUTPUT_BYTES, bytes.len() as i64);
             Ok::<_, TaskError>((bytes, counters))
@@ -338,7 +339,8 @@ async fn run_map(
     }
     let (out_url, out_store) = url(&m.output_url)?;
     let mut result =
-        spawn_compute(move || map_split(job.as_ref(), &input, &source, &input_url, reducers, skip)).await??;
+        spawn_compute(move || map_split(job.as_ref(), &input, &source, &input_url, reducers, skip, &progress))
+            .await??;
     // Where the input came from: this worker's cache, its own disk, or elsewhere.
     if let Some(c) = source_counter {
         result.counters.add(c, read);
@@ -435,6 +437,7 @@ async fn run_reduce(
         return Err(TaskError::Cancelled);
     }
     let shuffle_bytes: u64 = fetched.iter().map(|f| f.bytes.len() as u64).sum();
+    let progress = env.progress.clone();
     let (bytes, mut counters) = spawn_compute(move || {
         let runs = fetched
             .into_par_iter()
@@ -446,7 +449,7 @@ async fn run_reduce(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        reduce_runs(job.as_ref(), &runs, skip, format)
+        reduce_runs(job.as_ref(), &runs, skip, format, &progress)
     })
     .await??;
     counters.add(names::REDUCE_SHUFFLE_BYTES, shuffle_bytes as i64);
