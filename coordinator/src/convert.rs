@@ -457,6 +457,7 @@ mod tests {
     fn reports_carry_no_names_and_long_messages_are_cut() {
         let r = pb::OutcomeReport {
             worker_id: "w".into(),
+            worker_secret: String::new(),
             attempt: Some(pb::AttemptRef { job_id: "job_1_0001".into(), kind: 1, index: 0, attempt: 1 }),
             outcome: Some(pb::outcome_report::Outcome::Failed(pb::Failed {
                 kind: pb::FailureKind::MapOutputLost as i32,

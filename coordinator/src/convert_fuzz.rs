@@ -98,6 +98,7 @@ proptest! {
     fn reports_keep_messages_bounded(msg in ".{0,6000}", kind in any::<i32>(), index in proptest::option::of(any::<u32>())) {
         let r = pb::OutcomeReport {
             worker_id: "w".into(),
+            worker_secret: String::new(),
             attempt: Some(pb::AttemptRef { job_id: "job_1_0001".into(), kind: 2, index: 0, attempt: 1 }),
             outcome: Some(pb::outcome_report::Outcome::Failed(pb::Failed {
                 kind,

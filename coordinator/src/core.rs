@@ -94,6 +94,16 @@ pub struct WorkerEntry {
     pub to_cancel: Vec<AttemptId>,
     /// Attempts it completed successfully.
     pub completed: u32,
+    /// The secret its calls must carry (its id is public).
+    pub(crate) secret: String,
+}
+
+impl WorkerEntry {
+    /// Whether `given` is this worker's secret (compared in constant time).
+    fn is_secret(&self, given: &str) -> bool {
+        let (a, b) = (self.secret.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
 }
 
 /// Why an attempt failed, as far as retry policy cares.
@@ -399,13 +409,19 @@ impl Core {
 
     // ------------------------------------------------------------------ workers
 
-    /// Registers a worker under a fresh id.
+    /// Registers a worker under a fresh id (with an empty secret: for tests).
     pub fn register(&mut self, host: String, rack: String, slots: u32, jobs: BTreeSet<String>, now: Now) -> WorkerId {
-        self.register_with(Registration { host, rack, slots, jobs, local_data: Vec::new() }, now)
+        self.register_with(Registration { host, rack, slots, jobs, local_data: Vec::new() }, String::new(), now)
     }
 
-    /// Registers a worker as it described itself.
-    pub fn register_with(&mut self, r: Registration, now: Now) -> WorkerId {
+    /// Whether a call that names `worker` may act for it: it carries the worker's secret, or
+    /// names no worker known here (the caller is then told to register).
+    pub fn speaks_for(&self, worker: &WorkerId, secret: &str) -> bool {
+        self.workers.get(worker).is_none_or(|w| w.is_secret(secret))
+    }
+
+    /// Registers a worker as it described itself; its later calls must carry `secret`.
+    pub fn register_with(&mut self, r: Registration, secret: String, now: Now) -> WorkerId {
         let id = WorkerId::new(self.cfg.epoch_ms, self.next_worker);
         self.next_worker += 1;
         let entry = WorkerEntry {
@@ -419,6 +435,7 @@ impl Core {
             running: BTreeSet::new(),
             to_cancel: Vec::new(),
             completed: 0,
+            secret,
         };
         self.workers.insert(id.clone(), entry);
         id

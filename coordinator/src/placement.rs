@@ -131,6 +131,7 @@ mod tests {
             running: BTreeSet::new(),
             to_cancel: Vec::new(),
             completed: 0,
+            secret: String::new(),
         }
     }
 

@@ -463,6 +463,24 @@ impl pb::job_service_server::JobService for JobSvc {
 #[derive(Clone)]
 pub struct WorkerSvc(pub Arc<Shared>);
 
+impl WorkerSvc {
+    /// Refuses a call that names a registered worker without that worker's secret: the id is
+    /// public (`quern workers`), the secret only the worker has.
+    fn speaks_for(&self, id: &WorkerId, secret: &str) -> Result<(), Status> {
+        if self.0.core().speaks_for(id, secret) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!("not worker {id}: its secret is missing or wrong")))
+        }
+    }
+}
+
+/// A fresh worker secret: 128 random bits in hex.
+fn new_secret() -> String {
+    let bits: u128 = rand::random();
+    format!("{bits:032x}")
+}
+
 #[tonic::async_trait]
 impl pb::worker_service_server::WorkerService for WorkerSvc {
     async fn ping(&self, _req: Request<pb::PingRequest>) -> Result<Response<pb::PingResponse>, Status> {
@@ -472,18 +490,21 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
     async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
         let r = Registration::try_from(req.into_inner())?;
         let (host, slots) = (r.host.clone(), r.slots);
-        let id = self.0.core().register_with(r, now());
+        let secret = new_secret();
+        let id = self.0.core().register_with(r, secret.clone(), now());
         info!(worker = %id, %host, slots, "worker registered");
         self.0.bump();
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id.to_string(),
             heartbeat_interval_ms: self.0.shell.heartbeat_interval.as_millis() as u64,
+            worker_secret: secret,
         }))
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
+        self.speaks_for(&id, &r.worker_secret)?;
         let cached = crate::convert::cached_ranges(r.cached);
         let listed = crate::convert::running(&r.running)?;
         let progress = crate::convert::progress(&r.progress)?;
@@ -514,6 +535,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
     async fn poll(&self, req: Request<pb::PollRequest>) -> Result<Response<pb::PollResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
+        self.speaks_for(&id, &r.worker_secret)?;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(r.wait_ms).min(MAX_POLL_WAIT);
         loop {
             // Subscribe before looking, so a change between the look and the wait is not missed.
@@ -556,6 +578,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
     async fn commit(&self, req: Request<pb::CommitRequest>) -> Result<Response<pb::CommitResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
+        self.speaks_for(&id, &r.worker_secret)?;
         let attempt = AttemptId::try_from(r.attempt.as_ref())?;
         let granted = self.0.core().commit(&id, &attempt);
         let refused = |why: String| {
@@ -584,6 +607,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
     async fn report(&self, req: Request<pb::OutcomeReport>) -> Result<Response<pb::OutcomeResponse>, Status> {
         let r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
+        self.speaks_for(&id, &r.worker_secret)?;
         let (attempt, outcome) = crate::convert::report(r)?;
         let (result, actions) = self.0.core().report(&id, &attempt, outcome, now());
         self.0.perform(actions);

@@ -55,9 +55,15 @@ impl Peer {
         self.rt.block_on(jobs.submit(pb::SubmitRequest { spec: Some(spec) })).map(|r| r.into_inner().job_id)
     }
 
-    fn register(&mut self, req: pb::RegisterRequest) -> Result<String, tonic::Status> {
+    /// Registers; returns the worker id and its secret.
+    fn register(&mut self, req: pb::RegisterRequest) -> Result<(String, String), tonic::Status> {
         let w = &mut self.workers;
-        self.rt.block_on(w.register(req)).map(|r| r.into_inner().worker_id)
+        self.rt.block_on(w.register(req)).map(|r| r.into_inner()).map(|r| (r.worker_id, r.worker_secret))
+    }
+
+    fn heartbeat(&mut self, r: pb::HeartbeatRequest) -> Result<pb::HeartbeatResponse, tonic::Status> {
+        let w = &mut self.workers;
+        self.rt.block_on(w.heartbeat(r)).map(|r| r.into_inner())
     }
 
     fn report(&mut self, r: pb::OutcomeReport) -> Result<pb::OutcomeResponse, tonic::Status> {
@@ -91,9 +97,13 @@ fn attempt(job: &str, kind: pb::TaskKind, index: u32, attempt: u32) -> Option<pb
     Some(pb::AttemptRef { job_id: job.into(), kind: kind as i32, index, attempt })
 }
 
-fn map_success(worker: &str, job: &str, index: u32, n: u32, partitions: usize) -> pb::OutcomeReport {
+/// A worker id and the secret the caller claims for it.
+type Who<'a> = (&'a str, &'a str);
+
+fn map_success((worker, secret): Who<'_>, job: &str, index: u32, n: u32, partitions: usize) -> pb::OutcomeReport {
     pb::OutcomeReport {
         worker_id: worker.into(),
+        worker_secret: secret.into(),
         attempt: attempt(job, pb::TaskKind::Map, index, n),
         outcome: Some(pb::outcome_report::Outcome::Succeeded(pb::Succeeded {
             counters: Default::default(),
@@ -147,16 +157,35 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
     let before = snapshot(&c.path(""), &skip);
 
     // 1. Forged reports: for a finished job, from a fake worker and with a real worker's id.
-    let fake = peer.register(pb::RegisterRequest { host: "evil".into(), slots: 1, ..Default::default() }).unwrap();
+    let (fake, fake_secret) =
+        peer.register(pb::RegisterRequest { host: "evil".into(), slots: 1, ..Default::default() }).unwrap();
     let real = peer.real_worker_ids();
     assert_eq!(real.len(), 2);
-    for who in [fake.as_str(), real[0].as_str()] {
+    // Another worker's id without its secret: every call is refused outright.
+    for forged in [
+        peer.report(map_success((&real[0], ""), &done, 0, 1, 2)).map(drop),
+        peer.report(map_success((&real[0], &fake_secret), &done, 0, 1, 2)).map(drop),
+        peer.commit(pb::CommitRequest {
+            worker_id: real[0].clone(),
+            worker_secret: fake_secret.clone(),
+            attempt: attempt(&done, pb::TaskKind::Reduce, 1, 1),
+        })
+        .map(drop),
+        // An empty running list would fail the real worker's attempts as dropped.
+        peer.heartbeat(pb::HeartbeatRequest { worker_id: real[1].clone(), ..Default::default() }).map(drop),
+    ] {
+        assert_eq!(forged.unwrap_err().code(), tonic::Code::PermissionDenied);
+    }
+    // As itself, the fake worker gets nothing taken either.
+    let who: Who<'_> = (&fake, &fake_secret);
+    {
         for n in 1..4 {
             let r = peer.report(map_success(who, &done, 0, n, 2)).unwrap();
             assert!(!r.accepted, "a report for a finished job is refused");
         }
         let lost = pb::OutcomeReport {
-            worker_id: who.into(),
+            worker_id: who.0.into(),
+            worker_secret: who.1.into(),
             attempt: attempt(&done, pb::TaskKind::Reduce, 0, 1),
             outcome: Some(pb::outcome_report::Outcome::Failed(pb::Failed {
                 kind: pb::FailureKind::MapOutputLost as i32,
@@ -166,7 +195,11 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
             })),
         };
         assert!(!peer.report(lost).unwrap().accepted);
-        let commit = pb::CommitRequest { worker_id: who.into(), attempt: attempt(&done, pb::TaskKind::Reduce, 1, 1) };
+        let commit = pb::CommitRequest {
+            worker_id: who.0.into(),
+            worker_secret: who.1.into(),
+            attempt: attempt(&done, pb::TaskKind::Reduce, 1, 1),
+        };
         assert!(!peer.commit(commit).unwrap().granted);
     }
     assert_eq!(c.status(&done).unwrap()["state"], "succeeded");
@@ -177,18 +210,22 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
     let running_out = c.path("running");
     let running = peer.submit(wordcount(&input, &running_out)).unwrap();
     assert!(eventually(Duration::from_secs(60), || c.status(&running).unwrap()["maps"]["done"].as_u64() >= Some(1)));
-    for who in [fake.as_str(), real[1].as_str()] {
-        for index in 0..3 {
-            let r = peer.report(map_success(who, &running, index, 1, 2)).unwrap();
-            assert!(!r.accepted || who == real[1], "a fake worker never gets a report taken");
-        }
-        let commit =
-            pb::CommitRequest { worker_id: who.into(), attempt: attempt(&running, pb::TaskKind::Reduce, 0, 1) };
-        assert!(!peer.commit(commit).unwrap().granted, "no reduce runs yet, so no commit");
+    for index in 0..3 {
+        let r = peer.report(map_success(who, &running, index, 1, 2)).unwrap();
+        assert!(!r.accepted, "a fake worker never gets a report taken");
+        let e = peer.report(map_success((&real[1], ""), &running, index, 1, 2)).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
     }
+    let commit = pb::CommitRequest {
+        worker_id: who.0.into(),
+        worker_secret: who.1.into(),
+        attempt: attempt(&running, pb::TaskKind::Reduce, 0, 1),
+    };
+    assert!(!peer.commit(commit).unwrap().granted, "no reduce runs yet, so no commit");
     // Malformed ids and references are refused outright.
     let bad_ref = pb::OutcomeReport {
         worker_id: fake.clone(),
+        worker_secret: fake_secret.clone(),
         attempt: Some(pb::AttemptRef { job_id: "../../etc".into(), kind: 1, index: 0, attempt: 1 }),
         outcome: Some(pb::outcome_report::Outcome::Killed(pb::Killed {})),
     };

@@ -263,11 +263,19 @@ async fn serve(
         info!(worker = %worker_id, "registered");
         let session = shutdown.child_token();
         let interval = Duration::from_millis(reg.heartbeat_interval_ms.max(50));
-        let hb = tokio::spawn(heartbeat(client.clone(), worker_id.clone(), shared.clone(), interval, session.clone()));
+        let secret = reg.worker_secret.clone();
+        let hb = tokio::spawn(heartbeat(
+            client.clone(),
+            (worker_id.clone(), secret.clone()),
+            shared.clone(),
+            interval,
+            session.clone(),
+        ));
         let env = TaskEnv {
             registry: registry.clone(),
             client: client.clone(),
             worker_id: worker_id.clone(),
+            worker_secret: secret,
             local_data: cfg.local_data.clone(),
             cache: shared.cache.clone(),
             side: shared.side.clone(),
@@ -311,6 +319,7 @@ async fn poll_loop(
         let free = cfg.slots.saturating_sub(shared.lock().len() as u32);
         let req = pb::PollRequest {
             worker_id: env.worker_id.to_string(),
+            worker_secret: env.worker_secret.clone(),
             free_slots: free,
             wait_ms: cfg.poll_wait.as_millis() as u64,
         };
@@ -373,7 +382,7 @@ async fn poll_loop(
                         Err(e) => warn!(error = %e, "attempt failed"),
                     }
                     if !cancel.is_cancelled() {
-                        report(&client, &env.worker_id, &attempt, outcome).await;
+                        report(&client, (&env.worker_id, &env.worker_secret), &attempt, outcome).await;
                     }
                 }
                 .instrument(span),
@@ -386,7 +395,7 @@ async fn poll_loop(
 /// is re-run after this worker is declared lost, so giving up loses nothing.
 async fn report(
     client: &WorkerClient,
-    worker: &WorkerId,
+    (worker, secret): (&WorkerId, &str),
     attempt: &AttemptId,
     outcome: Result<pb::Succeeded, TaskError>,
 ) {
@@ -395,8 +404,12 @@ async fn report(
         Err(TaskError::Cancelled) => pb::outcome_report::Outcome::Killed(pb::Killed {}),
         Err(e) => pb::outcome_report::Outcome::Failed(e.to_pb()),
     };
-    let req =
-        pb::OutcomeReport { worker_id: worker.to_string(), attempt: Some(attempt.into()), outcome: Some(outcome) };
+    let req = pb::OutcomeReport {
+        worker_id: worker.to_string(),
+        worker_secret: secret.to_string(),
+        attempt: Some(attempt.into()),
+        outcome: Some(outcome),
+    };
     let mut delay = Duration::from_millis(100);
     for _ in 0..8 {
         match client.clone().report(req.clone()).await {
@@ -422,7 +435,7 @@ async fn report(
 
 async fn heartbeat(
     client: WorkerClient,
-    id: WorkerId,
+    (id, secret): (WorkerId, String),
     shared: Arc<Shared>,
     every: Duration,
     session: CancellationToken,
@@ -446,7 +459,13 @@ async fn heartbeat(
                 steps: p.load(std::sync::atomic::Ordering::Relaxed),
             })
             .collect();
-        let req = pb::HeartbeatRequest { worker_id: id.to_string(), running, cached, progress };
+        let req = pb::HeartbeatRequest {
+            worker_id: id.to_string(),
+            worker_secret: secret.clone(),
+            running,
+            cached,
+            progress,
+        };
         match client.clone().heartbeat(req).await {
             Ok(r) => {
                 let r = r.into_inner();

@@ -92,6 +92,8 @@ pub struct TaskEnv {
     pub client: quern_api::client::WorkerClient,
     /// This worker's current identity.
     pub worker_id: WorkerId,
+    /// The secret that proves it (from registration), sent with every call.
+    pub worker_secret: String,
     /// URL prefixes of input on this machine's own disk.
     pub local_data: Vec<String>,
     /// The local cache, with `--cache-dir`.
@@ -371,7 +373,11 @@ async fn commit_part(env: &TaskEnv, attempt: &AttemptId, temp_url: &str, bytes: 
     put(&temp_store, &temp_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
     let mut client = env.client.clone();
     let resp = client
-        .commit(pb::CommitRequest { worker_id: env.worker_id.to_string(), attempt: Some(attempt.into()) })
+        .commit(pb::CommitRequest {
+            worker_id: env.worker_id.to_string(),
+            worker_secret: env.worker_secret.clone(),
+            attempt: Some(attempt.into()),
+        })
         .await
         .map(|r| r.into_inner())
         .unwrap_or_else(|s| pb::CommitResponse { granted: false, reason: s.message().to_string() });
