@@ -113,3 +113,9 @@ pub enum LookupError {
         error: ParamError,
     },
 }
+
+/// The message a caught panic was raised with (`panic!` gives a `&str` or a `String`), or
+/// `None` for any other payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> Option<String> {
+    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned())
+}

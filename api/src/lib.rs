@@ -73,7 +73,7 @@ pub mod pb {
 pub use arrow_array;
 pub use counters::Counters;
 pub use data::Data;
-pub use error::{JobError, LookupError, ParamError, ProtocolError, StoreError};
+pub use error::{JobError, LookupError, ParamError, ProtocolError, StoreError, panic_message};
 pub use format::{InputFormat, OutputFormat};
 pub use ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
 pub use job::{DynJob, Job, MapContext, MapOptions, RecordKind, ReduceContext, TextRecord};

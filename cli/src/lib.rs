@@ -124,12 +124,7 @@ async fn dispatch(cmd: Command, registry: Registry) -> anyhow::Result<()> {
 /// panic in user code is caught, fails only its task attempt, and the thread name helps.
 fn one_line_panics() {
     std::panic::set_hook(Box::new(|info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let msg = quern_api::panic_message(info.payload()).unwrap_or_default();
         let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
         let msg = msg.replace('\n', " ");
         eprintln!("error: internal error, please report it: {msg}{at}");

@@ -95,7 +95,10 @@ impl Admission {
             }
             let job = std::panic::catch_unwind(AssertUnwindSafe(|| registry.create(name, &p)))
                 .map_err(|panic| {
-                    Status::invalid_argument(format!("job {name:?}: building it panicked: {}", panic_text(&panic)))
+                    Status::invalid_argument(format!(
+                        "job {name:?}: building it panicked: {}",
+                        quern_api::panic_message(panic.as_ref()).unwrap_or_default()
+                    ))
                 })?
                 .map_err(|e| Status::invalid_argument(format!("job {name:?}: {e}")))?;
             if let Some(required) = job.reducers()
@@ -140,13 +143,4 @@ async fn read_side(name: &str, url: &StoreUrl, fetch: bool) -> Result<bytes::Byt
         return Err(Status::invalid_argument(format!("side data {name:?} ({url}) grew past {MAX_SIDE_BYTES} bytes")));
     }
     Ok(bytes)
-}
-
-/// The message of a caught panic.
-pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -101,8 +101,7 @@ pub struct WorkerEntry {
 impl WorkerEntry {
     /// Whether `given` is this worker's secret (compared in constant time).
     fn is_secret(&self, given: &str) -> bool {
-        let (a, b) = (self.secret.as_bytes(), given.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        crate::service::constant_time_eq(self.secret.as_bytes(), given.as_bytes())
     }
 }
 

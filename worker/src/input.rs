@@ -320,11 +320,7 @@ fn binary_record(row: Row<'_>) -> Option<&[u8]> {
 /// like any other, whoever called (a worker's map task, or the CLI sampling for a total order).
 fn guarded<T>(format: &'static str, f: impl FnOnce() -> Result<T, InputError>) -> Result<T, InputError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = quern_api::panic_message(panic.as_ref()).unwrap_or_default();
         Err(InputError::DecoderPanicked { format, message })
     })
 }

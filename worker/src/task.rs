@@ -55,11 +55,7 @@ where
 
 /// The message a panic was raised with (`panic!` gives a `&str` or a `String`).
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
+    quern_api::panic_message(panic).unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Retries transient store failures with exponential backoff; not-found is final.
