@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreScheme};
 use url::Url;
@@ -175,27 +176,51 @@ impl StoreUrl {
 
     /// The store that holds this URL (shared per scheme and bucket within a process).
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
-        static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+        Ok(self.stores()?.object)
+    }
+
+    /// The same store's multipart interface, where parts can be uploaded by one process and
+    /// the upload completed or aborted by another (S3 and memory); `None` for local files,
+    /// whose atomic rename is the cheaper commit.
+    pub fn multipart_store(&self) -> Result<Option<Arc<dyn MultipartStore>>, StoreError> {
+        Ok(self.stores()?.multipart)
+    }
+
+    fn stores(&self) -> Result<Stores, StoreError> {
+        static STORES: OnceLock<Mutex<HashMap<String, Stores>>> = OnceLock::new();
         let key = format!("{}://{}", self.0.scheme(), self.0.host_str().unwrap_or(""));
         let stores = STORES.get_or_init(Default::default);
         let mut stores = stores.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = stores.get(&key) {
             return Ok(s.clone());
         }
-        let store: Arc<dyn ObjectStore> = match self.0.scheme() {
+        let made = match self.0.scheme() {
             // Automatic cleanup removes directories emptied by deletes, so a finished job
             // leaves no empty folders behind in a file store.
-            "file" => Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)),
-            "memory" => Arc::new(InMemory::new()),
-            _ => Arc::new(
+            "file" => Stores { object: Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)), multipart: None },
+            "memory" => Stores::both(Arc::new(InMemory::new())),
+            _ => Stores::both(Arc::new(
                 AmazonS3Builder::from_env()
                     .with_url(self.0.as_str())
                     .build()
                     .map_err(|e| StoreError::from_store(self.as_str(), e))?,
-            ),
+            )),
         };
-        stores.insert(key, store.clone());
-        Ok(store)
+        stores.insert(key, made.clone());
+        Ok(made)
+    }
+}
+
+/// One store's interfaces, built once per scheme and bucket.
+#[derive(Clone)]
+struct Stores {
+    object: Arc<dyn ObjectStore>,
+    multipart: Option<Arc<dyn MultipartStore>>,
+}
+
+impl Stores {
+    fn both<S: ObjectStore + MultipartStore>(store: Arc<S>) -> Self {
+        Stores { object: store.clone(), multipart: Some(store) }
     }
 }
 

@@ -1,7 +1,7 @@
 //! # quern-tests: the one test harness
 //!
 //! [`TestCluster`] starts a real coordinator and workers on 127.0.0.1 with a `file://` store
-//! in a temporary directory, either as separate `quern` processes ([`Mode::Processes`]) or as
+//! in a temporary directory (or another store, e.g. the S3 server of [`s3`]), either as separate `quern` processes ([`Mode::Processes`]) or as
 //! tasks in this process ([`Mode::InProcess`]), and offers the same operations on both:
 //! run CLI commands against it, kill and start workers, read the output. Everything is torn
 //! down on drop. [`data`] generates test corpora and computes expected results sequentially,
@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 pub mod data;
+pub mod s3;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -53,8 +54,12 @@ pub fn run_binary(name: &str, args: &[&str]) -> Output {
 
 /// Starts a workspace binary with piped output.
 pub fn spawn_binary(name: &str, args: &[&str]) -> Child {
-    Command::new(binary(name))
-        .env(quern_examples::TEST_JOBS_ENV, "1")
+    spawn_command(Command::new(binary(name)), args)
+}
+
+/// Starts `cmd` (a workspace binary, perhaps with environment set) with piped output.
+pub fn spawn_command(mut cmd: Command, args: &[&str]) -> Child {
+    cmd.env(quern_examples::TEST_JOBS_ENV, "1")
         .args(args)
         // Errors reach the user as one line of our own; library warnings (a transport
         // hiccup on a loaded machine) must not add lines that the tests count.
@@ -134,6 +139,8 @@ pub struct TestCluster {
     standbys: Vec<Node>,
     worker_coordinator: Option<String>,
     client_args: Vec<String>,
+    /// Set for every process the cluster starts (e.g. an S3 server's `AWS_*`).
+    env: Vec<(String, String)>,
 }
 
 impl TestCluster {
@@ -155,11 +162,33 @@ impl TestCluster {
         coordinator_args: &[&str],
         client_args: &[&str],
     ) -> Result<Self> {
+        Self::start_full(mode, workers, None, coordinator_args, client_args, Vec::new())
+    }
+
+    /// Processes on another store, `store` (e.g. `s3://bucket/store/`), with `env` set for
+    /// every process the cluster starts, CLI commands included.
+    pub fn start_on_store(
+        workers: usize,
+        store: &str,
+        coordinator_args: &[&str],
+        env: Vec<(String, String)>,
+    ) -> Result<Self> {
+        Self::start_full(Mode::Processes, workers, Some(store), coordinator_args, &[], env)
+    }
+
+    fn start_full(
+        mode: Mode,
+        workers: usize,
+        store: Option<&str>,
+        coordinator_args: &[&str],
+        client_args: &[&str],
+        env: Vec<(String, String)>,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("quern-test-").tempdir()?;
-        let store = format!("file://{}/store/", dir.path().display());
+        let store = store.map(str::to_string).unwrap_or_else(|| format!("file://{}/store/", dir.path().display()));
         let (coordinator, url, runtime) = match mode {
             Mode::Processes => {
-                let (child, url) = spawn_coordinator(&store, dir.path(), "127.0.0.1:0", coordinator_args, 0)?;
+                let (child, url) = spawn_coordinator(&store, dir.path(), "127.0.0.1:0", coordinator_args, 0, &env)?;
                 (Node::Process(child), url, None)
             }
             Mode::InProcess => {
@@ -187,6 +216,7 @@ impl TestCluster {
             standbys: Vec::new(),
             worker_coordinator: None,
             client_args: client_args.iter().map(|s| s.to_string()).collect(),
+            env,
         };
         for _ in 0..workers {
             cluster.start_worker()?;
@@ -228,6 +258,7 @@ impl TestCluster {
                     })
                     .args(extra)
                     .args(&self.client_args)
+                    .envs(self.env.iter().cloned())
                     .env("RUST_LOG", "info")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -311,7 +342,8 @@ impl TestCluster {
         let listen = self.url.trim_start_matches("http://").to_string();
         let args: Vec<&str> = self.coordinator_args.iter().map(String::as_str).collect();
         let started = std::time::Instant::now();
-        let (child, url) = spawn_coordinator(&self.store, self.dir.path(), &listen, &args, self.coordinator_starts)?;
+        let (child, url) =
+            spawn_coordinator(&self.store, self.dir.path(), &listen, &args, self.coordinator_starts, &self.env)?;
         let took = started.elapsed();
         self.coordinator_starts += 1;
         self.coordinator = Node::Process(child);
@@ -325,7 +357,7 @@ impl TestCluster {
     pub fn start_standby(&mut self) -> Result<(String, usize)> {
         let args: Vec<&str> = self.coordinator_args.iter().map(String::as_str).collect();
         let n = self.coordinator_starts;
-        let (child, url) = spawn_coordinator(&self.store, self.dir.path(), "127.0.0.1:0", &args, n)?;
+        let (child, url) = spawn_coordinator(&self.store, self.dir.path(), "127.0.0.1:0", &args, n, &self.env)?;
         self.coordinator_starts += 1;
         self.standbys.push(Node::Process(child));
         Ok((url, n))
@@ -437,7 +469,12 @@ impl TestCluster {
         self.dir.path().join(name)
     }
 
-    /// The store's root directory.
+    /// The store's URL.
+    pub fn store_url(&self) -> &str {
+        &self.store
+    }
+
+    /// The store's root directory (of a `file://` store).
     pub fn store_dir(&self) -> PathBuf {
         self.dir.path().join("store")
     }
@@ -447,7 +484,9 @@ impl TestCluster {
         let mut all = vec![cmd, "--coordinator", &self.url];
         all.extend_from_slice(args);
         all.extend(self.client_args.iter().map(String::as_str));
-        quern(&all)
+        let mut cmd = Command::new(binary("quern"));
+        cmd.envs(self.env.iter().cloned());
+        wait_bounded(spawn_command(cmd, &all), Duration::from_secs(300))
     }
 
     /// `quern status --json` of a job.
@@ -477,9 +516,17 @@ impl Drop for TestCluster {
 
 /// Starts `quern coordinator` and reads its address from its first stderr line: no sleeps,
 /// no polling for a file.
-fn spawn_coordinator(store: &str, dir: &Path, listen: &str, extra: &[&str], n: usize) -> Result<(Child, String)> {
+fn spawn_coordinator(
+    store: &str,
+    dir: &Path,
+    listen: &str,
+    extra: &[&str],
+    n: usize,
+    env: &[(String, String)],
+) -> Result<(Child, String)> {
     let mut child = Command::new(binary("quern"))
         .env(quern_examples::TEST_JOBS_ENV, "1")
+        .envs(env.iter().cloned())
         .args(["coordinator", "--listen", listen, "--store", store])
         .args(extra)
         .env("RUST_LOG", "info")
