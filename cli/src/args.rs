@@ -193,6 +193,10 @@ pub struct CoordinatorArgs {
     /// mapreduce.task.timeout.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub task_timeout: Duration,
+    /// On stores without atomic rename (S3), parts are written as multipart uploads that
+    /// only the coordinator completes: bytes per uploaded part (5MiB to 5GiB).
+    #[arg(long, default_value = "16MiB", value_parser = parse_upload_part_size)]
+    pub upload_part_size: u64,
     /// TLS, limits and timeouts.
     #[command(flatten)]
     pub net: ServerNetArgs,
@@ -363,6 +367,15 @@ pub fn parse_message_size(s: &str) -> Result<usize, String> {
         return Err(format!("{s:?} is too large for a message (at most 4GiB)"));
     }
     usize::try_from(n).map_err(|_| format!("{s:?} is too large on this platform"))
+}
+
+/// An upload part size within S3's limits.
+pub fn parse_upload_part_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if !(5 << 20..=5 << 30).contains(&n) {
+        return Err(format!("{s:?} is outside S3's part sizes (5MiB to 5GiB)"));
+    }
+    Ok(n)
 }
 
 /// Parses `123`, `64K`, `64KiB`, `1.5G`... into bytes (K = 1024).

@@ -71,6 +71,7 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
         anyhow::bail!("--task-timeout must be at least 1s");
     }
     cfg.task_timeout = a.task_timeout;
+    cfg.upload_part_size = a.upload_part_size;
     if a.lease < Duration::from_millis(100) {
         anyhow::bail!("--lease must be at least 100ms");
     }

@@ -232,6 +232,15 @@ pub struct Promotion {
     pub part: StoreUrl,
 }
 
+/// A part attempt may upload: the part's URL and where to note the upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartUpload {
+    /// The part (the upload's key).
+    pub part: StoreUrl,
+    /// The note of the upload in the coordinator's store.
+    pub marker: StoreUrl,
+}
+
 /// The outcome was not taken.
 pub type Rejection = &'static str;
 
@@ -600,6 +609,25 @@ impl Core {
         let (idx, n) = (attempt.task.index, attempt.attempt);
         job.with_task(kind, idx, |t| t.request_commit(n, worker)).ok_or("unknown task")??;
         Ok(Promotion { temp: job.temp_part_url(idx, n), part: job.part_url(idx) })
+    }
+
+    /// A live part attempt asks where to upload its part (stores without atomic rename):
+    /// its task's part, under a name the coordinator built. Only the commit makes it visible.
+    pub fn start_part(&self, worker: &WorkerId, attempt: &AttemptId) -> Result<PartUpload, Rejection> {
+        let job = self.jobs.get(&attempt.task.job).ok_or("unknown job")?;
+        if !job.is_running() {
+            return Err("job is not running");
+        }
+        let kind = job.final_kind();
+        if attempt.task.kind != kind {
+            return Err("only attempts that write parts upload them");
+        }
+        let (idx, n) = (attempt.task.index, attempt.attempt);
+        let task = job.tasks(kind).get(idx as usize).ok_or("unknown task")?;
+        if !task.holds(n, worker) {
+            return Err("attempt is not live");
+        }
+        Ok(PartUpload { part: job.part_url(idx), marker: job.upload_marker_url(idx, n) })
     }
 
     // ------------------------------------------------------------------ jobs

@@ -711,6 +711,12 @@ impl Job {
         self.temporary_dir().join(&format!("part-{idx:05}-e{}-a{attempt}", self.epoch))
     }
 
+    /// Where the coordinator notes the multipart upload it started for a part attempt (so
+    /// a sweep can abort it after a crash): inside the job's scratch directory.
+    pub fn upload_marker_url(&self, idx: u32, attempt: u32) -> StoreUrl {
+        self.scratch.join(&format!("uploads/part-{idx:05}-e{}-a{attempt}", self.epoch))
+    }
+
     /// The URL of part `idx` (of reduce task `idx`, or of map task `idx` without reducers).
     /// An intermediate pipeline stage names its parts after itself, so a later stage reading
     /// several stages can tell their records apart by `TextRecord::source`.

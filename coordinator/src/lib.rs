@@ -11,6 +11,8 @@
 //! - [`inputs`]: listing inputs and checking outputs at submit time; [`admit`]: the path
 //!   policy and building each submitted job with its own code before it is accepted.
 //! - [`status`]: jobs, tasks and workers as users see them; [`http`]: the same as web pages.
+//! - [`commit`]: how a granted part becomes visible: rename on local files, completion of
+//!   the attempt's multipart upload on stores without rename (S3).
 //! - [`journal`]: decisions journalled to the store, replayed by a restarted coordinator.
 //! - [`lease`] and [`leader`]: the store lease that lets one coordinator act at a time, and
 //!   a second one wait as a standby and take over.
@@ -22,6 +24,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod admit;
+pub mod commit;
 pub mod convert;
 pub mod core;
 pub mod http;
@@ -93,6 +96,9 @@ pub struct CoordinatorConfig {
     pub job_wait: Duration,
     /// A running attempt whose progress stands still this long is failed (`--task-timeout`).
     pub task_timeout: Duration,
+    /// Bytes per part of the multipart uploads that parts are written as on stores without
+    /// atomic rename (5 MiB to 5 GiB, S3's limits).
+    pub upload_part_size: u64,
     /// TLS, connection and message limits, for gRPC and the status pages.
     pub net: net::NetConfig,
 }
@@ -119,6 +125,7 @@ impl CoordinatorConfig {
             max_jobs: 1000,
             job_wait: Duration::from_secs(60),
             task_timeout: Duration::from_secs(600),
+            upload_part_size: 16 << 20,
             net: net::NetConfig::default(),
         }
     }
@@ -214,6 +221,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             store: Some(cfg.store.clone()),
         },
         hold_reduces_while: cfg.hold_reduces_while.clone(),
+        upload_part_size: cfg.upload_part_size,
     };
     let shared = Shared::new(core, shell, url.clone());
     let clock = Arc::new(lease::LeaderClock::new(cfg.lease, std::time::Instant::now()));

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::admit::Admission;
 use crate::convert::{Registration, Submission, limits};
-use crate::core::{Action, Conflict, Core, Now, Promotion};
+use crate::core::{Action, Conflict, Core, Now};
 use crate::inputs::{
     InputError, check_output_empty, delete_object, delete_prefix, list_inputs, list_inputs_allow_empty,
     remove_empty_local_dirs,
@@ -40,6 +40,7 @@ pub struct Shared {
     changed: watch::Sender<u64>,
     journal: std::sync::OnceLock<Journal>,
     shell: Shell,
+    uploads: crate::commit::Uploads,
     /// This coordinator's address, for Ping.
     pub url: String,
 }
@@ -56,6 +57,8 @@ pub struct Shell {
     pub admission: Admission,
     /// Test hook: no reduce task is handed out while this file exists.
     pub hold_reduces_while: Option<std::path::PathBuf>,
+    /// Bytes per part of the multipart uploads parts are written as (stores without rename).
+    pub upload_part_size: u64,
 }
 
 /// The locked core. Dropping it hands the decisions made under the lock to the journal,
@@ -99,6 +102,7 @@ impl Shared {
             core: Mutex::new(core),
             changed: watch::Sender::new(0),
             journal: std::sync::OnceLock::new(),
+            uploads: crate::commit::Uploads::new(shell.upload_part_size),
             shell,
             url,
         })
@@ -175,7 +179,12 @@ impl Shared {
                                 warn!(job = %job, error = %e, "could not delete a part of an unsuccessful job");
                             }
                         }
+                        me.uploads.forget_job(&job);
                         for dir in &dirs {
+                            // Open uploads are invisible but billed: abort them first.
+                            if let Err(e) = crate::commit::abort_noted(dir, false).await {
+                                warn!(job = %job, error = %e, "could not abort the job's open uploads");
+                            }
                             if let Err(e) = delete_prefix(dir).await {
                                 warn!(job = %job, error = %e, "could not delete intermediate data");
                             }
@@ -580,6 +589,9 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         let id = worker_id(&r.worker_id)?;
         self.speaks_for(&id, &r.worker_secret)?;
         let attempt = AttemptId::try_from(r.attempt.as_ref())?;
+        if r.upload_parts.len() > crate::commit::MAX_PARTS || r.upload_parts.iter().any(|p| p.len() > limits::NAME) {
+            return Err(Status::invalid_argument("too many or too long upload part ids"));
+        }
         let granted = self.0.core().commit(&id, &attempt);
         let refused = |why: String| {
             info!(attempt = %attempt, why, "commit refused");
@@ -587,12 +599,22 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         };
         let promotion = match granted {
             Ok(p) => p,
-            Err(why) => return refused(why.to_string()),
+            Err(why) => {
+                // Whoever holds the commit, this attempt's upload will never be completed.
+                self.0.uploads.abort(&attempt).await;
+                return refused(why.to_string());
+            }
         };
-        // One atomic rename inside the output's store (a server-side copy on S3).
-        match promote(&promotion).await {
-            // The rename ran outside the lock: a job killed or failed meanwhile has already
-            // deleted its parts, so this late one goes too.
+        // One atomic step inside the output's store: completing the attempt's upload, or
+        // renaming its temporary object where the store renames.
+        let made_visible = if self.0.uploads.is_open(&attempt) || !r.upload_parts.is_empty() {
+            self.0.uploads.complete(&attempt, &promotion, r.upload_parts).await
+        } else {
+            crate::commit::promote(&promotion).await.map_err(Into::into)
+        };
+        match made_visible {
+            // The part became visible outside the lock: a job killed or failed meanwhile has
+            // already deleted its parts, so this late one goes too.
             Ok(()) if !self.0.core().job(&attempt.task.job).is_some_and(|j| j.is_running()) => {
                 if let Err(e) = delete_object(&promotion.part).await {
                     warn!(attempt = %attempt, error = %e, "could not delete a part committed after its job ended");
@@ -600,7 +622,25 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
                 refused("the job ended while the part was being committed".into())
             }
             Ok(()) => Ok(Response::new(pb::CommitResponse { granted: true, reason: String::new() })),
-            Err(e) => refused(format!("moving {} into place: {e}", promotion.temp)),
+            Err(e) => refused(format!("committing {}: {e}", promotion.part)),
+        }
+    }
+
+    async fn start_part(&self, req: Request<pb::StartPartRequest>) -> Result<Response<pb::StartPartResponse>, Status> {
+        let r = req.into_inner();
+        let id = worker_id(&r.worker_id)?;
+        self.speaks_for(&id, &r.worker_secret)?;
+        let attempt = AttemptId::try_from(r.attempt.as_ref())?;
+        let at = self.0.core().start_part(&id, &attempt).map_err(Status::failed_precondition)?;
+        match self.0.uploads.start(&attempt, at).await {
+            Ok(Some(up)) => Ok(Response::new(pb::StartPartResponse {
+                part_url: up.part.to_string(),
+                upload_id: up.id,
+                part_size: self.0.uploads.part_size,
+            })),
+            Ok(None) => Err(Status::failed_precondition("this output's store renames: write the temporary object")),
+            Err(e @ crate::commit::CommitError::Upload(_)) => Err(Status::failed_precondition(e.to_string())),
+            Err(e) => Err(Status::unavailable(format!("starting an upload: {e}"))),
         }
     }
 
@@ -643,15 +683,6 @@ fn conflict_status(c: Conflict) -> Status {
         Conflict::InputBeingWritten { .. } => Status::failed_precondition(c.to_string()),
         Conflict::TooManyJobs(_) => Status::resource_exhausted(c.to_string()),
     }
-}
-
-/// Moves a committed attempt's output into place.
-async fn promote(p: &Promotion) -> Result<(), quern_api::StoreError> {
-    let store = p.part.store()?;
-    store
-        .rename(&p.temp.path(), &p.part.path())
-        .await
-        .map_err(|e| quern_api::StoreError::from_store(p.temp.as_str(), e))
 }
 
 /// Checks every call: only the leader answers, only on connections the [`PeerRules`] allow

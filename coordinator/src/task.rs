@@ -233,6 +233,11 @@ impl Task {
         }
     }
 
+    /// Whether `attempt` is live on `worker`.
+    pub fn holds(&self, attempt: u32, worker: &WorkerId) -> bool {
+        self.live(attempt, worker).is_some()
+    }
+
     /// A progress count for live `attempt` on `worker`: remembered when it grew.
     pub fn progressed(&mut self, attempt: u32, worker: &WorkerId, steps: u64, now: Instant) {
         if let TaskState::Running { live } = &mut self.state

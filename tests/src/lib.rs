@@ -481,12 +481,29 @@ impl TestCluster {
 
     /// Runs `quern CMD --coordinator URL ARGS...`.
     pub fn cli(&self, cmd: &str, args: &[&str]) -> Output {
+        wait_bounded(self.spawn_cli(cmd, args), Duration::from_secs(300))
+    }
+
+    /// Starts `quern CMD --coordinator URL ARGS...` (e.g. a `submit --wait` to crash under).
+    pub fn spawn_cli(&self, cmd: &str, args: &[&str]) -> Child {
         let mut all = vec![cmd, "--coordinator", &self.url];
         all.extend_from_slice(args);
         all.extend(self.client_args.iter().map(String::as_str));
         let mut cmd = Command::new(binary("quern"));
         cmd.envs(self.env.iter().cloned());
-        wait_bounded(spawn_command(cmd, &all), Duration::from_secs(300))
+        spawn_command(cmd, &all)
+    }
+
+    /// Attempts of every succeeded task of a job, by (kind, index).
+    pub fn succeeded_tasks(&self, job: &str) -> Result<std::collections::BTreeMap<(String, u64), u64>> {
+        let task = |t: &serde_json::Value| -> Option<((String, u64), u64)> {
+            Some(((t["kind"].as_str()?.to_string(), t["index"].as_u64()?), t["attempts"].as_u64()?))
+        };
+        self.tasks(job)?
+            .iter()
+            .filter(|t| t["state"] == "succeeded")
+            .map(|t| task(t).ok_or_else(|| anyhow!("malformed task {t}")))
+            .collect()
     }
 
     /// `quern status --json` of a job.

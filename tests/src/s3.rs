@@ -110,6 +110,15 @@ impl S3Server {
 
     /// A client of the bucket for the test's own reads and writes.
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>> {
+        Ok(self.client()?)
+    }
+
+    /// The same client's multipart interface (for peers that upload parts themselves).
+    pub fn multipart(&self) -> Result<Arc<dyn object_store::multipart::MultipartStore>> {
+        Ok(self.client()?)
+    }
+
+    fn client(&self) -> Result<Arc<object_store::aws::AmazonS3>> {
         Ok(Arc::new(
             AmazonS3Builder::new()
                 .with_endpoint(&self.endpoint)
@@ -136,20 +145,18 @@ impl S3Server {
         Ok(self.url(&format!("{}/", dir.trim_matches('/'))))
     }
 
-    /// Every object under `prefix` as (key relative to the bucket, bytes), sorted by key.
+    /// Every object whose key starts with `prefix` (a plain string prefix: `out/part-`
+    /// matches `out/part-00000`) as (key, bytes), sorted by key.
     pub fn download(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let store = self.store()?;
+        let keys = self.keys(prefix)?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
-            use futures::TryStreamExt;
-            let prefix = object_store::path::Path::from(prefix.trim_matches('/'));
-            let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
             let mut out = Vec::new();
-            for m in metas {
-                let bytes = store.get(&m.location).await?.bytes().await?;
-                out.push((m.location.to_string(), bytes.to_vec()));
+            for key in keys {
+                let bytes = store.get(&object_store::path::Path::from(key.as_str())).await?.bytes().await?;
+                out.push((key, bytes.to_vec()));
             }
-            out.sort();
             Ok::<_, object_store::Error>(out)
         })
         .map_err(Into::into)
@@ -168,9 +175,9 @@ impl S3Server {
     /// Downloads every object under `prefix` into the local directory `local` (keys relative
     /// to the prefix become file names; nested keys become subdirectories).
     pub fn download_dir(&self, prefix: &str, local: &std::path::Path) -> Result<()> {
-        let prefix = prefix.trim_matches('/');
-        for (key, bytes) in self.download(prefix)? {
-            let rel = key.strip_prefix(prefix).unwrap_or(&key).trim_start_matches('/');
+        let prefix = format!("{}/", prefix.trim_matches('/'));
+        for (key, bytes) in self.download(&prefix)? {
+            let rel = key.strip_prefix(prefix.as_str()).unwrap_or(&key).trim_start_matches('/');
             let path = local.join(rel);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -181,15 +188,18 @@ impl S3Server {
         Ok(())
     }
 
-    /// Keys under `prefix` (relative to the bucket), sorted.
+    /// Keys (relative to the bucket) that start with `prefix`, sorted.
     pub fn keys(&self, prefix: &str) -> Result<Vec<String>> {
         let store = self.store()?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // The store lists whole path segments: list the prefix's directory, then filter.
+        let prefix = prefix.trim_start_matches('/');
+        let dir = object_store::path::Path::from(prefix.rsplit_once('/').map_or("", |(d, _)| d));
         rt.block_on(async {
             use futures::TryStreamExt;
-            let prefix = object_store::path::Path::from(prefix.trim_matches('/'));
-            let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
-            let mut keys: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+            let metas: Vec<_> = store.list(Some(&dir)).try_collect().await?;
+            let mut keys: Vec<String> =
+                metas.into_iter().map(|m| m.location.to_string()).filter(|k| k.starts_with(prefix)).collect();
             keys.sort();
             Ok::<_, object_store::Error>(keys)
         })

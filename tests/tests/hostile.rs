@@ -169,6 +169,7 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
             worker_id: real[0].clone(),
             worker_secret: fake_secret.clone(),
             attempt: attempt(&done, pb::TaskKind::Reduce, 1, 1),
+            ..Default::default()
         })
         .map(drop),
         // An empty running list would fail the real worker's attempts as dropped.
@@ -199,6 +200,7 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
             worker_id: who.0.into(),
             worker_secret: who.1.into(),
             attempt: attempt(&done, pb::TaskKind::Reduce, 1, 1),
+            upload_parts: vec!["forged".into()],
         };
         assert!(!peer.commit(commit).unwrap().granted);
     }
@@ -220,8 +222,17 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
         worker_id: who.0.into(),
         worker_secret: who.1.into(),
         attempt: attempt(&running, pb::TaskKind::Reduce, 0, 1),
+        ..Default::default()
     };
     assert!(!peer.commit(commit).unwrap().granted, "no reduce runs yet, so no commit");
+    // Nor an upload to start: only a live part attempt gets one.
+    let start = pb::StartPartRequest {
+        worker_id: who.0.into(),
+        worker_secret: who.1.into(),
+        attempt: attempt(&running, pb::TaskKind::Reduce, 0, 1),
+    };
+    let w = &mut peer.workers;
+    assert_eq!(peer.rt.block_on(w.start_part(start)).unwrap_err().code(), tonic::Code::FailedPrecondition);
     // Malformed ids and references are refused outright.
     let bad_ref = pb::OutcomeReport {
         worker_id: fake.clone(),

@@ -3,7 +3,6 @@
 //! workers reconnect by themselves.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use quern_tests::data::{read_output, word_count, write_corpus};
@@ -11,18 +10,6 @@ use quern_tests::{Mode, TestCluster, spawn_binary, wait_bounded};
 
 /// A short lease: a coordinator restarted after kill -9 waits 1.5 leases before it may act.
 const FAST: [&str; 6] = ["--heartbeat-timeout", "2s", "--heartbeat-interval", "200ms", "--lease", "1s"];
-
-/// Attempts of every succeeded task, by (kind, index).
-fn succeeded(c: &TestCluster, id: &str) -> BTreeMap<(String, u64), u64> {
-    c.tasks(id)
-        .unwrap()
-        .iter()
-        .filter(|t| t["state"] == "succeeded")
-        .map(|t| {
-            ((t["kind"].as_str().unwrap().to_string(), t["index"].as_u64().unwrap()), t["attempts"].as_u64().unwrap())
-        })
-        .collect()
-}
 
 /// Runs a job, kills the coordinator once `ready(status)` holds, restarts it, and checks the
 /// outcome seen by a `submit --wait` client started before the crash.
@@ -63,7 +50,7 @@ fn crash_and_resume(seed: u64, ready: impl Fn(&serde_json::Value) -> bool) {
     });
     assert!(reached, "the job never reached the crash point");
     let id = id.expect("the job never reached the crash point");
-    let before = succeeded(&c, &id);
+    let before = c.succeeded_tasks(&id).unwrap();
     assert!(!before.is_empty());
 
     c.kill_coordinator();
@@ -82,7 +69,7 @@ fn crash_and_resume(seed: u64, ready: impl Fn(&serde_json::Value) -> bool) {
     assert_eq!(status["state"], "succeeded");
     assert_eq!(read_output(&c.path("out"), 4, true), word_count(&input));
     // Committed before the crash means never run again.
-    let after = succeeded(&c, &id);
+    let after = c.succeeded_tasks(&id).unwrap();
     for (task, attempts) in &before {
         assert_eq!(after.get(task), Some(attempts), "task {task:?} ran again after the restart");
     }

@@ -1,52 +1,253 @@
 //! Whole clusters on a real S3 API server (`s3s-fs` on 127.0.0.1): input, output, store and
-//! journal all on `s3://`, outputs compared with sequential computations.
+//! journal all on `s3://`, outputs compared with sequential computations. Parts commit as
+//! multipart uploads that only the coordinator completes.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::Duration;
 
+use object_store::ObjectStoreExt;
+use quern_api::client::{ConnectOptions, worker_client_lazy};
+use quern_api::pb;
 use quern_tests::data::{read_output, word_count, write_corpus};
 use quern_tests::s3::S3Server;
-use quern_tests::{TestCluster, ok_stdout};
+use quern_tests::{TestCluster, eventually, ok_stdout, wait_bounded};
 
 /// A cluster of `workers` processes whose store is `s3://quern/store/`.
-fn cluster(s3: &S3Server, workers: usize) -> TestCluster {
-    TestCluster::start_on_store(workers, &s3.url("store/"), &[], s3.env()).unwrap()
+fn cluster(s3: &S3Server, workers: usize, coordinator_args: &[&str]) -> TestCluster {
+    TestCluster::start_on_store(workers, &s3.url("store/"), coordinator_args, s3.env()).unwrap()
+}
+
+/// Submits and waits; the final status, which must be `succeeded`.
+fn run(c: &TestCluster, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--wait", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&ok_stdout(&c.cli("submit", &all))).unwrap();
+    assert_eq!(status["state"], "succeeded", "{status}");
+    status
+}
+
+/// The cluster leaves nothing behind in the store but its journal and lease, no
+/// `_temporary` under `outputs`, and no multipart upload open.
+fn assert_clean(s3: &S3Server, outputs: &[&str]) {
+    let clean = eventually(Duration::from_secs(30), || {
+        s3.keys("store/jobs").unwrap().is_empty()
+            && outputs.iter().all(|o| s3.keys(&format!("{o}/_temporary")).unwrap().is_empty())
+            && s3.pending_uploads() == 0
+    });
+    assert!(clean, "left behind: {:?}, {} open uploads", s3.keys("store/jobs").unwrap(), s3.pending_uploads());
+}
+
+/// Record `i` of teragen's output carries its row number as 32 hex digits at bytes 12..44.
+fn assert_rows(records: &[u8], rows: u64) {
+    assert_eq!(records.len() as u64, rows * 100);
+    for (i, r) in records.chunks(100).enumerate() {
+        assert_eq!(&r[12..44], format!("{i:032X}").as_bytes(), "record {i}");
+    }
 }
 
 #[test]
-fn wordcount_with_input_output_and_store_on_s3_is_exact_and_leaves_only_the_output() {
+fn wordcount_pipeline_map_only_and_terasort_on_s3_are_exact_and_leave_only_their_outputs() {
     let s3 = S3Server::start().unwrap();
-    let c = cluster(&s3, 2);
+    let c = cluster(&s3, 2, &[]);
     let local = c.path("input");
     write_corpus(&local, 3, 30_000, 7).unwrap();
     let input = s3.upload_dir(&local, "in").unwrap();
-    let output = s3.url("out");
-    let out = c.cli(
-        "submit",
-        &[
-            "--job",
-            "wordcount",
-            "--input",
-            &input,
-            "--output",
-            &output,
-            "--reducers",
-            "3",
-            "--split-size",
-            "8KiB",
-            "--wait",
-            "--json",
-        ],
-    );
-    let status: serde_json::Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
-    assert_eq!(status["state"], "succeeded", "{status}");
+    let expected = word_count(&local);
+
+    let (out, top) = (s3.url("out"), s3.url("top"));
+    run(&c, &["--job", "wordcount", "--input", &input, "--output", &out, "--reducers", "3", "--split-size", "8KiB"]);
     let got = c.path("got");
     s3.download_dir("out", &got).unwrap();
-    assert_eq!(read_output(&got, 3, true), word_count(&local));
-    // Intermediate data goes once the job has ended; the journal and lease stay.
-    let ok = quern_tests::eventually(Duration::from_secs(30), || {
-        s3.keys("store/jobs").unwrap().is_empty() && s3.keys("out/_temporary").unwrap().is_empty()
+    assert_eq!(read_output(&got, 3, true), expected);
+
+    // A two-stage pipeline: the top 5 words by count.
+    run(&c, &["--job", "topwords", "--input", &input, "--output", &top, "--param", "n=5", "--split-size", "8KiB"]);
+    let mut counts: Vec<(u64, String)> = expected.iter().map(|(w, n)| (n.parse().unwrap(), w.clone())).collect();
+    counts.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.as_bytes().cmp(b.1.as_bytes())));
+    let want: String = counts.iter().take(5).map(|(n, w)| format!("{w}\t{n}\n")).collect();
+    let top_keys: Vec<String> = s3.download("top").unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(top_keys, ["top/_SUCCESS", "top/part-00000"]);
+    assert_eq!(String::from_utf8(s3.download("top/part-00000").unwrap()[0].1.clone()).unwrap(), want);
+
+    // Map-only (teragen, a part per map task), then terasort of it.
+    let (gen_url, sorted_url) = (s3.url("gen"), s3.url("sorted"));
+    run(&c, &["--job", "teragen", "--output", &gen_url, "--param", "rows=3000", "--maps", "3"]);
+    let generated = s3.download("gen/part-").unwrap();
+    assert_eq!(generated.len(), 3, "a part per map task");
+    let records: Vec<u8> = generated.iter().flat_map(|(_, b)| b.clone()).collect();
+    assert_rows(&records, 3000);
+    run(&c, &["--job", "terasort", "--input", &format!("{gen_url}/"), "--output", &sorted_url, "--reducers", "3"]);
+    let sorted: Vec<u8> = s3.download("sorted/part-").unwrap().into_iter().flat_map(|(_, b)| b).collect();
+    let mut want: Vec<&[u8]> = records.chunks(100).collect();
+    want.sort_by(|a, b| a[..10].cmp(&b[..10]).then(a.cmp(b)));
+    assert!(sorted.chunks(100).eq(want.iter().copied()), "terasort output is the sorted input");
+
+    assert_clean(&s3, &["out", "top", "gen", "sorted"]);
+}
+
+#[test]
+fn a_part_larger_than_an_upload_part_commits_whole_as_one_multipart_upload() {
+    let s3 = S3Server::start().unwrap();
+    let c = cluster(&s3, 1, &["--upload-part-size", "5MiB"]);
+    // 120,000 records of 100 bytes: one 12 MB part, uploaded as 5 + 5 + 2 MiB.
+    let rows = 120_000u64;
+    run(&c, &["--job", "teragen", "--output", &s3.url("big"), "--param", &format!("rows={rows}"), "--maps", "1"]);
+    let keys = s3.keys("big").unwrap();
+    assert_eq!(keys, ["big/_SUCCESS", "big/part-00000"]);
+    let store = s3.store().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let meta = rt.block_on(store.head(&"big/part-00000".into())).unwrap();
+    assert_eq!(meta.size, rows * 100);
+    // A completed multipart upload's ETag ends in its part count; a copy's would not.
+    let etag = meta.e_tag.unwrap_or_default();
+    assert!(etag.trim_matches('"').ends_with("-3"), "etag {etag}");
+    assert_rows(&s3.download("big/part-00000").unwrap()[0].1, rows);
+    assert_clean(&s3, &["big"]);
+}
+
+/// A peer that plays a worker through the project's own gRPC client.
+struct Peer {
+    rt: tokio::runtime::Runtime,
+    client: quern_api::client::WorkerClient,
+    id: String,
+    secret: String,
+}
+
+impl Peer {
+    fn register(url: &str, jobs: &[&str]) -> Peer {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut client = rt.block_on(async { worker_client_lazy(url, &ConnectOptions::default()) }).unwrap();
+        let req = pb::RegisterRequest {
+            host: "zombie".into(),
+            slots: 1,
+            jobs: jobs.iter().map(|j| j.to_string()).collect(),
+            ..Default::default()
+        };
+        let r = rt.block_on(client.register(req)).unwrap().into_inner();
+        Peer { rt, client, id: r.worker_id, secret: r.worker_secret }
+    }
+
+    /// Polls until a reduce task is handed out (bounded).
+    fn reduce(&mut self) -> pb::AttemptRef {
+        for _ in 0..20 {
+            let req = pb::PollRequest {
+                worker_id: self.id.clone(),
+                worker_secret: self.secret.clone(),
+                free_slots: 1,
+                wait_ms: 1000,
+            };
+            let tasks = self.rt.block_on(self.client.poll(req)).unwrap().into_inner().tasks;
+            if let Some(t) = tasks.into_iter().find(|t| matches!(t.task, Some(pb::task_assignment::Task::Reduce(_)))) {
+                return t.attempt.unwrap();
+            }
+        }
+        panic!("no reduce task was handed out");
+    }
+
+    fn start_part(&mut self, attempt: &pb::AttemptRef) -> Result<pb::StartPartResponse, tonic::Status> {
+        let req = pb::StartPartRequest {
+            worker_id: self.id.clone(),
+            worker_secret: self.secret.clone(),
+            attempt: Some(attempt.clone()),
+        };
+        self.rt.block_on(self.client.start_part(req)).map(|r| r.into_inner())
+    }
+
+    fn commit(&mut self, attempt: &pb::AttemptRef, parts: Vec<String>) -> bool {
+        let req = pb::CommitRequest {
+            worker_id: self.id.clone(),
+            worker_secret: self.secret.clone(),
+            attempt: Some(attempt.clone()),
+            upload_parts: parts,
+        };
+        self.rt.block_on(self.client.commit(req)).is_ok_and(|r| r.into_inner().granted)
+    }
+}
+
+#[test]
+fn a_zombie_that_uploaded_its_part_can_never_make_it_visible() {
+    let s3 = S3Server::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let hold_arg = hold.display().to_string();
+    let args = ["--debug-hold-reduces-while", &hold_arg, "--heartbeat-timeout", "2s", "--speculation", "off"];
+    let mut c = cluster(&s3, 1, &args);
+    let local = c.path("input");
+    write_corpus(&local, 2, 10_000, 11).unwrap();
+    let input = s3.upload_dir(&local, "in").unwrap();
+    let id =
+        c.submit(&["--job", "wordcount", "--input", &input, "--output", &s3.url("out"), "--reducers", "1"]).unwrap();
+    let mapped = eventually(Duration::from_secs(60), || {
+        let s = c.status(&id).unwrap();
+        s["maps"]["done"].as_u64().is_some() && s["maps"]["done"] == s["maps"]["total"]
     });
-    assert!(ok, "left behind: {:?}", s3.keys("store/jobs").unwrap());
-    assert_eq!(s3.pending_uploads(), 0, "no multipart upload left open");
+    assert!(mapped, "the maps never finished");
+    // Map outputs live in the store: the worker can go, the zombie-to-be takes the reduce.
+    c.kill_worker(0);
+    let mut zombie = Peer::register(c.url(), &["wordcount"]);
+    std::fs::remove_file(&hold).unwrap();
+    let attempt = zombie.reduce();
+    let up = zombie.start_part(&attempt).unwrap();
+    assert_eq!(up.part_url, s3.url("out/part-00000"), "the upload's key is the part the coordinator named");
+    let store = s3.multipart().unwrap();
+    let path = object_store::path::Path::from("out/part-00000");
+    let part = zombie
+        .rt
+        .block_on(store.put_part(&path, &up.upload_id, 0, object_store::PutPayload::from_static(b"zombie\t1\n")))
+        .unwrap();
+    // It stops heartbeating, is declared lost, and a real worker runs the reduce again.
+    c.start_worker().unwrap();
+    let status = c.wait_job(&id, Duration::from_secs(120), |_| {}).unwrap();
+    assert_eq!(status["state"], "succeeded", "{status}");
+    // Back, the zombie asks to commit what it uploaded, and to start again: both refused.
+    assert!(!zombie.commit(&attempt, vec![part.content_id]), "a lost attempt's commit is refused");
+    assert!(zombie.start_part(&attempt).is_err(), "a lost attempt gets no upload");
+    let got = c.path("got");
+    s3.download_dir("out", &got).unwrap();
+    assert_eq!(read_output(&got, 1, true), word_count(&local));
+    assert_clean(&s3, &["out"]);
+}
+
+#[test]
+fn a_worker_killed_and_the_coordinator_restarted_on_s3_cost_nothing_committed() {
+    let s3 = S3Server::start().unwrap();
+    let fast = ["--heartbeat-timeout", "2s", "--lease", "1s"];
+    let mut c = cluster(&s3, 0, &fast);
+    for _ in 0..3 {
+        c.start_worker_with(&["--debug-slowdown", "150ms"]).unwrap();
+    }
+    let local = c.path("input");
+    write_corpus(&local, 4, 24_000, 5).unwrap();
+    let input = s3.upload_dir(&local, "in").unwrap();
+    let out = s3.url("out");
+    let args = ["--job", "wordcount", "--input", &input, "--output", &out, "--reducers", "4", "--split-size", "8KiB"];
+    let waiter = c.spawn_cli("submit", &[&args[..], &["--wait", "--json"]].concat());
+    let mut id = String::new();
+    let started = eventually(Duration::from_secs(30), || {
+        let job = c.first_job();
+        id = job["id"].as_str().unwrap_or_default().to_string();
+        job["maps"]["done"].as_u64() >= Some(2)
+    });
+    assert!(started, "the job never got going");
+    // A worker dies: it costs only its running attempts.
+    c.kill_worker(0);
+    let before = c.succeeded_tasks(&id).unwrap();
+    assert!(!before.is_empty() && c.status(&id).unwrap()["state"] == "running", "crashed mid-job");
+    c.kill_coordinator();
+    c.restart_coordinator().unwrap();
+    assert!(eventually(Duration::from_secs(20), || c.answers()), "{}", c.coordinator_log(1));
+    assert!(c.coordinator_log(1).contains("recovered from the journal"), "{}", c.coordinator_log(1));
+    let done = wait_bounded(waiter, Duration::from_secs(180));
+    assert!(done.status.success(), "waiter: {}", String::from_utf8_lossy(&done.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(status["state"], "succeeded");
+    let got = c.path("got");
+    s3.download_dir("out", &got).unwrap();
+    assert_eq!(read_output(&got, 4, true), word_count(&local));
+    let after = c.succeeded_tasks(&id).unwrap();
+    for (task, attempts) in &before {
+        assert_eq!(after.get(task), Some(attempts), "task {task:?} ran again after the restart");
+    }
+    assert_clean(&s3, &["out"]);
 }

@@ -360,28 +360,78 @@ async fn run_map(
     })
 }
 
-/// Writes a part to this attempt's own temporary object, then asks to commit: the
-/// coordinator moves the object of the one attempt it grants into place, so a cut-off
-/// attempt can never touch the part.
+/// Writes a part where only the coordinator can make it visible, then asks to commit: on
+/// local files to this attempt's own temporary object, which the coordinator renames into
+/// place; on stores without rename (S3) as a multipart upload the coordinator started and
+/// completes only for the attempt it grants. A cut-off attempt can never touch the part.
 async fn commit_part(env: &TaskEnv, attempt: &AttemptId, temp_url: &str, bytes: Vec<u8>) -> Result<(), TaskError> {
     env.step();
     let (temp_url, temp_store) = url(temp_url)?;
-    put(&temp_store, &temp_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
+    let renames = temp_url.multipart_store().map_err(TaskError::Store)?.is_none();
+    let upload_parts = if renames {
+        put(&temp_store, &temp_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
+        Vec::new()
+    } else {
+        upload_part(env, attempt, Bytes::from(bytes)).await?
+    };
     let mut client = env.client.clone();
     let resp = client
         .commit(pb::CommitRequest {
             worker_id: env.worker_id.to_string(),
             worker_secret: env.worker_secret.clone(),
             attempt: Some(attempt.into()),
+            upload_parts,
         })
         .await
         .map(|r| r.into_inner())
         .unwrap_or_else(|s| pb::CommitResponse { granted: false, reason: s.message().to_string() });
     if !resp.granted {
-        let _ = temp_store.delete(&temp_url.path()).await;
+        // A refused upload is the coordinator's to abort; a temporary object is ours.
+        if renames {
+            let _ = temp_store.delete(&temp_url.path()).await;
+        }
         return Err(TaskError::CommitRefused(resp.reason));
     }
     Ok(())
+}
+
+/// Uploads `bytes` as the parts of the upload the coordinator starts for this attempt;
+/// returns the part ids to commit with.
+async fn upload_part(env: &TaskEnv, attempt: &AttemptId, bytes: Bytes) -> Result<Vec<String>, TaskError> {
+    let mut client = env.client.clone();
+    let up = client
+        .start_part(pb::StartPartRequest {
+            worker_id: env.worker_id.to_string(),
+            worker_secret: env.worker_secret.clone(),
+            attempt: Some(attempt.into()),
+        })
+        .await
+        .map_err(|s| TaskError::CommitRefused(s.message().to_string()))?
+        .into_inner();
+    let part = StoreUrl::parse(&up.part_url).map_err(|e| TaskError::Config(e.to_string()))?;
+    let store = part
+        .multipart_store()
+        .map_err(TaskError::Store)?
+        .ok_or_else(|| TaskError::Config(format!("{part}: the store has no multipart uploads")))?;
+    // S3's limits: parts of 5 MiB to 5 GiB but the last; at least one part, empty or not.
+    let size = usize::try_from(up.part_size.clamp(5 << 20, 5 << 30)).unwrap_or(usize::MAX);
+    let cuts: Vec<usize> = (0..bytes.len().max(1)).step_by(size).collect();
+    let path = part.path();
+    let mut ids = Vec::with_capacity(cuts.len());
+    for (i, &from) in cuts.iter().enumerate() {
+        env.step();
+        let chunk = bytes.slice(from..(from + size).min(bytes.len()));
+        let id = with_retries("upload", || async {
+            store
+                .put_part(&path, &up.upload_id, i, PutPayload::from_bytes(chunk.clone()))
+                .await
+                .map_err(|e| StoreError::from_store(part.as_str(), e))
+        })
+        .await
+        .map_err(TaskError::Store)?;
+        ids.push(id.content_id);
+    }
+    Ok(ids)
 }
 
 /// One map output's segment as a reducer fetched it.
