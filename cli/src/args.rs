@@ -197,6 +197,12 @@ pub struct CoordinatorArgs {
     /// only the coordinator completes: bytes per uploaded part (5MiB to 5GiB).
     #[arg(long, default_value = "16MiB", value_parser = parse_upload_part_size)]
     pub upload_part_size: u64,
+    /// Whether the store's create-only writes are atomic under racing writers (local files,
+    /// AWS S3, GCS and Azure: yes; some S3-compatible servers: no). The lease and journal
+    /// rely on them when a standby waits; with `false` a coordinator that finds another one
+    /// alive on the store exits instead of waiting as a standby.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub store_conditional_writes: bool,
     /// TLS, limits and timeouts.
     #[command(flatten)]
     pub net: ServerNetArgs,

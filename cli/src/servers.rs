@@ -72,6 +72,7 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
     }
     cfg.task_timeout = a.task_timeout;
     cfg.upload_part_size = a.upload_part_size;
+    cfg.conditional_writes = a.store_conditional_writes;
     if a.lease < Duration::from_millis(100) {
         anyhow::bail!("--lease must be at least 100ms");
     }

@@ -27,6 +27,19 @@ pub enum LeadError {
     /// The journal could not be written: decisions would no longer survive a restart.
     #[error("{0}; this coordinator stopped")]
     JournalLost(journal::JournalFailure),
+    /// Another coordinator is alive on a store without atomic conditional writes, where a
+    /// standby could take the lease at the same moment as someone else.
+    #[error(
+        "another coordinator ({holder}) holds the lease of {store}, and that store is configured without atomic \
+         conditional writes (--store-conditional-writes=false): a standby there could lead at the same time \
+         as another coordinator, so this one does not wait as one"
+    )]
+    NoStandby {
+        /// The store.
+        store: String,
+        /// Who holds its lease.
+        holder: String,
+    },
     /// The store could not be used at all (at start). The store's error already says why,
     /// so it is not repeated as a source.
     #[error("the store is unusable: {0}")]
@@ -145,7 +158,7 @@ async fn lead_inner(
     let mut n = match held {
         Some(n) => n,
         None => {
-            let (n, taken_at) = wait_as_standby(&dir, lease, poll, &me, stop).await;
+            let (n, taken_at) = wait_as_standby(&dir, lease, poll, &me, stop, shared.conditional_writes()).await?;
             let Some(n) = n else { return Ok(()) };
             info!(lease = n, "took the lead");
             resume(shared, store, clock, stops, lease, taken_at).await?;
@@ -199,19 +212,23 @@ async fn lead_inner(
 }
 
 /// Waits until the lease is free: a released one, or one that stood still for 1.5 leases.
-/// Returns the lease taken (None if stopped first) and when.
+/// Returns the lease taken (None if stopped first) and when. Without atomic conditional
+/// writes (`conditional`), a lease that moves on (a live coordinator renewing it) is an
+/// error rather than something to wait out: only a dead holder's lease may be taken there.
 async fn wait_as_standby(
     dir: &StoreUrl,
     lease: Duration,
     poll: Duration,
     me: &LeaseBody,
     stop: &CancellationToken,
-) -> (Option<u64>, Instant) {
+    conditional: bool,
+) -> Result<(Option<u64>, Instant), LeadError> {
     let mut standby = Standby::new(lease, Instant::now());
     let mut announced = false;
+    let mut first = None;
     loop {
         if stop.is_cancelled() {
-            return (None, Instant::now());
+            return Ok((None, Instant::now()));
         }
         let now = Instant::now();
         match lease::latest(dir).await {
@@ -223,10 +240,19 @@ async fn wait_as_standby(
                         _ => None,
                     },
                 };
+                if !conditional && released.is_none() && *first.get_or_insert(latest) != latest {
+                    let holder = match latest {
+                        Some(k) => lease::read(dir, k).await.ok().flatten().map(|b| b.addr),
+                        None => None,
+                    };
+                    let holder = holder.unwrap_or_else(|| "unknown".into());
+                    let store = dir.parent_dir().unwrap_or_else(|| dir.clone()).to_string();
+                    return Err(LeadError::NoStandby { store, holder });
+                }
                 standby.observe(latest, now);
                 if let Some(next) = released.or_else(|| standby.takeover(now)) {
                     if lease::try_create(dir, next, me).await.unwrap_or(false) {
-                        return (Some(next), now);
+                        return Ok((Some(next), now));
                     }
                 } else if !announced {
                     info!(lease = ?latest, "another coordinator holds the store's lease; waiting as a standby");
@@ -237,7 +263,7 @@ async fn wait_as_standby(
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
-            _ = stop.cancelled() => return (None, Instant::now()),
+            _ = stop.cancelled() => return Ok((None, Instant::now())),
         }
     }
 }

@@ -99,6 +99,9 @@ pub struct CoordinatorConfig {
     /// Bytes per part of the multipart uploads that parts are written as on stores without
     /// atomic rename (5 MiB to 5 GiB, S3's limits).
     pub upload_part_size: u64,
+    /// Whether the store's create-only writes are atomic under racing writers (local files,
+    /// AWS S3, GCS, Azure). Without them no coordinator waits as a standby.
+    pub conditional_writes: bool,
     /// TLS, connection and message limits, for gRPC and the status pages.
     pub net: net::NetConfig,
 }
@@ -126,6 +129,7 @@ impl CoordinatorConfig {
             job_wait: Duration::from_secs(60),
             task_timeout: Duration::from_secs(600),
             upload_part_size: 16 << 20,
+            conditional_writes: true,
             net: net::NetConfig::default(),
         }
     }
@@ -222,6 +226,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
         },
         hold_reduces_while: cfg.hold_reduces_while.clone(),
         upload_part_size: cfg.upload_part_size,
+        conditional_writes: cfg.conditional_writes,
     };
     let shared = Shared::new(core, shell, url.clone());
     let clock = Arc::new(lease::LeaderClock::new(cfg.lease, std::time::Instant::now()));

@@ -59,6 +59,9 @@ pub struct Shell {
     pub hold_reduces_while: Option<std::path::PathBuf>,
     /// Bytes per part of the multipart uploads parts are written as (stores without rename).
     pub upload_part_size: u64,
+    /// Whether the store's create-only writes are atomic under racing writers (the lease
+    /// and journal rely on it for standbys).
+    pub conditional_writes: bool,
 }
 
 /// The locked core. Dropping it hands the decisions made under the lock to the journal,
@@ -106,6 +109,11 @@ impl Shared {
             shell,
             url,
         })
+    }
+
+    /// Whether the store's create-only writes are atomic (see [`Shell::conditional_writes`]).
+    pub fn conditional_writes(&self) -> bool {
+        self.shell.conditional_writes
     }
 
     /// Why the journal stopped being written, if it has.

@@ -251,3 +251,25 @@ fn a_worker_killed_and_the_coordinator_restarted_on_s3_cost_nothing_committed() 
     }
     assert_clean(&s3, &["out"]);
 }
+
+#[test]
+fn on_a_store_without_conditional_writes_a_second_coordinator_exits_instead_of_waiting_as_a_standby() {
+    let s3 = S3Server::start().unwrap();
+    let args = ["--store-conditional-writes=false", "--lease", "1s"];
+    let c = cluster(&s3, 0, &args);
+    let mut second = std::process::Command::new(quern_tests::binary("quern"));
+    second.envs(s3.env());
+    let store = s3.url("store/");
+    let out = wait_bounded(
+        quern_tests::spawn_command(
+            second,
+            &[&["coordinator", "--listen", "127.0.0.1:0", "--store", &store], &args[..]].concat(),
+        ),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(line.contains("--store-conditional-writes=false") && line.contains(&store), "{err}");
+    assert!(c.answers(), "the first coordinator leads on");
+}
