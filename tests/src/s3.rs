@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tempfile::TempDir;
 
@@ -110,16 +110,19 @@ impl S3Server {
 
     /// A client of the bucket for the test's own reads and writes.
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>> {
-        Ok(Arc::new(
-            AmazonS3Builder::new()
-                .with_endpoint(&self.endpoint)
-                .with_allow_http(true)
-                .with_access_key_id(ACCESS_KEY)
-                .with_secret_access_key(SECRET_KEY)
-                .with_region("us-east-1")
-                .with_bucket_name(&self.bucket)
-                .build()?,
-        ))
+        Ok(Arc::new(self.client()?))
+    }
+
+    /// The same client as its own type, for what only S3 has (e.g. listing page by page).
+    pub fn client(&self) -> Result<AmazonS3> {
+        Ok(AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .with_region("us-east-1")
+            .with_bucket_name(&self.bucket)
+            .build()?)
     }
 
     /// Writes `files` (name, bytes) under `dir/` in the bucket; returns `s3://quern/dir/`.
