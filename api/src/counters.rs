@@ -45,6 +45,20 @@ pub mod names {
     pub const BACKUP_ATTEMPTS_WON: &str = "BACKUP_ATTEMPTS_WON";
     /// Input lines that were not valid UTF-8 (read with U+FFFD replacements).
     pub const MALFORMED_INPUT_LINES: &str = "MALFORMED_INPUT_LINES";
+    /// GET requests (HEADs and ranged GETs included) an attempt made of object stores; see
+    /// [`crate::counted`] for what counts as which request.
+    pub const STORE_GET: &str = "STORE_GET";
+    /// PUT requests: whole objects, copies, and each create, part and completion of a
+    /// multipart upload.
+    pub const STORE_PUT: &str = "STORE_PUT";
+    /// LIST requests, one per page of up to 1,000 entries.
+    pub const STORE_LIST: &str = "STORE_LIST";
+    /// Objects deleted and multipart uploads aborted.
+    pub const STORE_DELETE: &str = "STORE_DELETE";
+    /// Bytes of object data GETs returned.
+    pub const STORE_BYTES_READ: &str = "STORE_BYTES_READ";
+    /// Bytes of payload PUTs sent.
+    pub const STORE_BYTES_WRITTEN: &str = "STORE_BYTES_WRITTEN";
 }
 
 /// A set of named counters.

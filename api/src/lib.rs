@@ -11,6 +11,8 @@
 //!   files, fixed-length binary records, Arrow IPC, Parquet.
 //! - [`data`]: how keys and values become bytes ([`Data`]; `Desc` and `Json` wrappers).
 //! - [`split`]: input splits and Hadoop's line rule; [`store`]: storage URLs ([`StoreUrl`]).
+//! - [`counted`]: every object-store request counted ([`counted::Counted`], [`counted::StoreStats`]),
+//!   per process and per task scope; workers report an attempt's as its `STORE_*` counters.
 //! - [`total_order`]: cut points for globally sorted output ([`job::TotalOrder`]).
 //! - [`client`]: connecting to a coordinator (token, TLS, message limit); [`tls`]: the PEM
 //!   files both sides read; [`fdlimit`]: raising the open-file limit of long-running processes.
@@ -48,6 +50,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod client;
+pub mod counted;
 pub mod counters;
 pub mod data;
 pub mod error;

@@ -16,6 +16,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreScheme};
 use url::Url;
 
+use crate::counted::Counted;
 use crate::error::StoreError;
 
 /// A validated storage URL.
@@ -174,7 +175,8 @@ impl StoreUrl {
         }
     }
 
-    /// The store that holds this URL (shared per scheme and bucket within a process).
+    /// The store that holds this URL (shared per scheme and bucket within a process), its
+    /// requests counted ([`crate::counted`]).
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
         Ok(self.stores()?.object)
     }
@@ -197,21 +199,26 @@ impl StoreUrl {
         let made = match self.0.scheme() {
             // Automatic cleanup removes directories emptied by deletes, so a finished job
             // leaves no empty folders behind in a file store.
-            "file" => Stores { object: Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)), multipart: None },
-            "memory" => Stores::both(Arc::new(InMemory::new())),
-            _ => Stores::both(Arc::new(
+            // Every store is counted (see `counted`); local files rename in place.
+            "file" => Stores {
+                object: Arc::new(Counted::new(LocalFileSystem::new().with_automatic_cleanup(true)).renaming_in_place()),
+                multipart: None,
+            },
+            "memory" => Stores::both(Arc::new(Counted::new(InMemory::new()))),
+            _ => Stores::both(Arc::new(Counted::new(
                 AmazonS3Builder::from_env()
                     .with_url(self.0.as_str())
                     .build()
                     .map_err(|e| StoreError::from_store(self.as_str(), e))?,
-            )),
+            ))),
         };
         stores.insert(key, made.clone());
         Ok(made)
     }
 }
 
-/// One store's interfaces, built once per scheme and bucket.
+/// One store's interfaces, built once per scheme and bucket: one [`Counted`] store behind
+/// both, so a multipart upload counts with everything else.
 #[derive(Clone)]
 struct Stores {
     object: Arc<dyn ObjectStore>,
@@ -286,6 +293,25 @@ mod tests {
         fn is_err_or_false(&self) -> bool {
             !matches!(self, Ok(true))
         }
+    }
+
+    #[tokio::test]
+    async fn both_interfaces_of_a_store_are_counted_together() {
+        use crate::counted::StoreStats;
+        use object_store::ObjectStoreExt;
+        let u = StoreUrl::parse("memory:///counted-test/x").unwrap();
+        let stats = Arc::new(StoreStats::new());
+        StoreStats::scope(stats.clone(), async {
+            u.store().unwrap().put(&u.path(), "abc".into()).await.unwrap();
+            let multipart = u.multipart_store().unwrap().unwrap();
+            let id = multipart.create_multipart(&u.path()).await.unwrap();
+            multipart.abort_multipart(&u.path(), &id).await.unwrap();
+            let local = StoreUrl::from_user("/").unwrap();
+            local.store().unwrap().head(&local.join("no-such-object-here").path()).await.unwrap_err();
+        })
+        .await;
+        let c = stats.snapshot();
+        assert_eq!((c.put, c.delete, c.get, c.bytes_written), (2, 1, 1, 3));
     }
 
     #[test]

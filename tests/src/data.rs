@@ -110,6 +110,19 @@ pub fn word_count(dir: &Path) -> BTreeMap<String, String> {
     counts.into_iter().map(|(k, v)| (k, v.to_string())).collect()
 }
 
+/// How many (file, partition) pairs of word count over the visible files of `dir` hold at
+/// least one word with `reducers` reducers: the map output segments a reducer has to fetch
+/// when each file is one map task.
+pub fn word_count_segments(dir: &Path, reducers: u64) -> usize {
+    visible_files(dir)
+        .into_iter()
+        .map(|f| {
+            let text = String::from_utf8_lossy(&std::fs::read(f).expect("read")).into_owned();
+            words(&text).iter().map(|w| fnv(w.as_bytes()) % reducers).collect::<BTreeSet<u64>>().len()
+        })
+        .sum()
+}
+
 /// Sequential inverted index of every visible file in `dir`.
 pub fn index(dir: &Path) -> BTreeMap<String, String> {
     let mut docs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

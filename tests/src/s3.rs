@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tempfile::TempDir;
 
@@ -110,25 +110,24 @@ impl S3Server {
 
     /// A client of the bucket for the test's own reads and writes.
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>> {
-        Ok(self.client()?)
+        Ok(Arc::new(self.client()?))
     }
 
     /// The same client's multipart interface (for peers that upload parts themselves).
     pub fn multipart(&self) -> Result<Arc<dyn object_store::multipart::MultipartStore>> {
-        Ok(self.client()?)
+        Ok(Arc::new(self.client()?))
     }
 
-    fn client(&self) -> Result<Arc<object_store::aws::AmazonS3>> {
-        Ok(Arc::new(
-            AmazonS3Builder::new()
-                .with_endpoint(&self.endpoint)
-                .with_allow_http(true)
-                .with_access_key_id(ACCESS_KEY)
-                .with_secret_access_key(SECRET_KEY)
-                .with_region("us-east-1")
-                .with_bucket_name(&self.bucket)
-                .build()?,
-        ))
+    /// The same client as its own type, for what only S3 has (e.g. listing page by page).
+    pub fn client(&self) -> Result<AmazonS3> {
+        Ok(AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .with_region("us-east-1")
+            .with_bucket_name(&self.bucket)
+            .build()?)
     }
 
     /// Writes `files` (name, bytes) under `dir/` in the bucket; returns `s3://quern/dir/`.

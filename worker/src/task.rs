@@ -11,10 +11,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use quern_api::counted::StoreStats;
 use quern_api::counters::names;
 use quern_api::format::ObjectFormat;
 use quern_api::split::{GENERATE_URL, has_enough};
-use quern_api::{AttemptId, DynJob, InputFormat, OutputFormat, Params, Registry, StoreError, StoreUrl, WorkerId, pb};
+use quern_api::{
+    AttemptId, Counters, DynJob, InputFormat, OutputFormat, Params, Registry, StoreError, StoreUrl, WorkerId, pb,
+};
 use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
 
@@ -147,8 +150,24 @@ struct AssignmentInfo {
     output_format: OutputFormat,
 }
 
-/// Runs one assignment to its outcome.
+/// Runs one assignment to its outcome. Every store request the attempt makes counts in its
+/// own [`StoreStats`] scope, reported with its other counters as `STORE_GET`, `STORE_PUT`, …
+/// (only a committed attempt's counters count in the job). No store call of an attempt runs in
+/// a task of its own, so none escapes the scope.
 pub async fn run_assignment(
+    env: TaskEnv,
+    a: pb::TaskAssignment,
+    cancel: CancellationToken,
+) -> Result<pb::Succeeded, TaskError> {
+    let stats = Arc::new(StoreStats::new());
+    let mut succeeded = StoreStats::scope(stats.clone(), run_attempt(env, a, cancel)).await?;
+    let mut counters = Counters::from(std::mem::take(&mut succeeded.counters));
+    stats.snapshot().add_to(&mut counters);
+    succeeded.counters = counters.into_map();
+    Ok(succeeded)
+}
+
+async fn run_attempt(
     env: TaskEnv,
     a: pb::TaskAssignment,
     cancel: CancellationToken,
