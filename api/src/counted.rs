@@ -21,7 +21,8 @@
 //! A request counts when it is made, whether it succeeds or not (a 404 is a request too);
 //! bytes count only when it succeeds. A listing, a delete stream or a multipart upload counts
 //! in the scope it was made in, wherever it is read or driven later. Retries inside the S3 client (its `RetryConfig`) are not
-//! seen here: one call counts once. Listing pages are counted by S3's page size whatever the
+//! seen here: one call counts once. Quern's own retries of a call that failed with a
+//! transient error count as `retries` ([`StoreStats::retried`]). Listing pages are counted by S3's page size whatever the
 //! store, so counts on local files predict what the same job would ask of S3.
 //!
 //! `get_ranges` is deliberately not delegated: the trait's default merges nearby ranges and
@@ -86,6 +87,7 @@ pub struct StoreStats {
     delete: AtomicU64,
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
+    retries: AtomicU64,
 }
 
 /// The counts of a [`StoreStats`] at one moment.
@@ -104,6 +106,8 @@ pub struct StoreCounts {
     pub bytes_read: u64,
     /// Bytes of payload sent by PUTs.
     pub bytes_written: u64,
+    /// Calls that failed with a transient error and were made again ([`StoreStats::retried`]).
+    pub retries: u64,
 }
 
 /// One of the numbers a [`StoreStats`] keeps.
@@ -115,6 +119,7 @@ enum Count {
     Delete,
     BytesRead,
     BytesWritten,
+    Retries,
 }
 
 static GLOBAL: StoreStats = StoreStats::new();
@@ -129,6 +134,7 @@ impl StoreStats {
             delete: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
         }
     }
 
@@ -159,6 +165,15 @@ impl StoreStats {
             delete: get(&self.delete),
             bytes_read: get(&self.bytes_read),
             bytes_written: get(&self.bytes_written),
+            retries: get(&self.retries),
+        }
+    }
+
+    /// Counts one retry of a failed call, in the process and the calling task's scope.
+    pub fn retried() {
+        GLOBAL.add(Count::Retries, 1);
+        if let Some(scope) = StoreStats::current() {
+            scope.add(Count::Retries, 1);
         }
     }
 
@@ -170,6 +185,7 @@ impl StoreStats {
             Count::Delete => &self.delete,
             Count::BytesRead => &self.bytes_read,
             Count::BytesWritten => &self.bytes_written,
+            Count::Retries => &self.retries,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -177,8 +193,8 @@ impl StoreStats {
 
 impl StoreCounts {
     /// Adds these counts to `counters` as `STORE_GET`, `STORE_PUT`, `STORE_LIST`,
-    /// `STORE_DELETE`, `STORE_BYTES_READ` and `STORE_BYTES_WRITTEN` (zeros included, so a
-    /// job's status always shows all six).
+    /// `STORE_DELETE`, `STORE_BYTES_READ`, `STORE_BYTES_WRITTEN` and `STORE_RETRIES` (zeros
+    /// included, so a job's status always shows them all).
     pub fn add_to(&self, counters: &mut Counters) {
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         counters.add(names::STORE_GET, as_i64(self.get));
@@ -187,6 +203,7 @@ impl StoreCounts {
         counters.add(names::STORE_DELETE, as_i64(self.delete));
         counters.add(names::STORE_BYTES_READ, as_i64(self.bytes_read));
         counters.add(names::STORE_BYTES_WRITTEN, as_i64(self.bytes_written));
+        counters.add(names::STORE_RETRIES, as_i64(self.retries));
     }
 }
 

@@ -59,6 +59,8 @@ pub mod names {
     pub const STORE_BYTES_READ: &str = "STORE_BYTES_READ";
     /// Bytes of payload PUTs sent.
     pub const STORE_BYTES_WRITTEN: &str = "STORE_BYTES_WRITTEN";
+    /// Store calls made again after a transient failure (5xx, timeout, throttling).
+    pub const STORE_RETRIES: &str = "STORE_RETRIES";
 }
 
 /// A set of named counters.

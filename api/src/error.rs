@@ -48,7 +48,7 @@ pub enum StoreError {
         url: String,
     },
     /// Any other store failure; usually worth retrying.
-    #[error("{url}: {source}")]
+    #[error("{url}: {source}{}", credentials_hint(source))]
     Io {
         /// The object's or prefix's URL.
         url: String,
@@ -67,6 +67,19 @@ impl StoreError {
             object_store::Error::AlreadyExists { .. } => StoreError::AlreadyExists { url },
             source => StoreError::Io { url, source },
         }
+    }
+}
+
+/// What to do when the S3 client found no credentials and fell back to the instance
+/// metadata service, which then failed: its own error names only that service's address.
+fn credentials_hint(e: &object_store::Error) -> &'static str {
+    let metadata = std::env::var("AWS_METADATA_ENDPOINT").unwrap_or_else(|_| "169.254.169.254".into());
+    let metadata = metadata.trim_start_matches("http://").trim_start_matches("https://");
+    if !metadata.is_empty() && e.to_string().contains(metadata) {
+        " (no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where instance \
+         credentials are available)"
+    } else {
+        ""
     }
 }
 

@@ -247,6 +247,13 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
         println!("{}", render::status_json(&status));
     } else {
         eprint!("{}", render::status_text(&status));
+        // Everything this process asked of its stores: the job's attempts and the
+        // coordinator's own requests (listing, commits, journal, lease, cleanup).
+        let c = quern_api::counted::StoreStats::global().snapshot();
+        eprintln!(
+            "store requests (all) {} GET, {} PUT, {} LIST, {} DELETE; {} bytes read, {} written; {} retries",
+            c.get, c.put, c.list, c.delete, c.bytes_read, c.bytes_written, c.retries
+        );
         eprintln!("wall time {:.3}s", started.elapsed().as_secs_f64());
     }
     finish(&status)

@@ -311,7 +311,9 @@ fn input_status(e: InputError) -> Status {
     match e {
         InputError::NotFound(_) | InputError::Empty(_) => Status::not_found(e.to_string()),
         InputError::OutputExists { .. } => Status::already_exists(e.to_string()),
-        InputError::Store(_) => Status::unavailable(e.to_string()),
+        // The store's answer (no such bucket, access denied, unreachable) is the user's to
+        // act on, not a sign that the coordinator is unavailable.
+        InputError::Store(_) => Status::failed_precondition(format!("store error: {e}")),
     }
 }
 

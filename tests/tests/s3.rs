@@ -273,3 +273,47 @@ fn on_a_store_without_conditional_writes_a_second_coordinator_exits_instead_of_w
     assert!(line.contains("--store-conditional-writes=false") && line.contains(&store), "{err}");
     assert!(c.answers(), "the first coordinator leads on");
 }
+
+#[test]
+fn bad_store_settings_fail_with_one_line_naming_the_url_and_write_nothing() {
+    let s3 = S3Server::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.txt"), "a b a\n").unwrap();
+    let input = s3.upload_dir(dir.path(), "in").unwrap();
+    let env = s3.env();
+    let with = |k: &str, v: &str| -> Vec<(String, String)> {
+        env.iter().filter(|(n, _)| n != k).cloned().chain([(k.to_string(), v.to_string())]).collect()
+    };
+    let without = |keys: &[&str]| -> Vec<(String, String)> {
+        // With no credentials the client asks the instance metadata service: a closed port here.
+        env.iter()
+            .filter(|(n, _)| !keys.contains(&n.as_str()))
+            .cloned()
+            .chain([("AWS_METADATA_ENDPOINT".to_string(), "http://127.0.0.1:9".to_string())])
+            .collect()
+    };
+    let cases = [
+        ("no such bucket", env.clone(), s3.url("out1").replace("s3://quern/", "s3://nosuchbucket/"), "NoSuchBucket"),
+        ("wrong secret key", with("AWS_SECRET_ACCESS_KEY", "wrong"), s3.url("out2"), "403"),
+        ("wrong endpoint", with("AWS_ENDPOINT", "http://127.0.0.1:9"), s3.url("out3"), "127.0.0.1:9"),
+        (
+            "no credentials",
+            without(&["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]),
+            s3.url("out4"),
+            "no AWS credentials",
+        ),
+    ];
+    for (what, env, output, answer) in cases {
+        let mut cmd = std::process::Command::new(quern_tests::binary("quern"));
+        cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).envs(env);
+        let args = ["run", "--job", "wordcount", "--input", &input, "--output", &output];
+        let out = wait_bounded(quern_tests::spawn_command(cmd, &args), Duration::from_secs(120));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: one line: {err}");
+        assert!(lines[0].starts_with("error: store error: s3://"), "{what}: {err}");
+        assert!(lines[0].contains(answer), "{what}: the store's answer: {err}");
+    }
+    assert_eq!(s3.keys("").unwrap(), ["in/x.txt"], "nothing was written");
+}

@@ -73,6 +73,7 @@ where
         match op().await {
             Err(StoreError::Io { url, source }) if attempt < 5 => {
                 tracing::warn!(%url, error = %source, attempt, "store call failed for {what}; retrying");
+                quern_api::counted::StoreStats::retried();
                 tokio::time::sleep(delay).await;
                 delay *= 2;
                 attempt += 1;
@@ -563,12 +564,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn transient_store_errors_are_retried_with_backoff_and_not_found_is_final() {
         let calls = AtomicU32::new(0);
-        let ok = with_retries("read", || async {
+        let stats = Arc::new(quern_api::counted::StoreStats::new());
+        let retrying = with_retries("read", || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 3 { Err(transient()) } else { Ok(7) }
-        })
-        .await;
+        });
+        let ok = quern_api::counted::StoreStats::scope(stats.clone(), retrying).await;
         assert_eq!(ok.unwrap(), 7);
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert_eq!(stats.snapshot().retries, 3, "every retry is counted");
 
         let calls = AtomicU32::new(0);
         let failed: Result<(), _> = with_retries("read", || async {
