@@ -1,6 +1,7 @@
-//! A real S3 API server for the tests: `s3s-fs` on 127.0.0.1, one bucket, fixed test
-//! credentials. `.ci/run` installs the pinned version when it is missing; a test that cannot
-//! start it fails with the command that installs it (it never skips).
+//! A real S3 API server for the tests: `s3s-fs` on 127.0.0.1 (or `moto`'s server where a
+//! test needs atomic create-only writes), one bucket, fixed test credentials. `.ci/run`
+//! installs the pinned versions when they are missing; a test that cannot start its server
+//! fails with the command that installs it (it never skips).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -20,11 +21,14 @@ pub const ACCESS_KEY: &str = "quern-test";
 pub const SECRET_KEY: &str = "quern-test-secret";
 /// How to install the server the tests use.
 pub const INSTALL: &str = "cargo install s3s-fs --version 0.14.1 --features binary --locked";
+/// How to install `moto`'s server.
+pub const MOTO_INSTALL: &str = "python3 -m pip install --user 'moto[server]==5.2.1'";
 
 /// A running `s3s-fs`, killed on drop.
 pub struct S3Server {
     child: Child,
-    root: TempDir,
+    /// The data directory of `s3s-fs` (None for `moto`, which keeps data in memory).
+    root: Option<TempDir>,
     endpoint: String,
     bucket: String,
 }
@@ -37,7 +41,7 @@ impl S3Server {
 
     /// Starts a server listening on `host` (an address other hosts of a test can reach).
     pub fn start_on(host: &str) -> Result<Self> {
-        let bin = binary().ok_or_else(|| anyhow!("s3s-fs is not installed; run: {INSTALL}"))?;
+        let bin = binary("s3s-fs").ok_or_else(|| anyhow!("s3s-fs is not installed; run: {INSTALL}"))?;
         let root = tempfile::Builder::new().prefix("quern-s3-").tempdir()?;
         let bucket = "quern".to_string();
         // A bucket of s3s-fs is a directory under its root.
@@ -75,7 +79,37 @@ impl S3Server {
                 bail!("s3s-fs did not report its address within 30 s");
             }
         };
-        Ok(S3Server { child, root, endpoint, bucket })
+        Ok(S3Server { child, root: Some(root), endpoint, bucket })
+    }
+
+    /// Starts `moto`'s S3 server on a free loopback port with one bucket, `quern`. Unlike
+    /// `s3s-fs`, it honours create-only writes (`If-None-Match: *`) atomically under racing
+    /// writers (8 racing writers, 20 rounds: one winner each), which the lease and the
+    /// journal need for a standby coordinator.
+    pub fn start_moto() -> Result<Self> {
+        let bin = binary("moto_server").ok_or_else(|| anyhow!("moto_server is not installed; run: {MOTO_INSTALL}"))?;
+        // moto cannot report a port it picked: take a free one and hand it over.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let bucket = "quern".to_string();
+        let started = std::time::Instant::now();
+        // Up once it creates the bucket (moto accepts unsigned requests).
+        while http(port, &format!("PUT /{bucket} HTTP/1.1")).is_err() {
+            if started.elapsed() > Duration::from_secs(30) || !matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("moto_server did not start on port {port} within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(S3Server { child, root: None, endpoint, bucket })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -208,7 +242,13 @@ impl S3Server {
     /// Multipart uploads started and neither completed nor aborted (s3s-fs keeps one
     /// `.upload-ID.json` per upload in its root).
     pub fn pending_uploads(&self) -> usize {
-        std::fs::read_dir(self.root.path())
+        let Some(root) = &self.root else {
+            // moto lists them (ListMultipartUploads), unsigned.
+            let port = self.endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let listing = http(port, &format!("GET /{}?uploads HTTP/1.1", self.bucket)).expect("moto lists uploads");
+            return listing.matches("<UploadId>").count();
+        };
+        std::fs::read_dir(root.path())
             .map(|d| {
                 d.filter_map(Result::ok)
                     .filter(|e| {
@@ -228,14 +268,34 @@ impl Drop for S3Server {
     }
 }
 
-/// `s3s-fs` on the `PATH` or in Cargo's bin directory.
-fn binary() -> Option<PathBuf> {
-    let name = format!("s3s-fs{}", std::env::consts::EXE_SUFFIX);
+/// One HTTP/1.1 request line to 127.0.0.1:`port` with an empty body; the response if it
+/// was a 2xx.
+fn http(port: u16, request_line: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(conn, "{request_line}\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response)?;
+    if !response.starts_with("HTTP/1.1 2") && !response.starts_with("HTTP/1.0 2") {
+        bail!("{request_line}: {}", response.lines().next().unwrap_or_default());
+    }
+    Ok(response)
+}
+
+/// A test server's binary on the `PATH`, in Cargo's bin directory or in pip's user one.
+fn binary(name: &str) -> Option<PathBuf> {
+    let name = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join(&name)).collect::<Vec<_>>())
         .unwrap_or_default();
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    on_path.into_iter().chain(cargo_home.map(|h| h.join("bin").join(&name))).find(|p| p.is_file())
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    on_path
+        .into_iter()
+        .chain(cargo_home.map(|h| h.join("bin").join(&name)))
+        .chain(home.map(|h| h.join(".local/bin").join(&name)))
+        .find(|p| p.is_file())
 }

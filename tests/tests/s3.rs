@@ -317,3 +317,37 @@ fn bad_store_settings_fail_with_one_line_naming_the_url_and_write_nothing() {
     }
     assert_eq!(s3.keys("").unwrap(), ["in/x.txt"], "nothing was written");
 }
+
+#[test]
+fn on_s3_with_atomic_create_only_writes_a_standby_takes_over_mid_job_and_the_output_is_exact() {
+    let s3 = S3Server::start_moto().unwrap();
+    let fast = ["--heartbeat-timeout", "2s", "--heartbeat-interval", "200ms", "--lease", "1s"];
+    let mut c = cluster(&s3, 0, &fast);
+    let primary = c.url().to_string();
+    let (standby, standby_log) = c.start_standby().unwrap();
+    let both = format!("{primary},{standby}");
+    c.set_worker_coordinator(&both);
+    for _ in 0..2 {
+        c.start_worker_with(&["--debug-slowdown", "200ms"]).unwrap();
+    }
+    let local = c.path("input");
+    write_corpus(&local, 4, 24_000, 34).unwrap();
+    let input = s3.upload_dir(&local, "in").unwrap();
+    let out = s3.url("out");
+    let mut cmd = std::process::Command::new(quern_tests::binary("quern"));
+    cmd.envs(s3.env());
+    let args = ["submit", "--coordinator", &both, "--job", "wordcount", "--input", &input, "--output", &out];
+    let more = ["--reducers", "3", "--split-size", "8KiB", "--wait", "--json"];
+    let waiter = quern_tests::spawn_command(cmd, &[&args[..], &more[..]].concat());
+    let started = eventually(Duration::from_secs(30), || c.first_job()["maps"]["done"].as_u64().unwrap_or(0) >= 2);
+    assert!(started, "the job never got going");
+    c.kill_coordinator();
+    let done = wait_bounded(waiter, Duration::from_secs(120));
+    let log = c.coordinator_log(standby_log);
+    assert!(done.status.success(), "waiter: {}\nstandby: {log}", String::from_utf8_lossy(&done.stderr));
+    assert!(log.contains("waiting as a standby") && log.contains("took the lead"), "{log}");
+    let got = c.path("got");
+    s3.download_dir("out", &got).unwrap();
+    assert_eq!(read_output(&got, 3, true), word_count(&local));
+    assert_clean(&s3, &["out"]);
+}
