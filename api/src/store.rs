@@ -1,14 +1,17 @@
 //! Storage URLs and the object stores behind them.
 //!
 //! Every location Quern reads or writes is a URL the `object_store` crate understands:
-//! `file:///abs/path`, `memory:///path` (one shared in-memory store per process) or
-//! `s3://bucket/prefix` (configured from the usual `AWS_*` environment variables). A URL
-//! ending in `/` names a directory (every object under it).
+//! `file:///abs/path`, `memory:///path` (one shared in-memory store per process),
+//! `s3://bucket/prefix` (configured from the usual `AWS_*` environment variables),
+//! `gs://bucket/prefix` (`GOOGLE_*`) or `az://container/prefix` (`AZURE_*`). A URL ending
+//! in `/` names a directory (every object under it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::multipart::MultipartStore;
@@ -53,13 +56,15 @@ impl StoreUrl {
                     return Err(bad("a memory URL has no host: memory:///path"));
                 }
             }
-            "s3" | "s3a" => {
+            "s3" | "s3a" | "gs" | "az" => {
                 if url.host_str().is_none_or(str::is_empty) {
-                    return Err(bad("an S3 URL needs a bucket: s3://bucket/prefix"));
+                    return Err(bad("an object store URL needs a bucket: s3://bucket/prefix (gs://, az://)"));
                 }
             }
             other => {
-                return Err(bad(&format!("unsupported scheme {other:?} (use file://, memory:// or s3://)")));
+                return Err(bad(&format!(
+                    "unsupported scheme {other:?} (use file://, memory://, s3://, gs:// or az://)"
+                )));
             }
         }
         if url.query().is_some() || url.fragment().is_some() {
@@ -196,6 +201,7 @@ impl StoreUrl {
         if let Some(s) = stores.get(&key) {
             return Ok(s.clone());
         }
+        let bad = |e| StoreError::from_store(self.as_str(), e);
         let made = match self.0.scheme() {
             // Automatic cleanup removes directories emptied by deletes, so a finished job
             // leaves no empty folders behind in a file store.
@@ -205,11 +211,15 @@ impl StoreUrl {
                 multipart: None,
             },
             "memory" => Stores::both(Arc::new(Counted::new(InMemory::new()))),
+            // Each from its usual environment variables (AWS_*, GOOGLE_*, AZURE_*).
+            "gs" => Stores::both(Arc::new(Counted::new(
+                GoogleCloudStorageBuilder::from_env().with_url(self.0.as_str()).build().map_err(bad)?,
+            ))),
+            "az" => Stores::both(Arc::new(Counted::new(
+                MicrosoftAzureBuilder::from_env().with_url(self.0.as_str()).build().map_err(bad)?,
+            ))),
             _ => Stores::both(Arc::new(Counted::new(
-                AmazonS3Builder::from_env()
-                    .with_url(self.0.as_str())
-                    .build()
-                    .map_err(|e| StoreError::from_store(self.as_str(), e))?,
+                AmazonS3Builder::from_env().with_url(self.0.as_str()).build().map_err(bad)?,
             ))),
         };
         stores.insert(key, made.clone());
@@ -256,6 +266,9 @@ mod tests {
         assert!(StoreUrl::parse("s3:///nobucket").is_err());
         assert!(StoreUrl::parse("not a url").is_err());
         assert!(StoreUrl::parse("memory:///a/b").is_ok());
+        assert!(StoreUrl::parse("gs://bucket/a").is_ok());
+        assert!(StoreUrl::parse("az://container/a").is_ok());
+        assert!(StoreUrl::parse("gs:///nobucket").is_err());
     }
 
     #[test]
