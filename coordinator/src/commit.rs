@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use futures::TryStreamExt;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use quern_api::{AttemptId, JobId, StoreError, StoreUrl};
+use quern_api::{AttemptId, JobId, StoreError, StoreUrl, WorkerId};
 use tracing::warn;
 
 use crate::core::{PartUpload, Promotion};
@@ -54,7 +54,8 @@ pub struct Uploads {
 #[derive(Debug)]
 enum Open {
     Starting,
-    Ready(Upload, StoreUrl),
+    /// The upload, its note, and the worker that holds the attempt.
+    Ready(Upload, StoreUrl, WorkerId),
 }
 
 /// Why a part could not be committed.
@@ -80,14 +81,19 @@ impl Uploads {
 
     /// The upload of `attempt` at `at`: started (and noted) on the first call, the same one
     /// on later calls (a worker that retried). `None` where the part's store renames.
-    pub async fn start(&self, attempt: &AttemptId, at: PartUpload) -> Result<Option<Upload>, CommitError> {
+    pub async fn start(
+        &self,
+        attempt: &AttemptId,
+        worker: &WorkerId,
+        at: PartUpload,
+    ) -> Result<Option<Upload>, CommitError> {
         let Some(store) = at.part.multipart_store()? else {
             return Ok(None);
         };
         match self.open().entry(attempt.clone()) {
             Entry::Occupied(e) => {
                 return match e.get() {
-                    Open::Ready(up, _) => Ok(Some(up.clone())),
+                    Open::Ready(up, ..) => Ok(Some(up.clone())),
                     Open::Starting => Err(CommitError::Upload("the attempt's upload is being started")),
                 };
             }
@@ -112,7 +118,7 @@ impl Uploads {
         let mut open = self.open();
         match started {
             Ok(up) => {
-                open.insert(attempt.clone(), Open::Ready(up.clone(), at.marker));
+                open.insert(attempt.clone(), Open::Ready(up.clone(), at.marker, worker.clone()));
                 Ok(Some(up))
             }
             Err(e) => {
@@ -138,7 +144,7 @@ impl Uploads {
         let taken = {
             let mut open = self.open();
             match open.remove(attempt) {
-                Some(Open::Ready(up, marker)) => Some((up, marker)),
+                Some(Open::Ready(up, marker, _)) => Some((up, marker)),
                 // Still starting: leave the claim; the job's cleanup aborts that upload.
                 Some(Open::Starting) => {
                     open.insert(attempt.clone(), Open::Starting);
@@ -174,19 +180,20 @@ impl Uploads {
         result
     }
 
-    /// Aborts `attempt`'s upload, if it has one (its commit was refused).
-    pub async fn abort(&self, attempt: &AttemptId) {
+    /// Aborts `attempt`'s upload, if it has one and `worker` started it (its commit was
+    /// refused): a refusal of someone else's attempt must not abort that attempt's upload.
+    pub async fn abort(&self, attempt: &AttemptId, worker: &WorkerId) {
         let taken = {
             let mut open = self.open();
             match open.remove(attempt) {
-                Some(Open::Ready(up, marker)) => Some((up, marker)),
-                other => {
-                    // Still starting: the job's cleanup aborts it through its note.
-                    if let Some(starting) = other {
-                        open.insert(attempt.clone(), starting);
-                    }
+                Some(Open::Ready(up, marker, owner)) if &owner == worker => Some((up, marker)),
+                // Still starting, or another worker's: left alone (the job's cleanup aborts
+                // whatever is left through its note).
+                Some(other) => {
+                    open.insert(attempt.clone(), other);
                     None
                 }
+                None => None,
             }
         };
         if let Some((up, marker)) = taken {

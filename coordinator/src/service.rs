@@ -611,7 +611,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
             Ok(p) => p,
             Err(why) => {
                 // Whoever holds the commit, this attempt's upload will never be completed.
-                self.0.uploads.abort(&attempt).await;
+                self.0.uploads.abort(&attempt, &id).await;
                 return refused(why.to_string());
             }
         };
@@ -642,7 +642,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         self.speaks_for(&id, &r.worker_secret)?;
         let attempt = AttemptId::try_from(r.attempt.as_ref())?;
         let at = self.0.core().start_part(&id, &attempt).map_err(Status::failed_precondition)?;
-        match self.0.uploads.start(&attempt, at).await {
+        match self.0.uploads.start(&attempt, &id, at).await {
             Ok(Some(up)) => Ok(Response::new(pb::StartPartResponse {
                 part_url: up.part.to_string(),
                 upload_id: up.id,

@@ -108,6 +108,7 @@ fn attempt(n: u32) -> AttemptId {
 /// Two attempts write the same part; only the granted one becomes visible, whole.
 async fn commit(root: &StoreUrl) {
     let uploads = Uploads::new(5 << 20);
+    let worker = quern_api::WorkerId::new(1, 1);
     let (out, scratch) = (root.join("out/"), root.join("jobs/j/"));
     let part = out.join("part-00000");
     let at = |n: u32| PartUpload { part: part.clone(), marker: scratch.join(&format!("uploads/part-00000-e1-a{n}")) };
@@ -115,7 +116,7 @@ async fn commit(root: &StoreUrl) {
     // A part larger than one upload part, so a multipart upload has two.
     let winner: Vec<u8> = (0..(6 << 20) + 17).map(|i: u32| (i % 251) as u8).collect();
     let loser = b"the losing attempt".to_vec();
-    match uploads.start(&attempt(1), at(1)).await.unwrap() {
+    match uploads.start(&attempt(1), &worker, at(1)).await.unwrap() {
         None => {
             // The store renames: attempts write temporary objects, the winner is renamed.
             assert!(root.as_str().starts_with("file:"), "{root}: only local files rename");
@@ -126,7 +127,7 @@ async fn commit(root: &StoreUrl) {
         }
         Some(up) => {
             assert_eq!(up.part, part);
-            let second = uploads.start(&attempt(2), at(2)).await.unwrap().unwrap();
+            let second = uploads.start(&attempt(2), &worker, at(2)).await.unwrap().unwrap();
             assert_ne!(up.id, second.id, "an upload per attempt");
             let mp = part.multipart_store().unwrap().unwrap();
             let mut ids = Vec::new();
@@ -140,8 +141,10 @@ async fn commit(root: &StoreUrl) {
             let noted = abort_noted(&scratch, true).await.unwrap();
             assert_eq!(noted.len(), 2, "{root}: both uploads are noted in the store");
             uploads.complete(&attempt(1), &grant(1), ids).await.unwrap();
-            // The loser's commit is refused: its upload is aborted.
-            uploads.abort(&attempt(2)).await;
+            // Another worker's refused commit leaves the loser's upload alone; its own aborts it.
+            uploads.abort(&attempt(2), &quern_api::WorkerId::new(9, 9)).await;
+            assert!(uploads.is_open(&attempt(2)));
+            uploads.abort(&attempt(2), &worker).await;
             assert!(!uploads.is_open(&attempt(2)));
         }
     }
