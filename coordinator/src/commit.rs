@@ -55,7 +55,7 @@ pub struct Uploads {
 enum Open {
     Starting,
     /// The upload, its note, and the worker that holds the attempt.
-    Ready(Upload, StoreUrl, WorkerId),
+    Ready(Box<(Upload, StoreUrl, WorkerId)>),
 }
 
 /// Why a part could not be committed.
@@ -93,7 +93,7 @@ impl Uploads {
         match self.open().entry(attempt.clone()) {
             Entry::Occupied(e) => {
                 return match e.get() {
-                    Open::Ready(up, ..) => Ok(Some(up.clone())),
+                    Open::Ready(open) => Ok(Some(open.0.clone())),
                     Open::Starting => Err(CommitError::Upload("the attempt's upload is being started")),
                 };
             }
@@ -118,7 +118,7 @@ impl Uploads {
         let mut open = self.open();
         match started {
             Ok(up) => {
-                open.insert(attempt.clone(), Open::Ready(up.clone(), at.marker, worker.clone()));
+                open.insert(attempt.clone(), Open::Ready(Box::new((up.clone(), at.marker, worker.clone()))));
                 Ok(Some(up))
             }
             Err(e) => {
@@ -144,7 +144,10 @@ impl Uploads {
         let taken = {
             let mut open = self.open();
             match open.remove(attempt) {
-                Some(Open::Ready(up, marker, _)) => Some((up, marker)),
+                Some(Open::Ready(open)) => {
+                    let (up, marker, _) = *open;
+                    Some((up, marker))
+                }
                 // Still starting: leave the claim; the job's cleanup aborts that upload.
                 Some(Open::Starting) => {
                     open.insert(attempt.clone(), Open::Starting);
@@ -186,7 +189,10 @@ impl Uploads {
         let taken = {
             let mut open = self.open();
             match open.remove(attempt) {
-                Some(Open::Ready(up, marker, owner)) if &owner == worker => Some((up, marker)),
+                Some(Open::Ready(open)) if &open.2 == worker => {
+                    let (up, marker, _) = *open;
+                    Some((up, marker))
+                }
                 // Still starting, or another worker's: left alone (the job's cleanup aborts
                 // whatever is left through its note).
                 Some(other) => {
