@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use crate::journal;
 use crate::lease::{self, LeaderClock, LeaseBody, Standby};
+use crate::perform::DRAIN_LIMIT;
 use crate::service::Shared;
 
 /// How leadership ended.
@@ -111,8 +112,9 @@ async fn resume(
     Ok(())
 }
 
-/// Runs leadership until `stop` is cancelled (then releases the lease) or it is lost (then
-/// cancels `stop`, which stops the server). `held` is a lease already taken by
+/// Runs leadership until `stop` is cancelled (then waits, at most [`DRAIN_LIMIT`], for the
+/// I/O in flight and releases the lease) or it is lost (then cancels `stop`, which stops the
+/// server). `held` is a lease already taken by
 /// [`take_if_free`].
 pub async fn lead(
     shared: Arc<Shared>,
@@ -155,7 +157,16 @@ async fn lead_inner(
 
     // Renew every third of the lease; stop acting once a lease has passed without renewal.
     let every = lease / 3;
+    // Once stopped, the I/O already decided (a job's cleanup, its `_SUCCESS`) gets until this
+    // deadline to finish, under the lease: no successor acts on those jobs meanwhile.
+    let mut draining: Option<Instant> = None;
     loop {
+        let idle = async {
+            match draining {
+                Some(_) => shared.in_flight.idle().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stops.lost.cancelled() => {
@@ -165,12 +176,20 @@ async fn lead_inner(
                 });
                 return Err(LeadError::JournalLost(why));
             }
-            _ = stop.cancelled() => {
-                clock.step_down();
-                let released = LeaseBody { released: true, ..me.clone() };
-                let _ = lease::try_create(&dir, n + 1, &released).await;
+            _ = stop.cancelled(), if draining.is_none() => {
+                draining = Some(Instant::now() + DRAIN_LIMIT);
+                continue;
+            }
+            _ = idle => {
+                release(&dir, n, &me, clock).await;
                 return Ok(());
             }
+        }
+        if draining.is_some_and(|deadline| Instant::now() >= deadline) {
+            let abandoned = shared.in_flight.running();
+            warn!(?abandoned, "stopping without the I/O still running after {DRAIN_LIMIT:?}");
+            release(&dir, n, &me, clock).await;
+            return Ok(());
         }
         let at = Instant::now();
         // A store call that hangs must not keep a lapsed leader alive: it counts as a failed
@@ -196,6 +215,13 @@ async fn lead_inner(
             }
         }
     }
+}
+
+/// Steps down and writes a released lease after lease `n`, so a successor starts at once.
+async fn release(dir: &StoreUrl, n: u64, me: &LeaseBody, clock: &LeaderClock) {
+    clock.step_down();
+    let released = LeaseBody { released: true, ..me.clone() };
+    let _ = lease::try_create(dir, n + 1, &released).await;
 }
 
 /// Waits until the lease is free: a released one, or one that stood still for 1.5 leases.
