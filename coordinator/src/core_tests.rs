@@ -624,3 +624,20 @@ fn a_poll_response_stays_within_the_message_budget_and_an_oversized_task_fails_i
     }
     assert!(matches!(&c.take_actions()[..], [Action::Cleanup { .. }]));
 }
+
+#[test]
+fn only_an_ended_job_is_marked_cleaned_once_and_the_mark_survives_a_replay() {
+    let mut a = core();
+    let id = a.submit(spec("memory:///out/", 1, 0), splits(1), 1);
+    a.cleaned(&id);
+    assert!(!a.job(&id).unwrap().is_cleaned(), "a running job keeps its data");
+    a.kill(&id, 2);
+    a.cleaned(&id);
+    a.cleaned(&id);
+    let journal = a.take_journal();
+    let marks = journal.iter().filter(|r| matches!(r, crate::journal::Record::JobCleaned { .. })).count();
+    assert_eq!(marks, 1);
+    let mut b = core();
+    b.replay(journal);
+    assert!(b.job(&id).unwrap().is_cleaned());
+}

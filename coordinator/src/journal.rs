@@ -9,7 +9,8 @@
 //!
 //! What is journalled: job submissions (with their splits), task successes (with the map
 //! output index and the winning attempt's counters), lost map outputs, the start of a job's
-//! commit, and job ends. Running attempts are not: after a restart they simply run again.
+//! commit, job ends, and that an ended job's data is deleted. Running attempts are not: after
+//! a restart they simply run again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -93,6 +94,12 @@ pub enum Record {
         outcome: Ended,
         /// Wall-clock end time.
         finished_ms: u64,
+    },
+    /// An ended job's data (its scratch and temporary directories) is deleted: a sweep need
+    /// not look for it again.
+    JobCleaned {
+        /// The job.
+        job: JobId,
     },
 }
 

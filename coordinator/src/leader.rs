@@ -83,7 +83,8 @@ fn me(shared: &Shared) -> LeaseBody {
     LeaseBody { holder: format!("{}@{}", shared.url, quern_api::now_ms()), addr: shared.url.clone(), released: false }
 }
 
-/// Replays the journal, starts journalling, then starts answering calls.
+/// Replays the journal, starts journalling, starts answering calls, then sweeps the store
+/// of what ended and unknown jobs left ([`crate::gc::sweep`]).
 async fn resume(
     shared: &Arc<Shared>,
     store: &StoreUrl,
@@ -109,6 +110,8 @@ async fn resume(
     clock.renewed(taken_at);
     shared.perform(resume);
     shared.bump();
+    // What crashed jobs left in the store goes in the background: takeover does not wait.
+    shared.in_flight.spawn("sweeping the store".into(), crate::gc::sweep(shared.clone(), stops.stop.clone()));
     Ok(())
 }
 

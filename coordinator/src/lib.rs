@@ -13,6 +13,10 @@
 //! - [`status`]: jobs, tasks and workers as users see them; [`http`]: the same as web pages.
 //! - [`commit`]: how a granted part becomes visible: rename on local files, completion of
 //!   the attempt's multipart upload on stores without rename (S3).
+//! - [`perform`]: the I/O the core decides ([`core::Action`]s), run as tracked background
+//!   tasks that a stopping coordinator waits for.
+//! - [`gc`]: what ended, crashed or unknown jobs left in the store: swept by a coordinator
+//!   when it takes the lead, listed and deleted by `quern gc`.
 //! - [`journal`]: decisions journalled to the store, replayed by a restarted coordinator.
 //! - [`lease`] and [`leader`]: the store lease that lets one coordinator act at a time, and
 //!   a second one wait as a standby and take over.

@@ -148,10 +148,15 @@ impl Shared {
             }
         }
         self.uploads.forget_job(job);
+        let mut clean = true;
         for dir in dirs {
             if let Err(e) = delete_job_dir(dir).await {
-                warn!(job = %job, error = %e, "could not delete intermediate data");
+                warn!(job = %job, error = %e, "could not delete intermediate data; the next sweep tries again");
+                clean = false;
             }
+        }
+        if clean {
+            self.core().cleaned(job);
         }
     }
 
