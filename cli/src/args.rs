@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a coordinator.
-    Coordinator(CoordinatorArgs),
+    Coordinator(Box<CoordinatorArgs>),
     /// Run a worker.
     Worker(WorkerArgs),
     /// Submit a job.
@@ -200,6 +200,10 @@ pub struct CoordinatorArgs {
     /// only the coordinator completes: bytes per uploaded part (5MiB to 5GiB).
     #[arg(long, default_value = "16MiB", value_parser = parse_upload_part_size)]
     pub upload_part_size: u64,
+    /// Write a journal snapshot (the records that rebuild the state, replacing the entries
+    /// before it) once this many records were journalled since the last one; 0: never.
+    #[arg(long, default_value_t = 1000)]
+    pub journal_snapshot_every: u64,
     /// TLS, limits and timeouts.
     #[command(flatten)]
     pub net: ServerNetArgs,

@@ -102,7 +102,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
 
 async fn dispatch(cmd: Command, registry: Registry) -> anyhow::Result<()> {
     match cmd {
-        Command::Coordinator(a) => servers::coordinator(a, registry).await,
+        Command::Coordinator(a) => servers::coordinator(*a, registry).await,
         Command::Worker(a) => servers::worker(a, registry).await,
         Command::Run(a) => servers::run(a, registry).await,
         Command::Submit(a) => client_cmds::submit(a, &registry).await,

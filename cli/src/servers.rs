@@ -73,6 +73,7 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
     }
     cfg.task_timeout = a.task_timeout;
     cfg.upload_part_size = a.upload_part_size;
+    cfg.journal_snapshot_every = a.journal_snapshot_every;
     if a.lease < Duration::from_millis(100) {
         anyhow::bail!("--lease must be at least 100ms");
     }

@@ -292,7 +292,7 @@ pub async fn plan(
 /// order: see the module docs), and plans with `min_age` for unknown jobs.
 pub async fn survey(store: &StoreUrl, min_age: Duration) -> Result<Plan, GcError> {
     let dirs = list_job_dirs(store).await?;
-    let (records, _) = journal::read_all(store).await?;
+    let records = journal::read_all(store).await?.records;
     Ok(plan(store, dirs, &known_from_journal(&records), min_age).await?)
 }
 

@@ -94,17 +94,21 @@ async fn resume(
     taken_at: Instant,
 ) -> Result<(), LeadError> {
     let started = Instant::now();
-    let (records, next_entry) = journal::read_all(store).await?;
-    let replayed = records.len();
-    let resume = shared.core().replay(records);
+    let contents = journal::read_all(store).await?;
+    let every = shared.snapshot_every();
+    let snapshots = (every > 0).then(|| journal::Snapshots::after(&contents, every));
+    let (next_entry, snapshot) = (contents.next, contents.snapshot);
+    let replayed = contents.records.len();
+    let resume = shared.core().replay(contents.records);
     if replayed > 0 {
         let jobs = shared.core().jobs().count();
-        info!(records = replayed, jobs, ms = started.elapsed().as_millis() as u64, "recovered from the journal");
+        let ms = started.elapsed().as_millis() as u64;
+        info!(records = replayed, jobs, ?snapshot, entries = next_entry, ms, "recovered from the journal");
     }
     // The journal may fail for as long as the lease may: longer, and the decisions made
     // meanwhile would be lost by a restart.
     let give_up = (lease * 2).max(Duration::from_secs(5));
-    shared.set_journal(journal::Journal::start(store, next_entry, give_up, stops.lost.clone()));
+    shared.set_journal(journal::Journal::start_with(store, next_entry, snapshots, give_up, stops.lost.clone()));
     // Only now answer calls: a client must never see the state before the replay. The lease
     // counts from when it was taken.
     clock.renewed(taken_at);

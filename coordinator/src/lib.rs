@@ -17,7 +17,8 @@
 //!   tasks that a stopping coordinator waits for.
 //! - [`gc`]: what ended, crashed or unknown jobs left in the store: swept by a coordinator
 //!   when it takes the lead, listed and deleted by `quern gc`.
-//! - [`journal`]: decisions journalled to the store, replayed by a restarted coordinator.
+//! - [`journal`]: decisions journalled to the store, replayed by a restarted coordinator;
+//!   [`snapshot`]: the compacted records that stand for every entry before them.
 //! - [`lease`] and [`leader`]: the store lease that lets one coordinator act at a time, and
 //!   a second one wait as a standby and take over.
 //! - [`net`]: accepting connections: TLS (and mutual TLS), connection and message limits,
@@ -43,6 +44,7 @@ pub mod perform;
 pub mod placement;
 pub mod policy;
 pub mod service;
+pub mod snapshot;
 pub mod spec;
 pub mod status;
 pub mod task;
@@ -105,6 +107,9 @@ pub struct CoordinatorConfig {
     /// Bytes per part of the multipart uploads that parts are written as on stores without
     /// atomic rename (5 MiB to 5 GiB, S3's limits).
     pub upload_part_size: u64,
+    /// A journal snapshot once this many records were written since the last one (0:
+    /// never), so that a restart replays a bounded journal (see [`snapshot`]).
+    pub journal_snapshot_every: u64,
     /// TLS, connection and message limits, for gRPC and the status pages.
     pub net: net::NetConfig,
 }
@@ -132,6 +137,7 @@ impl CoordinatorConfig {
             job_wait: Duration::from_secs(60),
             task_timeout: Duration::from_secs(600),
             upload_part_size: 16 << 20,
+            journal_snapshot_every: 1000,
             net: net::NetConfig::default(),
         }
     }
@@ -228,6 +234,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
         },
         hold_reduces_while: cfg.hold_reduces_while.clone(),
         upload_part_size: cfg.upload_part_size,
+        journal_snapshot_every: cfg.journal_snapshot_every,
     };
     let shared = Shared::new(core, shell, url.clone());
     let clock = Arc::new(lease::LeaderClock::new(cfg.lease, std::time::Instant::now()));

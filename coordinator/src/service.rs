@@ -57,6 +57,8 @@ pub struct Shell {
     pub hold_reduces_while: Option<std::path::PathBuf>,
     /// Bytes per part of the multipart uploads parts are written as (stores without rename).
     pub upload_part_size: u64,
+    /// A journal snapshot once this many records were written since the last (0: never).
+    pub journal_snapshot_every: u64,
 }
 
 /// The locked core. Dropping it hands the decisions made under the lock to the journal,
@@ -120,6 +122,11 @@ impl Shared {
             }
             _ => Ok(()),
         }
+    }
+
+    /// How many journal records between snapshots (0: no snapshots).
+    pub fn snapshot_every(&self) -> u64 {
+        self.shell.journal_snapshot_every
     }
 
     /// Starts journalling (once, when this coordinator takes the lead).

@@ -351,6 +351,13 @@ impl TestCluster {
         Ok(took)
     }
 
+    /// Like [`restart_coordinator`](Self::restart_coordinator), with these flags from now on
+    /// instead of the ones the cluster started with.
+    pub fn restart_coordinator_with(&mut self, coordinator_args: &[&str]) -> Result<Duration> {
+        self.coordinator_args = coordinator_args.iter().map(|s| s.to_string()).collect();
+        self.restart_coordinator()
+    }
+
     /// Starts a second coordinator on the same store (it waits as a standby while the first
     /// holds the lease); returns its address. Its log is `coordinator_log(n)` for the `n`
     /// it returns second.

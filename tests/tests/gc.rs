@@ -150,7 +150,7 @@ fn write_journal(store: &StoreUrl, records: Vec<Record>) {
 
 fn read_journal(store: &StoreUrl) -> Vec<Record> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(journal::read_all(store)).unwrap().0
+    rt.block_on(journal::read_all(store)).unwrap().records
 }
 
 /// A word count job's submission record, reading `input` (one object) into `output`.
