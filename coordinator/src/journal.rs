@@ -4,8 +4,17 @@
 //! Records are appended in the order the state machine made its decisions, in batches, each
 //! batch one object `STORE/journal/NNNNNNNNNNNN` (JSON lines) written with a create-only put:
 //! two coordinators can never both write entry N, so a coordinator that finds its next entry
-//! taken knows another has taken over and stops. On start, every entry is read back in order
-//! and replayed into a fresh [`crate::core::Core`].
+//! taken knows another has taken over and stops.
+//!
+//! Every `--journal-snapshot-every` records the writer writes a snapshot as its next entry:
+//! a first line `{"snapshot":1,"jobs":J,"records":R}`, then the compacted records that
+//! rebuild the state (see [`crate::snapshot`]); it stands for every entry before it, which
+//! are then deleted. On start, entries are read from the newest back to the latest snapshot
+//! (or entry 0), each one present, and replayed in order into a fresh
+//! [`crate::core::Core`]; older entries, left by a crash between a snapshot and the deletes,
+//! are ignored (and deleted by the new leader). A journal written before snapshots existed
+//! is one without a snapshot and reads as before; coordinators that predate snapshots cannot
+//! read a compacted journal (entry 0 is gone).
 //!
 //! What is journalled: job submissions (with their splits), task successes (with the map
 //! output index and the winning attempt's counters), lost map outputs, the start of a job's
