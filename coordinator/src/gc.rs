@@ -67,7 +67,7 @@ pub enum GcError {
 
 /// Where a job is, as far as its data goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
+pub enum Phase {
     /// Running or committing: its data is in use.
     Running,
     /// Ended; its data may be left over.
@@ -80,43 +80,43 @@ pub enum Stage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Known {
     /// Where it is.
-    pub stage: Stage,
+    pub phase: Phase,
     /// The output the user asked for (its `_temporary/ID/` may hold attempts' parts).
     pub output: StoreUrl,
 }
 
 /// The jobs a journal knows, by id.
-pub fn known_from_journal(records: &[Record]) -> BTreeMap<String, Known> {
+pub fn known_from_journal(records: &[Record]) -> BTreeMap<JobId, Known> {
     let mut known = BTreeMap::new();
     for r in records {
         match r {
             Record::JobSubmitted { id, spec, .. } => {
-                known.insert(id.to_string(), Known { stage: Stage::Running, output: spec.output.clone() });
+                known.insert(id.clone(), Known { phase: Phase::Running, output: spec.output.clone() });
             }
-            Record::JobEnded { job, .. } => set_stage(&mut known, job, Stage::Ended),
-            Record::JobCleaned { job } => set_stage(&mut known, job, Stage::Cleaned),
+            Record::JobEnded { job, .. } => set_phase(&mut known, job, Phase::Ended),
+            Record::JobCleaned { job } => set_phase(&mut known, job, Phase::Cleaned),
             _ => {}
         }
     }
     known
 }
 
-fn set_stage(known: &mut BTreeMap<String, Known>, job: &JobId, stage: Stage) {
-    if let Some(k) = known.get_mut(job.as_str()) {
-        k.stage = stage;
+fn set_phase(known: &mut BTreeMap<JobId, Known>, job: &JobId, phase: Phase) {
+    if let Some(k) = known.get_mut(job) {
+        k.phase = phase;
     }
 }
 
 /// The jobs a live coordinator knows, by id.
-pub fn known_from_core(core: &Core) -> BTreeMap<String, Known> {
+pub fn known_from_core(core: &Core) -> BTreeMap<JobId, Known> {
     core.jobs()
         .map(|j| {
-            let stage = match (j.state().is_final(), j.is_cleaned()) {
-                (false, _) => Stage::Running,
-                (true, false) => Stage::Ended,
-                (true, true) => Stage::Cleaned,
+            let phase = match (j.state().is_final(), j.is_cleaned()) {
+                (false, _) => Phase::Running,
+                (true, false) => Phase::Ended,
+                (true, true) => Phase::Cleaned,
             };
-            (j.id().to_string(), Known { stage, output: j.user_output().clone() })
+            (j.id().clone(), Known { phase, output: j.user_output().clone() })
         })
         .collect()
 }
@@ -195,8 +195,8 @@ impl std::fmt::Display for Why {
 pub struct Leftover {
     /// The directory.
     pub dir: StoreUrl,
-    /// Whose (the directory's name under `jobs/`).
-    pub job: String,
+    /// Whose.
+    pub job: JobId,
     /// Why it may go.
     pub why: Why,
     /// What it holds.
@@ -251,17 +251,20 @@ pub struct Plan {
 pub async fn plan(
     store: &StoreUrl,
     dirs: BTreeMap<String, Extent>,
-    known: &BTreeMap<String, Known>,
+    known: &BTreeMap<JobId, Known>,
     min_age: Duration,
 ) -> Result<Plan, StoreError> {
     let mut plan = Plan::default();
     let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
     for (name, extent) in dirs {
         let dir = store.join(&format!("jobs/{name}/"));
-        let why = match known.get(&name).map(|k| k.stage) {
-            Some(Stage::Running) => Err(Keep::Running),
-            Some(Stage::Ended | Stage::Cleaned) => Ok(Why::Ended),
-            None if JobId::parse(&name).is_err() => Err(Keep::NotAJob),
+        let Ok(id) = JobId::parse(&name) else {
+            plan.keep.push((dir, extent, Keep::NotAJob));
+            continue;
+        };
+        let why = match known.get(&id).map(|k| k.phase) {
+            Some(Phase::Running) => Err(Keep::Running),
+            Some(Phase::Ended | Phase::Cleaned) => Ok(Why::Ended),
             None => {
                 // A clock behind the store's makes the age negative: too recent.
                 let age = Duration::from_millis(u64::try_from(now - extent.newest_ms).unwrap_or(0));
@@ -271,19 +274,18 @@ pub async fn plan(
         match why {
             Ok(why) => {
                 let uploads = abort_noted(&dir, true).await?;
-                plan.delete.push(Leftover { dir, job: name, why, extent, uploads });
+                plan.delete.push(Leftover { dir, job: id, why, extent, uploads });
             }
             Err(keep) => plan.keep.push((dir, extent, keep)),
         }
     }
-    for (name, k) in known.iter().filter(|(_, k)| k.stage == Stage::Ended) {
-        let Ok(id) = JobId::parse(name) else { continue };
-        let dir = temporary_dir(&k.output, &id);
+    for (id, k) in known.iter().filter(|(_, k)| k.phase == Phase::Ended) {
+        let dir = temporary_dir(&k.output, id);
         let extent = measure(&dir).await?;
         if extent.objects > 0 {
-            plan.delete.push(Leftover { dir, job: name.clone(), why: Why::Temporary, extent, uploads: Vec::new() });
+            plan.delete.push(Leftover { dir, job: id.clone(), why: Why::Temporary, extent, uploads: Vec::new() });
         }
-        plan.ended.push(id);
+        plan.ended.push(id.clone());
     }
     Ok(plan)
 }
@@ -376,8 +378,7 @@ async fn sweep_inner(shared: &Shared, stop: &CancellationToken) -> Result<Swept,
     for item in &plan.delete {
         // A job submitted since the listing is in the live state (before any of its data
         // exists): an unknown directory of that name is its.
-        let submitted_since =
-            item.why == Why::Unknown && JobId::parse(&item.job).is_ok_and(|id| shared.core().job(&id).is_some());
+        let submitted_since = item.why == Why::Unknown && shared.core().job(&item.job).is_some();
         if stop.is_cancelled() || submitted_since {
             unclean.insert(item.job.clone());
             swept.kept += 1;
@@ -399,7 +400,7 @@ async fn sweep_inner(shared: &Shared, stop: &CancellationToken) -> Result<Swept,
         }
     }
     let mut core = shared.core();
-    for id in plan.ended.iter().filter(|id| !unclean.contains(id.as_str())) {
+    for id in plan.ended.iter().filter(|id| !unclean.contains(*id)) {
         core.cleaned(id);
     }
     Ok(swept)
@@ -433,11 +434,12 @@ mod tests {
         ] {
             write(root, path);
         }
-        let k = |stage| Known { stage, output: out.clone() };
-        let known: BTreeMap<String, Known> = [
-            ("job_1_0001".to_string(), k(Stage::Running)),
-            ("job_1_0002".to_string(), k(Stage::Ended)),
-            ("job_1_0003".to_string(), k(Stage::Cleaned)),
+        let k = |phase| Known { phase, output: out.clone() };
+        let id = |s: &str| JobId::parse(s).unwrap();
+        let known: BTreeMap<JobId, Known> = [
+            (id("job_1_0001"), k(Phase::Running)),
+            (id("job_1_0002"), k(Phase::Ended)),
+            (id("job_1_0003"), k(Phase::Cleaned)),
         ]
         .into();
         let dirs = list_job_dirs(&store).await.unwrap();
@@ -461,7 +463,7 @@ mod tests {
         );
         let kept: Vec<&Keep> = p.keep.iter().map(|(_, _, k)| k).collect();
         assert!(matches!(kept[..], [Keep::Running, Keep::TooRecent { .. }]), "{kept:?}");
-        assert_eq!(p.ended, [JobId::parse("job_1_0002").unwrap()]);
+        assert_eq!(p.ended, [id("job_1_0002")]);
 
         // Old enough (here: any age), the unknown job's directory goes too; deleting takes
         // exactly the planned directories.
