@@ -121,8 +121,7 @@ async fn resume(
 
 /// Runs leadership until `stop` is cancelled (then waits, at most [`DRAIN_LIMIT`], for the
 /// I/O in flight and releases the lease) or it is lost (then cancels `stop`, which stops the
-/// server). `held` is a lease already taken by
-/// [`take_if_free`].
+/// server). `held` is a lease already taken by [`take_if_free`].
 pub async fn lead(
     shared: Arc<Shared>,
     store: StoreUrl,
