@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a coordinator.
-    Coordinator(CoordinatorArgs),
+    Coordinator(Box<CoordinatorArgs>),
     /// Run a worker.
     Worker(WorkerArgs),
     /// Submit a job.
@@ -39,6 +39,9 @@ pub enum Command {
     Run(RunArgs),
     /// List the jobs this binary can run.
     Jobs,
+    /// List what ended, crashed or unknown jobs left in a store (a dry run); --delete
+    /// deletes it. Running jobs' data is never touched.
+    Gc(GcArgs),
 }
 
 /// Connection options shared by every command that talks to a coordinator.
@@ -203,6 +206,10 @@ pub struct CoordinatorArgs {
     /// alive on the store exits instead of waiting as a standby.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub store_conditional_writes: bool,
+    /// Write a journal snapshot (the records that rebuild the state, replacing the entries
+    /// before it) once this many records were journalled since the last one; 0: never.
+    #[arg(long, default_value_t = 1000)]
+    pub journal_snapshot_every: u64,
     /// TLS, limits and timeouts.
     #[command(flatten)]
     pub net: ServerNetArgs,
@@ -364,6 +371,21 @@ pub struct RunArgs {
     /// Print the final status as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `quern gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The coordinators' store (their --store), e.g. file:///tmp/quern-store or s3://bucket/store.
+    #[arg(long)]
+    pub store: String,
+    /// Delete what the dry run lists (aborting noted uploads first).
+    #[arg(long)]
+    pub delete: bool,
+    /// Delete the directory of a job the journal does not know only once its newest object
+    /// is this old (a live coordinator's newest job may not be in the journal yet).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub min_age: Duration,
 }
 
 /// A gRPC message limit: a size of at most 4 GiB (tonic counts in `usize`, the wire in u32).

@@ -41,6 +41,7 @@ macro_rules! eprintln {
 
 pub mod args;
 pub mod client_cmds;
+pub mod gc;
 pub mod prepare;
 pub mod render;
 pub mod servers;
@@ -101,7 +102,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
 
 async fn dispatch(cmd: Command, registry: Registry) -> anyhow::Result<()> {
     match cmd {
-        Command::Coordinator(a) => servers::coordinator(a, registry).await,
+        Command::Coordinator(a) => servers::coordinator(*a, registry).await,
         Command::Worker(a) => servers::worker(a, registry).await,
         Command::Run(a) => servers::run(a, registry).await,
         Command::Submit(a) => client_cmds::submit(a, &registry).await,
@@ -110,6 +111,7 @@ async fn dispatch(cmd: Command, registry: Registry) -> anyhow::Result<()> {
         Command::Kill(a) => client_cmds::kill(a).await,
         Command::Workers(a) => client_cmds::workers(a).await,
         Command::Tasks(a) => client_cmds::tasks(a).await,
+        Command::Gc(a) => gc::gc(a).await,
         Command::Jobs => {
             for (name, about) in registry.describe() {
                 println!("{name:<12} {about}");

@@ -8,6 +8,7 @@ use quern_api::tls::{Identity, PemCerts};
 use quern_api::{Registry, StoreUrl};
 use quern_coordinator::CoordinatorConfig;
 use quern_coordinator::net::{NetConfig, ServerTls};
+use quern_coordinator::perform::DRAIN_LIMIT;
 use quern_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -73,6 +74,7 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
     cfg.task_timeout = a.task_timeout;
     cfg.upload_part_size = a.upload_part_size;
     cfg.conditional_writes = a.store_conditional_writes;
+    cfg.journal_snapshot_every = a.journal_snapshot_every;
     if a.lease < Duration::from_millis(100) {
         anyhow::bail!("--lease must be at least 100ms");
     }
@@ -100,7 +102,8 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
         served = &mut task => {
             shutdown.cancel();
             served.context("coordinator task")?.context("serving")?;
-            tokio::time::timeout(WIND_DOWN, lead).await.context("leadership did not end")?
+            // Leadership ends once the I/O in flight is done (bounded by DRAIN_LIMIT).
+            tokio::time::timeout(DRAIN_LIMIT + WIND_DOWN, lead).await.context("leadership did not end")?
         }
         led = &mut lead => {
             let _ = tokio::time::timeout(WIND_DOWN, task).await;
@@ -242,6 +245,12 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
         let _ = w.await;
     }
     let _ = running.task.await;
+    // Leadership ends once the job's cleanup is done: the store keeps nothing of the job.
+    match tokio::time::timeout(DRAIN_LIMIT + WIND_DOWN, running.lead).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the embedded coordinator stopped with an error"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("the embedded coordinator did not stop in time"),
+    }
     let status = result?;
     if a.json {
         println!("{}", render::status_json(&status));

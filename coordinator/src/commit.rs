@@ -242,6 +242,8 @@ pub async fn abort_noted(scratch: &StoreUrl, dry_run: bool) -> Result<Vec<Upload
                 }
                 continue;
             }
+            // Another cleanup (the job's own, a sweep, `quern gc`) took it meanwhile.
+            Err(object_store::Error::NotFound { .. }) => continue,
             Err(e) => return Err(StoreError::from_store(marker.as_str(), e)),
         };
         if !dry_run {

@@ -324,6 +324,11 @@ impl Core {
                         j.restore_end(outcome, finished_ms);
                     }
                 }
+                Record::JobCleaned { job } => {
+                    if let Some(j) = self.jobs.get_mut(&job) {
+                        j.mark_cleaned();
+                    }
+                }
             }
         }
         let mut actions = Vec::new();
@@ -676,6 +681,16 @@ impl Core {
                 vec![Action::Cleanup { job: id.clone(), dirs: vec![job.scratch().clone()], objects: Vec::new() }]
             }
             Err(e) => self.end_job(id, Unsuccessful::Failed(format!("writing _SUCCESS: {e}")), now_ms),
+        }
+    }
+
+    /// Every object of ended job `id` outside its output is deleted (its scratch and
+    /// temporary directories): journalled, so sweeps need not look for them again.
+    pub fn cleaned(&mut self, id: &JobId) {
+        if let Some(job) = self.jobs.get_mut(id)
+            && job.mark_cleaned()
+        {
+            self.journal.push(Record::JobCleaned { job: id.clone() });
         }
     }
 

@@ -624,3 +624,67 @@ fn a_poll_response_stays_within_the_message_budget_and_an_oversized_task_fails_i
     }
     assert!(matches!(&c.take_actions()[..], [Action::Cleanup { .. }]));
 }
+
+#[test]
+fn only_an_ended_job_is_marked_cleaned_once_and_the_mark_survives_a_replay() {
+    let mut a = core();
+    let id = a.submit(spec("memory:///out/", 1, 0), splits(1), 1);
+    a.cleaned(&id);
+    assert!(!a.job(&id).unwrap().is_cleaned(), "a running job keeps its data");
+    a.kill(&id, 2);
+    a.cleaned(&id);
+    a.cleaned(&id);
+    let journal = a.take_journal();
+    let marks = journal.iter().filter(|r| matches!(r, crate::journal::Record::JobCleaned { .. })).count();
+    assert_eq!(marks, 1);
+    let mut b = core();
+    b.replay(journal);
+    assert!(b.job(&id).unwrap().is_cleaned());
+}
+
+#[test]
+fn a_snapshot_replays_to_the_same_jobs_as_the_records_it_compacts() {
+    use crate::snapshot::Compactor;
+    use crate::status::{job_status, job_tasks};
+    let clock = Clock::new();
+    let mut c = core();
+    let w = worker(&mut c, &clock);
+    // Succeeded (2 maps, 2 reduces) and its data deleted; killed after a map; running with
+    // one map of two done, whose output index its reduces still need.
+    let done = c.submit(spec("memory:///a/", 2, 0), splits(2), 1);
+    for _ in 0..4 {
+        run_one(&mut c, &w, &clock, 2);
+    }
+    c.finalized(&done, Ok(()), 5);
+    c.cleaned(&done);
+    let killed = c.submit(spec("memory:///b/", 2, 0), splits(2), 2);
+    run_one(&mut c, &w, &clock, 2);
+    c.kill(&killed, 6);
+    let running = c.submit(spec("memory:///c/", 2, 0), splits(2), 3);
+    run_one(&mut c, &w, &clock, 2);
+    let records = c.take_journal();
+    let snapshot: Vec<Record> = Compactor::new(records.clone()).records().cloned().collect();
+    assert!(snapshot.len() < records.len(), "the succeeded job's start of commit goes");
+
+    let (mut a, mut b) = (core(), core());
+    a.replay(records);
+    b.replay(snapshot.clone());
+    for id in [&done, &killed, &running] {
+        let (ja, jb) = (a.job(id).unwrap(), b.job(id).unwrap());
+        assert_eq!(job_status(ja), job_status(jb));
+        assert_eq!(job_tasks(ja), job_tasks(jb));
+        assert_eq!(ja.is_cleaned(), jb.is_cleaned());
+    }
+    for r in &snapshot {
+        if let Record::TaskSucceeded { job, output: Some(o), .. } = r {
+            assert_eq!(o.segments.is_empty(), *job != running, "only a running job keeps its map output index");
+        }
+    }
+    // A snapshot of a snapshot is the same snapshot, and ids go on after it.
+    assert_eq!(Compactor::new(snapshot.clone()).records().cloned().collect::<Vec<_>>(), snapshot);
+    let next = b.submit(spec("memory:///d/", 1, 0), splits(1), 7);
+    assert!(![&done, &killed, &running].contains(&&next));
+    let w2 = worker(&mut b, &clock);
+    let first = attempt_of(&b.poll(&w2, 1, clock.now()).unwrap().pop().unwrap());
+    assert_eq!((&first.task.job, first.task.kind, first.task.index), (&running, TaskKind::Map, 1), "its other map");
+}

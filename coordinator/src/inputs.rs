@@ -115,8 +115,21 @@ pub async fn check_output_empty(url: &StoreUrl) -> Result<(), InputError> {
 
 /// Deletes every object under `dir`, ignoring ones already gone.
 pub async fn delete_prefix(dir: &StoreUrl) -> Result<(), StoreError> {
+    delete_prefix_except(dir, None).await
+}
+
+/// Deletes every object under `dir` but those under `keep`, ignoring ones already gone.
+pub async fn delete_prefix_except(dir: &StoreUrl, keep: Option<&StoreUrl>) -> Result<(), StoreError> {
     let store = dir.store()?;
-    let locations = store.list(Some(&dir.path())).map(|m| m.map(|m| m.location)).boxed();
+    let keep = keep.map(StoreUrl::path);
+    let locations = store
+        .list(Some(&dir.path()))
+        .filter(move |m| {
+            let kept = matches!((m, &keep), (Ok(m), Some(k)) if m.location.prefix_matches(k));
+            std::future::ready(!kept)
+        })
+        .map(|m| m.map(|m| m.location))
+        .boxed();
     let mut deleted = store.delete_stream(locations);
     while let Some(r) = deleted.next().await {
         match r {

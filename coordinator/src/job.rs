@@ -136,6 +136,8 @@ pub struct Job {
     backups_started: u32,
     /// Tasks whose backup attempt won.
     backups_won: u32,
+    /// Whether the data of the ended job outside its output is known to be deleted.
+    cleaned: bool,
     pending_maps: BTreeSet<u32>,
     pending_reduces: BTreeSet<u32>,
     maps_done: u32,
@@ -230,6 +232,7 @@ impl Job {
             unrunnable_since: None,
             backups_started: 0,
             backups_won: 0,
+            cleaned: false,
             map_times: Vec::new(),
             reduce_times: Vec::new(),
         }
@@ -337,6 +340,19 @@ impl Job {
             crate::journal::Ended::Failed { error } => JobState::Failed { error, finished_ms },
             crate::journal::Ended::Killed => JobState::Killed { finished_ms },
         };
+    }
+
+    /// Notes that the ended job's scratch and temporary directories are deleted; true if
+    /// that is news. A job that has not ended keeps its data.
+    pub fn mark_cleaned(&mut self) -> bool {
+        let news = self.state.is_final() && !self.cleaned;
+        self.cleaned |= news;
+        news
+    }
+
+    /// Whether the ended job's scratch and temporary directories are known to be deleted.
+    pub fn is_cleaned(&self) -> bool {
+        self.cleaned
     }
 
     /// Whether the job has waited for a worker that can run it for `wait` (no registered
@@ -703,7 +719,7 @@ impl Job {
     /// Where reduce attempts write before commit: `OUTPUT/_temporary/JOB/` (hidden from
     /// input listing, removed before `_SUCCESS` is written).
     pub fn temporary_dir(&self) -> StoreUrl {
-        self.spec.output.join(&format!("_temporary/{}/", self.id))
+        temporary_dir(&self.spec.output, &self.id)
     }
 
     /// The object a reduce attempt writes its part to.
@@ -762,6 +778,11 @@ impl Job {
         }
         out
     }
+}
+
+/// Where reduce attempts of job `id` writing `output` put their parts before commit.
+pub fn temporary_dir(output: &StoreUrl, id: &JobId) -> StoreUrl {
+    output.join(&format!("_temporary/{id}/"))
 }
 
 mod assign;

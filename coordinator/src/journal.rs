@@ -4,12 +4,22 @@
 //! Records are appended in the order the state machine made its decisions, in batches, each
 //! batch one object `STORE/journal/NNNNNNNNNNNN` (JSON lines) written with a create-only put:
 //! two coordinators can never both write entry N, so a coordinator that finds its next entry
-//! taken knows another has taken over and stops. On start, every entry is read back in order
-//! and replayed into a fresh [`crate::core::Core`].
+//! taken knows another has taken over and stops.
+//!
+//! Every `--journal-snapshot-every` records the writer writes a snapshot as its next entry:
+//! a first line `{"snapshot":1,"jobs":J,"records":R}`, then the compacted records that
+//! rebuild the state (see [`crate::snapshot`]); it stands for every entry before it, which
+//! are then deleted. On start, entries are read from the newest back to the latest snapshot
+//! (or entry 0), each one present, and replayed in order into a fresh
+//! [`crate::core::Core`]; older entries, left by a crash between a snapshot and the deletes,
+//! are ignored (and deleted by the new leader). A journal written before snapshots existed
+//! is one without a snapshot and reads as before; coordinators that predate snapshots cannot
+//! read a compacted journal (entry 0 is gone).
 //!
 //! What is journalled: job submissions (with their splits), task successes (with the map
 //! output index and the winning attempt's counters), lost map outputs, the start of a job's
-//! commit, and job ends. Running attempts are not: after a restart they simply run again.
+//! commit, job ends, and that an ended job's data is deleted. Running attempts are not: after
+//! a restart they simply run again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +35,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::job::JobSpec;
+use crate::snapshot::{self, Compactor};
 use crate::task::MapOutput;
 
 /// One decision of the state machine worth surviving a restart.
@@ -94,6 +105,12 @@ pub enum Record {
         /// Wall-clock end time.
         finished_ms: u64,
     },
+    /// An ended job's data (its scratch and temporary directories) is deleted: a sweep need
+    /// not look for it again.
+    JobCleaned {
+        /// The job.
+        job: JobId,
+    },
 }
 
 /// How a job ended.
@@ -136,8 +153,39 @@ pub fn dir(store: &StoreUrl) -> StoreUrl {
     store.join("journal/")
 }
 
-/// Reads every entry in order; returns the records and the number of the next entry.
-pub async fn read_all(store: &StoreUrl) -> Result<(Vec<Record>, u64), JournalError> {
+/// What replay needs of the journal.
+#[derive(Clone, Debug, Default)]
+pub struct Contents {
+    /// The records of the latest snapshot, then of every entry after it, in order.
+    pub records: Vec<Record>,
+    /// The number of the next entry to write.
+    pub next: u64,
+    /// Records written after the latest snapshot (all of them if there is none).
+    pub since_snapshot: u64,
+    /// The latest snapshot's entry, if there is one.
+    pub snapshot: Option<u64>,
+    /// Entries older than the latest snapshot, which it stands for: left by a crash
+    /// between writing a snapshot and deleting what it covers.
+    pub stale: Vec<u64>,
+}
+
+/// How often an entry deleted while it is being read (by a leader compacting the journal)
+/// makes the read start over before it gives up.
+const READ_TRIES: u32 = 5;
+
+/// Reads the journal: the latest snapshot and every entry after it.
+pub async fn read_all(store: &StoreUrl) -> Result<Contents, JournalError> {
+    let mut tries = 0;
+    loop {
+        match read_once(store).await {
+            // A leader deleted entries its new snapshot covers: read again, from that.
+            Err(JournalError::Store(StoreError::NotFound { .. })) if tries + 1 < READ_TRIES => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn read_once(store: &StoreUrl) -> Result<Contents, JournalError> {
     let dir = dir(store);
     let os = dir.store()?;
     let mut names = Vec::new();
@@ -150,25 +198,58 @@ pub async fn read_all(store: &StoreUrl) -> Result<(Vec<Record>, u64), JournalErr
         }
     }
     names.sort();
-    let mut records = Vec::new();
-    for (expected, (n, url)) in names.iter().enumerate() {
-        if *n != expected as u64 {
-            return Err(JournalError::Corrupt { url: url.to_string(), reason: format!("entry {expected} is missing") });
+    let next = names.last().map_or(0, |(n, _)| n + 1);
+    // Newest first, back to the latest snapshot or entry 0; every entry in between present.
+    let mut entries = Vec::new();
+    let mut base = None;
+    let mut expected = next;
+    for (n, url) in names.iter().rev() {
+        if *n + 1 != expected {
+            return Err(missing(url, expected - 1));
         }
-        let bytes = os
-            .get(&url.path())
-            .await
-            .map_err(|e| StoreError::from_store(url.as_str(), e))?
-            .bytes()
-            .await
-            .map_err(|e| StoreError::from_store(url.as_str(), e))?;
-        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let rec = serde_json::from_slice(line)
-                .map_err(|e| JournalError::Corrupt { url: url.to_string(), reason: e.to_string() })?;
-            records.push(rec);
+        expected = *n;
+        let bytes = match os.get(&url.path()).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| StoreError::from_store(url.as_str(), e))?;
+        let (snapshot, records) = parse_entry(url, &bytes)?;
+        entries.push(records);
+        if snapshot {
+            base = Some(*n);
+            break;
         }
     }
-    Ok((records, names.len() as u64))
+    if base.is_none() && expected != 0 {
+        let url = names.first().map_or_else(|| dir.to_string(), |(_, u)| u.to_string());
+        return Err(JournalError::Corrupt { url, reason: format!("entry {} is missing", expected - 1) });
+    }
+    let since_snapshot = entries.iter().take(entries.len() - usize::from(base.is_some())).map(Vec::len).sum::<usize>();
+    let stale = names.iter().map(|(n, _)| *n).filter(|n| base.is_some_and(|b| *n < b)).collect();
+    let records = entries.into_iter().rev().flatten().collect();
+    Ok(Contents { records, next, since_snapshot: since_snapshot as u64, snapshot: base, stale })
+}
+
+fn missing(url: &StoreUrl, n: u64) -> JournalError {
+    JournalError::Corrupt { url: url.to_string(), reason: format!("entry {n} is missing") }
+}
+
+/// An entry's records, and whether it is a snapshot (its first line a [`snapshot::Header`]).
+fn parse_entry(url: &StoreUrl, bytes: &[u8]) -> Result<(bool, Vec<Record>), JournalError> {
+    let corrupt = |e: serde_json::Error| JournalError::Corrupt { url: url.to_string(), reason: e.to_string() };
+    let mut lines = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).peekable();
+    let header = lines.peek().and_then(|l| serde_json::from_slice::<snapshot::Header>(l).ok());
+    if let Some(h) = &header {
+        if h.snapshot != snapshot::FORMAT {
+            return Err(JournalError::Corrupt {
+                url: url.to_string(),
+                reason: format!("snapshot format {} is not one this coordinator reads", h.snapshot),
+            });
+        }
+        lines.next();
+    }
+    let records = lines.map(|l| serde_json::from_slice(l).map_err(corrupt)).collect::<Result<_, _>>()?;
+    Ok((header.is_some(), records))
 }
 
 /// The writing end: records go in under the coordinator's lock (so in decision order) and a
@@ -197,15 +278,56 @@ pub enum JournalFailure {
     },
 }
 
+/// How the writer takes snapshots (see [`crate::snapshot`]).
+#[derive(Debug)]
+pub struct Snapshots {
+    /// A snapshot once this many records have been written since the last one (0: never).
+    pub every: u64,
+    /// The compacted records of every entry so far (from the journal as replayed).
+    pub state: Compactor,
+    /// Records written since the last snapshot.
+    pub since: u64,
+    /// The oldest entry that may still exist and that the next snapshot covers: the
+    /// latest snapshot's, or 0.
+    pub low: u64,
+    /// Older entries that the latest snapshot covers, still to delete.
+    pub stale: Vec<u64>,
+}
+
+impl Snapshots {
+    /// Snapshots every `every` records, for a writer resuming after `contents` (replayed).
+    pub fn after(contents: &Contents, every: u64) -> Self {
+        Snapshots {
+            every,
+            state: Compactor::new(contents.records.iter().cloned()),
+            since: contents.since_snapshot,
+            low: contents.snapshot.unwrap_or(0),
+            stale: contents.stale.clone(),
+        }
+    }
+}
+
 impl Journal {
-    /// Starts the writer at entry `next`. If another coordinator writes an entry first, or
-    /// an entry cannot be written for `give_up`, the writer stops, says why in `failed` and
-    /// cancels `lost`: a coordinator whose decisions are no longer durable must stop acting.
+    /// Starts the writer at entry `next`, without snapshots. If another coordinator writes
+    /// an entry first, or an entry cannot be written for `give_up`, the writer stops, says
+    /// why in `failed` and cancels `lost`: a coordinator whose decisions are no longer
+    /// durable must stop acting.
     pub fn start(store: &StoreUrl, next: u64, give_up: Duration, lost: CancellationToken) -> Journal {
+        Self::start_with(store, next, None, give_up, lost)
+    }
+
+    /// Like [`Journal::start`], taking snapshots as `snapshots` say.
+    pub fn start_with(
+        store: &StoreUrl,
+        next: u64,
+        snapshots: Option<Snapshots>,
+        give_up: Duration,
+        lost: CancellationToken,
+    ) -> Journal {
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, persisted) = watch::channel(0u64);
         let failed = Arc::new(std::sync::OnceLock::new());
-        let writer = Writer { dir: dir(store), give_up, done: done_tx, failed: failed.clone(), lost };
+        let writer = Writer { dir: dir(store), give_up, done: done_tx, failed: failed.clone(), lost, snapshots };
         tokio::spawn(writer.run(next, rx));
         Journal { tx, enqueued: Arc::new(AtomicU64::new(0)), persisted, failed }
     }
@@ -244,10 +366,17 @@ struct Writer {
     done: watch::Sender<u64>,
     failed: Arc<std::sync::OnceLock<JournalFailure>>,
     lost: CancellationToken,
+    snapshots: Option<Snapshots>,
 }
 
 impl Writer {
-    async fn run(self, mut next: u64, mut rx: mpsc::UnboundedReceiver<Record>) {
+    async fn run(mut self, mut next: u64, mut rx: mpsc::UnboundedReceiver<Record>) {
+        // Left by a crash after the latest snapshot was written.
+        let stale = self.snapshots.as_mut().map(|s| std::mem::take(&mut s.stale)).unwrap_or_default();
+        self.delete(stale);
+        if self.snapshot_due() && self.snapshot(&mut next).await.is_err() {
+            return;
+        }
         let mut written = 0u64;
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
@@ -264,15 +393,71 @@ impl Writer {
             }
             let url = self.dir.join(&entry_name(next));
             if let Err(why) = self.write(&url, body).await {
-                tracing::error!(entry = %url, error = %why, "journal lost; this coordinator stops");
-                let _ = self.failed.set(why);
-                self.lost.cancel();
+                self.fail(&url, why);
                 return;
             }
             next += 1;
             written += batch.len() as u64;
             self.done.send_replace(written);
+            if let Some(s) = &mut self.snapshots {
+                s.since += batch.len() as u64;
+                s.state.extend(batch);
+            }
+            if self.snapshot_due() && self.snapshot(&mut next).await.is_err() {
+                return;
+            }
         }
+    }
+
+    fn fail(&self, url: &StoreUrl, why: JournalFailure) {
+        tracing::error!(entry = %url, error = %why, "journal lost; this coordinator stops");
+        let _ = self.failed.set(why);
+        self.lost.cancel();
+    }
+
+    fn snapshot_due(&self) -> bool {
+        self.snapshots.as_ref().is_some_and(|s| s.every > 0 && s.since >= s.every)
+    }
+
+    /// Writes a snapshot as entry `next` (fenced like any entry), then deletes the entries
+    /// it covers in the background. Err once the writer has failed.
+    async fn snapshot(&mut self, next: &mut u64) -> Result<(), ()> {
+        let Some(s) = &self.snapshots else { return Ok(()) };
+        let (body, jobs, records) = (s.state.encode(), s.state.jobs(), s.state.len());
+        let bytes = body.len();
+        let url = self.dir.join(&entry_name(*next));
+        if let Err(why) = self.write(&url, body).await {
+            self.fail(&url, why);
+            return Err(());
+        }
+        let Some(s) = &mut self.snapshots else { return Ok(()) };
+        tracing::info!(entry = *next, jobs, records, bytes, covers = *next - s.low, "journal snapshot written");
+        let covered: Vec<u64> = (s.low..*next).collect();
+        s.low = *next;
+        s.since = 0;
+        *next += 1;
+        self.delete(covered);
+        Ok(())
+    }
+
+    /// Deletes entries a snapshot covers, in the background: one still there when this
+    /// coordinator stops is ignored by replay, and deleted by the next leader.
+    fn delete(&self, entries: Vec<u64>) {
+        if entries.is_empty() {
+            return;
+        }
+        let dir = self.dir.clone();
+        tokio::spawn(async move {
+            let Ok(store) = dir.store() else { return };
+            let paths = entries.iter().map(|n| Ok(dir.join(&entry_name(*n)).path())).collect::<Vec<_>>();
+            let mut deleted = store.delete_stream(futures::stream::iter(paths).boxed());
+            while let Some(r) = deleted.next().await {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not delete a journal entry a snapshot covers"),
+                }
+            }
+        });
     }
 
     /// Writes one entry, retrying transient errors with backoff for at most `give_up`.
@@ -303,5 +488,93 @@ impl Writer {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job's submission record (its spec matters not here).
+    fn submitted(seq: u64) -> Record {
+        let url = |p: &str| StoreUrl::parse(p).unwrap();
+        let spec = JobSpec {
+            name: "wordcount".into(),
+            inputs: vec![url("memory:///in/")],
+            output: url(&format!("memory:///out-{seq}/")),
+            reducers: 1,
+            split_size: 100,
+            params: Default::default(),
+            priority: 0,
+            skip_bad_records: false,
+            stages: Vec::new(),
+            side: Default::default(),
+            formats: Default::default(),
+            generate_rows: 0,
+        };
+        Record::JobSubmitted { id: JobId::new(1, seq), seq, spec: Box::new(spec), splits: Vec::new(), submitted_ms: 1 }
+    }
+
+    fn ended(seq: u64) -> Record {
+        Record::JobEnded { job: JobId::new(1, seq), outcome: Ended::Killed, finished_ms: 2 }
+    }
+
+    /// Appends records one entry each.
+    async fn write_each(journal: &Journal, records: &[Record]) {
+        for r in records {
+            let n = journal.append(vec![r.clone()]);
+            assert!(journal.durable(n, Duration::from_secs(10)).await);
+        }
+    }
+
+    async fn entries(store: &StoreUrl) -> Vec<u64> {
+        let dir = dir(store);
+        let metas: Vec<_> =
+            futures::TryStreamExt::try_collect(dir.store().unwrap().list(Some(&dir.path()))).await.unwrap();
+        let mut names: Vec<u64> = metas.iter().filter_map(|m| m.location.filename()?.parse().ok()).collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_stands_for_the_entries_before_it_even_when_a_crash_left_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = StoreUrl::from_user(&format!("{}/store/", tmp.path().display())).unwrap();
+        let first: Vec<Record> = (1..=5).flat_map(|n| [submitted(n), ended(n)]).collect();
+        let plain = Journal::start(&store, 0, Duration::from_secs(5), CancellationToken::new());
+        write_each(&plain, &first).await;
+        let read = read_all(&store).await.unwrap();
+        assert_eq!((read.records.len(), read.next, read.snapshot, read.since_snapshot), (10, 10, None, 10));
+
+        // A crash right after a snapshot (entry 10) was written: the entries it covers stay.
+        let snapshot = Compactor::new(first.clone());
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let url = dir(&store).join(&entry_name(10));
+        store.store().unwrap().put_opts(&url.path(), snapshot.encode().into(), opts).await.unwrap();
+        let read = read_all(&store).await.unwrap();
+        assert_eq!(read.records, snapshot.records().cloned().collect::<Vec<_>>());
+        assert_eq!((read.next, read.snapshot, read.since_snapshot), (11, Some(10), 0));
+        assert_eq!(read.stale, (0..10).collect::<Vec<_>>());
+
+        // The next leader deletes them, and snapshots again after 4 more records: entries
+        // 11 to 14, then the snapshot 15, then 16.
+        let more: Vec<Record> = (6..=7).flat_map(|n| [submitted(n), ended(n)]).chain([submitted(8)]).collect();
+        let every = Snapshots::after(&read, 4);
+        let journal =
+            Journal::start_with(&store, read.next, Some(every), Duration::from_secs(5), CancellationToken::new());
+        write_each(&journal, &more).await;
+        let mut all = first.clone();
+        all.extend(more.clone());
+        let read = read_all(&store).await.unwrap();
+        assert_eq!((read.next, read.snapshot, read.since_snapshot), (17, Some(15), 1));
+        let mut expected: Vec<Record> = Compactor::new(all[..all.len() - 1].to_vec()).records().cloned().collect();
+        expected.push(submitted(8));
+        assert_eq!(read.records, expected);
+        // Deleting what a snapshot covers runs in the background: bounded wait.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while entries(&store).await != [15, 16] && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(entries(&store).await, [15, 16]);
     }
 }

@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use crate::journal;
 use crate::lease::{self, LeaderClock, LeaseBody, Standby};
+use crate::perform::DRAIN_LIMIT;
 use crate::service::Shared;
 
 /// How leadership ended.
@@ -95,7 +96,8 @@ fn me(shared: &Shared) -> LeaseBody {
     LeaseBody { holder: format!("{}@{}", shared.url, quern_api::now_ms()), addr: shared.url.clone(), released: false }
 }
 
-/// Replays the journal, starts journalling, then starts answering calls.
+/// Replays the journal, starts journalling, starts answering calls, then sweeps the store
+/// of what ended and unknown jobs left ([`crate::gc::sweep`]).
 async fn resume(
     shared: &Arc<Shared>,
     store: &StoreUrl,
@@ -105,28 +107,34 @@ async fn resume(
     taken_at: Instant,
 ) -> Result<(), LeadError> {
     let started = Instant::now();
-    let (records, next_entry) = journal::read_all(store).await?;
-    let replayed = records.len();
-    let resume = shared.core().replay(records);
+    let contents = journal::read_all(store).await?;
+    let every = shared.snapshot_every();
+    let snapshots = (every > 0).then(|| journal::Snapshots::after(&contents, every));
+    let (next_entry, snapshot) = (contents.next, contents.snapshot);
+    let replayed = contents.records.len();
+    let resume = shared.core().replay(contents.records);
     if replayed > 0 {
         let jobs = shared.core().jobs().count();
-        info!(records = replayed, jobs, ms = started.elapsed().as_millis() as u64, "recovered from the journal");
+        let ms = started.elapsed().as_millis() as u64;
+        info!(records = replayed, jobs, ?snapshot, entries = next_entry, ms, "recovered from the journal");
     }
     // The journal may fail for as long as the lease may: longer, and the decisions made
     // meanwhile would be lost by a restart.
     let give_up = (lease * 2).max(Duration::from_secs(5));
-    shared.set_journal(journal::Journal::start(store, next_entry, give_up, stops.lost.clone()));
+    shared.set_journal(journal::Journal::start_with(store, next_entry, snapshots, give_up, stops.lost.clone()));
     // Only now answer calls: a client must never see the state before the replay. The lease
     // counts from when it was taken.
     clock.renewed(taken_at);
     shared.perform(resume);
     shared.bump();
+    // What crashed jobs left in the store goes in the background: takeover does not wait.
+    shared.in_flight.spawn("sweeping the store".into(), crate::gc::sweep(shared.clone(), stops.stop.clone()));
     Ok(())
 }
 
-/// Runs leadership until `stop` is cancelled (then releases the lease) or it is lost (then
-/// cancels `stop`, which stops the server). `held` is a lease already taken by
-/// [`take_if_free`].
+/// Runs leadership until `stop` is cancelled (then waits, at most [`DRAIN_LIMIT`], for the
+/// I/O in flight and releases the lease) or it is lost (then cancels `stop`, which stops the
+/// server). `held` is a lease already taken by [`take_if_free`].
 pub async fn lead(
     shared: Arc<Shared>,
     store: StoreUrl,
@@ -168,7 +176,16 @@ async fn lead_inner(
 
     // Renew every third of the lease; stop acting once a lease has passed without renewal.
     let every = lease / 3;
+    // Once stopped, the I/O already decided (a job's cleanup, its `_SUCCESS`) gets until this
+    // deadline to finish, under the lease: no successor acts on those jobs meanwhile.
+    let mut draining: Option<Instant> = None;
     loop {
+        let idle = async {
+            match draining {
+                Some(_) => shared.in_flight.idle().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stops.lost.cancelled() => {
@@ -178,12 +195,20 @@ async fn lead_inner(
                 });
                 return Err(LeadError::JournalLost(why));
             }
-            _ = stop.cancelled() => {
-                clock.step_down();
-                let released = LeaseBody { released: true, ..me.clone() };
-                let _ = lease::try_create(&dir, n + 1, &released).await;
+            _ = stop.cancelled(), if draining.is_none() => {
+                draining = Some(Instant::now() + DRAIN_LIMIT);
+                continue;
+            }
+            _ = idle => {
+                release(&dir, n, &me, clock).await;
                 return Ok(());
             }
+        }
+        if draining.is_some_and(|deadline| Instant::now() >= deadline) {
+            let abandoned = shared.in_flight.running();
+            warn!(?abandoned, "stopping without the I/O still running after {DRAIN_LIMIT:?}");
+            release(&dir, n, &me, clock).await;
+            return Ok(());
         }
         let at = Instant::now();
         // A store call that hangs must not keep a lapsed leader alive: it counts as a failed
@@ -209,6 +234,13 @@ async fn lead_inner(
             }
         }
     }
+}
+
+/// Steps down and writes a released lease after lease `n`, so a successor starts at once.
+async fn release(dir: &StoreUrl, n: u64, me: &LeaseBody, clock: &LeaderClock) {
+    clock.step_down();
+    let released = LeaseBody { released: true, ..me.clone() };
+    let _ = lease::try_create(dir, n + 1, &released).await;
 }
 
 /// Waits until the lease is free: a released one, or one that stood still for 1.5 leases.

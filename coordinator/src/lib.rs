@@ -13,7 +13,12 @@
 //! - [`status`]: jobs, tasks and workers as users see them; [`http`]: the same as web pages.
 //! - [`commit`]: how a granted part becomes visible: rename on local files, completion of
 //!   the attempt's multipart upload on stores without rename (S3).
-//! - [`journal`]: decisions journalled to the store, replayed by a restarted coordinator.
+//! - [`perform`]: the I/O the core decides ([`core::Action`]s), run as tracked background
+//!   tasks that a stopping coordinator waits for.
+//! - [`gc`]: what ended, crashed or unknown jobs left in the store: swept by a coordinator
+//!   when it takes the lead, listed and deleted by `quern gc`.
+//! - [`journal`]: decisions journalled to the store, replayed by a restarted coordinator;
+//!   [`snapshot`]: the compacted records that stand for every entry before them.
 //! - [`lease`] and [`leader`]: the store lease that lets one coordinator act at a time, and
 //!   a second one wait as a standby and take over.
 //! - [`net`]: accepting connections: TLS (and mutual TLS), connection and message limits,
@@ -27,6 +32,7 @@ pub mod admit;
 pub mod commit;
 pub mod convert;
 pub mod core;
+pub mod gc;
 pub mod http;
 pub mod inputs;
 pub mod job;
@@ -34,9 +40,11 @@ pub mod journal;
 pub mod leader;
 pub mod lease;
 pub mod net;
+pub mod perform;
 pub mod placement;
 pub mod policy;
 pub mod service;
+pub mod snapshot;
 pub mod spec;
 pub mod status;
 pub mod task;
@@ -102,6 +110,9 @@ pub struct CoordinatorConfig {
     /// Whether the store's create-only writes are atomic under racing writers (local files,
     /// AWS S3, GCS, Azure). Without them no coordinator waits as a standby.
     pub conditional_writes: bool,
+    /// A journal snapshot once this many records were written since the last one (0:
+    /// never), so that a restart replays a bounded journal (see [`snapshot`]).
+    pub journal_snapshot_every: u64,
     /// TLS, connection and message limits, for gRPC and the status pages.
     pub net: net::NetConfig,
 }
@@ -130,6 +141,7 @@ impl CoordinatorConfig {
             task_timeout: Duration::from_secs(600),
             upload_part_size: 16 << 20,
             conditional_writes: true,
+            journal_snapshot_every: 1000,
             net: net::NetConfig::default(),
         }
     }
@@ -227,6 +239,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
         hold_reduces_while: cfg.hold_reduces_while.clone(),
         upload_part_size: cfg.upload_part_size,
         conditional_writes: cfg.conditional_writes,
+        journal_snapshot_every: cfg.journal_snapshot_every,
     };
     let shared = Shared::new(core, shell, url.clone());
     let clock = Arc::new(lease::LeaderClock::new(cfg.lease, std::time::Instant::now()));

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use object_store::{ObjectStoreExt, PutPayload};
 use quern_api::split::compute_splits;
 use quern_api::{AttemptId, JobId, WorkerId, now_ms, pb};
 use tokio::sync::watch;
@@ -15,11 +14,8 @@ use tracing::{info, warn};
 
 use crate::admit::Admission;
 use crate::convert::{Registration, Submission, limits};
-use crate::core::{Action, Conflict, Core, Now};
-use crate::inputs::{
-    InputError, check_output_empty, delete_object, delete_prefix, list_inputs, list_inputs_allow_empty,
-    remove_empty_local_dirs,
-};
+use crate::core::{Conflict, Core, Now};
+use crate::inputs::{InputError, check_output_empty, delete_object, list_inputs};
 use crate::journal::Journal;
 use crate::lease::LeaderClock;
 use crate::net::{Peer, PeerRules};
@@ -40,7 +36,9 @@ pub struct Shared {
     changed: watch::Sender<u64>,
     journal: std::sync::OnceLock<Journal>,
     shell: Shell,
-    uploads: crate::commit::Uploads,
+    pub(crate) uploads: crate::commit::Uploads,
+    /// The I/O tasks performing actions (and the store sweep), waited for at shutdown.
+    pub in_flight: crate::perform::InFlight,
     /// This coordinator's address, for Ping.
     pub url: String,
 }
@@ -62,6 +60,8 @@ pub struct Shell {
     /// Whether the store's create-only writes are atomic under racing writers (the lease
     /// and journal rely on it for standbys).
     pub conditional_writes: bool,
+    /// A journal snapshot once this many records were written since the last (0: never).
+    pub journal_snapshot_every: u64,
 }
 
 /// The locked core. Dropping it hands the decisions made under the lock to the journal,
@@ -106,6 +106,7 @@ impl Shared {
             changed: watch::Sender::new(0),
             journal: std::sync::OnceLock::new(),
             uploads: crate::commit::Uploads::new(shell.upload_part_size),
+            in_flight: crate::perform::InFlight::default(),
             shell,
             url,
         })
@@ -131,6 +132,11 @@ impl Shared {
         }
     }
 
+    /// How many journal records between snapshots (0: no snapshots).
+    pub fn snapshot_every(&self) -> u64 {
+        self.shell.journal_snapshot_every
+    }
+
     /// Starts journalling (once, when this coordinator takes the lead).
     pub fn set_journal(&self, j: Journal) {
         let _ = self.journal.set(j);
@@ -144,113 +150,6 @@ impl Shared {
     /// Wakes pollers and watchers.
     pub fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
-    }
-
-    /// Performs actions in the background, feeding results back into the core.
-    pub fn perform(self: &Arc<Self>, actions: Vec<Action>) {
-        if actions.is_empty() {
-            return;
-        }
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut queue = actions;
-            while let Some(action) = queue.pop() {
-                match action {
-                    Action::WriteSuccess { job, output, temporary } => {
-                        // The temporary directory goes first: after _SUCCESS the output holds
-                        // the parts and nothing else.
-                        let marker = output.join("_SUCCESS");
-                        let cleared = delete_prefix(&temporary).await;
-                        remove_empty_local_dirs(&temporary, &output);
-                        let result = match (cleared, marker.store()) {
-                            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
-                            (Ok(()), Ok(store)) => store
-                                .put(&marker.path(), PutPayload::new())
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| e.to_string()),
-                        };
-                        info!(job = %job, ok = result.is_ok(), "job committed");
-                        let more = me.core().finalized(&job, result, now_ms());
-                        me.bump();
-                        queue.extend(more);
-                    }
-                    Action::Cleanup { job, dirs, objects } => {
-                        // Deleted only once the job's end is durable: a restarted coordinator
-                        // must never resume a job whose parts are already gone.
-                        if me.durable().await.is_err() {
-                            warn!(job = %job, "the journal is not writable; leaving the job's data in place");
-                            continue;
-                        }
-                        for url in &objects {
-                            if let Err(e) = delete_object(url).await {
-                                warn!(job = %job, error = %e, "could not delete a part of an unsuccessful job");
-                            }
-                        }
-                        me.uploads.forget_job(&job);
-                        for dir in &dirs {
-                            // Open uploads are invisible but billed: abort them first.
-                            if let Err(e) = crate::commit::abort_noted(dir, false).await {
-                                warn!(job = %job, error = %e, "could not abort the job's open uploads");
-                            }
-                            if let Err(e) = delete_prefix(dir).await {
-                                warn!(job = %job, error = %e, "could not delete intermediate data");
-                            }
-                            if let Some(parent) = dir.parent_dir() {
-                                remove_empty_local_dirs(dir, &parent.parent_dir().unwrap_or(parent));
-                            }
-                        }
-                    }
-                    Action::AdvanceStage {
-                        job,
-                        input,
-                        temporary,
-                        split_size,
-                        input_format,
-                        next_inputs,
-                        next_objects,
-                    } => {
-                        let cleared = delete_prefix(&temporary).await;
-                        remove_empty_local_dirs(&temporary, &input);
-                        let listed = match cleared {
-                            Ok(()) => list_inputs_allow_empty(&next_inputs).await.map_err(|e| e.to_string()).map(
-                                |mut objects| {
-                                    objects.extend(next_objects);
-                                    objects.sort_by(|a, b| a.url.cmp(&b.url));
-                                    objects.dedup();
-                                    objects
-                                },
-                            ),
-                            Err(e) => Err(e.to_string()),
-                        };
-                        match listed {
-                            Ok(objects) if too_many_maps(&objects, split_size).is_some() => {
-                                let why = too_many_maps(&objects, split_size).unwrap_or_default();
-                                let more =
-                                    me.core().advance_failed(&job, format!("starting the next stage: {why}"), now_ms());
-                                queue.extend(more);
-                            }
-                            Ok(objects) => {
-                                let splits = compute_splits(&objects, split_size, input_format);
-                                info!(job = %job, maps = splits.len(), "pipeline stage done; next stage starts");
-                                me.core().advance(&job, splits);
-                            }
-                            Err(e) => {
-                                let more =
-                                    me.core().advance_failed(&job, format!("starting the next stage: {e}"), now_ms());
-                                queue.extend(more);
-                            }
-                        }
-                        me.bump();
-                    }
-                    Action::Delete(url) => {
-                        if let Err(e) = delete_object(&url).await {
-                            warn!(error = %e, "could not delete an unused attempt's output");
-                        }
-                    }
-                }
-            }
-        });
     }
 
     /// Declares silent workers lost, every fraction of the heartbeat timeout, until `stop`.
@@ -675,7 +574,7 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
 /// Why `objects` cut at `split_size` would make too many map tasks, if they would. Counted
 /// before the splits are made: `--split-size 1` over a large input would otherwise allocate
 /// a split per byte.
-fn too_many_maps(objects: &[quern_api::split::InputObject], split_size: u64) -> Option<String> {
+pub(crate) fn too_many_maps(objects: &[quern_api::split::InputObject], split_size: u64) -> Option<String> {
     // Fixed-length records may add a split per object where a record straddles a cut.
     let at_most: u64 = objects.iter().map(|o| o.size.div_ceil(split_size.max(1)).max(1).saturating_mul(2)).sum();
     (at_most / 2 > u64::from(limits::MAPS)).then(|| {

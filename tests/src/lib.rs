@@ -351,6 +351,13 @@ impl TestCluster {
         Ok(took)
     }
 
+    /// Like [`restart_coordinator`](Self::restart_coordinator), with these flags from now on
+    /// instead of the ones the cluster started with.
+    pub fn restart_coordinator_with(&mut self, coordinator_args: &[&str]) -> Result<Duration> {
+        self.coordinator_args = coordinator_args.iter().map(|s| s.to_string()).collect();
+        self.restart_coordinator()
+    }
+
     /// Starts a second coordinator on the same store (it waits as a standby while the first
     /// holds the lease); returns its address. Its log is `coordinator_log(n)` for the `n`
     /// it returns second.
@@ -472,6 +479,14 @@ impl TestCluster {
     /// The store's URL.
     pub fn store_url(&self) -> &str {
         &self.store
+    }
+
+    /// What is left of jobs' intermediate data (`STORE/jobs/`, a `file://` store) once the
+    /// cleanup that follows a job's end has had up to 30 s: empty when it all went.
+    pub fn scratch_left(&self) -> Vec<PathBuf> {
+        let jobs = self.store_dir().join("jobs");
+        eventually(Duration::from_secs(30), || data::files_under(&jobs).is_empty());
+        data::files_under(&jobs)
     }
 
     /// The store's root directory (of a `file://` store).

@@ -78,7 +78,7 @@ fn wordcount_on_three_worker_processes_matches_a_sequential_count() {
     );
 
     // Intermediate data is gone once the job ends.
-    assert_eq!(files_under(&c.store_dir().join("jobs")), Vec::<std::path::PathBuf>::new());
+    assert_eq!(c.scratch_left(), Vec::<std::path::PathBuf>::new());
 
     // status, list and tasks agree.
     let id = status["id"].as_str().unwrap();
@@ -344,7 +344,7 @@ fn topwords_is_a_two_stage_pipeline_tracked_as_one_job() {
     // Both stages' counters, and nothing left in the store.
     let words: u64 = counts.iter().map(|(n, _)| n).sum();
     assert_eq!(status["counters"]["MAP_OUTPUT_RECORDS"].as_u64().unwrap(), words + counts.len() as u64);
-    assert_eq!(files_under(&c.store_dir().join("jobs")), Vec::<std::path::PathBuf>::new());
+    assert_eq!(c.scratch_left(), Vec::<std::path::PathBuf>::new());
     let bad = c.cli("submit", &["--job", "topwords", "--param", "n=0", "--input", "/tmp", "--output", "/tmp/never"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("\"n\""));
 }
@@ -376,7 +376,7 @@ fn wordstats_is_a_dag_of_two_independent_stages_joined_by_a_third() {
         2 * lines + 2 * counts.len() as u64,
         "stages 0 and 1 each read the input's {lines} lines, stage 2 both their outputs"
     );
-    assert_eq!(files_under(&c.store_dir().join("jobs")), Vec::<std::path::PathBuf>::new());
+    assert_eq!(c.scratch_left(), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]

@@ -164,9 +164,9 @@ async fn journal(root: &StoreUrl) {
     assert!(j.durable(n, Duration::from_secs(30)).await, "{root}: the journal is written");
     let n = j.append(vec![ended(5)]);
     assert!(j.durable(n, Duration::from_secs(30)).await);
-    let (records, next) = journal::read_all(&store).await.unwrap();
-    assert_eq!(records, (0..6).map(ended).collect::<Vec<_>>(), "{root}");
-    assert!(next >= 1);
+    let read = journal::read_all(&store).await.unwrap();
+    assert_eq!(read.records, (0..6).map(ended).collect::<Vec<_>>(), "{root}");
+    assert!(read.next >= 1 && read.snapshot.is_none());
 }
 
 /// The lease's create-only write: the first create of an entry wins, a second is refused.
