@@ -103,6 +103,11 @@ impl StoreUrl {
         self.0.path().ends_with('/')
     }
 
+    /// The scheme: `file`, `memory`, `s3` or `s3a`.
+    pub fn scheme(&self) -> &str {
+        self.0.scheme()
+    }
+
     /// The URL as text.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
