@@ -191,6 +191,26 @@ impl StoreUrl {
         Ok(self.stores()?.multipart)
     }
 
+    /// The same store for one quick check: an S3 client that gives up after two retries
+    /// (seconds, not the minutes tasks wait out), so a wrong endpoint or bad credentials
+    /// are reported promptly. Built afresh for S3, not shared; the shared store otherwise.
+    pub fn store_failing_fast(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
+        if !matches!(self.0.scheme(), "s3" | "s3a") {
+            return self.store();
+        }
+        let retry = object_store::RetryConfig {
+            backoff: Default::default(),
+            max_retries: 2,
+            retry_timeout: std::time::Duration::from_secs(10),
+        };
+        let s3 = AmazonS3Builder::from_env()
+            .with_url(self.0.as_str())
+            .with_retry(retry)
+            .build()
+            .map_err(|e| StoreError::from_store(self.as_str(), e))?;
+        Ok(Arc::new(s3))
+    }
+
     fn stores(&self) -> Result<Stores, StoreError> {
         static STORES: OnceLock<Mutex<HashMap<String, Stores>>> = OnceLock::new();
         let key = format!("{}://{}", self.0.scheme(), self.0.host_str().unwrap_or(""));
