@@ -187,7 +187,10 @@ impl Outage {
                 last: why,
             });
         }
-        warn!(error = %why, "coordinator call failed; retrying");
+        // Named at every failure, registration included: "cannot reach" is only actionable
+        // with the address that was tried.
+        let left = cfg.reconnect_budget.saturating_sub(since.elapsed()).as_secs();
+        warn!(coordinator = %cfg.coordinator, error = %why, "coordinator call failed; retrying for up to {left}s");
         tokio::select! {
             _ = tokio::time::sleep(self.backoff) => {}
             _ = shutdown.cancelled() => {}
