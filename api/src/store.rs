@@ -109,6 +109,11 @@ impl StoreUrl {
         self.0.path().ends_with('/')
     }
 
+    /// The scheme: `file`, `memory`, `s3` or `s3a`.
+    pub fn scheme(&self) -> &str {
+        self.0.scheme()
+    }
+
     /// The URL as text.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
@@ -191,6 +196,26 @@ impl StoreUrl {
     /// whose atomic rename is the cheaper commit.
     pub fn multipart_store(&self) -> Result<Option<Arc<dyn MultipartStore>>, StoreError> {
         Ok(self.stores()?.multipart)
+    }
+
+    /// The same store for one quick check: an S3 client that gives up after two retries
+    /// (seconds, not the minutes tasks wait out), so a wrong endpoint or bad credentials
+    /// are reported promptly. Built afresh for S3, not shared; the shared store otherwise.
+    pub fn store_failing_fast(&self) -> Result<Arc<dyn ObjectStore>, StoreError> {
+        if !matches!(self.0.scheme(), "s3" | "s3a") {
+            return self.store();
+        }
+        let retry = object_store::RetryConfig {
+            backoff: Default::default(),
+            max_retries: 2,
+            retry_timeout: std::time::Duration::from_secs(10),
+        };
+        let s3 = AmazonS3Builder::from_env()
+            .with_url(self.0.as_str())
+            .with_retry(retry)
+            .build()
+            .map_err(|e| StoreError::from_store(self.as_str(), e))?;
+        Ok(Arc::new(s3))
     }
 
     fn stores(&self) -> Result<Stores, StoreError> {

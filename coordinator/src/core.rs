@@ -727,6 +727,12 @@ fn humanize(d: Duration) -> String {
 mod poll;
 mod report;
 
+pub use report::{OutputKeptLost, StoreHint};
+
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "core_lost_tests.rs"]
+mod lost_tests;

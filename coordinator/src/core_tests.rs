@@ -10,22 +10,22 @@ use super::*;
 use crate::job::{JobSpec, JobState};
 use crate::policy::PriorityFifo;
 
-struct Clock(Instant, u64);
+pub(super) struct Clock(Instant, u64);
 
 impl Clock {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Clock(Instant::now(), 1_000)
     }
-    fn now(&self) -> Now {
+    pub(super) fn now(&self) -> Now {
         Now { at: self.0, wall_ms: self.1 }
     }
-    fn advance(&mut self, d: Duration) {
+    pub(super) fn advance(&mut self, d: Duration) {
         self.0 += d;
         self.1 += d.as_millis() as u64;
     }
 }
 
-fn core() -> Core {
+pub(super) fn core() -> Core {
     Core::new(
         CoreConfig {
             store: StoreUrl::parse("memory:///store/").unwrap(),
@@ -43,7 +43,7 @@ fn core() -> Core {
     )
 }
 
-fn spec(output: &str, reducers: u32, priority: i32) -> JobSpec {
+pub(super) fn spec(output: &str, reducers: u32, priority: i32) -> JobSpec {
     JobSpec {
         name: "wordcount".into(),
         inputs: vec![StoreUrl::parse("memory:///in/").unwrap()],
@@ -60,33 +60,33 @@ fn spec(output: &str, reducers: u32, priority: i32) -> JobSpec {
     }
 }
 
-fn splits(n: usize) -> Vec<Split> {
+pub(super) fn splits(n: usize) -> Vec<Split> {
     (0..n).map(|i| Split { url: format!("memory:///in/{i}"), start: 0, end: 10, object_size: 10 }).collect()
 }
 
-fn worker(c: &mut Core, clock: &Clock) -> WorkerId {
+pub(super) fn worker(c: &mut Core, clock: &Clock) -> WorkerId {
     c.register("h".into(), "r".into(), 1, BTreeSet::from(["wordcount".to_string()]), clock.now())
 }
 
-fn attempt_of(a: &pb::TaskAssignment) -> AttemptId {
+pub(super) fn attempt_of(a: &pb::TaskAssignment) -> AttemptId {
     AttemptId::try_from(a.attempt.as_ref()).unwrap()
 }
 
-fn map_ok(a: &pb::TaskAssignment, reducers: usize) -> Outcome {
+pub(super) fn map_ok(a: &pb::TaskAssignment, reducers: usize) -> Outcome {
     assert!(matches!(&a.task, Some(pb::task_assignment::Task::Map(_))), "not a map");
     let mut counters = Counters::new();
     counters.add("MAP_INPUT_RECORDS", 10);
     Outcome::Succeeded { counters, segments: Some(vec![Segment::default(); reducers]) }
 }
 
-fn reduce_ok() -> Outcome {
+pub(super) fn reduce_ok() -> Outcome {
     let mut counters = Counters::new();
     counters.add("REDUCE_OUTPUT_RECORDS", 1);
     Outcome::Succeeded { counters, segments: None }
 }
 
 /// Runs one task on `w` to success (committing reduces); returns the actions.
-fn run_one(c: &mut Core, w: &WorkerId, clock: &Clock, reducers: usize) -> Vec<Action> {
+pub(super) fn run_one(c: &mut Core, w: &WorkerId, clock: &Clock, reducers: usize) -> Vec<Action> {
     let a = c.poll(w, 1, clock.now()).unwrap().pop().expect("a task");
     let id = attempt_of(&a);
     let outcome = if id.task.kind == TaskKind::Map {

@@ -409,13 +409,18 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         let r = Registration::try_from(req.into_inner())?;
         let (host, slots) = (r.host.clone(), r.slots);
         let secret = new_secret();
-        let id = self.0.core().register_with(r, secret.clone(), now());
+        let (id, store) = {
+            let mut core = self.0.core();
+            let id = core.register_with(r, secret.clone(), now());
+            (id, core.config().store.to_string())
+        };
         info!(worker = %id, %host, slots, "worker registered");
         self.0.bump();
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id.to_string(),
             heartbeat_interval_ms: self.0.shell.heartbeat_interval.as_millis() as u64,
             worker_secret: secret,
+            store,
         }))
     }
 

@@ -112,6 +112,10 @@ pub struct Task {
     /// Failures that did not count (lost map outputs, kills); past [`MAX_EXCUSED`] they do,
     /// so a task cannot be retried forever.
     pub excused: u32,
+    /// Times a finished map's output was found lost (missing or corrupt) and the map sent
+    /// back: bounded by the coordinator, since a store the workers do not share loses
+    /// every output every time.
+    pub outputs_lost: u32,
     /// Every attempt handed out, in order, and where.
     pub history: Vec<Ran>,
     /// The last failure's message.
@@ -173,6 +177,7 @@ impl Task {
             attempts: 0,
             failures: 0,
             excused: 0,
+            outputs_lost: 0,
             history: Vec::new(),
             last_error: None,
             failed_on: Vec::new(),
@@ -380,14 +385,18 @@ impl Task {
     }
 
     /// A succeeded map's output was lost: run it again. Returns the lost output, if any.
-    /// Only if `attempt`'s output is still the task's: a newer output is not lost.
+    /// Only if `attempt`'s output is still the task's: a newer output is not lost, and
+    /// several reducers reporting the same object count as one loss.
     pub fn output_lost(&mut self, attempt: u32) -> Option<MapOutput> {
         match &self.state {
             TaskState::Succeeded { output: Some(o), .. } if o.attempt == attempt => {}
             _ => return None,
         }
         match std::mem::replace(&mut self.state, TaskState::Pending) {
-            TaskState::Succeeded { output, .. } => output,
+            TaskState::Succeeded { output, .. } => {
+                self.outputs_lost += 1;
+                output
+            }
             other => {
                 self.state = other;
                 None
@@ -553,6 +562,8 @@ mod tests {
         assert_eq!(t.output_lost(a + 1), None, "another attempt's output is not this output");
         assert_eq!(t.output_lost(a), Some(out));
         assert_eq!(t.state, TaskState::Pending);
+        assert_eq!(t.output_lost(a), None, "the same loss reported again is not another loss");
+        assert_eq!(t.outputs_lost, 1);
         assert_eq!(t.start(&w(2), now), Some(2));
     }
 }

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 pub mod data;
+pub mod netns;
 pub mod s3;
 
 use std::io::{BufRead, BufReader};

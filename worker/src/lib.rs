@@ -7,7 +7,9 @@
 //! - [`map`]: split in, pairs partitioned, sorted, combined, one shuffle object out;
 //! - [`reduce`]: ranged reads of one partition from every map output, k-way merge, reduce;
 //! - [`shuffle`]: the checksummed Arrow IPC shuffle format;
-//! - [`task`]: the I/O around both, and the tokio-to-rayon bridge.
+//! - [`task`]: the I/O around both, and the tokio-to-rayon bridge;
+//! - [`probe`]: the check, at the first registration, that the coordinator's store can be
+//!   written, read and deleted in from here (a worker that cannot stops at once).
 //!
 //! [`run`] is the whole worker; the `quern worker` command and the embedded `quern run` both
 //! call it.
@@ -19,6 +21,7 @@ pub mod error;
 pub mod input;
 pub mod map;
 pub mod output;
+pub mod probe;
 pub mod reduce;
 pub mod shuffle;
 pub mod task;
@@ -92,6 +95,14 @@ pub enum WorkerError {
     /// The coordinator refused the worker outright.
     #[error("coordinator refused this worker: {0}")]
     Refused(String),
+    /// The coordinator's store cannot be used from here (see [`probe`]).
+    #[error("worker cannot use the store {store}: {error}")]
+    Store {
+        /// The store's URL, as the coordinator gave it.
+        store: String,
+        /// The step that failed and the store's answer.
+        error: probe::ProbeError,
+    },
 }
 
 struct Shared {
@@ -176,7 +187,10 @@ impl Outage {
                 last: why,
             });
         }
-        warn!(error = %why, "coordinator call failed; retrying");
+        // Named at every failure, registration included: "cannot reach" is only actionable
+        // with the address that was tried.
+        let left = cfg.reconnect_budget.saturating_sub(since.elapsed()).as_secs();
+        warn!(coordinator = %cfg.coordinator, error = %why, "coordinator call failed; retrying for up to {left}s");
         tokio::select! {
             _ = tokio::time::sleep(self.backoff) => {}
             _ = shutdown.cancelled() => {}
@@ -236,6 +250,7 @@ async fn serve(
 ) -> Result<(), WorkerError> {
     let mut outage = Outage::new();
     let mut turn = 0usize;
+    let mut store_checked = false;
     while !shutdown.is_cancelled() {
         let Some(client) = clients.get(turn % clients.len().max(1)) else {
             return Err(WorkerError::Refused("no coordinator address".into()));
@@ -261,6 +276,13 @@ async fn serve(
         };
         let worker_id = WorkerId::parse(&reg.worker_id).map_err(|e| WorkerError::Refused(e.to_string()))?;
         info!(worker = %worker_id, "registered");
+        // Once per process: a store that worked at start is not checked again on every
+        // re-registration (a passing outage must not stop a worker; tasks retry it).
+        if !store_checked && !reg.store.is_empty() {
+            check_store(&reg.store, &cfg.host).await?;
+            info!(store = %reg.store, "the store can be written, read and deleted in");
+            store_checked = true;
+        }
         let session = shutdown.child_token();
         let interval = Duration::from_millis(reg.heartbeat_interval_ms.max(50));
         let secret = reg.worker_secret.clone();
@@ -292,6 +314,14 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// The check of [`probe`] on the store the coordinator named.
+async fn check_store(store: &str, host: &str) -> Result<(), WorkerError> {
+    let fail = |error| WorkerError::Store { store: store.to_string(), error };
+    let url = quern_api::StoreUrl::parse(store)
+        .map_err(|e| fail(probe::ProbeError { step: "parsing", url: store.to_string(), answer: e.to_string() }))?;
+    probe::check_store(&probe::probe_url(&url, host, std::process::id())).await.map_err(fail)
 }
 
 async fn poll_loop(

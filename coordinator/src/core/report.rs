@@ -1,8 +1,9 @@
 //! Reports of attempts' outcomes, as named steps of [`Core::report`]: a success is taken or
 //! refused (and an unused shuffle object deleted, by a name built here from the ids), a
-//! failure retries or fails the job, a lost map output sends its map back.
+//! failure retries or fails the job, a lost map output sends its map back (a bounded number
+//! of times: [`OutputKeptLost`]).
 
-use quern_api::{AttemptId, Counters, JobId, TaskKind, WorkerId};
+use quern_api::{AttemptId, Counters, JobId, StoreUrl, TaskKind, WorkerId};
 
 use super::{Action, Core, FailureKind, LostMap, Now, Outcome, Rejection, advance_stage};
 use crate::job::{Job, Unsuccessful};
@@ -176,7 +177,11 @@ impl Core {
             FailureEffect::Stale(why) => (Err(why), Vec::new()),
             FailureEffect::Retry => {
                 let lost = lost_map.filter(|_| kind == FailureKind::MapOutputLost && task_kind == TaskKind::Reduce);
-                (Ok(()), lost.and_then(|l| self.map_output_lost(&attempt.task.job, l)).into_iter().collect())
+                let actions = match lost {
+                    Some(l) => self.map_output_lost(&attempt.task.job, l, now.wall_ms),
+                    None => Vec::new(),
+                };
+                (Ok(()), actions)
             }
             FailureEffect::Exhausted(msg) => {
                 let what = if task_kind == TaskKind::Map { "map" } else { "reduce" };
@@ -189,12 +194,30 @@ impl Core {
     /// Map `lost.index`'s output by attempt `lost.attempt` is unusable: run the map again
     /// and delete the object. Only that output: several reducers may report the same bad
     /// object, and a re-run's new output must stay.
-    fn map_output_lost(&mut self, job_id: &JobId, lost: LostMap) -> Option<Action> {
-        let job = self.jobs.get_mut(job_id)?;
-        let old = job.with_task(TaskKind::Map, lost.index, |t| t.output_lost(lost.attempt))??;
-        tracing::warn!(job = %job.id(), map = lost.index, "map output lost; running the map again");
+    ///
+    /// The `max_attempts`-th loss of one map's output fails the job instead. A real loss (a
+    /// corrupt segment, an object removed behind Quern's back) is rare, and each re-run
+    /// writes a fresh object; a map whose output vanishes that many times is looking at a
+    /// store its workers do not share (each host its own `file:///tmp/store`, workers
+    /// pointed at different S3 endpoints), where re-running can never help. The limit is
+    /// the failure budget users already tune with `--max-attempts`.
+    fn map_output_lost(&mut self, job_id: &JobId, lost: LostMap, now_ms: u64) -> Vec<Action> {
+        let Some(job) = self.jobs.get_mut(job_id) else { return Vec::new() };
+        let Some(Some(old)) = job.with_task(TaskKind::Map, lost.index, |t| t.output_lost(lost.attempt)) else {
+            return Vec::new();
+        };
         self.journal.push(Record::MapOutputLost { job: job.id().clone(), index: lost.index, attempt: lost.attempt });
-        Some(Action::Delete(job.shuffle_url_of(lost.index, &old)))
+        let delete = Action::Delete(job.shuffle_url_of(lost.index, &old));
+        let times = job.tasks(TaskKind::Map).get(lost.index as usize).map_or(0, |t| t.outputs_lost);
+        if times < self.cfg.max_attempts {
+            tracing::warn!(job = %job.id(), map = lost.index, times, "map output lost; running the map again");
+            return vec![delete];
+        }
+        let why = OutputKeptLost { map: lost.index, times, store: StoreHint::of(&self.cfg.store) };
+        tracing::error!(job = %job_id, error = %why, "failing the job");
+        let mut actions = vec![delete];
+        actions.extend(self.end_job(job_id, Unsuccessful::Failed(why.to_string()), now_ms));
+        actions
     }
 
     /// A live attempt gave up because it was told to.
@@ -207,6 +230,44 @@ impl Core {
             Some(FailureEffect::Stale(why)) => Err(why),
             Some(_) => Ok(()),
             None => Err("unknown task"),
+        }
+    }
+}
+
+/// A job fails because one map's output kept getting lost: the likely cause is a store
+/// the workers do not share, which the message names.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("map {map}'s output was lost {times} times: do the workers share the store? ({store})")]
+pub struct OutputKeptLost {
+    /// The map task.
+    pub map: u32,
+    /// How many of its outputs were lost.
+    pub times: u32,
+    /// What sharing means for the coordinator's store.
+    pub store: StoreHint,
+}
+
+/// What a store the workers share must be, by the store's kind.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreHint {
+    /// `file://`: every host must mount the same directory.
+    #[error("a file:// store must be a shared file system")]
+    File,
+    /// `s3://`: every worker must reach the same service and bucket.
+    #[error("every worker's AWS_* settings must reach the same S3 service for {0}")]
+    S3(StoreUrl),
+    /// `memory://`: one process's memory.
+    #[error("a memory:// store is shared only within one process")]
+    Memory,
+}
+
+impl StoreHint {
+    /// The hint for `store`.
+    pub fn of(store: &StoreUrl) -> Self {
+        match store.scheme() {
+            "file" => StoreHint::File,
+            "memory" => StoreHint::Memory,
+            _ => StoreHint::S3(store.clone()),
         }
     }
 }
