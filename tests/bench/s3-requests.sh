@@ -36,7 +36,8 @@ report() {
   c() { awk -v k="$1" '$1 == k { print $2 }' "$log"; }
   local all
   all=$(grep '^store requests (all)' "$log")
-  echo "$name input_bytes=$bytes wall=$(grep '^wall time' "$log" | cut -d' ' -f3)"
+  echo "$name input_bytes=$bytes wall=$(grep '^wall time' "$log" | cut -d' ' -f3)" \
+       "maps=$(awk '$1 == "maps" { print $2 }' "$log") reduces=$(awk '$1 == "reduces" { print $2 }' "$log")"
   echo "  tasks: GET $(c STORE_GET) PUT $(c STORE_PUT) LIST $(c STORE_LIST) DELETE $(c STORE_DELETE)" \
        "read $(c STORE_BYTES_READ) written $(c STORE_BYTES_WRITTEN) retries $(c STORE_RETRIES)"
   echo "  ${all}"
