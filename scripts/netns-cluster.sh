@@ -9,21 +9,22 @@
 #   sudo scripts/netns-cluster.sh examples/data/ | sort -t$'\t' -k2,2nr | head
 #
 # Needs root, iproute2 and s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary
-# --locked). Addresses: NET.241 (bridge, S3) to NET.245, a block of TEST-NET-1 (RFC 5737);
-# set NET=192.0.2.X (X a multiple of 16 plus 0) if this machine uses 192.0.2.240/28.
+# --locked). Addresses: NET+1 (bridge, S3) to NET+5 in the /28 block NET of TEST-NET-1
+# (RFC 5737), 192.0.2.192/28 by default; set NET=192.0.2.X (X a multiple of 16) if this
+# machine uses any address of that block.
 set -euo pipefail
 
 input=${1:?usage: $0 INPUT_DIR [QUERN_BINARY]}
 quern=$(realpath "${2:-target/release/quern}")
-net=${NET:-192.0.2.240}
+net=${NET:-192.0.2.192}
 base=${net%.*} first=${net##*.}
 gw=$base.$((first + 1)) coord=$base.$((first + 2))
 tag=quern-$$ bridge=qb$$ work=$(mktemp -d)
 hosts=(coord w0 w1 w2)
 [[ $(id -u) == 0 ]] || { echo "run as root (network namespaces)" >&2; exit 1; }
-for i in 0 1 2 3 4; do
-    a=$base.$((first + 1 + i))
-    if { ip -4 -o addr show; ip -4 route show; ip -4 neigh show; } | grep -qw "$a"; then
+for i in $(seq 0 15); do
+    a=$base.$((first + i))
+    if { ip -4 -o addr show; ip -4 route show; ip -4 neigh show; } | grep -qwF "$a"; then
         echo "$a is in use on this machine; pick another block with NET=" >&2; exit 1
     fi
 done

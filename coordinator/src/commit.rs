@@ -246,6 +246,14 @@ pub async fn abort_noted(scratch: &StoreUrl, dry_run: bool) -> Result<Vec<Upload
             Err(object_store::Error::NotFound { .. }) => continue,
             Err(e) => return Err(StoreError::from_store(marker.as_str(), e)),
         };
+        // A note names its part (`part-NNNNN-eE-aA` for `…part-NNNNN`): one that points
+        // anywhere else was not written by a coordinator and is not acted on.
+        let name = marker.base_name();
+        let part = name.splitn(3, '-').take(2).collect::<Vec<_>>().join("-");
+        if !part.starts_with("part-") || !up.part.base_name().ends_with(&part) {
+            warn!(note = %marker, part = %up.part, "an upload note that does not name its own part; ignoring it");
+            continue;
+        }
         if !dry_run {
             abort(&up, &marker).await;
         }

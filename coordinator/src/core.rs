@@ -616,6 +616,14 @@ impl Core {
         Ok(Promotion { temp: job.temp_part_url(idx, n), part: job.part_url(idx) })
     }
 
+    /// The store has answered the commit of `attempt` (its part is visible, or it is not):
+    /// other attempts of its task may be granted the commit again.
+    pub fn commit_done(&mut self, attempt: &AttemptId) {
+        if let Some(job) = self.jobs.get_mut(&attempt.task.job) {
+            job.with_task(attempt.task.kind, attempt.task.index, |t| t.published(attempt.attempt));
+        }
+    }
+
     /// A live part attempt asks where to upload its part (stores without atomic rename):
     /// its task's part, under a name the coordinator built. Only the commit makes it visible.
     pub fn start_part(&self, worker: &WorkerId, attempt: &AttemptId) -> Result<PartUpload, Rejection> {

@@ -93,6 +93,7 @@ pub(super) fn run_one(c: &mut Core, w: &WorkerId, clock: &Clock, reducers: usize
         map_ok(&a, reducers)
     } else {
         c.commit(w, &id).unwrap();
+        c.commit_done(&id);
         reduce_ok()
     };
     let (r, actions) = c.report(w, &id, outcome, clock.now());
@@ -272,6 +273,35 @@ fn kill_cancels_running_attempts_and_deletes_committed_parts() {
     // Its report after the kill is refused, and a commit too.
     assert!(c.commit(&w2, &attempt_of(&running)).is_err());
     assert!(c.report(&w2, &attempt_of(&running), reduce_ok(), clock.now()).0.is_err());
+}
+
+#[test]
+fn a_commit_in_flight_outlives_its_lost_attempt_and_a_failed_job_deletes_its_part() {
+    let mut clock = Clock::new();
+    let mut c = core();
+    let (w1, w2) = (worker(&mut c, &clock), worker(&mut c, &clock));
+    let id = c.submit(spec("memory:///out/", 1, 0), splits(1), 1);
+    run_one(&mut c, &w1, &clock, 1);
+    let first = attempt_of(&c.poll(&w1, 1, clock.now()).unwrap().pop().unwrap());
+    c.commit(&w1, &first).unwrap();
+    // w1 is lost while the store completes its part: the reduce runs again on w2, whose
+    // commit must wait until the store has answered for the first.
+    clock.advance(Duration::from_secs(3));
+    c.heartbeat(&w2, clock.now()).unwrap();
+    clock.advance(Duration::from_secs(3));
+    assert!(c.tick(clock.now()));
+    let second = attempt_of(&c.poll(&w2, 1, clock.now()).unwrap().pop().unwrap());
+    assert_eq!(c.commit(&w2, &second), Err("another attempt's part is being made visible"));
+    c.commit_done(&first);
+    assert!(c.commit(&w2, &second).is_ok(), "granted once the first is settled");
+    // The job is killed before the second reports: the part it may have written goes.
+    let (_, actions) = c.kill(&id, 9).unwrap();
+    match &actions[..] {
+        [Action::Cleanup { objects, .. }] => {
+            assert_eq!(objects, &vec![StoreUrl::parse("memory:///out/part-00000").unwrap()]);
+        }
+        a => panic!("{a:?}"),
+    }
 }
 
 #[test]

@@ -748,7 +748,9 @@ impl Job {
     /// The parts committed so far.
     pub fn committed_parts(&self) -> Vec<StoreUrl> {
         let tasks = self.tasks(self.final_kind());
-        (0..tasks.len() as u32).filter(|&i| tasks[i as usize].is_done()).map(|i| self.part_url(i)).collect()
+        // A granted commit may have made its part visible before its attempt was lost.
+        let written = |t: &Task| t.is_done() || t.granted;
+        (0..tasks.len() as u32).filter(|&i| written(&tasks[i as usize])).map(|i| self.part_url(i)).collect()
     }
 
     /// Ends every live attempt; returns them as (kind, index, attempt, worker).

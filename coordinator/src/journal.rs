@@ -142,6 +142,14 @@ pub enum JournalError {
         /// What was wrong.
         reason: String,
     },
+    /// An entry between the latest snapshot and the newest entry is not there.
+    #[error("journal entry {url} is corrupt: entry {entry} is missing")]
+    Missing {
+        /// The entry read before the gap.
+        url: String,
+        /// The entry that is missing.
+        entry: u64,
+    },
 }
 
 fn entry_name(n: u64) -> String {
@@ -178,8 +186,14 @@ pub async fn read_all(store: &StoreUrl) -> Result<Contents, JournalError> {
     let mut tries = 0;
     loop {
         match read_once(store).await {
-            // A leader deleted entries its new snapshot covers: read again, from that.
-            Err(JournalError::Store(StoreError::NotFound { .. })) if tries + 1 < READ_TRIES => tries += 1,
+            // A leader deleted entries its new snapshot covers: read again, from that. A
+            // listing is not taken at one instant either, so it may have missed the new
+            // snapshot and the deleted entries both: a gap is read again too.
+            Err(JournalError::Store(StoreError::NotFound { .. }) | JournalError::Missing { .. })
+                if tries + 1 < READ_TRIES =>
+            {
+                tries += 1
+            }
             other => return other,
         }
     }
@@ -222,7 +236,7 @@ async fn read_once(store: &StoreUrl) -> Result<Contents, JournalError> {
     }
     if base.is_none() && expected != 0 {
         let url = names.first().map_or_else(|| dir.to_string(), |(_, u)| u.to_string());
-        return Err(JournalError::Corrupt { url, reason: format!("entry {} is missing", expected - 1) });
+        return Err(JournalError::Missing { url, entry: expected - 1 });
     }
     let since_snapshot = entries.iter().take(entries.len() - usize::from(base.is_some())).map(Vec::len).sum::<usize>();
     let stale = names.iter().map(|(n, _)| *n).filter(|n| base.is_some_and(|b| *n < b)).collect();
@@ -231,7 +245,7 @@ async fn read_once(store: &StoreUrl) -> Result<Contents, JournalError> {
 }
 
 fn missing(url: &StoreUrl, n: u64) -> JournalError {
-    JournalError::Corrupt { url: url.to_string(), reason: format!("entry {n} is missing") }
+    JournalError::Missing { url: url.to_string(), entry: n }
 }
 
 /// An entry's records, and whether it is a snapshot (its first line a [`snapshot::Header`]).

@@ -519,24 +519,43 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
                 return refused(why.to_string());
             }
         };
-        // One atomic step inside the output's store: completing the attempt's upload, or
-        // renaming its temporary object where the store renames.
-        let made_visible = if self.0.uploads.is_open(&attempt) || !r.upload_parts.is_empty() {
-            self.0.uploads.complete(&attempt, &promotion, r.upload_parts).await
-        } else {
-            crate::commit::promote(&promotion).await.map_err(Into::into)
-        };
-        match made_visible {
-            // The part became visible outside the lock: a job killed or failed meanwhile has
-            // already deleted its parts, so this late one goes too.
-            Ok(()) if !self.0.core().job(&attempt.task.job).is_some_and(|j| j.is_running()) => {
-                if let Err(e) = delete_object(&promotion.part).await {
-                    warn!(attempt = %attempt, error = %e, "could not delete a part committed after its job ended");
+        // The store work runs in a task of its own: a caller that hangs up must not cancel it
+        // halfway (an upload completed but the job's end not checked, the task's commit never
+        // released).
+        let work = tokio::spawn({
+            let (shared, attempt) = (self.0.clone(), attempt.clone());
+            async move {
+                // One atomic step inside the output's store: completing the attempt's upload, or
+                // renaming its temporary object where the store renames.
+                let made_visible = if shared.uploads.is_open(&attempt) || !r.upload_parts.is_empty() {
+                    shared.uploads.complete(&attempt, &promotion, r.upload_parts).await
+                } else {
+                    crate::commit::promote(&promotion).await.map_err(Into::into)
+                };
+                let running = {
+                    let mut core = shared.core();
+                    core.commit_done(&attempt);
+                    core.job(&attempt.task.job).is_some_and(|j| j.is_running())
+                };
+                shared.bump();
+                match made_visible {
+                    // The part became visible outside the lock: a job killed or failed meanwhile
+                    // has already deleted its parts, so this late one goes too.
+                    Ok(()) if !running => {
+                        if let Err(e) = delete_object(&promotion.part).await {
+                            warn!(attempt = %attempt, error = %e, "could not delete a part committed after its job ended");
+                        }
+                        Err("the job ended while the part was being committed".to_string())
+                    }
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(format!("committing {}: {e}", promotion.part)),
                 }
-                refused("the job ended while the part was being committed".into())
             }
-            Ok(()) => Ok(Response::new(pb::CommitResponse { granted: true, reason: String::new() })),
-            Err(e) => refused(format!("committing {}: {e}", promotion.part)),
+        });
+        match work.await {
+            Ok(Ok(())) => Ok(Response::new(pb::CommitResponse { granted: true, reason: String::new() })),
+            Ok(Err(why)) => refused(why),
+            Err(e) => Err(Status::internal(format!("the commit failed: {e}"))),
         }
     }
 
@@ -546,7 +565,20 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
         self.speaks_for(&id, &r.worker_secret)?;
         let attempt = AttemptId::try_from(r.attempt.as_ref())?;
         let at = self.0.core().start_part(&id, &attempt).map_err(Status::failed_precondition)?;
-        match self.0.uploads.start(&attempt, &id, at).await {
+        // In a task of its own, like a commit: an upload created must get its note and its
+        // entry whether or not the caller waits for the answer.
+        let shared = self.0.clone();
+        let started = tokio::spawn(async move {
+            let up = shared.uploads.start(&attempt, &id, at).await?;
+            // The job may have ended (and its cleanup aborted its uploads) meanwhile.
+            if up.is_some() && !shared.core().job(&attempt.task.job).is_some_and(|j| j.is_running()) {
+                shared.uploads.abort(&attempt, &id).await;
+                return Err(crate::commit::CommitError::Upload("the job ended"));
+            }
+            Ok(up)
+        });
+        let started = started.await.map_err(|e| Status::internal(format!("starting an upload failed: {e}")))?;
+        match started {
             Ok(Some(up)) => Ok(Response::new(pb::StartPartResponse {
                 part_url: up.part.to_string(),
                 upload_id: up.id,

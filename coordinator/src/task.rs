@@ -122,6 +122,13 @@ pub struct Task {
     pub last_error: Option<String>,
     /// Workers on which an attempt failed (retries go elsewhere when they can).
     pub failed_on: Vec<WorkerId>,
+    /// The attempt whose part the coordinator is making visible right now (a rename or an
+    /// upload's completion, outside the lock). It outlives the attempt (a lost worker), so
+    /// no other attempt is granted the commit until the store has answered.
+    pub publishing: Option<u32>,
+    /// Whether any attempt was ever granted the commit: its part may exist, so a job that
+    /// does not succeed deletes it.
+    pub granted: bool,
 }
 
 /// Failures of one task that are excused (do not count against `max_attempts`) at most.
@@ -181,6 +188,8 @@ impl Task {
             history: Vec::new(),
             last_error: None,
             failed_on: Vec::new(),
+            publishing: None,
+            granted: false,
         }
     }
 
@@ -289,12 +298,24 @@ impl Task {
         if live.iter().any(|l| l.committing && l.attempt != attempt) {
             return Err("another attempt holds the commit");
         }
+        if self.publishing.is_some_and(|p| p != attempt) {
+            return Err("another attempt's part is being made visible");
+        }
         match live.iter_mut().find(|l| l.attempt == attempt && &l.worker == worker) {
             Some(l) => {
                 l.committing = true;
+                self.publishing = Some(attempt);
+                self.granted = true;
                 Ok(())
             }
             None => Err("attempt is not live"),
+        }
+    }
+
+    /// The store has answered for `attempt`'s part (made visible or not).
+    pub fn published(&mut self, attempt: u32) {
+        if self.publishing == Some(attempt) {
+            self.publishing = None;
         }
     }
 
@@ -541,13 +562,15 @@ mod tests {
     }
 
     #[test]
-    fn commit_holder_lost_frees_the_commit() {
+    fn commit_holder_lost_frees_the_commit_once_the_store_has_answered() {
         let now = Instant::now();
         let mut t = Task::new();
         let a1 = t.start(&w(1), now).unwrap();
         t.request_commit(a1, &w(1)).unwrap();
         t.worker_lost(&w(1));
         let a2 = t.start(&w(2), now).unwrap();
+        assert!(t.request_commit(a2, &w(2)).is_err(), "the first part may still become visible");
+        t.published(a1);
         assert!(t.request_commit(a2, &w(2)).is_ok());
     }
 

@@ -196,13 +196,22 @@ fn a_zombie_that_uploaded_its_part_can_never_make_it_visible() {
         .rt
         .block_on(store.put_part(&path, &up.upload_id, 0, object_store::PutPayload::from_static(b"zombie\t1\n")))
         .unwrap();
-    // It stops heartbeating, is declared lost, and a real worker runs the reduce again.
+    // It stops heartbeating and is declared lost while the job still runs; back, it asks to
+    // commit what it uploaded, and to start again: both refused.
+    let lost = eventually(Duration::from_secs(30), || {
+        let workers = c.workers_json();
+        workers.as_array().is_some_and(|w| w.iter().all(|w| w["host"] != "zombie"))
+    });
+    assert!(lost, "the zombie was never declared lost: {}", c.workers_json());
+    assert!(!zombie.commit(&attempt, vec![part.content_id.clone()]), "a lost attempt's commit is refused");
+    assert!(zombie.start_part(&attempt).is_err(), "a lost attempt gets no upload");
+    assert_eq!(c.status(&id).unwrap()["state"], "running", "refused while its job runs, not because it ended");
+    assert_eq!(s3.keys("out/").unwrap(), Vec::<String>::new(), "nothing visible");
+    // A real worker runs the reduce again; the zombie's commit stays refused afterwards too.
     c.start_worker().unwrap();
     let status = c.wait_job(&id, Duration::from_secs(120), |_| {}).unwrap();
     assert_eq!(status["state"], "succeeded", "{status}");
-    // Back, the zombie asks to commit what it uploaded, and to start again: both refused.
     assert!(!zombie.commit(&attempt, vec![part.content_id]), "a lost attempt's commit is refused");
-    assert!(zombie.start_part(&attempt).is_err(), "a lost attempt gets no upload");
     let got = c.path("got");
     s3.download_dir("out", &got).unwrap();
     assert_eq!(read_output(&got, 1, true), word_count(&local));
