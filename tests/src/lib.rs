@@ -568,8 +568,21 @@ fn spawn_coordinator(
         .stderr(Stdio::piped())
         .spawn()
         .context("spawn coordinator")?;
+    let log = dir.join(format!("coordinator-{n}.log"));
+    match listening_url(&mut child, &log) {
+        Ok(url) => Ok((child, url)),
+        Err(e) => {
+            let _ = child.kill();
+            Err(e)
+        }
+    }
+}
+
+/// Reads a starting coordinator's address from its stderr (the first line that says where it
+/// listens), at most 60 s, copying every line to the file `log` as it goes.
+pub fn listening_url(child: &mut Child, log: &Path) -> Result<String> {
     let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
-    let mut log = std::fs::File::create(dir.join(format!("coordinator-{n}.log")))?;
+    let mut file = std::fs::File::create(log)?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
@@ -579,14 +592,8 @@ fn spawn_coordinator(
             {
                 let _ = tx.send(url.trim().to_string());
             }
-            let _ = std::io::Write::write_all(&mut log, format!("{line}\n").as_bytes());
+            let _ = std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes());
         }
     });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(url) => Ok((child, url)),
-        Err(_) => {
-            let _ = child.kill();
-            bail!("coordinator did not start; see {}", dir.join(format!("coordinator-{n}.log")).display())
-        }
-    }
+    rx.recv_timeout(Duration::from_secs(60)).map_err(|_| anyhow!("coordinator did not start; see {}", log.display()))
 }

@@ -10,7 +10,6 @@
 //! --nocapture`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -110,27 +109,9 @@ fn process_env(s3: &S3Server) -> Vec<(String, String)> {
     env
 }
 
-/// Reads the coordinator's address from its stderr (its first line saying so), copying
-/// every line to `log`.
+/// Reads the coordinator's address from its stderr, copying every line to `log`.
 fn listening_url(child: &mut std::process::Child, path: &std::path::Path) -> String {
-    let stderr = child.stderr.take().unwrap();
-    let mut log = std::fs::File::create(path).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("coordinator listening on ")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(url.trim().to_string());
-            }
-            let _ = std::io::Write::write_all(&mut log, format!("{line}\n").as_bytes());
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(url) => url,
-        Err(e) => panic!("the coordinator did not say where it listens ({e}): {}", read(path)),
-    }
+    quern_tests::listening_url(child, path).unwrap_or_else(|e| panic!("{e}: {}", read(path)))
 }
 
 fn read(path: &std::path::Path) -> String {
