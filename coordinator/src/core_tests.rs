@@ -291,7 +291,7 @@ fn a_commit_in_flight_outlives_its_lost_attempt_and_a_failed_job_deletes_its_par
     clock.advance(Duration::from_secs(3));
     assert!(c.tick(clock.now()));
     let second = attempt_of(&c.poll(&w2, 1, clock.now()).unwrap().pop().unwrap());
-    assert_eq!(c.commit(&w2, &second), Err("another attempt's part is being made visible"));
+    assert_eq!(c.commit(&w2, &second), Err("a part of this task is being made visible"));
     c.commit_done(&first);
     assert!(c.commit(&w2, &second).is_ok(), "granted once the first is settled");
     // The job is killed before the second reports: the part it may have written goes.

@@ -298,8 +298,10 @@ impl Task {
         if live.iter().any(|l| l.committing && l.attempt != attempt) {
             return Err("another attempt holds the commit");
         }
-        if self.publishing.is_some_and(|p| p != attempt) {
-            return Err("another attempt's part is being made visible");
+        // Also for the same attempt asking twice: two completions in flight would release the
+        // task's commit while one still runs.
+        if self.publishing.is_some() {
+            return Err("a part of this task is being made visible");
         }
         match live.iter_mut().find(|l| l.attempt == attempt && &l.worker == worker) {
             Some(l) => {
@@ -523,7 +525,9 @@ mod tests {
         assert!(matches!(t.succeed(a1, &w(1), None, Counters::new(), true, now), Verdict::Stale(_)));
         assert!(t.request_commit(a1, &w(1)).is_ok());
         assert!(t.request_commit(a2, &w(2)).is_err());
-        assert!(t.request_commit(a1, &w(1)).is_ok(), "asking again is idempotent");
+        assert!(t.request_commit(a1, &w(1)).is_err(), "not again while its part is in flight");
+        t.published(a1);
+        assert!(t.request_commit(a1, &w(1)).is_ok(), "asking again once settled is idempotent");
         assert!(matches!(t.succeed(a1, &w(1), None, Counters::new(), true, now), Verdict::Accepted(_)));
         assert!(t.request_commit(a2, &w(2)).is_err());
     }
