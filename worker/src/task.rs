@@ -220,14 +220,25 @@ async fn get_range(
     .await
 }
 
+/// Objects larger than this (a big map output) go up as multipart uploads: S3 refuses a
+/// single PUT over 5 GiB, and a failed piece is retried alone instead of the whole object.
+const MULTIPART_OVER: usize = 64 << 20;
+/// The pieces of such an upload (S3 wants at least 5 MiB for all but the last).
+const PIECE: usize = 16 << 20;
+
 async fn put(store: &Arc<dyn ObjectStore>, u: &StoreUrl, bytes: Bytes) -> Result<(), StoreError> {
     let path = u.path();
     with_retries("write", || async {
-        store
-            .put(&path, PutPayload::from_bytes(bytes.clone()))
-            .await
-            .map(|_| ())
-            .map_err(|e| StoreError::from_store(u.as_str(), e))
+        if bytes.len() <= MULTIPART_OVER {
+            store.put(&path, PutPayload::from_bytes(bytes.clone())).await.map(|_| ())
+        } else {
+            // `finish` aborts the upload when a piece or the completion fails.
+            let upload = store.put_multipart(&path).await.map_err(|e| StoreError::from_store(u.as_str(), e))?;
+            let mut pieces = object_store::WriteMultipart::new_with_chunk_size(upload, PIECE);
+            pieces.put(bytes.clone());
+            pieces.finish().await.map(|_| ())
+        }
+        .map_err(|e| StoreError::from_store(u.as_str(), e))
     })
     .await
 }
@@ -559,6 +570,22 @@ mod tests {
         assert!(matches!(e, TaskError::BadInput { source: InputError::LineTooLong { limit: 1000 }, .. }), "{e}");
         let ok = fetch_split(&split, 10_000).await.unwrap();
         assert!(ok.len() > 5003 && data.starts_with(&ok), "{} bytes", ok.len());
+    }
+
+    #[tokio::test]
+    async fn a_big_object_goes_up_in_pieces_and_a_small_one_in_one_put() {
+        let url = StoreUrl::parse("memory:///put-test/big").unwrap();
+        let store = url.store().unwrap();
+        let big = Bytes::from(vec![7u8; MULTIPART_OVER + 3 * PIECE + 1]);
+        let stats = Arc::new(StoreStats::new());
+        StoreStats::scope(stats.clone(), put(&store, &url, big.clone())).await.unwrap();
+        // Create, eight pieces (7 of 16 MiB and one of 1 byte), complete.
+        assert_eq!((stats.snapshot().put, stats.snapshot().bytes_written), (10, big.len() as u64));
+        assert_eq!(store.get(&url.path()).await.unwrap().bytes().await.unwrap(), big);
+        let small = StoreUrl::parse("memory:///put-test/small").unwrap();
+        let stats = Arc::new(StoreStats::new());
+        StoreStats::scope(stats.clone(), put(&store, &small, Bytes::from_static(b"x"))).await.unwrap();
+        assert_eq!(stats.snapshot().put, 1);
     }
 
     #[tokio::test(start_paused = true)]
