@@ -180,6 +180,7 @@ fn a_job_whose_tasks_keep_failing_fails_with_the_reason_and_leaves_no_output() {
 fn the_coordinator_serves_status_pages_over_http() {
     let c = TestCluster::start_with(Mode::Processes, 1, &["--http", "127.0.0.1:0"]).unwrap();
     let log = c.coordinator_log(0);
+    assert!(log.contains("INFO") && !log.contains('\x1b'), "a log that is not a terminal has no colour codes: {log:?}");
     let base =
         log.lines().find_map(|l| l.strip_prefix("status pages on http://")).expect("status pages address").trim();
     let input = c.path("input");
