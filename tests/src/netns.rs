@@ -210,17 +210,7 @@ fn tear_down(rec: &mut HostRecord) -> Result<()> {
 fn in_use() -> Vec<Ipv4Addr> {
     let mut found = Vec::new();
     for args in [&["-4", "-o", "addr", "show"][..], &["-4", "route", "show"], &["-4", "neigh", "show"]] {
-        let out = wait_bounded(
-            Command::new("ip")
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn ip"),
-            IP_TIMEOUT,
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = ip_output(args);
         // Every word that is an address, with or without a prefix length.
         found.extend(text.split_whitespace().filter_map(|w| w.split('/').next()?.parse::<Ipv4Addr>().ok()));
     }
@@ -229,9 +219,14 @@ fn in_use() -> Vec<Ipv4Addr> {
 
 /// The processes in namespace `ns` (none if it is gone).
 fn pids(ns: &str) -> Vec<i32> {
+    ip_output(&["netns", "pids", ns]).split_whitespace().filter_map(|p| p.parse().ok()).collect()
+}
+
+/// What `ip ARGS` prints on stdout (bounded in time; empty if it fails).
+fn ip_output(args: &[&str]) -> String {
     let out = wait_bounded(
         Command::new("ip")
-            .args(["netns", "pids", ns])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -239,7 +234,7 @@ fn pids(ns: &str) -> Vec<i32> {
             .expect("spawn ip"),
         IP_TIMEOUT,
     );
-    String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs `ip ARGS`, failing with its error output.

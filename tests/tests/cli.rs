@@ -76,6 +76,14 @@ fn bad_input_gets_one_clear_line_and_writes_nothing() {
     );
     assert_fails(&sub(&["--job", "teragen", "--param", "rows=10", "--input", &i, "--output", &out]), "no --input");
     assert_fails(&sub(&["--job", "teragen", "--output", &out]), "rows");
+    // Coordinator flags the S3 commit takes: one line each, and no coordinator starts.
+    let store = format!("{}/", c.path("store2").display());
+    for (flag, value) in
+        [("--upload-part-size", "1KiB"), ("--upload-part-size", "6GiB"), ("--store-conditional-writes", "maybe")]
+    {
+        let o = quern_tests::quern(&["coordinator", "--listen", "127.0.0.1:0", "--store", &store, flag, value]);
+        assert_fails(&o, flag);
+    }
     assert_fails(&sub(&["--job", "teragen", "--param", "rows=0", "--output", &out]), "nothing to generate");
     assert_fails(&sub(&["--job", "teragen", "--param", "rows=100000000000000000", "--output", &out]), "at most");
     assert_fails(&sub(&["--job", "teragen", "--param", "rows=10", "--output", &out, "--reducers", "2"]), "map-only");

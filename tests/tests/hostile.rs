@@ -233,6 +233,16 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
     };
     let w = &mut peer.workers;
     assert_eq!(peer.rt.block_on(w.start_part(start)).unwrap_err().code(), tonic::Code::FailedPrecondition);
+    // More upload pieces than S3 allows, or a piece id over the name limit: refused outright.
+    for upload_parts in [vec!["p".to_string(); 10_001], vec!["p".repeat(257)]] {
+        let commit = pb::CommitRequest {
+            worker_id: who.0.into(),
+            worker_secret: who.1.into(),
+            attempt: attempt(&running, pb::TaskKind::Reduce, 0, 1),
+            upload_parts,
+        };
+        assert_eq!(peer.commit(commit).unwrap_err().code(), tonic::Code::InvalidArgument);
+    }
     // Malformed ids and references are refused outright.
     let bad_ref = pb::OutcomeReport {
         worker_id: fake.clone(),

@@ -138,8 +138,12 @@ async fn commit(root: &StoreUrl) {
             }
             mp.put_part(&part.path(), &second.id, 0, PutPayload::from(loser.clone())).await.unwrap();
             assert_eq!(get(&part).await, None, "{root}: nothing visible before the commit");
+            // A note not written by a coordinator (it names another part) is never acted on.
+            let forged = serde_json::json!({ "part": out.join("part-00007").as_str(), "id": up.id });
+            put(&scratch.join("uploads/part-00000-e1-a9"), forged.to_string().into_bytes()).await;
             let noted = abort_noted(&scratch, true).await.unwrap();
-            assert_eq!(noted.len(), 2, "{root}: both uploads are noted in the store");
+            assert_eq!(noted.len(), 2, "{root}: both uploads are noted in the store, the forged note ignored");
+            let _ = scratch.store().unwrap().delete(&scratch.join("uploads/part-00000-e1-a9").path()).await;
             uploads.complete(&attempt(1), &grant(1), ids).await.unwrap();
             // Another worker's refused commit leaves the loser's upload alone; its own aborts it.
             uploads.abort(&attempt(2), &quern_api::WorkerId::new(9, 9)).await;
