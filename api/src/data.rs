@@ -4,22 +4,23 @@
 //! comparators; so every key encoding here preserves order: strings as UTF-8, unsigned
 //! integers big-endian, signed integers big-endian with the sign bit flipped.
 
-use crate::error::JobError;
+use crate::error::DecodeError;
 
 /// A type that can travel through the shuffle.
 pub trait Data: Sized + Send + Sync + 'static {
     /// Appends the encoding of `self` to `out`.
     fn encode(&self, out: &mut Vec<u8>);
-    /// Reads back a value written by [`Data::encode`].
-    fn decode(bytes: &[u8]) -> Result<Self, JobError>;
+    /// Reads back a value written by [`Data::encode`]; bytes it did not write are an error,
+    /// never a panic.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError>;
 }
 
 impl Data for String {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.as_bytes());
     }
-    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
-        String::from_utf8(bytes.to_vec()).map_err(|_| JobError::new("shuffle data: string is not UTF-8"))
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::new("string is not UTF-8"))
     }
 }
 
@@ -27,14 +28,14 @@ impl Data for Vec<u8> {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self);
     }
-    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         Ok(bytes.to_vec())
     }
 }
 
 impl Data for () {
     fn encode(&self, _out: &mut Vec<u8>) {}
-    fn decode(_bytes: &[u8]) -> Result<Self, JobError> {
+    fn decode(_bytes: &[u8]) -> Result<Self, DecodeError> {
         Ok(())
     }
 }
@@ -45,9 +46,9 @@ macro_rules! unsigned_data {
             fn encode(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_be_bytes());
             }
-            fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+            fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
                 let arr = bytes.try_into().map_err(|_| {
-                    JobError::new(concat!("shuffle data: wrong length for ", stringify!($t)))
+                    DecodeError::new(concat!("wrong length for ", stringify!($t)))
                 })?;
                 Ok(<$t>::from_be_bytes(arr))
             }
@@ -64,9 +65,9 @@ macro_rules! signed_data {
                 let flipped = (*self as $u) ^ (1 << (<$u>::BITS - 1));
                 out.extend_from_slice(&flipped.to_be_bytes());
             }
-            fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+            fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
                 let arr = bytes.try_into().map_err(|_| {
-                    JobError::new(concat!("shuffle data: wrong length for ", stringify!($t)))
+                    DecodeError::new(concat!("wrong length for ", stringify!($t)))
                 })?;
                 Ok((<$u>::from_be_bytes(arr) ^ (1 << (<$u>::BITS - 1))) as $t)
             }
@@ -103,8 +104,8 @@ where
             out.extend_from_slice(b"\"unserializable\"");
         }
     }
-    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
-        serde_json::from_slice(bytes).map(Json).map_err(|e| JobError::new(format!("shuffle data: bad JSON value: {e}")))
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        serde_json::from_slice(bytes).map(Json).map_err(|e| DecodeError::new(format!("bad JSON value: {e}")))
     }
 }
 
@@ -132,12 +133,38 @@ impl<T: Data> Data for Desc<T> {
         out[at..].iter_mut().for_each(|b| *b = !*b);
         out.push(0xFF);
     }
-    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let Some((&0xFF, inner)) = bytes.split_last() else {
-            return Err(JobError::new("shuffle data: descending key without its end mark"));
+            return Err(DecodeError::new("descending key without its end mark"));
         };
         let inverted: Vec<u8> = inner.iter().map(|b| !b).collect();
         T::decode(&inverted).map(Desc)
+    }
+}
+
+/// The encoding of a key as [`crate::MapContext::emit`] takes it: borrowed (`str` for a
+/// `String` key, `[u8]` for `Vec<u8>`, or the key type itself), written as the same bytes its
+/// owned form encodes to, so emitting never needs an owned copy just to encode it.
+pub trait Encode {
+    /// Appends the encoding to `out`; the same bytes as the owned key's [`Data::encode`].
+    fn encode_into(&self, out: &mut Vec<u8>);
+}
+
+impl<T: Data> Encode for T {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        self.encode(out);
+    }
+}
+
+impl Encode for str {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+impl Encode for [u8] {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
     }
 }
 

@@ -4,6 +4,7 @@ use thiserror::Error;
 
 /// A message from the wire that does not make sense.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// A required field was absent.
     #[error("missing field `{0}`")]
@@ -26,6 +27,7 @@ impl From<ProtocolError> for tonic::Status {
 
 /// Storage failures, typed so that retry decisions never parse message text.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The URL cannot name an object store location.
     #[error("bad storage URL {url:?}: {reason}")]
@@ -94,20 +96,138 @@ pub struct ParamError {
     pub reason: String,
 }
 
-/// An error raised by a job's own code (map, combine, reduce) or by decoding its data.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("{0}")]
-pub struct JobError(pub String);
+/// An error raised by a job's own code (map, combine, reduce) or by decoding its shuffle data.
+///
+/// Any error type converts into it, so job code can use `?` on I/O, parsing or its own
+/// errors; the original stays reachable through [`JobError::source`]. Decoding failures
+/// ([`DecodeError`], from [`crate::Data::decode`]) keep their own kind: they mean the shuffle
+/// bytes do not match the job's types, which the worker reports as a framework failure rather
+/// than as the job's own (see [`JobError::is_decode`]).
+///
+/// Like `anyhow::Error`, it does not implement `std::error::Error` itself (that would clash
+/// with the blanket conversion); [`JobError::into_boxed`] gives one when needed.
+///
+/// ```
+/// use quern_api::JobError;
+///
+/// fn parse_count(field: &str) -> Result<u64, JobError> {
+///     let n: u64 = field.trim().parse()?; // ParseIntError -> JobError
+///     if n == 0 {
+///         return Err(JobError::msg("a count must be positive"));
+///     }
+///     Ok(n)
+/// }
+/// assert_eq!(parse_count(" 7 ").unwrap(), 7);
+/// let e = parse_count("x").unwrap_err().context("field 2");
+/// assert!(e.source().is_some() && !e.is_decode());
+/// assert_eq!(e.to_string(), "field 2: invalid digit found in string");
+/// ```
+pub struct JobError {
+    context: Vec<String>,
+    cause: Cause,
+}
+
+enum Cause {
+    Message(String),
+    Source(Box<dyn std::error::Error + Send + Sync + 'static>),
+}
 
 impl JobError {
     /// An error with this message.
-    pub fn new(msg: impl Into<String>) -> Self {
-        JobError(msg.into())
+    pub fn msg(message: impl std::fmt::Display) -> Self {
+        JobError { context: Vec::new(), cause: Cause::Message(message.to_string()) }
+    }
+
+    /// An error with this message (the same as [`JobError::msg`]).
+    pub fn new(message: impl Into<String>) -> Self {
+        JobError { context: Vec::new(), cause: Cause::Message(message.into()) }
+    }
+
+    /// Puts `context` in front of the message: `context: what went wrong`.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.context.push(context.to_string());
+        self
+    }
+
+    /// The error this one was converted from, if any.
+    pub fn source(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match &self.cause {
+            Cause::Source(e) => Some(e.as_ref()),
+            Cause::Message(_) => None,
+        }
+    }
+
+    /// Whether shuffle data failed to decode (a [`DecodeError`]) rather than the job's own
+    /// code failing.
+    pub fn is_decode(&self) -> bool {
+        self.source().is_some_and(|e| e.is::<DecodeError>())
+    }
+
+    /// The error as a boxed `std::error::Error` (for `Box<dyn Error>` and `anyhow`).
+    pub fn into_boxed(self) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        match self.cause {
+            Cause::Source(e) if self.context.is_empty() => e,
+            _ => self.to_string().into(),
+        }
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+    fn from(e: E) -> Self {
+        JobError { context: Vec::new(), cause: Cause::Source(Box::new(e)) }
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.context.iter().rev() {
+            write!(f, "{c}: ")?;
+        }
+        match &self.cause {
+            Cause::Message(m) => f.write_str(m),
+            Cause::Source(e) => {
+                write!(f, "{e}")?;
+                // The chain below the converted error, as anyhow's `{:#}` prints it.
+                let mut next = e.source();
+                while let Some(s) = next {
+                    write!(f, ": {s}")?;
+                    next = s.source();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JobError({:?})", self.to_string())
+    }
+}
+
+impl From<JobError> for Box<dyn std::error::Error + Send + Sync + 'static> {
+    fn from(e: JobError) -> Self {
+        e.into_boxed()
+    }
+}
+
+/// Shuffle bytes that do not decode as the job's key or value type: what
+/// [`crate::Data::decode`] returns. Kept apart from the job's own failures (see
+/// [`JobError::is_decode`]).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("shuffle data: {0}")]
+pub struct DecodeError(pub String);
+
+impl DecodeError {
+    /// A decoding error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        DecodeError(message.into())
     }
 }
 
 /// Looking up a job to run failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LookupError {
     /// No job of that name is registered.
     #[error("unknown job {} (known jobs: {known})", crate::registry::shown(name))]

@@ -1,13 +1,22 @@
 //! The typed job API: what a user writes to define a MapReduce job.
 //!
-//! A job is a type implementing [`Job`]: a `map` from input records to typed (key, value)
-//! pairs, an optional map-side `combine`, and a `reduce` from a key and all its values to
-//! output lines. The framework moves only bytes; [`JobRunner`] turns a typed job into the
-//! type-erased [`DynJob`] the worker calls, so user code never sees the shuffle format.
+//! A job is a type implementing [`Job`]. Its methods fall into three groups, each with a
+//! default so the common case stays small:
+//!
+//! - **compute**: [`Job::map`] from input [`Record`]s to typed (key, value) pairs (or
+//!   [`Job::map_block`] over a run of whole lines at once), an optional [`Job::combiner`], and
+//!   [`Job::reduce`] from a key and all its values to output records;
+//! - **shuffle policy**: [`Job::partitioning`] (hash, grouped for secondary sort, or total
+//!   order) and a fixed number of reduce tasks, [`Job::reducers`];
+//! - **I/O**: [`Job::io`], the formats read and written and, for a generator, how many records
+//!   to make ([`Io`]).
+//!
+//! A job without a reduce phase implements [`MapOnlyJob`] instead: its map writes output
+//! records itself. The framework moves only bytes; [`crate::runner`] turns a typed job into the
+//! type-erased [`crate::DynJob`] the worker calls, so user code never sees the shuffle format.
 //!
 //! ```
-//! use quern_api::job::{Job, MapContext, ReduceContext, TextRecord};
-//! use quern_api::JobError;
+//! use quern_api::{Combiner, Job, JobError, MapContext, OutputContext, Record};
 //!
 //! /// Counts lines by their length.
 //! struct LineLengths;
@@ -15,39 +24,39 @@
 //! impl Job for LineLengths {
 //!     type Key = u64;
 //!     type Value = u64;
-//!     const COMBINER: bool = true;
 //!
-//!     fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, u64, u64>) -> Result<(), JobError> {
-//!         ctx.emit(rec.line.len() as u64, 1);
+//!     fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, u64, u64>) -> Result<(), JobError> {
+//!         ctx.emit(&(rec.line.len() as u64), 1);
 //!         Ok(())
 //!     }
-//!     fn combine(&self, acc: &mut u64, n: u64) {
-//!         *acc += n;
+//!     fn combiner(&self) -> Option<Combiner<'_, u64>> {
+//!         Some(Combiner::sum())
 //!     }
-//!     fn reduce(&self, len: u64, counts: &mut dyn Iterator<Item = u64>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
+//!     fn reduce(&self, len: u64, counts: &mut dyn Iterator<Item = u64>, out: &mut OutputContext<'_>) -> Result<(), JobError> {
 //!         out.emit(len, counts.sum::<u64>());
 //!         Ok(())
 //!     }
 //! }
 //! ```
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash};
-use std::panic::AssertUnwindSafe;
+use std::borrow::Cow;
+use std::hash::Hash;
+use std::num::NonZeroU32;
 
-use crate::counters::{Counters, names};
+pub use crate::context::{MapContext, TaskInfo};
 use crate::data::Data;
 use crate::error::JobError;
 use crate::format::{InputFormat, OutputFormat};
-pub use crate::output::{OutRecord, ReduceContext, TextOutput};
+pub use crate::output::{OutRecord, OutputContext, PartWriter};
+pub use crate::total_order::{CUTS_PARAM, TotalOrder};
 
 /// One input record: a line of text, a whole object, a fixed-length binary record, or a
 /// row of an Arrow or Parquet file, depending on the job's [`InputFormat`] (see
 /// [`crate::format`]). Every kind has a text form (`line`) and raw bytes (`bytes`); Arrow and
 /// Parquet rows also come as themselves (`row`).
 #[derive(Clone, Copy, Debug)]
-pub struct TextRecord<'a> {
+#[non_exhaustive]
+pub struct Record<'a> {
     /// Base name of the input object the record comes from (e.g. `book.txt`); empty for
     /// generated records.
     pub source: &'a str,
@@ -70,6 +79,7 @@ pub struct TextRecord<'a> {
 
 /// What an input record is, by input format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordKind {
     /// A line of text (`text`).
     Line,
@@ -104,60 +114,231 @@ pub struct Row<'a> {
     pub index: usize,
 }
 
-impl<'a> TextRecord<'a> {
+impl<'a> Record<'a> {
     /// A record holding one line of text.
     pub fn text(source: &'a str, offset: u64, line: &'a str) -> Self {
-        TextRecord { source, url: "", offset, line, bytes: line.as_bytes(), row: None, kind: RecordKind::Line }
+        Record { source, url: "", offset, line, bytes: line.as_bytes(), row: None, kind: RecordKind::Line }
+    }
+
+    /// A record of any kind: what input readers build (`line` is the text form of `bytes`).
+    pub fn new(source: &'a str, url: &'a str, offset: u64, line: &'a str, bytes: &'a [u8], kind: RecordKind) -> Self {
+        Record { source, url, offset, line, bytes, row: None, kind }
+    }
+
+    /// The same record with its Arrow or Parquet row.
+    pub fn with_row(mut self, row: Row<'a>) -> Self {
+        self.row = Some(row);
+        self
     }
 }
 
-/// A MapReduce job over text input with text output.
+/// A run of whole lines of one text input object, handed to [`Job::map_block`] in one piece:
+/// for jobs that scan bytes faster than they could take a call per line.
+#[derive(Debug)]
+pub struct Block<'a> {
+    /// Base name of the input object.
+    pub source: &'a str,
+    /// The input object's full URL.
+    pub url: &'a str,
+    /// Byte offset of `bytes` within the object.
+    pub offset: u64,
+    /// Whole lines, each ending in `\n` (`\r\n`), except perhaps the object's last.
+    pub bytes: &'a [u8],
+    /// `bytes` as text: borrowed when they are valid UTF-8, else with U+FFFD replacements.
+    text: Cow<'a, str>,
+}
+
+impl<'a> Block<'a> {
+    /// A block over `bytes` (whole lines) starting at `offset` of object `url`.
+    pub fn new(source: &'a str, url: &'a str, offset: u64, bytes: &'a [u8]) -> Self {
+        Block { source, url, offset, bytes, text: String::from_utf8_lossy(bytes) }
+    }
+
+    /// The block as text (invalid UTF-8 replaced by U+FFFD; `\n` and `\r` kept, so its lines
+    /// match the raw lines one to one).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the bytes are valid UTF-8 (then [`Block::text`] is exactly them).
+    pub fn is_utf8(&self) -> bool {
+        matches!(self.text, Cow::Borrowed(_))
+    }
+
+    /// Lines that are not valid UTF-8 (counted as `MALFORMED_INPUT_LINES`).
+    pub fn malformed_lines(&self) -> usize {
+        if self.is_utf8() {
+            return 0;
+        }
+        crate::split::lines(self.bytes).filter(|(_, l)| std::str::from_utf8(l).is_err()).count()
+    }
+
+    /// The block's records, one per line, as [`Job::map`] would get them.
+    pub fn records(&self) -> impl Iterator<Item = Record<'_>> {
+        let (source, url, base) = (self.source, self.url, self.offset);
+        crate::split::lines(self.bytes).zip(crate::split::lines(self.text.as_bytes())).map(
+            move |((off, raw), (_, line))| Record {
+                source,
+                url,
+                offset: base.saturating_add(off as u64),
+                line: std::str::from_utf8(line).unwrap_or(""),
+                bytes: raw,
+                row: None,
+                kind: RecordKind::Line,
+            },
+        )
+    }
+}
+
+/// A job's map-side combiner: folds a value into the accumulated value of the same key, as
+/// Spark's `reduceByKey` function does. It must be associative and commutative, and `reduce`
+/// must accept combined values. Returned by [`Job::combiner`].
+pub struct Combiner<'a, V>(Box<CombineFn<'a, V>>);
+
+/// The function inside a [`Combiner`].
+type CombineFn<'a, V> = dyn Fn(&mut V, V) + Send + Sync + 'a;
+
+impl<'a, V> Combiner<'a, V> {
+    /// A combiner calling `f(acc, value)`.
+    pub fn new(f: impl Fn(&mut V, V) + Send + Sync + 'a) -> Self {
+        Combiner(Box::new(f))
+    }
+
+    /// Folds `value` into `acc`.
+    pub fn call(&self, acc: &mut V, value: V) {
+        (self.0)(acc, value)
+    }
+}
+
+impl<V: std::ops::AddAssign + 'static> Combiner<'_, V> {
+    /// The combiner that adds values (counts, sums).
+    pub fn sum() -> Self {
+        Combiner::new(|acc: &mut V, v| *acc += v)
+    }
+}
+
+/// How map output keys are spread over reduce tasks and grouped for `reduce`.
+///
+/// The functions are plain `fn`s (closures without captures coerce to them), so a
+/// partitioning is a cheap value the worker asks for once per task.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub enum Partitioning {
+    /// FNV-1a (64-bit) of the whole encoded key, modulo the reducers (see CONTRACT.md). Every
+    /// key is its own group.
+    #[default]
+    Hash,
+    /// Secondary sort (Hadoop's grouping comparator): `prefix(key)` leading bytes of an
+    /// encoded key decide its partition and its reduce group. Keys are sorted by all their
+    /// bytes, so a group's values arrive in the order of the rest of the key, and `reduce` is
+    /// called once per group with the group's first key.
+    Grouped {
+        /// How many leading bytes of an encoded key form its group (capped at its length).
+        prefix: fn(&[u8]) -> usize,
+    },
+    /// Globally sorted output (Hadoop's `TotalOrderPartitioner`): before submitting, the
+    /// client samples the input with `sample` (the encoded key a record maps to) and picks cut
+    /// points, so that part `k` holds only keys below those of part `k + 1`.
+    TotalOrder {
+        /// The encoded key `map` would emit for a record.
+        sample: fn(&Record<'_>) -> Option<Vec<u8>>,
+    },
+    /// The job's own function from an encoded key and the number of reducers to a partition
+    /// below it (a partition out of range fails the task).
+    Custom {
+        /// The partition of an encoded key.
+        partition: fn(&[u8], u32) -> u32,
+    },
+}
+
+/// What a job reads and writes: see [`Job::io`] and [`MapOnlyJob::io`].
+///
+/// ```
+/// use quern_api::{InputFormat, Io, OutputFormat};
+///
+/// let io = Io::default().input(InputFormat::Fixed(100)).output(OutputFormat::Fixed(100));
+/// assert_eq!(io.generate, None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Io {
+    /// The input format unless the user picks one (`--input-format`). Default:
+    /// [`InputFormat::Auto`] (text, Arrow or Parquet by object name).
+    pub input_format: InputFormat,
+    /// The output format unless the user picks one (`--output-format`). Default: text.
+    pub output_format: OutputFormat,
+    /// For a generator (a job that reads no input, such as `teragen`): how many records it
+    /// makes. `map` is then called once per record number `n` in `0..rows`, with an empty
+    /// record whose `offset` is `n`.
+    pub generate: Option<u64>,
+}
+
+impl Default for Io {
+    fn default() -> Self {
+        Io { input_format: InputFormat::Auto, output_format: OutputFormat::Text, generate: None }
+    }
+}
+
+impl Io {
+    /// With this input format.
+    pub fn input(mut self, format: InputFormat) -> Self {
+        self.input_format = format;
+        self
+    }
+
+    /// With this output format.
+    pub fn output(mut self, format: OutputFormat) -> Self {
+        self.output_format = format;
+        self
+    }
+
+    /// A generator of `rows` records.
+    pub fn generate(mut self, rows: u64) -> Self {
+        self.generate = Some(rows);
+        self
+    }
+}
+
+/// A MapReduce job: map, shuffle by key, reduce.
 pub trait Job: Send + Sync + 'static {
     /// The map output key. Keys are grouped and sorted by their encoding's bytes.
     type Key: Data + Hash + Eq;
     /// The map output value.
     type Value: Data;
 
-    /// Whether [`Job::combine`] should be used to pre-aggregate map output.
-    const COMBINER: bool = false;
+    /// Turns one input record into any number of pairs.
+    fn map(&self, record: &Record<'_>, ctx: &mut MapContext<'_, Self::Key, Self::Value>) -> Result<(), JobError>;
 
-    /// Whether this instance combines: [`Job::COMBINER`] unless overridden, so a job can turn
-    /// its combiner off by parameter (the output must not change).
-    fn uses_combiner(&self) -> bool {
-        Self::COMBINER
+    /// Maps a run of whole lines of text input at once (the bulk entry point; other input
+    /// formats always go through [`Job::map`]). The default calls `map` once per line; a job
+    /// that scans bytes (a tokenizer, a byte search) can override it to skip the per-line
+    /// calls. With `--skip-bad-records` the framework calls `map` per line instead, so a
+    /// record that panics can be skipped alone.
+    fn map_block(&self, block: &Block<'_>, ctx: &mut MapContext<'_, Self::Key, Self::Value>) -> Result<(), JobError> {
+        for record in block.records() {
+            self.map(&record, ctx)?;
+        }
+        Ok(())
     }
 
-    /// Turns one input record into any number of pairs.
-    fn map(&self, record: &TextRecord<'_>, ctx: &mut MapContext<'_, Self::Key, Self::Value>) -> Result<(), JobError>;
+    /// The map-side combiner, if the job has one (default: none). A job may decide by its
+    /// parameters; the output must not change.
+    fn combiner(&self) -> Option<Combiner<'_, Self::Value>> {
+        None
+    }
 
-    /// Folds `value` into `acc`, two values of the same key (map-side combining, like Spark's
-    /// `reduceByKey`); only called when [`Job::COMBINER`] is true. Must be associative and
-    /// commutative, and `reduce` must accept combined values.
-    fn combine(&self, _acc: &mut Self::Value, _value: Self::Value) {}
-
-    /// Turns a key and all its values into output lines.
+    /// Turns a key and all its values into output records.
     fn reduce(
         &self,
         key: Self::Key,
         values: &mut dyn Iterator<Item = Self::Value>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError>;
 
-    /// Which reduce partition a key (given as its encoded bytes) goes to.
-    /// Default: FNV-1a 64-bit of the key's grouping part (see [`Job::group_len`]) modulo
-    /// `reducers`; for the usual whole-key grouping that is the whole key.
-    fn partition(&self, key: &[u8], reducers: u32) -> u32 {
-        let group = &key[..self.group_len(key).min(key.len())];
-        (fnv1a64(group) % u64::from(reducers.max(1))) as u32
-    }
-
-    /// Secondary sort (Hadoop's grouping comparator): how many leading bytes of an encoded key
-    /// decide its reduce group. Keys are sorted by all their bytes, so a group's values arrive
-    /// in the order of the rest of the key; `reduce` is called once per group with the group's
-    /// first key. Default: the whole key.
+    /// How keys reach reduce tasks and form groups (default: [`Partitioning::Hash`]).
     ///
     /// ```
-    /// use quern_api::{Job, JobError, MapContext, ReduceContext, TextRecord};
+    /// use quern_api::{Job, JobError, MapContext, OutputContext, Partitioning, Record};
     ///
     /// /// `STATION<TAB>DAY<TAB>TEMP` lines to `STATION<TAB>temps by day`: the key is
     /// /// `STATION\0DAY`, grouped by station, so each station's values arrive sorted by day.
@@ -165,100 +346,80 @@ pub trait Job: Send + Sync + 'static {
     /// impl Job for ByStation {
     ///     type Key = String;
     ///     type Value = String;
-    ///     fn map(&self, r: &TextRecord<'_>, ctx: &mut MapContext<'_, String, String>) -> Result<(), JobError> {
+    ///     fn map(&self, r: &Record<'_>, ctx: &mut MapContext<'_, String, String>) -> Result<(), JobError> {
     ///         if let [station, day, temp] = r.line.split('\t').collect::<Vec<_>>()[..] {
-    ///             ctx.emit(format!("{station}\0{day}"), temp.to_string());
+    ///             ctx.emit_owned(format!("{station}\0{day}"), temp.to_string());
     ///         }
     ///         Ok(())
     ///     }
-    ///     fn group_len(&self, key: &[u8]) -> usize {
-    ///         key.iter().position(|&b| b == 0).unwrap_or(key.len())
+    ///     fn partitioning(&self) -> Partitioning {
+    ///         Partitioning::Grouped { prefix: |key| key.iter().position(|&b| b == 0).unwrap_or(key.len()) }
     ///     }
-    ///     fn reduce(&self, key: String, temps: &mut dyn Iterator<Item = String>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
+    ///     fn reduce(&self, key: String, temps: &mut dyn Iterator<Item = String>, out: &mut OutputContext<'_>) -> Result<(), JobError> {
     ///         let station = key.split('\0').next().unwrap_or_default();
     ///         out.emit(station, temps.collect::<Vec<_>>().join(","));
     ///         Ok(())
     ///     }
     /// }
-    /// assert_eq!(ByStation.group_len(b"oslo\x0020260101"), 4);
+    /// let Partitioning::Grouped { prefix } = ByStation.partitioning() else { unreachable!() };
+    /// assert_eq!(prefix(b"oslo\x0020260101"), 4);
     /// ```
-    fn group_len(&self, key: &[u8]) -> usize {
-        key.len()
+    fn partitioning(&self) -> Partitioning {
+        Partitioning::Hash
     }
 
-    /// For total-order jobs: the encoded key an input record maps to, so that the submitting
-    /// client can sample the input for cut points (Hadoop's `InputSampler`), which reach the
-    /// job as a [`TotalOrder`] parameter. None (the default) for hash-partitioned jobs; a
-    /// total-order job returns Some for every record, even an empty one.
-    fn sample_key(&self, _record: &TextRecord<'_>) -> Option<Vec<u8>> {
+    /// A fixed number of reduce tasks, if the job needs one (`Some(1)` for a job that must
+    /// see every key in one place). None (the default): the user's `--reducers`.
+    fn reducers(&self) -> Option<NonZeroU32> {
         None
     }
 
-    /// The input format this job reads unless the user picks one (`--input-format`).
-    /// Default: [`InputFormat::Auto`] (text, Arrow or Parquet by object name).
-    fn input_format(&self) -> InputFormat {
-        InputFormat::Auto
-    }
-
-    /// The output format this job writes unless the user picks one (`--output-format`).
-    fn output_format(&self) -> OutputFormat {
-        OutputFormat::Text
-    }
-
-    /// A fixed number of reduce tasks, if the job needs one: `Some(0)` for a map-only job
-    /// (each map task's output becomes a part, Hadoop's `setNumReduceTasks(0)`), `Some(1)`
-    /// for a job that must see every key in one place. None: the user's `--reducers`.
-    ///
-    /// Without reducers, every pair a map emits goes through [`Job::reduce`] on its own (a
-    /// group of one value, in map order, no sorting or combining), so a job writes map-only
-    /// output in the same form as reduced output.
-    fn reducers(&self) -> Option<u32> {
-        None
-    }
-
-    /// For a generator (a job that reads no input, such as `teragen`): how many records it
-    /// makes. `map` is then called once per record number `n` in `0..rows`, with an empty
-    /// record whose `offset` is `n`.
-    ///
-    /// A map-only generator of binary records:
-    ///
-    /// ```
-    /// use quern_api::{Job, JobError, MapContext, OutputFormat, ReduceContext, TextRecord};
-    ///
-    /// /// The squares of 0..n as 8-byte big-endian records, in order, without reducers.
-    /// struct Squares {
-    ///     n: u64,
-    /// }
-    /// impl Job for Squares {
-    ///     type Key = u64;
-    ///     type Value = ();
-    ///     fn map(&self, r: &TextRecord<'_>, ctx: &mut MapContext<'_, u64, ()>) -> Result<(), JobError> {
-    ///         ctx.emit(r.offset * r.offset, ());
-    ///         Ok(())
-    ///     }
-    ///     fn reduce(&self, sq: u64, _: &mut dyn Iterator<Item = ()>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
-    ///         out.emit_bytes(&sq.to_be_bytes()); // map-only: called once per pair, in map order
-    ///         Ok(())
-    ///     }
-    ///     fn reducers(&self) -> Option<u32> {
-    ///         Some(0)
-    ///     }
-    ///     fn generate(&self) -> Option<u64> {
-    ///         Some(self.n)
-    ///     }
-    ///     fn output_format(&self) -> OutputFormat {
-    ///         OutputFormat::Fixed(8)
-    ///     }
-    /// }
-    /// let job = Squares { n: 1_000 };
-    /// assert_eq!((job.generate(), job.reducers()), (Some(1_000), Some(0)));
-    /// ```
-    fn generate(&self) -> Option<u64> {
-        None
+    /// What the job reads and writes (default: [`Io::default`]).
+    fn io(&self) -> Io {
+        Io::default()
     }
 }
 
-pub use crate::total_order::{CUTS_PARAM, TotalOrder};
+/// A job without a reduce phase (Hadoop's `setNumReduceTasks(0)`): each map task's output is
+/// a part, written by the map in input order; nothing is sorted, shuffled or combined.
+///
+/// A map-only generator of binary records:
+///
+/// ```
+/// use quern_api::{Io, JobError, MapOnlyJob, OutputContext, OutputFormat, Record};
+///
+/// /// The squares of 0..n as 8-byte big-endian records, in order.
+/// struct Squares {
+///     n: u64,
+/// }
+/// impl MapOnlyJob for Squares {
+///     fn map(&self, r: &Record<'_>, out: &mut OutputContext<'_>) -> Result<(), JobError> {
+///         out.emit_bytes(&(r.offset * r.offset).to_be_bytes());
+///         Ok(())
+///     }
+///     fn io(&self) -> Io {
+///         Io::default().generate(self.n).output(OutputFormat::Fixed(8))
+///     }
+/// }
+/// assert_eq!(Squares { n: 1_000 }.io().generate, Some(1_000));
+/// ```
+pub trait MapOnlyJob: Send + Sync + 'static {
+    /// Turns one input record into any number of output records.
+    fn map(&self, record: &Record<'_>, out: &mut OutputContext<'_>) -> Result<(), JobError>;
+
+    /// Maps a run of whole lines of text input at once; see [`Job::map_block`].
+    fn map_block(&self, block: &Block<'_>, out: &mut OutputContext<'_>) -> Result<(), JobError> {
+        for record in block.records() {
+            self.map(&record, out)?;
+        }
+        Ok(())
+    }
+
+    /// What the job reads and writes (default: [`Io::default`]).
+    fn io(&self) -> Io {
+        Io::default()
+    }
+}
 
 /// FNV-1a, 64 bit: the default partitioning hash (see CONTRACT.md).
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -270,363 +431,9 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Where encoded map output goes; implemented by the worker.
-pub trait PairSink {
-    /// Receives one encoded pair.
-    fn push(&mut self, key: &[u8], value: &[u8]);
-}
-
-/// The job's combine function, borrowed for one map run.
-type CombineFn<'s, V> = &'s dyn Fn(&mut V, V);
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<rustc_hash::FxHasher>>;
-
-enum MapMode<'s, K, V> {
-    /// Encode every pair straight into the sink.
-    Direct { sink: &'s mut dyn PairSink, kbuf: Vec<u8>, vbuf: Vec<u8> },
-    /// Pre-aggregate in memory; flushed to the sink when the chunk ends.
-    Combining { table: FastMap<K, V> },
-}
-
-/// What a map function writes to.
-pub struct MapContext<'s, K, V> {
-    mode: MapMode<'s, K, V>,
-    combine: Option<CombineFn<'s, V>>,
-    emitted: u64,
-    counters: &'s mut Counters,
-    /// In skipping mode, one record's pairs wait here until its map call returns normally.
-    staging: Option<Vec<(K, V)>>,
-}
-
-impl<K: Data + Hash + Eq, V: Data> MapContext<'_, K, V> {
-    /// Emits a pair.
-    pub fn emit(&mut self, key: K, value: V) {
-        if let Some(staged) = &mut self.staging {
-            staged.push((key, value));
-            return;
-        }
-        self.emitted += 1;
-        match &mut self.mode {
-            MapMode::Direct { sink, kbuf, vbuf } => {
-                kbuf.clear();
-                vbuf.clear();
-                key.encode(kbuf);
-                value.encode(vbuf);
-                sink.push(kbuf, vbuf);
-            }
-            MapMode::Combining { table } => {
-                if let Some(acc) = table.get_mut(&key) {
-                    if let Some(c) = self.combine {
-                        c(acc, value);
-                    }
-                } else {
-                    table.insert(key, value);
-                }
-            }
-        }
-    }
-
-    /// Emits a pair whose key is borrowed (e.g. `&str` for a `String` key). With a combiner,
-    /// a key already seen costs no allocation, which is what makes word count fast.
-    pub fn emit_borrowed<Q>(&mut self, key: &Q, value: V)
-    where
-        K: Borrow<Q>,
-        Q: ?Sized + Hash + Eq + ToOwned<Owned = K>,
-    {
-        if self.staging.is_some() {
-            self.emit(key.to_owned(), value);
-            return;
-        }
-        if let MapMode::Combining { table } = &mut self.mode {
-            self.emitted += 1;
-            if let Some(acc) = table.get_mut(key) {
-                if let Some(c) = self.combine {
-                    c(acc, value);
-                }
-                return;
-            }
-            table.insert(key.to_owned(), value);
-            return;
-        }
-        self.emit(key.to_owned(), value);
-    }
-
-    /// Adds `n` to a user-defined counter.
-    pub fn count(&mut self, counter: &str, n: i64) {
-        self.counters.add(counter, n);
-    }
-}
-
-/// How a map run treats records and pairs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MapOptions {
-    /// A record whose map call panics is skipped (its pairs dropped) and counted in
-    /// `SKIPPED_RECORDS` (MapReduce paper, 4.6).
-    pub skip_panics: bool,
-    /// The job runs without reducers: pairs are passed on in map order, never combined.
-    pub map_only: bool,
-}
-
-/// A job with its types erased: what the worker runs. Everything is encoded bytes.
-pub trait DynJob: Send + Sync {
-    /// Maps a run of records, pushing encoded pairs (pre-combined when the job has a
-    /// combiner, unless map-only) into `sink`.
-    fn map_records<'r>(
-        &self,
-        records: &mut dyn Iterator<Item = TextRecord<'r>>,
-        sink: &mut dyn PairSink,
-        counters: &mut Counters,
-        opts: MapOptions,
-    ) -> Result<(), JobError>;
-
-    /// Whether the job combines map output.
-    fn has_combiner(&self) -> bool;
-
-    /// Combines several encoded values of one key into one, written to `out`.
-    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError>;
-
-    /// Reduces one key group.
-    fn reduce_encoded(
-        &self,
-        key: &[u8],
-        values: &mut dyn Iterator<Item = &[u8]>,
-        out: &mut ReduceContext<'_>,
-    ) -> Result<(), JobError>;
-
-    /// The partition of an encoded key.
-    fn partition(&self, key: &[u8], reducers: u32) -> u32;
-
-    /// See [`Job::sample_key`].
-    fn sample_key(&self, record: &TextRecord<'_>) -> Option<Vec<u8>>;
-
-    /// See [`Job::group_len`].
-    fn group_len(&self, key: &[u8]) -> usize;
-
-    /// See [`Job::input_format`].
-    fn input_format(&self) -> InputFormat;
-
-    /// See [`Job::output_format`].
-    fn output_format(&self) -> OutputFormat;
-
-    /// See [`Job::reducers`].
-    fn reducers(&self) -> Option<u32>;
-
-    /// See [`Job::generate`].
-    fn generate(&self) -> Option<u64>;
-}
-
-/// Adapts a typed [`Job`] to [`DynJob`].
-pub struct JobRunner<J>(pub J);
-
-impl<J: Job> DynJob for JobRunner<J> {
-    fn map_records<'r>(
-        &self,
-        records: &mut dyn Iterator<Item = TextRecord<'r>>,
-        sink: &mut dyn PairSink,
-        counters: &mut Counters,
-        opts: MapOptions,
-    ) -> Result<(), JobError> {
-        let skip_panics = opts.skip_panics;
-        let job = &self.0;
-        let combine = |acc: &mut J::Value, v: J::Value| job.combine(acc, v);
-        let mut user_counters = Counters::new();
-        let mut inputs = 0i64;
-        let mut skipped = 0i64;
-        let (emitted, table) = {
-            let combining = job.uses_combiner() && !opts.map_only;
-            let mode = if combining {
-                MapMode::Combining { table: FastMap::default() }
-            } else {
-                MapMode::Direct { sink: &mut *sink, kbuf: Vec::new(), vbuf: Vec::new() }
-            };
-            let mut ctx = MapContext {
-                mode,
-                combine: combining.then_some(&combine as &dyn Fn(&mut J::Value, J::Value)),
-                emitted: 0,
-                counters: &mut user_counters,
-                staging: None,
-            };
-            for rec in records {
-                inputs += 1;
-                if !skip_panics {
-                    job.map(&rec, &mut ctx)?;
-                    continue;
-                }
-                ctx.staging = Some(Vec::new());
-                let result = std::panic::catch_unwind(AssertUnwindSafe(|| job.map(&rec, &mut ctx)));
-                let staged = ctx.staging.take().unwrap_or_default();
-                match result {
-                    Ok(Ok(())) => staged.into_iter().for_each(|(k, v)| ctx.emit(k, v)),
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => skipped += 1,
-                }
-            }
-            let table = match ctx.mode {
-                MapMode::Combining { table } => Some(table),
-                MapMode::Direct { .. } => None,
-            };
-            (ctx.emitted, table)
-        };
-        if let Some(table) = table {
-            let (mut kbuf, mut vbuf) = (Vec::new(), Vec::new());
-            for (k, v) in table {
-                kbuf.clear();
-                vbuf.clear();
-                k.encode(&mut kbuf);
-                v.encode(&mut vbuf);
-                sink.push(&kbuf, &vbuf);
-            }
-            counters.add(names::COMBINE_INPUT_RECORDS, emitted as i64);
-        }
-        counters.add(names::MAP_INPUT_RECORDS, inputs);
-        if skipped > 0 {
-            counters.add(names::SKIPPED_RECORDS, skipped);
-        }
-        counters.add(names::MAP_OUTPUT_RECORDS, emitted as i64);
-        counters.merge(&user_counters);
-        Ok(())
-    }
-
-    fn has_combiner(&self) -> bool {
-        self.0.uses_combiner()
-    }
-
-    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError> {
-        let mut acc: Option<J::Value> = None;
-        for bytes in values {
-            let v = J::Value::decode(bytes)?;
-            match &mut acc {
-                Some(a) => self.0.combine(a, v),
-                None => acc = Some(v),
-            }
-        }
-        if let Some(a) = acc {
-            a.encode(out);
-        }
-        Ok(())
-    }
-
-    fn reduce_encoded(
-        &self,
-        key: &[u8],
-        values: &mut dyn Iterator<Item = &[u8]>,
-        out: &mut ReduceContext<'_>,
-    ) -> Result<(), JobError> {
-        let key = J::Key::decode(key)?;
-        let mut err = None;
-        let mut decoded = values.map_while(|b| match J::Value::decode(b) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                err = Some(e);
-                None
-            }
-        });
-        self.0.reduce(key, &mut decoded, out)?;
-        drop(decoded);
-        match err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn partition(&self, key: &[u8], reducers: u32) -> u32 {
-        self.0.partition(key, reducers)
-    }
-
-    fn sample_key(&self, record: &TextRecord<'_>) -> Option<Vec<u8>> {
-        self.0.sample_key(record)
-    }
-
-    fn group_len(&self, key: &[u8]) -> usize {
-        self.0.group_len(key).min(key.len())
-    }
-
-    fn input_format(&self) -> InputFormat {
-        self.0.input_format()
-    }
-
-    fn output_format(&self) -> OutputFormat {
-        self.0.output_format()
-    }
-
-    fn reducers(&self) -> Option<u32> {
-        self.0.reducers()
-    }
-
-    fn generate(&self) -> Option<u64> {
-        self.0.generate()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Words;
-    impl Job for Words {
-        type Key = String;
-        type Value = u64;
-        const COMBINER: bool = true;
-        fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
-            for w in rec.line.split_whitespace() {
-                ctx.emit_borrowed(w, 1);
-            }
-            Ok(())
-        }
-        fn combine(&self, acc: &mut u64, v: u64) {
-            *acc += v;
-        }
-        fn reduce(
-            &self,
-            k: String,
-            vs: &mut dyn Iterator<Item = u64>,
-            out: &mut ReduceContext<'_>,
-        ) -> Result<(), JobError> {
-            out.emit(k, vs.sum::<u64>());
-            Ok(())
-        }
-    }
-
-    struct Collect(Vec<(Vec<u8>, Vec<u8>)>);
-    impl PairSink for Collect {
-        fn push(&mut self, key: &[u8], value: &[u8]) {
-            self.0.push((key.to_vec(), value.to_vec()));
-        }
-    }
-
-    #[test]
-    fn combining_map_counts_and_reduce_writes_lines() {
-        let job = JobRunner(Words);
-        let lines = ["a b a", "b a"];
-        let mut recs = lines.iter().map(|l| TextRecord::text("x", 0, l));
-        let mut sink = Collect(Vec::new());
-        let mut counters = Counters::new();
-        job.map_records(&mut recs, &mut sink, &mut counters, MapOptions::default()).unwrap();
-        sink.0.sort();
-        assert_eq!(
-            sink.0,
-            vec![(b"a".to_vec(), 3u64.to_be_bytes().to_vec()), (b"b".to_vec(), 2u64.to_be_bytes().to_vec())]
-        );
-        assert_eq!(counters.get(names::MAP_INPUT_RECORDS), 2);
-        assert_eq!(counters.get(names::MAP_OUTPUT_RECORDS), 5);
-
-        let mut out = TextOutput::new();
-        let mut rc = Counters::new();
-        let one = 1u64.to_be_bytes();
-        let two = 2u64.to_be_bytes();
-        let mut vals = [&one[..], &two[..]].into_iter();
-        job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc)).unwrap();
-        assert_eq!(String::from_utf8(out.into_bytes()).unwrap(), "a\t3\n");
-    }
-
-    #[test]
-    fn corrupt_values_are_an_error_not_a_panic() {
-        let job = JobRunner(Words);
-        let mut out = TextOutput::new();
-        let mut rc = Counters::new();
-        let mut vals = [&b"xyz"[..]].into_iter();
-        assert!(job.reduce_encoded(b"a", &mut vals, &mut ReduceContext::new(&mut out, &mut rc)).is_err());
-    }
 
     #[test]
     fn fnv_matches_the_reference_vectors() {
@@ -635,22 +442,18 @@ mod tests {
     }
 
     #[test]
-    fn output_records_keep_their_kind_through_append_and_rollback() {
-        let (mut a, mut b) = (TextOutput::new(), TextOutput::new());
-        let mut c = Counters::new();
-        ReduceContext::new(&mut a, &mut c).emit("k\u{e9}", 7);
-        let mark = a.mark();
-        ReduceContext::new(&mut a, &mut c).emit_line("dropped");
-        a.rollback(mark);
-        ReduceContext::new(&mut b, &mut c).emit_line("a\tline");
-        ReduceContext::new(&mut b, &mut c).emit_bytes(&[0, 159, 10]);
-        a.append(b);
-        assert!(a.iter().any(|r| matches!(r, OutRecord::Bytes(_))));
+    fn a_block_yields_the_records_of_its_lines() {
+        let block = Block::new("f", "file:///f", 10, b"ab\r\n\xffc\n\nlast");
+        let recs: Vec<(u64, &str, &[u8])> = block.records().map(|r| (r.offset, r.line, r.bytes)).collect();
         assert_eq!(
-            a.iter().collect::<Vec<_>>(),
-            vec![OutRecord::Pair("k\u{e9}", "7"), OutRecord::Line("a\tline"), OutRecord::Bytes(&[0, 159, 10])]
+            recs,
+            vec![
+                (10, "ab", &b"ab"[..]),
+                (14, "\u{fffd}c", &b"\xffc"[..]),
+                (17, "", &b""[..]),
+                (18, "last", &b"last"[..])
+            ]
         );
-        assert_eq!(a.records(), 3);
-        assert_eq!(a.into_bytes(), b"k\xc3\xa9\t7\na\tline\n\x00\x9f\n".to_vec());
+        assert_eq!((block.is_utf8(), block.malformed_lines()), (false, 1));
     }
 }

@@ -3,10 +3,12 @@
 //! - [`pb`]: the gRPC protocol generated from `proto/quern/v1/quern.proto`
 //!   (`JobService` for clients, `WorkerService` for workers).
 //! - [`ids`]: typed ids ([`JobId`], [`TaskId`], [`AttemptId`], [`WorkerId`]).
-//! - [`job`]: the typed job API ([`Job`], [`MapContext`], [`ReduceContext`]) and
-//!   its type-erased form [`DynJob`] that workers run.
-//! - [`registry`]: named jobs ([`Registry`]) and their parameters ([`Params`]).
-//! - [`output`]: what reduce and map-only tasks write ([`ReduceContext`], [`output::TextOutput`]).
+//! - [`job`]: the typed job API ([`Job`], [`MapOnlyJob`], [`Partitioning`], [`Io`],
+//!   [`Combiner`], [`Record`], [`Block`]); [`context`]: what map functions write to
+//!   ([`MapContext`]) and which task they run in ([`TaskInfo`]); [`output`]: what reduce and
+//!   map-only functions write to ([`OutputContext`]) and a task's part ([`PartWriter`]).
+//! - [`runner`]: a job with its types erased ([`DynJob`]), what workers run.
+//! - [`registry`]: named jobs ([`Registry`]) and their declared parameters ([`Params`]).
 //! - [`format`](mod@format): input and output formats ([`InputFormat`], [`OutputFormat`]): text, whole
 //!   files, fixed-length binary records, Arrow IPC, Parquet.
 //! - [`data`]: how keys and values become bytes ([`Data`]; `Desc` and `Json` wrappers).
@@ -19,37 +21,40 @@
 //!
 //! The coordinator and the worker never depend on each other; both depend on this crate.
 //!
-//! A job is a type implementing [`Job`], registered under a name:
+//! A job is a type implementing [`Job`], registered under a name with the parameters it
+//! takes:
 //!
 //! ```
-//! use quern_api::{Job, JobError, MapContext, ReduceContext, Registry, TextRecord};
+//! use quern_api::{Combiner, Job, JobError, MapContext, OutputContext, Record, Registry};
 //!
 //! struct CharCount;
 //! impl Job for CharCount {
 //!     type Key = String;
 //!     type Value = u64;
-//!     fn map(&self, r: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+//!     fn map(&self, r: &Record<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+//!         let mut buf = [0u8; 4];
 //!         for c in r.line.chars() {
-//!             ctx.emit(c.to_string(), 1);
+//!             ctx.emit(c.encode_utf8(&mut buf), 1);
 //!         }
 //!         Ok(())
 //!     }
-//!     fn reduce(&self, k: String, v: &mut dyn Iterator<Item = u64>, out: &mut ReduceContext<'_>) -> Result<(), JobError> {
+//!     fn combiner(&self) -> Option<Combiner<'_, u64>> {
+//!         Some(Combiner::sum())
+//!     }
+//!     fn reduce(&self, k: String, v: &mut dyn Iterator<Item = u64>, out: &mut OutputContext<'_>) -> Result<(), JobError> {
 //!         out.emit(k, v.sum::<u64>());
 //!         Ok(())
 //!     }
 //! }
 //!
 //! let mut registry = Registry::new();
-//! registry.register("charcount", "count characters", |params| {
-//!     params.allow_only(&[])?;
-//!     Ok(CharCount)
-//! });
+//! registry.register("charcount", "count characters", &[], |_params| Ok(CharCount));
 //! assert_eq!(registry.names(), vec!["charcount".to_string()]);
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod client;
+pub mod context;
 pub mod counted;
 pub mod counters;
 pub mod data;
@@ -61,6 +66,7 @@ pub mod job;
 pub mod json;
 pub mod output;
 pub mod registry;
+pub mod runner;
 pub mod split;
 pub mod store;
 pub mod tls;
@@ -74,13 +80,16 @@ pub mod pb {
 
 /// The Arrow version Quern's Arrow and Parquet rows come in ([`job::Row`]).
 pub use arrow_array;
+pub use context::{MapContext, TaskInfo};
 pub use counters::Counters;
 pub use data::Data;
-pub use error::{JobError, LookupError, ParamError, ProtocolError, StoreError, panic_message};
+pub use error::{DecodeError, JobError, LookupError, ParamError, ProtocolError, StoreError, panic_message};
 pub use format::{InputFormat, OutputFormat};
 pub use ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
-pub use job::{DynJob, Job, MapContext, MapOptions, RecordKind, ReduceContext, TextRecord};
+pub use job::{Block, Combiner, Io, Job, MapOnlyJob, Partitioning, Record, RecordKind};
+pub use output::{OutputContext, PartWriter};
 pub use registry::{Params, Registry, Stage, StageInput};
+pub use runner::{DynJob, MapOptions, Records};
 pub use split::Split;
 pub use store::StoreUrl;
 

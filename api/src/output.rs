@@ -1,11 +1,12 @@
-//! What reduce (and map-only) tasks write: [`ReduceContext`] is the job's side, [`TextOutput`]
-//! the task's. The output keeps the text form of every record (what a `text` part holds) and
+//! What reduce (and map-only) tasks write: [`OutputContext`] is the job's side, [`PartWriter`]
+//! the task's: the records of one output part, in any output format. The output keeps the text form of every record (what a `text` part holds) and
 //! where each record lies in it, so the worker can write the same records as fixed-length
 //! binary, Arrow IPC or Parquet (see [`crate::format`]).
 
 use std::fmt::Display;
 use std::io::Write as _;
 
+use crate::context::TaskInfo;
 use crate::counters::Counters;
 
 /// How one output record was written.
@@ -22,23 +23,23 @@ enum OutKind {
 /// One record of an output, as the job wrote it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutRecord<'a> {
-    /// From [`ReduceContext::emit`].
+    /// From [`OutputContext::emit`].
     Pair(&'a str, &'a str),
-    /// From [`ReduceContext::emit_line`].
+    /// From [`OutputContext::emit_line`].
     Line(&'a str),
-    /// From [`ReduceContext::emit_bytes`].
+    /// From [`OutputContext::emit_bytes`].
     Bytes(&'a [u8]),
 }
 
 /// The output of a task: the text form of every record (what a `text` part holds), plus
 /// where each record lies in it, so other formats can be written from the same records.
 #[derive(Debug, Default)]
-pub struct TextOutput {
+pub struct PartWriter {
     text: Vec<u8>,
     recs: Vec<(usize, OutKind)>,
 }
 
-impl TextOutput {
+impl PartWriter {
     /// An empty output.
     pub fn new() -> Self {
         Self::default()
@@ -49,7 +50,7 @@ impl TextOutput {
         self.recs.len() as u64
     }
 
-    /// A point to roll back to (see [`TextOutput::rollback`]).
+    /// A point to roll back to (see [`PartWriter::rollback`]).
     pub fn mark(&self) -> (usize, u64) {
         (self.text.len(), self.records())
     }
@@ -61,7 +62,7 @@ impl TextOutput {
     }
 
     /// Appends another output's records after this one's.
-    pub fn append(&mut self, other: TextOutput) {
+    pub fn append(&mut self, other: PartWriter) {
         let base = self.text.len();
         self.text.extend_from_slice(&other.text);
         self.recs.extend(other.recs.into_iter().map(|(at, k)| (at + base, k)));
@@ -90,16 +91,22 @@ impl TextOutput {
     }
 }
 
-/// What a reduce function writes to.
-pub struct ReduceContext<'a> {
-    out: &'a mut TextOutput,
+/// What a reduce function (or a map-only job's map) writes output records to.
+pub struct OutputContext<'a> {
+    out: &'a mut PartWriter,
     counters: &'a mut Counters,
+    task: &'a TaskInfo,
 }
 
-impl<'a> ReduceContext<'a> {
-    /// A context writing into `out` and counting into `counters`.
-    pub fn new(out: &'a mut TextOutput, counters: &'a mut Counters) -> Self {
-        ReduceContext { out, counters }
+impl<'a> OutputContext<'a> {
+    /// A context of task `task` writing into `out` and counting into `counters`.
+    pub fn new(out: &'a mut PartWriter, counters: &'a mut Counters, task: &'a TaskInfo) -> Self {
+        OutputContext { out, counters, task }
+    }
+
+    /// The task attempt this code runs in.
+    pub fn task(&self) -> &TaskInfo {
+        self.task
     }
 
     /// Writes one output record: the line `key<TAB>value` in text output, a (key, value)

@@ -9,7 +9,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::error::{LookupError, ParamError};
-use crate::job::{DynJob, Job, JobRunner};
+use crate::job::{Job, MapOnlyJob};
+use crate::runner::{DynJob, JobRunner, MapOnlyRunner};
 
 /// Job parameters (`--param KEY=VALUE`), read through typed accessors, and the job's side
 /// data (`--side NAME=URL`: small files every task gets, Hadoop's distributed cache).
@@ -88,6 +89,7 @@ impl Params {
 
     /// Refuses any parameter not in `known`, so typos fail loudly. Framework-internal
     /// parameters (names starting with `__`, such as total-order cut points) always pass.
+    /// [`Registry`] does this with the parameters a job declares before building it.
     pub fn allow_only(&self, known: &[&str]) -> Result<(), ParamError> {
         match self.values.keys().find(|k| !k.starts_with("__") && !known.contains(&k.as_str())) {
             None => Ok(()),
@@ -189,11 +191,13 @@ impl Stage {
 
 struct PipelineEntry {
     about: String,
+    params: Vec<String>,
     stages: Arc<StagesFn>,
 }
 
 struct Entry {
     about: String,
+    params: Vec<String>,
     factory: Arc<Factory>,
 }
 
@@ -219,18 +223,54 @@ impl Registry {
         Self::default()
     }
 
-    /// Registers job `name`, built from its parameters by `factory` (which validates them).
+    /// Registers job `name`, taking the parameters named in `params` (any other is refused
+    /// before `factory` runs), built from them by `factory` (which validates their values).
     /// A later registration of the same name replaces the earlier one.
-    pub fn register<J, F>(&mut self, name: &str, about: &str, factory: F) -> &mut Self
+    ///
+    /// ```
+    /// use quern_api::{Params, Registry};
+    /// # use quern_api::{Job, JobError, MapContext, OutputContext, Record};
+    /// # struct Grep { pattern: String }
+    /// # impl Job for Grep {
+    /// #     type Key = String;
+    /// #     type Value = u64;
+    /// #     fn map(&self, r: &Record<'_>, c: &mut MapContext<'_, String, u64>) -> Result<(), JobError> { if r.line.contains(&self.pattern) { c.emit(r.line, 1) } Ok(()) }
+    /// #     fn reduce(&self, k: String, v: &mut dyn Iterator<Item = u64>, o: &mut OutputContext<'_>) -> Result<(), JobError> { o.emit(k, v.sum::<u64>()); Ok(()) }
+    /// # }
+    ///
+    /// let mut r = Registry::new();
+    /// r.register("grep", "lines containing --param pattern=TEXT", &["pattern"], |p| {
+    ///     Ok(Grep { pattern: p.require("pattern")?.to_string() })
+    /// });
+    /// let typo = Params::parse_pairs(&["patern=x"]).unwrap();
+    /// assert!(r.create("grep", &typo).is_err()); // unknown parameter: refused
+    /// ```
+    pub fn register<J, F>(&mut self, name: &str, about: &str, params: &[&str], factory: F) -> &mut Self
     where
         J: Job,
         F: Fn(&Params) -> Result<J, ParamError> + Send + Sync + 'static,
     {
         let factory: Arc<Factory> = Arc::new(move |p: &Params| {
             let job = factory(p)?;
-            Ok(Arc::new(JobRunner(job)) as Arc<dyn DynJob>)
+            Ok(Arc::new(JobRunner::new(job, p)?) as Arc<dyn DynJob>)
         });
-        self.jobs.insert(name.to_string(), Arc::new(Entry { about: about.to_string(), factory }));
+        self.insert(name, about, params, factory)
+    }
+
+    /// Registers a map-only job (see [`MapOnlyJob`]) as [`Registry::register`] does a job.
+    pub fn register_map_only<J, F>(&mut self, name: &str, about: &str, params: &[&str], factory: F) -> &mut Self
+    where
+        J: MapOnlyJob,
+        F: Fn(&Params) -> Result<J, ParamError> + Send + Sync + 'static,
+    {
+        let factory: Arc<Factory> =
+            Arc::new(move |p: &Params| Ok(Arc::new(MapOnlyRunner(factory(p)?)) as Arc<dyn DynJob>));
+        self.insert(name, about, params, factory)
+    }
+
+    fn insert(&mut self, name: &str, about: &str, params: &[&str], factory: Arc<Factory>) -> &mut Self {
+        let params = params.iter().map(|p| p.to_string()).collect();
+        self.jobs.insert(name.to_string(), Arc::new(Entry { about: about.to_string(), params, factory }));
         self
     }
 
@@ -238,24 +278,24 @@ impl Registry {
     /// output of the one before (a chain) or the sources it names (a DAG, see
     /// [`Stage::reading`]), submitted and tracked as one job. `stages` builds them from the
     /// pipeline's parameters (and validates them). Stages run one after the other in the
-    /// order given, so a stage may read only the pipeline's input and earlier stages.
+    /// order given, so a stage may read only the pipeline's input and earlier stages. As for
+    /// a job, parameters not named in `params` are refused.
     ///
     /// ```
     /// use quern_api::{Params, Registry, Stage};
-    /// # use quern_api::{Job, JobError, MapContext, ReduceContext, TextRecord};
+    /// # use quern_api::{Job, JobError, MapContext, OutputContext, Record};
     /// # struct Count;
     /// # impl Job for Count {
     /// #     type Key = String;
     /// #     type Value = u64;
-    /// #     fn map(&self, r: &TextRecord<'_>, c: &mut MapContext<'_, String, u64>) -> Result<(), JobError> { c.emit(r.line.to_string(), 1); Ok(()) }
-    /// #     fn reduce(&self, k: String, v: &mut dyn Iterator<Item = u64>, o: &mut ReduceContext<'_>) -> Result<(), JobError> { o.emit(k, v.sum::<u64>()); Ok(()) }
+    /// #     fn map(&self, r: &Record<'_>, c: &mut MapContext<'_, String, u64>) -> Result<(), JobError> { c.emit(r.line, 1); Ok(()) }
+    /// #     fn reduce(&self, k: String, v: &mut dyn Iterator<Item = u64>, o: &mut OutputContext<'_>) -> Result<(), JobError> { o.emit(k, v.sum::<u64>()); Ok(()) }
     /// # }
     ///
     /// let mut r = Registry::new();
-    /// r.register("count", "count lines", |_| Ok(Count));
+    /// r.register("count", "count lines", &[], |_| Ok(Count));
     /// // Count, then count the counts: two stages, one job; the second in a single part.
-    /// r.register_pipeline("histogram", "how many lines occur how often", |p| {
-    ///     p.allow_only(&[])?;
+    /// r.register_pipeline("histogram", "how many lines occur how often", &[], |_| {
     ///     Ok(vec![
     ///         Stage::new("count", Params::default()),
     ///         Stage::new("count", Params::default()).with_reducers(1),
@@ -264,12 +304,16 @@ impl Registry {
     /// let stages = r.pipeline("histogram", &Params::default()).unwrap().unwrap();
     /// assert_eq!(stages.len(), 2);
     /// ```
-    pub fn register_pipeline<F>(&mut self, name: &str, about: &str, stages: F) -> &mut Self
+    pub fn register_pipeline<F>(&mut self, name: &str, about: &str, params: &[&str], stages: F) -> &mut Self
     where
         F: Fn(&Params) -> Result<Vec<Stage>, ParamError> + Send + Sync + 'static,
     {
-        self.pipelines
-            .insert(name.to_string(), Arc::new(PipelineEntry { about: about.to_string(), stages: Arc::new(stages) }));
+        let entry = PipelineEntry {
+            about: about.to_string(),
+            params: params.iter().map(|p| p.to_string()).collect(),
+            stages: Arc::new(stages),
+        };
+        self.pipelines.insert(name.to_string(), Arc::new(entry));
         self
     }
 
@@ -277,7 +321,8 @@ impl Registry {
     /// None if no pipeline has that name.
     pub fn pipeline(&self, name: &str, params: &Params) -> Option<Result<Vec<Stage>, LookupError>> {
         let entry = self.pipelines.get(name)?;
-        let stages = match (entry.stages)(params) {
+        let declared: Vec<&str> = entry.params.iter().map(String::as_str).collect();
+        let stages = match params.allow_only(&declared).and_then(|()| (entry.stages)(params)) {
             Ok(s) => s,
             Err(error) => return Some(Err(LookupError::Params { job: name.to_string(), error })),
         };
@@ -313,7 +358,16 @@ impl Registry {
             .jobs
             .get(name)
             .ok_or_else(|| LookupError::UnknownJob { name: name.to_string(), known: self.all_names().join(", ") })?;
-        (entry.factory)(params).map_err(|error| LookupError::Params { job: name.to_string(), error })
+        let declared: Vec<&str> = entry.params.iter().map(String::as_str).collect();
+        params
+            .allow_only(&declared)
+            .and_then(|()| (entry.factory)(params))
+            .map_err(|error| LookupError::Params { job: name.to_string(), error })
+    }
+
+    /// The parameters job or pipeline `name` takes, if it is registered.
+    pub fn params(&self, name: &str) -> Option<&[String]> {
+        self.jobs.get(name).map(|e| &e.params[..]).or_else(|| self.pipelines.get(name).map(|e| &e.params[..]))
     }
 
     /// Registered job and pipeline names, sorted.

@@ -2,9 +2,10 @@
 //! concatenated in name order are globally sorted (Hadoop's `TotalOrderPartitioner`).
 //!
 //! The client samples the input for cut points ([`TotalOrder::from_sample`]) and passes them
-//! to the job as the [`CUTS_PARAM`] parameter; the job reads them back when it is built
-//! ([`TotalOrder::from_params`]) and asks [`TotalOrder::partition`] for each key. The
-//! parameter comes off the wire, so reading it never trusts it.
+//! to the job as the [`CUTS_PARAM`] parameter; the framework reads them back when it builds a
+//! job whose partitioning is [`crate::Partitioning::TotalOrder`] ([`TotalOrder::from_params`])
+//! and asks [`TotalOrder::partition`] for each key. The parameter comes off the wire, so
+//! reading it never trusts it.
 
 /// The framework-internal parameter carrying total-order cut points.
 pub const CUTS_PARAM: &str = "__cuts";
@@ -13,8 +14,8 @@ pub const CUTS_PARAM: &str = "__cuts";
 /// keys from cut i up to cut i+1 to partition i+1. Concatenating the parts in name order then
 /// gives globally sorted output.
 ///
-/// The client builds one from a sample of the input's keys (see [`Job::sample_key`]) and
-/// hands it to the job as a parameter; the job's `partition` asks it:
+/// The client builds one from a sample of the input's keys (see
+/// [`crate::Partitioning::TotalOrder`]) and hands it to the job as a parameter:
 ///
 /// ```
 /// use quern_api::job::TotalOrder;

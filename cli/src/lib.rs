@@ -7,7 +7,7 @@
 //! ```no_run
 //! fn main() -> std::process::ExitCode {
 //!     let mut jobs = quern_examples::builtin();
-//!     // jobs.register("myjob", "what it does", |params| Ok(MyJob::new(params)?));
+//!     // jobs.register("myjob", "what it does", &["some_param"], |params| MyJob::new(params));
 //!     quern_cli::main_with(jobs)
 //! }
 //! ```

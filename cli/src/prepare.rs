@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use object_store::ObjectStoreExt;
 use quern_api::format::ObjectFormat;
 use quern_api::job::{CUTS_PARAM, TotalOrder};
-use quern_api::{DynJob, InputFormat, OutputFormat, Params, Registry, Stage, StageInput, StoreUrl, TextRecord, pb};
+use quern_api::{DynJob, InputFormat, OutputFormat, Params, Record, Registry, Stage, StageInput, StoreUrl, pb};
 
 use crate::args::JobDef;
 
@@ -167,7 +167,7 @@ pub async fn prepare(
 /// Records sampled from one object at most.
 const SAMPLES_PER_OBJECT: usize = 4096;
 
-/// For a total-order job (one whose [`quern_api::Job::sample_key`] says so) with several
+/// For a total-order job (see [`quern_api::Partitioning::TotalOrder`]) with several
 /// reducers, samples the input (a few 64 KiB windows per object, as Hadoop's `InputSampler`
 /// reads the starts of splits) and adds the cut points to its parameters.
 pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: &Registry) -> Result<()> {
@@ -175,7 +175,7 @@ pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: 
         return Ok(());
     }
     let job = registry.create(&spec.job, params)?;
-    if job.sample_key(&TextRecord::text("", 0, "")).is_none() {
+    if !job.total_order() {
         return Ok(());
     }
     let format: InputFormat = spec.input_format.parse()?;
@@ -191,7 +191,7 @@ pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: 
             let mut counters = quern_api::Counters::new();
             for chunk in input.chunks(1) {
                 input.with_records(chunk, "", "", &mut counters, |recs| {
-                    let recs: Vec<TextRecord<'_>> = recs.collect();
+                    let recs: Vec<Record<'_>> = recs.collect();
                     let step = recs.len().div_ceil(SAMPLES_PER_OBJECT).max(1);
                     sample.extend(recs.iter().step_by(step).filter_map(|r| job.sample_key(r)));
                 });

@@ -735,7 +735,7 @@ impl Job {
 
     /// The URL of part `idx` (of reduce task `idx`, or of map task `idx` without reducers).
     /// An intermediate pipeline stage names its parts after itself, so a later stage reading
-    /// several stages can tell their records apart by `TextRecord::source`.
+    /// several stages can tell their records apart by `Record::source`.
     pub fn part_url(&self, idx: u32) -> StoreUrl {
         match &self.pipeline {
             Some(p) if p.current + 1 < p.user.stages.len() => {

@@ -16,7 +16,7 @@
 use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use quern_api::{Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
+use quern_api::{Combiner, Job, JobError, MapContext, OutputContext, ParamError, Params, Record};
 
 use crate::wordcount::WordCount;
 
@@ -55,19 +55,13 @@ fn stall_ms(p: &Params) -> Result<u64, ParamError> {
     Ok(ms)
 }
 
+/// The parameters `crashtest` takes.
+pub const PARAMS: &[&str] =
+    &["crash", "stall", "stall_ms", "reduce_crash", "reduce_stall", "panic_word", "fail_once", "hang_once"];
+
 impl CrashTest {
     /// Builds the job from its parameters.
     pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&[
-            "crash",
-            "stall",
-            "stall_ms",
-            "reduce_crash",
-            "reduce_stall",
-            "panic_word",
-            "fail_once",
-            "hang_once",
-        ])?;
         Ok(CrashTest {
             crash: probability(p, "crash")?,
             stall: probability(p, "stall")?,
@@ -117,9 +111,7 @@ fn random() -> f64 {
 impl Job for CrashTest {
     type Key = String;
     type Value = u64;
-    const COMBINER: bool = true;
-
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+    fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
         if rec.offset == 0 {
             self.roll(self.crash, self.stall);
             // Exactly one forced failure per job: the first map attempt to create the marker.
@@ -142,15 +134,15 @@ impl Job for CrashTest {
         WordCount::default().map(rec, ctx)
     }
 
-    fn combine(&self, acc: &mut u64, n: u64) {
-        WordCount::default().combine(acc, n);
+    fn combiner(&self) -> Option<Combiner<'_, u64>> {
+        Some(Combiner::sum())
     }
 
     fn reduce(
         &self,
         word: String,
         counts: &mut dyn Iterator<Item = u64>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError> {
         self.roll(self.reduce_crash, self.reduce_stall);
         WordCount::default().reduce(word, counts, out)

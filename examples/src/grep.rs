@@ -1,6 +1,6 @@
 //! Distributed grep: counts every substring matching a regular expression.
 
-use quern_api::{Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
+use quern_api::{Combiner, Job, JobError, MapContext, OutputContext, ParamError, Params, Record};
 use regex::Regex;
 
 /// Counts matches of `pattern`.
@@ -12,7 +12,6 @@ pub struct Grep {
 impl Grep {
     /// Builds the job from `--param pattern=REGEX`.
     pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&["pattern"])?;
         let raw = p.require("pattern")?;
         if raw.is_empty() {
             return Err(ParamError { key: "pattern".into(), reason: "must not be empty".into() });
@@ -31,24 +30,22 @@ impl Grep {
 impl Job for Grep {
     type Key = String;
     type Value = u64;
-    const COMBINER: bool = true;
-
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+    fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
         for m in self.pattern.find_iter(rec.line) {
-            ctx.emit_borrowed(m.as_str(), 1);
+            ctx.emit(m.as_str(), 1);
         }
         Ok(())
     }
 
-    fn combine(&self, acc: &mut u64, n: u64) {
-        *acc += n;
+    fn combiner(&self) -> Option<Combiner<'_, u64>> {
+        Some(Combiner::sum())
     }
 
     fn reduce(
         &self,
         m: String,
         counts: &mut dyn Iterator<Item = u64>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError> {
         out.emit(m, counts.sum::<u64>());
         Ok(())

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use quern_api::{Data, Job, JobError, MapContext, ReduceContext, TextRecord};
+use quern_api::{Combiner, Data, DecodeError, Job, JobError, MapContext, OutputContext, Record};
 
 use crate::for_each_word;
 
@@ -18,10 +18,10 @@ impl Data for DocSet {
         }
     }
 
-    fn decode(mut bytes: &[u8]) -> Result<Self, JobError> {
+    fn decode(mut bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut set = BTreeSet::new();
         while !bytes.is_empty() {
-            let bad = || JobError::new("indexer: malformed document set");
+            let bad = || DecodeError::new("indexer: malformed document set");
             let len = bytes.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).ok_or_else(bad)? as usize;
             let name = bytes.get(4..4 + len).ok_or_else(bad)?;
             set.insert(String::from_utf8(name.to_vec()).map_err(|_| bad())?);
@@ -38,22 +38,20 @@ pub struct Indexer;
 impl Job for Indexer {
     type Key = String;
     type Value = DocSet;
-    const COMBINER: bool = true;
-
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, DocSet>) -> Result<(), JobError> {
-        for_each_word(rec.line, |w| ctx.emit_borrowed(w, DocSet(BTreeSet::from([rec.source.to_string()]))));
+    fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, String, DocSet>) -> Result<(), JobError> {
+        for_each_word(rec.line, |w| ctx.emit(w, DocSet(BTreeSet::from([rec.source.to_string()]))));
         Ok(())
     }
 
-    fn combine(&self, acc: &mut DocSet, more: DocSet) {
-        acc.0.extend(more.0);
+    fn combiner(&self) -> Option<Combiner<'_, DocSet>> {
+        Some(Combiner::new(|acc: &mut DocSet, more: DocSet| acc.0.extend(more.0)))
     }
 
     fn reduce(
         &self,
         word: String,
         sets: &mut dyn Iterator<Item = DocSet>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError> {
         let mut all = BTreeSet::new();
         for s in sets {

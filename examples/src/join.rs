@@ -6,7 +6,7 @@
 //! `KEY<TAB>LEFT-REST<TAB>RIGHT-REST` (the rows without their key column), left rows and then
 //! right rows in byte order, so the output is deterministic.
 
-use quern_api::{Data, Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
+use quern_api::{Data, DecodeError, Job, JobError, MapContext, OutputContext, ParamError, Params, Record};
 
 /// A row of one side, without its key column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +23,9 @@ impl Data for Side {
         out.extend_from_slice(self.rest.as_bytes());
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
-        let (&tag, rest) = bytes.split_first().ok_or_else(|| JobError::new("join: empty value"))?;
-        let rest = String::from_utf8(rest.to_vec()).map_err(|_| JobError::new("join: value is not UTF-8"))?;
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (&tag, rest) = bytes.split_first().ok_or_else(|| DecodeError::new("join: empty value"))?;
+        let rest = String::from_utf8(rest.to_vec()).map_err(|_| DecodeError::new("join: value is not UTF-8"))?;
         Ok(Side { left: tag == 1, rest })
     }
 }
@@ -40,7 +40,6 @@ pub struct Join {
 impl Join {
     /// Builds the job from `--param left=PREFIX [--param key=N]`.
     pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&["left", "key"])?;
         let left = p.require("left")?.to_string();
         if left.is_empty() {
             return Err(ParamError { key: "left".into(), reason: "must not be empty".into() });
@@ -53,7 +52,7 @@ impl Job for Join {
     type Key = String;
     type Value = Side;
 
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, Side>) -> Result<(), JobError> {
+    fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, String, Side>) -> Result<(), JobError> {
         if rec.line.is_empty() {
             return Ok(());
         }
@@ -61,7 +60,7 @@ impl Job for Join {
         // Rows too short to have the key column have nothing to join on.
         let Some(key) = cols.get(self.key) else { return Ok(()) };
         let rest: Vec<&str> = cols.iter().enumerate().filter(|(i, _)| *i != self.key).map(|(_, c)| *c).collect();
-        ctx.emit(key.to_string(), Side { left: rec.source.starts_with(&self.left), rest: rest.join("\t") });
+        ctx.emit_owned(key.to_string(), Side { left: rec.source.starts_with(&self.left), rest: rest.join("\t") });
         Ok(())
     }
 
@@ -69,7 +68,7 @@ impl Job for Join {
         &self,
         key: String,
         rows: &mut dyn Iterator<Item = Side>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError> {
         let (mut left, mut right): (Vec<Side>, Vec<Side>) = rows.partition(|s| s.left);
         left.sort_by(|a, b| a.rest.as_bytes().cmp(b.rest.as_bytes()));

@@ -52,6 +52,7 @@ fn add_test_jobs(r: &mut Registry) {
     r.register(
         "crashtest",
         "word count whose workers crash and stall at random (fault-tolerance tests)",
+        crashtest::PARAMS,
         crashtest::CrashTest::from_params,
     );
 }
@@ -62,23 +63,29 @@ pub fn builtin() -> Registry {
     r.register(
         "wordcount",
         "count words (runs of alphabetic characters; --param combiner=false, --param stopwords=SIDE)",
+        &["combiner", "stopwords"],
         wordcount::WordCount::from_params,
     );
-    r.register("grep", "count matches of --param pattern=REGEX", grep::Grep::from_params);
+    r.register("grep", "count matches of --param pattern=REGEX", &["pattern"], grep::Grep::from_params);
     if std::env::var_os(TEST_JOBS_ENV).is_some_and(|v| v == "1") {
         add_test_jobs(&mut r);
     }
-    r.register("join", "inner join of two tab-separated inputs (--param left=PREFIX, key=N)", join::Join::from_params);
+    r.register(
+        "join",
+        "inner join of two tab-separated inputs (--param left=PREFIX, key=N)",
+        &["left", "key"],
+        join::Join::from_params,
+    );
     r.register(
         "secondarysort",
         "KEY<TAB>VALUE lines to KEY<TAB>V1,V2,... with values sorted by the shuffle",
-        secondarysort::SecondarySort::from_params,
+        &[],
+        |_| Ok(secondarysort::SecondarySort),
     );
-    r.register("sort", "the input's lines in byte order, globally across parts", sort::Sort::from_params);
-    r.register("topn", "the N largest KEY<TAB>COUNT lines of its input (--param n=N)", topn::TopN::from_params);
+    r.register("sort", "the input's lines in byte order, globally across parts", &[], |_| Ok(sort::Sort));
+    r.register("topn", "the N largest KEY<TAB>COUNT lines of its input (--param n=N)", &["n"], topn::TopN::from_params);
     // topwords: word count, then the top n words, as one pipeline job.
-    r.register_pipeline("topwords", "the N most frequent words (--param n=N)", |p| {
-        p.allow_only(&["n"])?;
+    r.register_pipeline("topwords", "the N most frequent words (--param n=N)", &["n"], |p| {
         let n = p.get("n").unwrap_or("10").to_string();
         topn::TopN::from_params(&Params::new([("n".to_string(), n.clone())].into()))?;
         Ok(vec![
@@ -86,23 +93,24 @@ pub fn builtin() -> Registry {
             Stage::new("topn", Params::new([("n".to_string(), n)].into())).with_reducers(1),
         ])
     });
-    r.register("teragen", "Hadoop TeraGen: --param rows=N 100-byte records (map-only, no input)", |p| {
-        tera::TeraGen::from_params(p)
+    r.register_map_only(
+        "teragen",
+        "Hadoop TeraGen: --param rows=N 100-byte records (map-only, no input)",
+        &["rows"],
+        tera::TeraGen::from_params,
+    );
+    r.register("terasort", "Hadoop TeraSort: 100-byte records sorted by 10-byte key across parts", &[], |_| {
+        Ok(tera::TeraSort)
     });
-    r.register("terasort", "Hadoop TeraSort: 100-byte records sorted by 10-byte key across parts", |p| {
-        tera::TeraSort::from_params(p)
+    r.register("teravalidate", "Hadoop TeraValidate: checksum line, and an error line per misorder", &[], |_| {
+        Ok(teravalidate::TeraValidate)
     });
-    r.register("teravalidate", "Hadoop TeraValidate: checksum line, and an error line per misorder", |p| {
-        teravalidate::TeraValidate::from_params(p)
-    });
-    r.register("identity", "each input record as it is (map-only; converts between formats)", |p| {
-        p.allow_only(&[])?;
+    r.register_map_only("identity", "each input record as it is (map-only; converts between formats)", &[], |_| {
         Ok(Identity)
     });
     // wordstats: a DAG. Word count and the inverted index both read the input; a join of
     // the two (stage 0's parts are named stage0-part-*) gives each word's count and documents.
-    r.register_pipeline("wordstats", "per word: occurrences, number of documents and their names", |p| {
-        p.allow_only(&[])?;
+    r.register_pipeline("wordstats", "per word: occurrences, number of documents and their names", &[], |_| {
         let join = Params::new([("left".to_string(), "stage0-".to_string())].into());
         Ok(vec![
             Stage::new("wordcount", Params::default()),
@@ -110,10 +118,7 @@ pub fn builtin() -> Registry {
             Stage::new("join", join).reading(&[StageInput::Stage(0), StageInput::Stage(1)]),
         ])
     });
-    r.register("indexer", "inverted index: word -> number of documents and their names", |p| {
-        p.allow_only(&[])?;
-        Ok(indexer::Indexer)
-    });
+    r.register("indexer", "inverted index: word -> number of documents and their names", &[], |_| Ok(indexer::Indexer));
     r
 }
 
@@ -123,48 +128,28 @@ pub fn builtin() -> Registry {
 /// `--output-format` it converts between formats.
 pub struct Identity;
 
-impl quern_api::Job for Identity {
-    type Key = Vec<u8>;
-    type Value = u32;
-
+impl quern_api::MapOnlyJob for Identity {
     fn map(
         &self,
-        rec: &quern_api::TextRecord<'_>,
-        ctx: &mut quern_api::MapContext<'_, Vec<u8>, u32>,
+        rec: &quern_api::Record<'_>,
+        out: &mut quern_api::OutputContext<'_>,
     ) -> Result<(), quern_api::JobError> {
         use quern_api::RecordKind;
-        // The value says how to write the record back: a line (1), or bytes as they are (0).
-        let as_line = match rec.kind {
-            RecordKind::Line => std::str::from_utf8(rec.bytes).is_ok(),
-            RecordKind::Row => rec.line.as_bytes() == rec.bytes,
-            RecordKind::Whole | RecordKind::Fixed => false,
-            RecordKind::Generated => return Ok(()),
-        };
-        let mut bytes = rec.bytes.to_vec();
-        if rec.kind == RecordKind::Line && !as_line {
-            bytes.push(b'\n'); // a line that is not UTF-8, kept byte for byte
-        }
-        ctx.emit(bytes, u32::from(as_line));
-        Ok(())
-    }
-
-    fn reduce(
-        &self,
-        rec: Vec<u8>,
-        kinds: &mut dyn Iterator<Item = u32>,
-        out: &mut quern_api::ReduceContext<'_>,
-    ) -> Result<(), quern_api::JobError> {
-        for kind in kinds {
-            match (kind, std::str::from_utf8(&rec)) {
-                (1, Ok(line)) => out.emit_line(line),
-                _ => out.emit_bytes(&rec),
-            }
+        match rec.kind {
+            // A line stays a line; one that is not UTF-8 is kept byte for byte.
+            RecordKind::Line => match std::str::from_utf8(rec.bytes) {
+                Ok(line) => out.emit_line(line),
+                Err(_) => {
+                    let mut bytes = rec.bytes.to_vec();
+                    bytes.push(b'\n');
+                    out.emit_bytes(&bytes);
+                }
+            },
+            RecordKind::Row if rec.line.as_bytes() == rec.bytes => out.emit_line(rec.line),
+            RecordKind::Generated => {}
+            _ => out.emit_bytes(rec.bytes),
         }
         Ok(())
-    }
-
-    fn reducers(&self) -> Option<u32> {
-        Some(0)
     }
 }
 

@@ -3,7 +3,7 @@
 //! (key, value), sorted by both, and grouped by the key alone (Hadoop's secondary sort with a
 //! grouping comparator).
 
-use quern_api::{Data, Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
+use quern_api::{Data, DecodeError, Job, JobError, MapContext, OutputContext, Partitioning, Record};
 
 /// (key, value), encoded so that byte order is (key, value) order: the key with 0x00 escaped
 /// as 0x00 0x01 and ended by 0x00 0x00, then the value.
@@ -28,8 +28,8 @@ impl Data for Composite {
         out.extend_from_slice(self.value.as_bytes());
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
-        let bad = || JobError::new("secondarysort: malformed key");
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let bad = || DecodeError::new("secondarysort: malformed key");
         let end = group_end(bytes).ok_or_else(bad)?;
         let mut key = Vec::with_capacity(end);
         let mut i = 0;
@@ -70,21 +70,13 @@ fn group_end(bytes: &[u8]) -> Option<usize> {
 #[derive(Debug, Clone, Copy)]
 pub struct SecondarySort;
 
-impl SecondarySort {
-    /// It takes no parameters.
-    pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&[])?;
-        Ok(SecondarySort)
-    }
-}
-
 impl Job for SecondarySort {
     type Key = Composite;
     type Value = String;
 
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, Composite, String>) -> Result<(), JobError> {
+    fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, Composite, String>) -> Result<(), JobError> {
         if let Some((key, value)) = rec.line.split_once('\t') {
-            ctx.emit(Composite { key: key.to_string(), value: value.to_string() }, value.to_string());
+            ctx.emit_owned(Composite { key: key.to_string(), value: value.to_string() }, value.to_string());
         }
         Ok(())
     }
@@ -93,15 +85,16 @@ impl Job for SecondarySort {
         &self,
         first: Composite,
         values: &mut dyn Iterator<Item = String>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError> {
         let all: Vec<String> = values.collect();
         out.emit(first.key, all.join(","));
         Ok(())
     }
 
-    fn group_len(&self, key: &[u8]) -> usize {
-        group_end(key).unwrap_or(key.len())
+    /// Grouped by the key alone: the escaped key and its terminator.
+    fn partitioning(&self) -> Partitioning {
+        Partitioning::Grouped { prefix: |key| group_end(key).unwrap_or(key.len()) }
     }
 }
 
@@ -121,8 +114,8 @@ mod tests {
         for k in &keys {
             assert_eq!(&Composite::decode(&to_bytes(k)).unwrap(), k);
         }
-        let job = SecondarySort;
+        let Partitioning::Grouped { prefix } = SecondarySort.partitioning() else { panic!("not grouped") };
         let e = to_bytes(&c("a\0x", "val"));
-        assert_eq!(&e[..job.group_len(&e)], &to_bytes(&c("a\0x", ""))[..]);
+        assert_eq!(&e[..prefix(&e)], &to_bytes(&c("a\0x", ""))[..]);
     }
 }

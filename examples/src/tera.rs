@@ -10,7 +10,10 @@
 
 use std::cell::Cell;
 
-use quern_api::{InputFormat, Job, JobError, MapContext, OutputFormat, ParamError, Params, ReduceContext, TextRecord};
+use quern_api::{
+    InputFormat, Io, Job, JobError, MapContext, MapOnlyJob, OutputContext, OutputFormat, ParamError, Params,
+    Partitioning, Record,
+};
 
 /// Bytes in a record.
 pub const RECORD_LEN: usize = 100;
@@ -82,7 +85,6 @@ pub struct TeraGen {
 impl TeraGen {
     /// Reads `rows`.
     pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&["rows"])?;
         let rows = p.require("rows")?;
         let rows = rows.parse().map_err(|e| ParamError {
             key: "rows".into(),
@@ -92,50 +94,20 @@ impl TeraGen {
     }
 }
 
-impl Job for TeraGen {
-    type Key = Vec<u8>;
-    type Value = ();
-
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, Vec<u8>, ()>) -> Result<(), JobError> {
-        ctx.emit(record(rec.offset).to_vec(), ());
+impl MapOnlyJob for TeraGen {
+    fn map(&self, rec: &Record<'_>, out: &mut OutputContext<'_>) -> Result<(), JobError> {
+        out.emit_bytes(&record(rec.offset));
         Ok(())
     }
 
-    fn reduce(
-        &self,
-        rec: Vec<u8>,
-        _: &mut dyn Iterator<Item = ()>,
-        out: &mut ReduceContext<'_>,
-    ) -> Result<(), JobError> {
-        out.emit_bytes(&rec);
-        Ok(())
-    }
-
-    fn output_format(&self) -> OutputFormat {
-        OutputFormat::Fixed(RECORD_LEN as u32)
-    }
-
-    fn reducers(&self) -> Option<u32> {
-        Some(0)
-    }
-
-    fn generate(&self) -> Option<u64> {
-        Some(self.rows)
+    fn io(&self) -> Io {
+        Io::default().generate(self.rows).output(OutputFormat::Fixed(RECORD_LEN as u32))
     }
 }
 
 /// `terasort`: 100-byte records sorted by key across parts (sampled total order).
-pub struct TeraSort {
-    order: Option<quern_api::job::TotalOrder>,
-}
-
-impl TeraSort {
-    /// Takes no parameters of its own (the client adds the sampled cut points).
-    pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&[])?;
-        Ok(TeraSort { order: quern_api::job::TotalOrder::from_params(p)? })
-    }
-}
+/// It takes no parameters (the client adds the sampled cut points).
+pub struct TeraSort;
 
 impl Job for TeraSort {
     /// The key's 10 bytes then the rest of the record: the shuffle sorts by key, and records
@@ -143,8 +115,8 @@ impl Job for TeraSort {
     type Key = Vec<u8>;
     type Value = ();
 
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, Vec<u8>, ()>) -> Result<(), JobError> {
-        ctx.emit(rec.bytes.to_vec(), ());
+    fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, Vec<u8>, ()>) -> Result<(), JobError> {
+        ctx.emit(rec.bytes, ());
         Ok(())
     }
 
@@ -152,7 +124,7 @@ impl Job for TeraSort {
         &self,
         rec: Vec<u8>,
         n: &mut dyn Iterator<Item = ()>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError> {
         // Identical records form one group: write each occurrence.
         for () in n {
@@ -161,24 +133,14 @@ impl Job for TeraSort {
         Ok(())
     }
 
-    fn partition(&self, key: &[u8], reducers: u32) -> u32 {
-        let key = &key[..KEY_LEN.min(key.len())];
-        match &self.order {
-            Some(t) => t.partition(key, reducers),
-            None => (quern_api::job::fnv1a64(key) % u64::from(reducers.max(1))) as u32,
-        }
+    /// Cut points are sampled 10-byte keys; a whole record compares with a cut as its key
+    /// does (a key equal to a cut sorts at or after it either way).
+    fn partitioning(&self) -> Partitioning {
+        Partitioning::TotalOrder { sample: |rec| Some(rec.bytes[..KEY_LEN.min(rec.bytes.len())].to_vec()) }
     }
 
-    fn sample_key(&self, rec: &TextRecord<'_>) -> Option<Vec<u8>> {
-        Some(rec.bytes[..KEY_LEN.min(rec.bytes.len())].to_vec())
-    }
-
-    fn input_format(&self) -> InputFormat {
-        InputFormat::Fixed(RECORD_LEN as u32)
-    }
-
-    fn output_format(&self) -> OutputFormat {
-        OutputFormat::Fixed(RECORD_LEN as u32)
+    fn io(&self) -> Io {
+        Io::default().input(InputFormat::Fixed(RECORD_LEN as u32)).output(OutputFormat::Fixed(RECORD_LEN as u32))
     }
 }
 

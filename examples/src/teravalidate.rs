@@ -9,7 +9,9 @@
 //! `error` line per violation and the `checksum` line.
 
 use quern_api::data::Data;
-use quern_api::{InputFormat, Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
+use std::num::NonZeroU32;
+
+use quern_api::{Combiner, DecodeError, InputFormat, Io, Job, JobError, MapContext, OutputContext, Record};
 
 use crate::tera::{KEY_LEN, RECORD_LEN, record_crc};
 
@@ -88,26 +90,26 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], JobError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.0.len() < n {
-            return Err(JobError::new("teravalidate summary is truncated"));
+            return Err(DecodeError::new("teravalidate summary is truncated"));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
-    fn u32(&mut self) -> Result<u32, JobError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().map_err(|_| JobError::new("bad u32"))?))
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().map_err(|_| DecodeError::new("bad u32"))?))
     }
-    fn u64(&mut self) -> Result<u64, JobError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().map_err(|_| JobError::new("bad u64"))?))
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().map_err(|_| DecodeError::new("bad u64"))?))
     }
-    fn bytes(&mut self) -> Result<&'a [u8], JobError> {
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.u32()? as usize;
         self.take(n)
     }
-    fn string(&mut self) -> Result<String, JobError> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| JobError::new("teravalidate summary: bad text"))
+    fn string(&mut self) -> Result<String, DecodeError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| DecodeError::new("teravalidate summary: bad text"))
     }
 }
 
@@ -129,9 +131,9 @@ impl Data for Summary {
         }
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader(bytes);
-        let checksum = u128::from_be_bytes(r.take(16)?.try_into().map_err(|_| JobError::new("bad checksum"))?);
+        let checksum = u128::from_be_bytes(r.take(16)?.try_into().map_err(|_| DecodeError::new("bad checksum"))?);
         let records = r.u64()?;
         let runs = (0..r.u32()?)
             .map(|_| {
@@ -143,7 +145,7 @@ impl Data for Summary {
                     last: r.bytes()?.to_vec(),
                 })
             })
-            .collect::<Result<Vec<_>, JobError>>()?;
+            .collect::<Result<Vec<_>, DecodeError>>()?;
         let errors = (0..r.u32()?).map(|_| r.string()).collect::<Result<Vec<_>, _>>()?;
         Ok(Summary { runs, checksum, records, errors })
     }
@@ -152,20 +154,10 @@ impl Data for Summary {
 /// `teravalidate`: one reducer, one `checksum` line, an `error` line per violation.
 pub struct TeraValidate;
 
-impl TeraValidate {
-    /// Takes no parameters.
-    pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&[])?;
-        Ok(TeraValidate)
-    }
-}
-
 impl Job for TeraValidate {
     type Key = ();
     type Value = Summary;
-    const COMBINER: bool = true;
-
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, (), Summary>) -> Result<(), JobError> {
+    fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, (), Summary>) -> Result<(), JobError> {
         if rec.bytes.len() != RECORD_LEN {
             return Err(JobError::new(format!("{} at {}: not a {RECORD_LEN}-byte record", rec.source, rec.offset)));
         }
@@ -181,19 +173,19 @@ impl Job for TeraValidate {
         };
         let one =
             Summary { runs: vec![run], checksum: u128::from(record_crc(rec.bytes)), records: 1, errors: Vec::new() };
-        ctx.emit((), one);
+        ctx.emit_owned((), one);
         Ok(())
     }
 
-    fn combine(&self, acc: &mut Summary, s: Summary) {
-        acc.merge(s);
+    fn combiner(&self) -> Option<Combiner<'_, Summary>> {
+        Some(Combiner::new(|acc: &mut Summary, s: Summary| acc.merge(s)))
     }
 
     fn reduce(
         &self,
         _: (),
         all: &mut dyn Iterator<Item = Summary>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError> {
         let mut total = Summary::default();
         for s in all {
@@ -220,12 +212,13 @@ impl Job for TeraValidate {
         Ok(())
     }
 
-    fn input_format(&self) -> InputFormat {
-        InputFormat::Fixed(RECORD_LEN as u32)
+    fn io(&self) -> Io {
+        Io::default().input(InputFormat::Fixed(RECORD_LEN as u32))
     }
 
-    fn reducers(&self) -> Option<u32> {
-        Some(1)
+    /// One reducer sees every part's runs.
+    fn reducers(&self) -> Option<NonZeroU32> {
+        Some(NonZeroU32::MIN)
     }
 }
 

@@ -3,7 +3,7 @@
 //! only its own top N (the combiner), so the shuffle stays small. With `wordcount` before it,
 //! it is the `topwords` pipeline.
 
-use quern_api::{Data, Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
+use quern_api::{Combiner, Data, DecodeError, Job, JobError, MapContext, OutputContext, ParamError, Params, Record};
 
 /// (count, key) pairs, at most a few times N of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,8 +18,8 @@ impl Data for Top {
         }
     }
 
-    fn decode(mut bytes: &[u8]) -> Result<Self, JobError> {
-        let bad = || JobError::new("topn: malformed value");
+    fn decode(mut bytes: &[u8]) -> Result<Self, DecodeError> {
+        let bad = || DecodeError::new("topn: malformed value");
         let mut v = Vec::new();
         while !bytes.is_empty() {
             let count = u64::from_be_bytes(bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
@@ -41,7 +41,6 @@ pub struct TopN {
 impl TopN {
     /// Builds the job from `--param n=N` (default 10).
     pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&["n"])?;
         let n: usize = p.parse_or("n", 10)?;
         if n == 0 || n > 1_000_000 {
             return Err(ParamError { key: "n".into(), reason: format!("{n} is not between 1 and 1000000") });
@@ -59,9 +58,7 @@ impl TopN {
 impl Job for TopN {
     type Key = u32;
     type Value = Top;
-    const COMBINER: bool = true;
-
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, u32, Top>) -> Result<(), JobError> {
+    fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, u32, Top>) -> Result<(), JobError> {
         let Some((key, count)) = rec.line.rsplit_once('\t') else {
             return Err(JobError::new(format!("topn: line at offset {} of {} has no tab", rec.offset, rec.source)));
         };
@@ -69,22 +66,24 @@ impl Job for TopN {
             JobError::new(format!("topn: count {count:?} at offset {} of {} is not a number", rec.offset, rec.source))
         })?;
         // One group: the single reducer sees every map's top n.
-        ctx.emit(0, Top(vec![(count, key.to_string())]));
+        ctx.emit_owned(0, Top(vec![(count, key.to_string())]));
         Ok(())
     }
 
-    fn combine(&self, acc: &mut Top, more: Top) {
-        acc.0.extend(more.0);
-        if acc.0.len() > 2 * self.n {
-            self.trim(&mut acc.0);
-        }
+    fn combiner(&self) -> Option<Combiner<'_, Top>> {
+        Some(Combiner::new(|acc: &mut Top, more: Top| {
+            acc.0.extend(more.0);
+            if acc.0.len() > 2 * self.n {
+                self.trim(&mut acc.0);
+            }
+        }))
     }
 
     fn reduce(
         &self,
         _key: u32,
         tops: &mut dyn Iterator<Item = Top>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError> {
         let mut all = Vec::new();
         for t in tops {

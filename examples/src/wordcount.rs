@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use quern_api::{Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
+use quern_api::{Combiner, Job, JobError, MapContext, OutputContext, ParamError, Params, Record};
 
 use crate::for_each_word;
 
@@ -26,7 +26,6 @@ impl Default for WordCount {
 impl WordCount {
     /// Builds the job from `--param combiner=BOOL` and `--param stopwords=NAME` (side data).
     pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        p.allow_only(&["combiner", "stopwords"])?;
         let combiner = p.parse_or("combiner", true)?;
         let stop = match p.get("stopwords") {
             None => HashSet::new(),
@@ -48,35 +47,29 @@ impl WordCount {
 impl Job for WordCount {
     type Key = String;
     type Value = u64;
-    const COMBINER: bool = true;
-
-    fn uses_combiner(&self) -> bool {
-        self.combiner
-    }
-
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+    fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
         // Borrowed keys: a word already in the combine table costs no allocation.
         if self.stop.is_empty() {
-            for_each_word(rec.line, |w| ctx.emit_borrowed(w, 1));
+            for_each_word(rec.line, |w| ctx.emit(w, 1));
         } else {
             for_each_word(rec.line, |w| {
                 if !self.stop.contains(w) {
-                    ctx.emit_borrowed(w, 1)
+                    ctx.emit(w, 1)
                 }
             });
         }
         Ok(())
     }
 
-    fn combine(&self, acc: &mut u64, n: u64) {
-        *acc += n;
+    fn combiner(&self) -> Option<Combiner<'_, u64>> {
+        self.combiner.then(Combiner::sum)
     }
 
     fn reduce(
         &self,
         word: String,
         counts: &mut dyn Iterator<Item = u64>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError> {
         out.emit(word, counts.sum::<u64>());
         Ok(())

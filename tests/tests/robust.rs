@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use quern_api::{Job, JobError, MapContext, ParamError, Params, ReduceContext, Registry, TextRecord, pb};
+use quern_api::{Job, JobError, MapContext, OutputContext, ParamError, Params, Record, Registry, pb};
 use quern_tests::data::{read_output, word_count, write_corpus};
 use quern_tests::{Mode, TestCluster, binary, eventually, wait_bounded};
 
@@ -21,11 +21,11 @@ impl Job for MapPanics {
     type Key = String;
     type Value = u64;
 
-    fn map(&self, rec: &TextRecord<'_>, _: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+    fn map(&self, rec: &Record<'_>, _: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
         panic!("map blew up on purpose at offset {}", rec.offset);
     }
 
-    fn reduce(&self, _: String, _: &mut dyn Iterator<Item = u64>, _: &mut ReduceContext<'_>) -> Result<(), JobError> {
+    fn reduce(&self, _: String, _: &mut dyn Iterator<Item = u64>, _: &mut OutputContext<'_>) -> Result<(), JobError> {
         Ok(())
     }
 }
@@ -34,13 +34,13 @@ impl Job for MapPanics {
 /// parameters, `mappanic` in its map.
 fn hostile_registry() -> Registry {
     let mut r = quern_examples::builtin();
-    r.register("buildpanic", "its builder panics", |p: &Params| -> Result<MapPanics, ParamError> {
+    r.register("buildpanic", "its builder panics", &["spare"], |p: &Params| -> Result<MapPanics, ParamError> {
         if p.get("spare").is_none() {
             panic!("builder blew up on purpose");
         }
         Ok(MapPanics)
     });
-    r.register("mappanic", "its map panics", |_: &Params| Ok(MapPanics));
+    r.register("mappanic", "its map panics", &[], |_: &Params| Ok(MapPanics));
     r
 }
 

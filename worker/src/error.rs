@@ -10,6 +10,10 @@ pub enum TaskError {
     /// The job's own code returned an error or panicked.
     #[error("{0}")]
     User(String),
+    /// Shuffle data did not decode as the job's key or value type (it passed its checksum,
+    /// so the job's encode and decode disagree): not the job's own failure, never skipped.
+    #[error("{0}")]
+    Decode(String),
     /// The input split could not be read.
     #[error("reading input: {0}")]
     Input(#[source] StoreError),
@@ -113,6 +117,12 @@ pub enum InputError {
     Render(#[from] std::fmt::Error),
 }
 
+impl From<quern_api::JobError> for TaskError {
+    fn from(e: quern_api::JobError) -> Self {
+        if e.is_decode() { TaskError::Decode(e.to_string()) } else { TaskError::User(e.to_string()) }
+    }
+}
+
 impl TaskError {
     /// The wire form of the failure.
     pub fn to_pb(&self) -> pb::Failed {
@@ -122,9 +132,11 @@ impl TaskError {
             TaskError::MapOutputLost { .. } => pb::FailureKind::MapOutputLost,
             TaskError::Store(_) => pb::FailureKind::Store,
             TaskError::Config(_) => pb::FailureKind::Config,
-            TaskError::Shuffle(_) | TaskError::CommitRefused(_) | TaskError::Cancelled | TaskError::Internal(_) => {
-                pb::FailureKind::Internal
-            }
+            TaskError::Decode(_)
+            | TaskError::Shuffle(_)
+            | TaskError::CommitRefused(_)
+            | TaskError::Cancelled
+            | TaskError::Internal(_) => pb::FailureKind::Internal,
         };
         let (lost_map_index, lost_map_attempt) = match self {
             TaskError::MapOutputLost { map_index, map_attempt, .. } => (Some(*map_index), *map_attempt),

@@ -18,7 +18,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use quern_api::Counters;
 use quern_api::counters::names;
 use quern_api::format::ObjectFormat;
-use quern_api::job::{RecordKind, Row, TextRecord};
+use quern_api::job::{Block, Record, RecordKind, Row};
 use quern_api::split::{chunk_at_lines, lines, owned_range};
 
 use crate::decompress::{Bounds, decompress, longest_line_check};
@@ -211,6 +211,25 @@ impl Input {
         }
     }
 
+    /// One chunk from [`Input::chunks`] of text input as a [`Block`] of whole lines (None for
+    /// other formats, whose records come from [`Input::with_records`]); counts malformed text.
+    pub fn block<'a>(
+        &'a self,
+        chunk: Range<usize>,
+        source: &'a str,
+        url: &'a str,
+        counters: &mut Counters,
+    ) -> Option<Block<'a>> {
+        let Input::Text { data, start, owned } = self else { return None };
+        let raw = &data[owned.clone()][chunk.clone()];
+        let block = Block::new(source, url, start.saturating_add((owned.start + chunk.start) as u64), raw);
+        let bad = block.malformed_lines();
+        if bad > 0 {
+            counters.add(names::MALFORMED_INPUT_LINES, bad as i64);
+        }
+        Some(block)
+    }
+
     /// Calls `f` with the records of one chunk from [`Input::chunks`]; counts malformed text.
     pub fn with_records<R>(
         &self,
@@ -218,7 +237,7 @@ impl Input {
         source: &str,
         url: &str,
         counters: &mut Counters,
-        f: impl FnOnce(&mut dyn Iterator<Item = TextRecord<'_>>) -> R,
+        f: impl FnOnce(&mut dyn Iterator<Item = Record<'_>>) -> R,
     ) -> R {
         match self {
             Input::Text { data, start, owned } => {
@@ -232,42 +251,22 @@ impl Input {
                 // Lossy decoding keeps every '\n' and '\r', so lines of the decoded text match
                 // the raw lines one to one; offsets come from the raw bytes.
                 let base = start.saturating_add((owned.start + chunk.start) as u64);
-                let mut records = lines(raw).zip(lines(text.as_bytes())).map(|((off, raw), (_, l))| TextRecord {
-                    source,
-                    url,
-                    offset: base.saturating_add(off as u64),
-                    line: std::str::from_utf8(l).unwrap_or(""),
-                    bytes: raw,
-                    row: None,
-                    kind: RecordKind::Line,
+                let mut records = lines(raw).zip(lines(text.as_bytes())).map(|((off, raw), (_, l))| {
+                    let line = std::str::from_utf8(l).unwrap_or("");
+                    Record::new(source, url, base.saturating_add(off as u64), line, raw, RecordKind::Line)
                 });
                 f(&mut records)
             }
             Input::Whole { data } => {
                 let text = String::from_utf8_lossy(data);
-                let mut one = std::iter::once(TextRecord {
-                    source,
-                    url,
-                    offset: 0,
-                    line: &text,
-                    bytes: data,
-                    row: None,
-                    kind: RecordKind::Whole,
-                });
+                let mut one = std::iter::once(Record::new(source, url, 0, &text, data, RecordKind::Whole));
                 f(&mut one)
             }
             Input::Fixed { data, len, base } => {
                 let mut records = chunk.map(|i| {
                     let bytes = &data[i * len..(i + 1) * len];
-                    TextRecord {
-                        source,
-                        url,
-                        offset: base.saturating_add((i * len) as u64),
-                        line: std::str::from_utf8(bytes).unwrap_or(""),
-                        bytes,
-                        row: None,
-                        kind: RecordKind::Fixed,
-                    }
+                    let line = std::str::from_utf8(bytes).unwrap_or("");
+                    Record::new(source, url, base.saturating_add((i * len) as u64), line, bytes, RecordKind::Fixed)
                 });
                 f(&mut records)
             }
@@ -280,20 +279,17 @@ impl Input {
                     let row = batches.get(b).map(|batch| Row { batch, index: i - firsts[b] });
                     // A binary record Quern wrote (emit_bytes) is its bytes; its line their text.
                     let bytes = row.and_then(binary_record).unwrap_or(line.as_bytes());
-                    TextRecord { source, url, offset: i as u64, line, bytes, row, kind: RecordKind::Row }
+                    let record = Record::new(source, url, i as u64, line, bytes, RecordKind::Row);
+                    match row {
+                        Some(row) => record.with_row(row),
+                        None => record,
+                    }
                 });
                 f(&mut records)
             }
             Input::Generate { start, .. } => {
-                let mut records = chunk.map(|i| TextRecord {
-                    source,
-                    url,
-                    offset: start.saturating_add(i as u64),
-                    line: "",
-                    bytes: &[],
-                    row: None,
-                    kind: RecordKind::Generated,
-                });
+                let mut records = chunk
+                    .map(|i| Record::new(source, url, start.saturating_add(i as u64), "", &[], RecordKind::Generated));
                 f(&mut records)
             }
         }

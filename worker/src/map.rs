@@ -4,14 +4,14 @@
 //! [`crate::input`]); rayon maps the chunks in parallel (each with its own combine table when the job combines), every pair going to its
 //! reduce partition's buffer. Then each partition is sorted by key bytes, combined across
 //! chunks, and encoded as one segment of the shuffle object (see [`crate::shuffle`]). A job
-//! without reducers skips all that: its pairs go through `reduce` one by one, in map order,
-//! into the task's part ([`map_only_split`]).
+//! without reducers skips all that: its map writes the task's part in input order
+//! ([`map_only_split`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use quern_api::context::PairSink;
 use quern_api::counters::names;
-use quern_api::job::{DynJob, MapOptions, PairSink, ReduceContext, TextOutput};
-use quern_api::{Counters, pb};
+use quern_api::{Counters, DynJob, MapOptions, PartWriter, Records, TaskInfo, pb};
 
 use rayon::prelude::*;
 
@@ -66,33 +66,81 @@ pub struct MapResult {
     pub counters: Counters,
 }
 
-/// Maps the chunks of `input` in parallel, each into its own sink from `make_sink`.
-fn map_chunks<S: PairSink + Send>(
-    job: &dyn DynJob,
-    input: &Input,
-    source: &str,
-    url: &str,
+/// Where a chunk's records go: pairs into a sink, or output records into a part.
+trait ChunkTarget: Send {
+    fn map(
+        &mut self,
+        job: &dyn DynJob,
+        records: Records<'_, '_>,
+        counters: &mut Counters,
+        task: &TaskInfo,
+        opts: MapOptions,
+    ) -> Result<(), quern_api::JobError>;
+}
+
+impl<S: PairSink + Send> ChunkTarget for S {
+    fn map(
+        &mut self,
+        job: &dyn DynJob,
+        records: Records<'_, '_>,
+        counters: &mut Counters,
+        task: &TaskInfo,
+        opts: MapOptions,
+    ) -> Result<(), quern_api::JobError> {
+        job.map_records(records, self, counters, task, opts)
+    }
+}
+
+/// A map-only chunk's output records.
+#[derive(Default)]
+struct Part(PartWriter);
+
+impl ChunkTarget for Part {
+    fn map(
+        &mut self,
+        job: &dyn DynJob,
+        records: Records<'_, '_>,
+        counters: &mut Counters,
+        task: &TaskInfo,
+        opts: MapOptions,
+    ) -> Result<(), quern_api::JobError> {
+        job.map_to_part(records, &mut self.0, counters, task, opts)
+    }
+}
+
+/// The parts of a map run that every chunk shares.
+struct Run<'a> {
+    job: &'a dyn DynJob,
+    input: &'a Input,
+    source: &'a str,
+    url: &'a str,
+    task: &'a TaskInfo,
     opts: MapOptions,
-    make_sink: impl Fn() -> S + Sync,
-    progress: &AtomicU64,
-) -> Result<Vec<(S, Counters)>, TaskError> {
+    progress: &'a AtomicU64,
+}
+
+/// Maps the chunks of `input` in parallel, each into its own target from `make`: text as
+/// blocks of whole lines, other formats record by record.
+fn map_chunks<T: ChunkTarget>(run: &Run<'_>, make: impl Fn() -> T + Sync) -> Result<Vec<(T, Counters)>, TaskError> {
     let pieces = rayon::current_num_threads() * 4;
+    let Run { job, input, source, url, task, opts, progress } = *run;
     input
         .chunks(pieces)
         .into_par_iter()
         .map(|range| {
-            let mut sink = make_sink();
+            let mut target = make();
             let mut counters = Counters::new();
             let mut mapped = Counters::new();
-            input
-                .with_records(range, source, url, &mut counters, |records| {
-                    job.map_records(records, &mut sink, &mut mapped, opts)
-                })
-                .map_err(|e| TaskError::User(e.0))?;
+            match input.block(range.clone(), source, url, &mut counters) {
+                Some(block) => target.map(job, Records::Block(&block), &mut mapped, task, opts)?,
+                None => input.with_records(range, source, url, &mut counters, |records| {
+                    target.map(job, Records::Each(records), &mut mapped, task, opts)
+                })?,
+            }
             counters.merge(&mapped);
             // A chunk mapped is progress the coordinator's task timeout sees.
             progress.fetch_add(1, Ordering::Relaxed);
-            Ok((sink, counters))
+            Ok((target, counters))
         })
         .collect()
 }
@@ -103,20 +151,20 @@ fn map_chunks<S: PairSink + Send>(
 pub fn map_split(
     job: &dyn DynJob,
     input: &Input,
-    source: &str,
-    url: &str,
+    (source, url): (&str, &str),
+    task: &TaskInfo,
     reducers: u32,
     skip_bad_records: bool,
     progress: &AtomicU64,
 ) -> Result<MapResult, TaskError> {
-    let opts = MapOptions { skip_panics: skip_bad_records, map_only: false };
+    let opts = MapOptions::skipping(skip_bad_records);
     let make = || Partitioned {
         job,
         reducers,
         bufs: (0..reducers).map(|_| PairBuf::default()).collect(),
         bad_partition: None,
     };
-    let mapped = map_chunks(job, input, source, url, opts, make, progress)?;
+    let mapped = map_chunks(&Run { job, input, source, url, task, opts, progress }, make)?;
     if let Some(p) = mapped.iter().find_map(|(s, _)| s.bad_partition) {
         return Err(TaskError::User(format!("partitioner returned {p} for {reducers} reducers")));
     }
@@ -170,65 +218,21 @@ pub fn map_split(
     Ok(MapResult { object, segments, counters })
 }
 
-/// Pairs in the order emitted.
-#[derive(Default)]
-struct InOrder(PairBuf);
-
-impl PairSink for InOrder {
-    fn push(&mut self, key: &[u8], value: &[u8]) {
-        self.0.push(key, value);
-    }
-}
-
-/// Maps `input` for a job without reducers: every pair, in map order, goes through the job's
-/// reduce on its own (a group of one value), straight into the task's output.
+/// Maps `input` for a job without reducers straight into the task's output, in input order.
 pub fn map_only_split(
     job: &dyn DynJob,
     input: &Input,
-    source: &str,
-    url: &str,
+    (source, url): (&str, &str),
+    task: &TaskInfo,
     skip_bad_records: bool,
     progress: &AtomicU64,
-) -> Result<(TextOutput, Counters), TaskError> {
-    let opts = MapOptions { skip_panics: skip_bad_records, map_only: true };
-    let mapped = map_chunks(job, input, source, url, opts, InOrder::default, progress)?;
-    let outputs = mapped
-        .into_par_iter()
-        .map(|(sink, mut counters)| {
-            let mut out = TextOutput::new();
-            let mut user = Counters::new();
-            let mut skipped = 0i64;
-            for (k, v) in sink.0.iter() {
-                if !skip_bad_records {
-                    let mut ctx = ReduceContext::new(&mut out, &mut user);
-                    job.reduce_encoded(k, &mut std::iter::once(v), &mut ctx).map_err(|e| TaskError::User(e.0))?;
-                    continue;
-                }
-                // As in reduce: a pair on which user code panics is skipped, its output dropped.
-                let mark = out.mark();
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let mut ctx = ReduceContext::new(&mut out, &mut user);
-                    job.reduce_encoded(k, &mut std::iter::once(v), &mut ctx)
-                }));
-                match result {
-                    Ok(r) => r.map_err(|e| TaskError::User(e.0))?,
-                    Err(_) => {
-                        out.rollback(mark);
-                        skipped += 1;
-                    }
-                }
-            }
-            if skipped > 0 {
-                counters.add(names::SKIPPED_RECORDS, skipped);
-            }
-            counters.merge(&user);
-            Ok((out, counters))
-        })
-        .collect::<Result<Vec<_>, TaskError>>()?;
-    let mut out = TextOutput::new();
+) -> Result<(PartWriter, Counters), TaskError> {
+    let opts = MapOptions::skipping(skip_bad_records);
+    let mapped = map_chunks(&Run { job, input, source, url, task, opts, progress }, Part::default)?;
+    let mut out = PartWriter::new();
     let mut counters = Counters::new();
-    for (o, c) in outputs {
-        out.append(o);
+    for (part, c) in mapped {
+        out.append(part.0);
         counters.merge(&c);
     }
     counters.add(names::MAP_INPUT_BYTES, input.len_bytes() as i64);
@@ -259,7 +263,7 @@ fn combine_sorted(job: &dyn DynJob, pairs: &[(&[u8], &[u8])]) -> Result<PairBuf,
             out.push(key, pairs[i].1);
         } else {
             value.clear();
-            job.combine_encoded(&mut pairs[i..j].iter().map(|p| p.1), &mut value).map_err(|e| TaskError::User(e.0))?;
+            job.combine_encoded(&mut pairs[i..j].iter().map(|p| p.1), &mut value)?;
             out.push(key, &value);
         }
         i = j;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use quern_api::OutputFormat;
-use quern_api::job::{OutRecord, TextOutput};
+use quern_api::job::{OutRecord, PartWriter};
 
 /// Why a task's records could not be written in its output format.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ pub enum OutputError {
 }
 
 /// Encodes `out` as one part in `format`; the error says which record did not fit.
-pub fn encode(out: TextOutput, format: OutputFormat) -> Result<Vec<u8>, OutputError> {
+pub fn encode(out: PartWriter, format: OutputFormat) -> Result<Vec<u8>, OutputError> {
     match format {
         OutputFormat::Text => Ok(out.into_bytes()),
         OutputFormat::Fixed(n) => {
@@ -74,7 +74,7 @@ pub fn encode(out: TextOutput, format: OutputFormat) -> Result<Vec<u8>, OutputEr
 /// The records as one batch. Every part of every job has the same schema, so a directory of
 /// parts is one table: `key` and `value` (Utf8, nullable) for `emit` records (`emit_line`
 /// leaves `value` null), and `record` (Binary, nullable) for `emit_bytes` records.
-fn batch(out: &TextOutput) -> Result<RecordBatch, OutputError> {
+fn batch(out: &PartWriter) -> Result<RecordBatch, OutputError> {
     let n = out.records() as usize;
     let (mut keys, mut values, mut records) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for r in out.iter() {

@@ -8,8 +8,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicU64;
 
 use quern_api::counters::names;
-use quern_api::job::{DynJob, ReduceContext, TextOutput};
 use quern_api::{Counters, OutputFormat};
+use quern_api::{DynJob, OutputContext, PartWriter, TaskInfo};
 
 use crate::error::TaskError;
 use crate::shuffle::Run;
@@ -55,6 +55,7 @@ fn head(runs: &[Run], run: usize, pos: Option<(usize, usize)>) -> Option<Head<'_
 /// partial output dropped) and counted in `SKIPPED_RECORDS`.
 pub fn reduce_runs(
     job: &dyn DynJob,
+    task: &TaskInfo,
     runs: &[Run],
     skip_bad_records: bool,
     format: OutputFormat,
@@ -66,7 +67,7 @@ pub fn reduce_runs(
             heap.push(Reverse(h));
         }
     }
-    let mut out = TextOutput::new();
+    let mut out = PartWriter::new();
     let mut counters = Counters::new();
     let mut user = Counters::new();
     let (mut groups, mut records, mut skipped) = (0i64, 0i64, 0i64);
@@ -95,17 +96,17 @@ pub fn reduce_runs(
         groups += 1;
         records += values.len() as i64;
         if !skip_bad_records {
-            let mut ctx = ReduceContext::new(&mut out, &mut user);
-            job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx).map_err(|e| TaskError::User(e.0))?;
+            let mut ctx = OutputContext::new(&mut out, &mut user, task);
+            job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx)?;
             continue;
         }
         let mark = out.mark();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut ctx = ReduceContext::new(&mut out, &mut user);
+            let mut ctx = OutputContext::new(&mut out, &mut user, task);
             job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx)
         }));
         match result {
-            Ok(r) => r.map_err(|e| TaskError::User(e.0))?,
+            Ok(r) => r?,
             Err(_) => {
                 out.rollback(mark);
                 skipped += 1;

@@ -16,7 +16,8 @@ use quern_api::counters::names;
 use quern_api::format::ObjectFormat;
 use quern_api::split::{GENERATE_URL, has_enough};
 use quern_api::{
-    AttemptId, Counters, DynJob, InputFormat, OutputFormat, Params, Registry, StoreError, StoreUrl, WorkerId, pb,
+    AttemptId, Counters, DynJob, InputFormat, OutputFormat, Params, Registry, StoreError, StoreUrl, TaskInfo, WorkerId,
+    pb,
 };
 use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -346,12 +347,14 @@ async fn run_map(
     .await?
     .map_err(|source| TaskError::BadInput { url: split.url.clone(), source })?;
     let input = Arc::new(input);
+    let task = TaskInfo::new(attempt.clone(), env.worker_id.clone());
     let (skip, reducers, output_format) = (a.skip, a.reducers, a.output_format);
     let progress = env.progress.clone();
     if reducers == 0 {
         // Map-only: this task's output is a part, committed like a reduce task's.
         let (bytes, mut counters) = spawn_compute(move || {
-            let (out, mut counters) = map_only_split(job.as_ref(), &input, &source, &input_url, skip, &progress)?;
+            let (out, mut counters) =
+                map_only_split(job.as_ref(), &input, (&source, &input_url), &task, skip, &progress)?;
             let bytes = encode(out, output_format)?;
             counters.add(names::OUTPUT_BYTES, bytes.len() as i64);
             Ok::<_, TaskError>((bytes, counters))
@@ -368,7 +371,7 @@ async fn run_map(
     }
     let (out_url, out_store) = url(&m.output_url)?;
     let mut result =
-        spawn_compute(move || map_split(job.as_ref(), &input, &source, &input_url, reducers, skip, &progress))
+        spawn_compute(move || map_split(job.as_ref(), &input, (&source, &input_url), &task, reducers, skip, &progress))
             .await??;
     // Where the input came from: this worker's cache, its own disk, or elsewhere.
     if let Some(c) = source_counter {
@@ -521,6 +524,7 @@ async fn run_reduce(
     }
     let shuffle_bytes: u64 = fetched.iter().map(|f| f.bytes.len() as u64).sum();
     let progress = env.progress.clone();
+    let task = TaskInfo::new(attempt.clone(), env.worker_id.clone());
     let (bytes, mut counters) = spawn_compute(move || {
         let runs = fetched
             .into_par_iter()
@@ -532,7 +536,7 @@ async fn run_reduce(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        reduce_runs(job.as_ref(), &runs, skip, format, &progress)
+        reduce_runs(job.as_ref(), &task, &runs, skip, format, &progress)
     })
     .await??;
     counters.add(names::REDUCE_SHUFFLE_BYTES, shuffle_bytes as i64);

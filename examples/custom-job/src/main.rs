@@ -10,7 +10,7 @@
 //! `my-quern submit --job wordlengths ...` to it: the coordinator sends `wordlengths` tasks
 //! only to workers that advertise the job.
 
-use quern_api::{Job, JobError, MapContext, ReduceContext, TextRecord};
+use quern_api::{Combiner, Job, JobError, MapContext, OutputContext, Record};
 
 /// Counts words by their length in characters.
 struct WordLengths {
@@ -21,27 +21,26 @@ struct WordLengths {
 impl Job for WordLengths {
     type Key = u64;
     type Value = u64;
-    const COMBINER: bool = true;
 
-    fn map(&self, rec: &TextRecord<'_>, ctx: &mut MapContext<'_, u64, u64>) -> Result<(), JobError> {
+    fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, u64, u64>) -> Result<(), JobError> {
         for word in rec.line.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()) {
             let len = word.chars().count() as u64;
             if len >= self.min {
-                ctx.emit(len, 1);
+                ctx.emit(&len, 1);
             }
         }
         Ok(())
     }
 
-    fn combine(&self, acc: &mut u64, n: u64) {
-        *acc += n;
+    fn combiner(&self) -> Option<Combiner<'_, u64>> {
+        Some(Combiner::sum())
     }
 
     fn reduce(
         &self,
         len: u64,
         counts: &mut dyn Iterator<Item = u64>,
-        out: &mut ReduceContext<'_>,
+        out: &mut OutputContext<'_>,
     ) -> Result<(), JobError> {
         out.emit(len, counts.sum::<u64>());
         Ok(())
@@ -50,8 +49,8 @@ impl Job for WordLengths {
 
 fn main() -> std::process::ExitCode {
     let mut jobs = quern_examples::builtin();
-    jobs.register("wordlengths", "count words by length (--param min=N)", |params| {
-        params.allow_only(&["min"])?;
+    // Parameters not declared here (`--param mni=3`) are refused before the job is built.
+    jobs.register("wordlengths", "count words by length (--param min=N)", &["min"], |params| {
         Ok(WordLengths { min: params.parse_or("min", 1)? })
     });
     quern_cli::main_with(jobs)

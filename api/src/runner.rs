@@ -1,0 +1,619 @@
+//! Jobs with their types erased: [`DynJob`] is what workers run and clients plan with;
+//! [`JobRunner`] and [`MapOnlyRunner`] adapt a typed [`Job`] or [`MapOnlyJob`] to it. Everything
+//! crossing this boundary is encoded bytes.
+
+use std::panic::AssertUnwindSafe;
+
+use crate::context::{FastMap, MapContext, MapMode, PairSink, TaskInfo};
+use crate::counters::{Counters, names};
+use crate::data::Data;
+use crate::error::{JobError, ParamError};
+use crate::format::{InputFormat, OutputFormat};
+use crate::job::{Block, Job, MapOnlyJob, Partitioning, Record, fnv1a64};
+use crate::output::{OutputContext, PartWriter};
+use crate::registry::Params;
+use crate::total_order::TotalOrder;
+
+/// The records of one chunk of a split, as the worker hands them to a job.
+pub enum Records<'a, 'r> {
+    /// Whole lines of text input, in one piece (see [`Job::map_block`]).
+    Block(&'a Block<'r>),
+    /// Records one by one (every other input format).
+    Each(&'a mut dyn Iterator<Item = Record<'r>>),
+}
+
+/// How a map run treats records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MapOptions {
+    /// A record whose map call panics is skipped (its pairs or output dropped) and counted in
+    /// `SKIPPED_RECORDS` (MapReduce paper, 4.6).
+    pub skip_panics: bool,
+}
+
+impl MapOptions {
+    /// Options with record skipping on or off.
+    pub fn skipping(skip_panics: bool) -> Self {
+        MapOptions { skip_panics }
+    }
+}
+
+/// A job with its types erased: what the worker runs. Everything is encoded bytes.
+pub trait DynJob: Send + Sync {
+    /// Maps a run of records, pushing encoded pairs (pre-combined when the job has a
+    /// combiner) into `sink`.
+    fn map_records(
+        &self,
+        records: Records<'_, '_>,
+        sink: &mut dyn PairSink,
+        counters: &mut Counters,
+        task: &TaskInfo,
+        opts: MapOptions,
+    ) -> Result<(), JobError>;
+
+    /// Maps a run of records of a job running without reducers straight into output
+    /// records: a [`MapOnlyJob`]'s map writes them; a [`Job`] run with `--reducers 0` has
+    /// each pair go through its `reduce` on its own (a group of one value, in map order).
+    fn map_to_part(
+        &self,
+        records: Records<'_, '_>,
+        out: &mut PartWriter,
+        counters: &mut Counters,
+        task: &TaskInfo,
+        opts: MapOptions,
+    ) -> Result<(), JobError>;
+
+    /// Whether the job combines map output.
+    fn has_combiner(&self) -> bool;
+
+    /// Combines several encoded values of one key into one, written to `out`.
+    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError>;
+
+    /// Reduces one key group.
+    fn reduce_encoded(
+        &self,
+        key: &[u8],
+        values: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut OutputContext<'_>,
+    ) -> Result<(), JobError>;
+
+    /// The partition of an encoded key.
+    fn partition(&self, key: &[u8], reducers: u32) -> u32;
+
+    /// How many leading bytes of an encoded key form its reduce group.
+    fn group_len(&self, key: &[u8]) -> usize;
+
+    /// Whether the job's output is totally ordered, so the client samples its input for cut
+    /// points (see [`Partitioning::TotalOrder`]).
+    fn total_order(&self) -> bool;
+
+    /// For a total-order job: the encoded key a record maps to; None otherwise.
+    fn sample_key(&self, record: &Record<'_>) -> Option<Vec<u8>>;
+
+    /// The job's default input format.
+    fn input_format(&self) -> InputFormat;
+
+    /// The job's default output format.
+    fn output_format(&self) -> OutputFormat;
+
+    /// The reducers the job requires: `Some(0)` for a map-only job, `Some(n)` for
+    /// [`Job::reducers`], None for the user's choice.
+    fn reducers(&self) -> Option<u32>;
+
+    /// For a generator, the records it makes.
+    fn generate(&self) -> Option<u64>;
+}
+
+/// Adapts a typed [`Job`] to [`DynJob`], with its partitioning (and total-order cut points,
+/// read from the parameters) worked out once.
+pub struct JobRunner<J> {
+    job: J,
+    partitioning: Partitioning,
+    order: Option<TotalOrder>,
+}
+
+impl<J: Job> JobRunner<J> {
+    /// The runner of `job`, built with `params` (which may carry total-order cut points).
+    pub fn new(job: J, params: &Params) -> Result<Self, ParamError> {
+        let partitioning = job.partitioning();
+        let order = match partitioning {
+            Partitioning::TotalOrder { .. } => TotalOrder::from_params(params)?,
+            _ => None,
+        };
+        Ok(JobRunner { job, partitioning, order })
+    }
+
+    /// Runs `map` (or `map_block`) over `records` into `sink`, combining when `combine`.
+    fn map_into(
+        &self,
+        records: Records<'_, '_>,
+        sink: &mut dyn PairSink,
+        counters: &mut Counters,
+        task: &TaskInfo,
+        opts: MapOptions,
+        combine: bool,
+    ) -> Result<(), JobError> {
+        let job = &self.job;
+        let combiner = if combine { job.combiner() } else { None };
+        let mut user = Counters::new();
+        let (mut inputs, mut skipped) = (0i64, 0i64);
+        let (emitted, table) = {
+            let mode = match &combiner {
+                Some(c) => MapMode::Combining { table: FastMap::default(), combiner: c },
+                None => MapMode::Direct { sink: &mut *sink, kbuf: Vec::new(), vbuf: Vec::new() },
+            };
+            let mut ctx = MapContext::new(mode, &mut user, task);
+            match records {
+                Records::Block(block) if !opts.skip_panics => {
+                    inputs = crate::split::lines(block.bytes).count() as i64;
+                    job.map_block(block, &mut ctx)?;
+                }
+                Records::Block(block) => {
+                    for rec in block.records() {
+                        inputs += 1;
+                        skipped += i64::from(map_one_skipping(job, &rec, &mut ctx)?);
+                    }
+                }
+                Records::Each(recs) => {
+                    for rec in recs {
+                        inputs += 1;
+                        if opts.skip_panics {
+                            skipped += i64::from(map_one_skipping(job, &rec, &mut ctx)?);
+                        } else {
+                            job.map(&rec, &mut ctx)?;
+                        }
+                    }
+                }
+            }
+            let table = match ctx.mode {
+                MapMode::Combining { table, .. } => Some(table),
+                MapMode::Direct { .. } => None,
+            };
+            (ctx.emitted, table)
+        };
+        if let Some(table) = table {
+            let (mut kbuf, mut vbuf) = (Vec::new(), Vec::new());
+            for (k, v) in table {
+                kbuf.clear();
+                vbuf.clear();
+                k.encode(&mut kbuf);
+                v.encode(&mut vbuf);
+                sink.push(&kbuf, &vbuf);
+            }
+            counters.add(names::COMBINE_INPUT_RECORDS, emitted as i64);
+        }
+        counters.add(names::MAP_INPUT_RECORDS, inputs);
+        if skipped > 0 {
+            counters.add(names::SKIPPED_RECORDS, skipped);
+        }
+        counters.add(names::MAP_OUTPUT_RECORDS, emitted as i64);
+        counters.merge(&user);
+        Ok(())
+    }
+}
+
+/// Maps one record under a panic guard, its pairs held back until the call returns normally;
+/// returns whether it panicked (and was skipped).
+fn map_one_skipping<J: Job>(
+    job: &J,
+    rec: &Record<'_>,
+    ctx: &mut MapContext<'_, J::Key, J::Value>,
+) -> Result<bool, JobError> {
+    ctx.staging = Some(Vec::new());
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| job.map(rec, ctx)));
+    let staged = ctx.staging.take().unwrap_or_default();
+    match result {
+        Ok(Ok(())) => {
+            staged.into_iter().for_each(|(k, v)| ctx.emit_owned(k, v));
+            Ok(false)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(true),
+    }
+}
+
+/// Encoded pairs in map order (a `Job` run without reducers).
+#[derive(Default)]
+struct InOrder(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl PairSink for InOrder {
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.0.push((key.to_vec(), value.to_vec()));
+    }
+}
+
+/// Runs `f` writing into `out`; with `skip`, a panic drops what it wrote and counts one
+/// skipped record (returns true).
+fn guarded(
+    out: &mut PartWriter,
+    skip: bool,
+    f: impl FnOnce(&mut PartWriter) -> Result<(), JobError>,
+) -> Result<bool, JobError> {
+    if !skip {
+        return f(out).map(|()| false);
+    }
+    let mark = out.mark();
+    match std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut *out))) {
+        Ok(r) => r.map(|()| false),
+        Err(_) => {
+            out.rollback(mark);
+            Ok(true)
+        }
+    }
+}
+
+impl<J: Job> DynJob for JobRunner<J> {
+    fn map_records(
+        &self,
+        records: Records<'_, '_>,
+        sink: &mut dyn PairSink,
+        counters: &mut Counters,
+        task: &TaskInfo,
+        opts: MapOptions,
+    ) -> Result<(), JobError> {
+        self.map_into(records, sink, counters, task, opts, true)
+    }
+
+    fn map_to_part(
+        &self,
+        records: Records<'_, '_>,
+        out: &mut PartWriter,
+        counters: &mut Counters,
+        task: &TaskInfo,
+        opts: MapOptions,
+    ) -> Result<(), JobError> {
+        // Pairs pass on in map order, never combined.
+        let mut pairs = InOrder::default();
+        self.map_into(records, &mut pairs, counters, task, opts, false)?;
+        let mut user = Counters::new();
+        let mut skipped = 0i64;
+        for (k, v) in &pairs.0 {
+            skipped += i64::from(guarded(out, opts.skip_panics, |out| {
+                let mut ctx = OutputContext::new(out, &mut user, task);
+                self.reduce_encoded(k, &mut std::iter::once(&v[..]), &mut ctx)
+            })?);
+        }
+        if skipped > 0 {
+            counters.add(names::SKIPPED_RECORDS, skipped);
+        }
+        counters.merge(&user);
+        Ok(())
+    }
+
+    fn has_combiner(&self) -> bool {
+        self.job.combiner().is_some()
+    }
+
+    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError> {
+        let Some(combiner) = self.job.combiner() else {
+            return Err(JobError::msg("this job has no combiner"));
+        };
+        let mut acc: Option<J::Value> = None;
+        for bytes in values {
+            let v = J::Value::decode(bytes)?;
+            match &mut acc {
+                Some(a) => combiner.call(a, v),
+                None => acc = Some(v),
+            }
+        }
+        if let Some(a) = acc {
+            a.encode(out);
+        }
+        Ok(())
+    }
+
+    fn reduce_encoded(
+        &self,
+        key: &[u8],
+        values: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut OutputContext<'_>,
+    ) -> Result<(), JobError> {
+        let key = J::Key::decode(key)?;
+        let mut err = None;
+        let mut decoded = values.map_while(|b| match J::Value::decode(b) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                err = Some(e);
+                None
+            }
+        });
+        self.job.reduce(key, &mut decoded, out)?;
+        drop(decoded);
+        match err {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    fn partition(&self, key: &[u8], reducers: u32) -> u32 {
+        let hash = |bytes: &[u8]| (fnv1a64(bytes) % u64::from(reducers.max(1))) as u32;
+        match self.partitioning {
+            Partitioning::Hash => hash(key),
+            Partitioning::Grouped { .. } => hash(&key[..self.group_len(key)]),
+            Partitioning::TotalOrder { .. } => match &self.order {
+                Some(order) => order.partition(key, reducers),
+                None => hash(key),
+            },
+            Partitioning::Custom { partition } => partition(key, reducers),
+        }
+    }
+
+    fn group_len(&self, key: &[u8]) -> usize {
+        match self.partitioning {
+            Partitioning::Grouped { prefix } => prefix(key).min(key.len()),
+            _ => key.len(),
+        }
+    }
+
+    fn total_order(&self) -> bool {
+        matches!(self.partitioning, Partitioning::TotalOrder { .. })
+    }
+
+    fn sample_key(&self, record: &Record<'_>) -> Option<Vec<u8>> {
+        match self.partitioning {
+            Partitioning::TotalOrder { sample } => sample(record),
+            _ => None,
+        }
+    }
+
+    fn input_format(&self) -> InputFormat {
+        self.job.io().input_format
+    }
+
+    fn output_format(&self) -> OutputFormat {
+        self.job.io().output_format
+    }
+
+    fn reducers(&self) -> Option<u32> {
+        self.job.reducers().map(u32::from)
+    }
+
+    fn generate(&self) -> Option<u64> {
+        self.job.io().generate
+    }
+}
+
+/// Adapts a typed [`MapOnlyJob`] to [`DynJob`]: it has no map output, combiner or reduce.
+pub struct MapOnlyRunner<J>(pub J);
+
+impl<J: MapOnlyJob> DynJob for MapOnlyRunner<J> {
+    fn map_records(
+        &self,
+        _: Records<'_, '_>,
+        _: &mut dyn PairSink,
+        _: &mut Counters,
+        _: &TaskInfo,
+        _: MapOptions,
+    ) -> Result<(), JobError> {
+        Err(JobError::msg("a map-only job runs without reducers"))
+    }
+
+    fn map_to_part(
+        &self,
+        records: Records<'_, '_>,
+        out: &mut PartWriter,
+        counters: &mut Counters,
+        task: &TaskInfo,
+        opts: MapOptions,
+    ) -> Result<(), JobError> {
+        let job = &self.0;
+        let mut user = Counters::new();
+        let (mut inputs, mut skipped) = (0i64, 0i64);
+        let one = |rec: &Record<'_>, out: &mut PartWriter, user: &mut Counters| {
+            guarded(out, opts.skip_panics, |out| job.map(rec, &mut OutputContext::new(out, user, task)))
+        };
+        match records {
+            Records::Block(block) if !opts.skip_panics => {
+                inputs = crate::split::lines(block.bytes).count() as i64;
+                job.map_block(block, &mut OutputContext::new(out, &mut user, task))?;
+            }
+            Records::Block(block) => {
+                for rec in block.records() {
+                    inputs += 1;
+                    skipped += i64::from(one(&rec, out, &mut user)?);
+                }
+            }
+            Records::Each(recs) => {
+                for rec in recs {
+                    inputs += 1;
+                    skipped += i64::from(one(&rec, out, &mut user)?);
+                }
+            }
+        }
+        counters.add(names::MAP_INPUT_RECORDS, inputs);
+        if skipped > 0 {
+            counters.add(names::SKIPPED_RECORDS, skipped);
+        }
+        counters.merge(&user);
+        Ok(())
+    }
+
+    fn has_combiner(&self) -> bool {
+        false
+    }
+
+    fn combine_encoded(&self, _: &mut dyn Iterator<Item = &[u8]>, _: &mut Vec<u8>) -> Result<(), JobError> {
+        Err(JobError::msg("a map-only job has no combiner"))
+    }
+
+    fn reduce_encoded(
+        &self,
+        _: &[u8],
+        _: &mut dyn Iterator<Item = &[u8]>,
+        _: &mut OutputContext<'_>,
+    ) -> Result<(), JobError> {
+        Err(JobError::msg("a map-only job has no reduce"))
+    }
+
+    fn partition(&self, _: &[u8], _: u32) -> u32 {
+        0
+    }
+
+    fn group_len(&self, key: &[u8]) -> usize {
+        key.len()
+    }
+
+    fn total_order(&self) -> bool {
+        false
+    }
+
+    fn sample_key(&self, _: &Record<'_>) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn input_format(&self) -> InputFormat {
+        self.0.io().input_format
+    }
+
+    fn output_format(&self) -> OutputFormat {
+        self.0.io().output_format
+    }
+
+    fn reducers(&self) -> Option<u32> {
+        Some(0)
+    }
+
+    fn generate(&self) -> Option<u64> {
+        self.0.io().generate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::Combiner;
+    use crate::output::OutRecord;
+
+    struct Words;
+    impl Job for Words {
+        type Key = String;
+        type Value = u64;
+        fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+            for w in rec.line.split_whitespace() {
+                ctx.emit(w, 1);
+            }
+            Ok(())
+        }
+        fn combiner(&self) -> Option<Combiner<'_, u64>> {
+            Some(Combiner::sum())
+        }
+        fn reduce(
+            &self,
+            k: String,
+            vs: &mut dyn Iterator<Item = u64>,
+            out: &mut OutputContext<'_>,
+        ) -> Result<(), JobError> {
+            out.emit(k, vs.sum::<u64>());
+            Ok(())
+        }
+    }
+
+    struct Collect(Vec<(Vec<u8>, Vec<u8>)>);
+    impl PairSink for Collect {
+        fn push(&mut self, key: &[u8], value: &[u8]) {
+            self.0.push((key.to_vec(), value.to_vec()));
+        }
+    }
+
+    fn runner() -> JobRunner<Words> {
+        JobRunner::new(Words, &Params::default()).unwrap()
+    }
+
+    #[test]
+    fn combining_map_counts_and_reduce_writes_lines() {
+        let job = runner();
+        let task = TaskInfo::local();
+        let lines = ["a b a", "b a"];
+        let mut recs = lines.iter().map(|l| Record::text("x", 0, l));
+        let mut sink = Collect(Vec::new());
+        let mut counters = Counters::new();
+        job.map_records(Records::Each(&mut recs), &mut sink, &mut counters, &task, MapOptions::default()).unwrap();
+        sink.0.sort();
+        assert_eq!(
+            sink.0,
+            vec![(b"a".to_vec(), 3u64.to_be_bytes().to_vec()), (b"b".to_vec(), 2u64.to_be_bytes().to_vec())]
+        );
+        assert_eq!(counters.get(names::MAP_INPUT_RECORDS), 2);
+        assert_eq!(counters.get(names::MAP_OUTPUT_RECORDS), 5);
+
+        let mut out = PartWriter::new();
+        let mut rc = Counters::new();
+        let one = 1u64.to_be_bytes();
+        let two = 2u64.to_be_bytes();
+        let mut vals = [&one[..], &two[..]].into_iter();
+        job.reduce_encoded(b"a", &mut vals, &mut OutputContext::new(&mut out, &mut rc, &task)).unwrap();
+        assert_eq!(String::from_utf8(out.into_bytes()).unwrap(), "a\t3\n");
+    }
+
+    #[test]
+    fn a_block_maps_like_its_lines() {
+        let job = runner();
+        let task = TaskInfo::local();
+        let block = Block::new("x", "", 0, b"a b a\nb a\n");
+        let (mut by_block, mut by_line) = (Collect(Vec::new()), Collect(Vec::new()));
+        let (mut c1, mut c2) = (Counters::new(), Counters::new());
+        job.map_records(Records::Block(&block), &mut by_block, &mut c1, &task, MapOptions::default()).unwrap();
+        let opts = MapOptions::skipping(true);
+        job.map_records(Records::Block(&block), &mut by_line, &mut c2, &task, opts).unwrap();
+        by_block.0.sort();
+        by_line.0.sort();
+        assert_eq!(by_block.0, by_line.0);
+        assert_eq!((c1.get(names::MAP_INPUT_RECORDS), c2.get(names::MAP_INPUT_RECORDS)), (2, 2));
+    }
+
+    #[test]
+    fn corrupt_values_are_a_decode_error_not_a_panic() {
+        let job = runner();
+        let task = TaskInfo::local();
+        let mut out = PartWriter::new();
+        let mut rc = Counters::new();
+        let mut vals = [&b"xyz"[..]].into_iter();
+        let e = job.reduce_encoded(b"a", &mut vals, &mut OutputContext::new(&mut out, &mut rc, &task)).unwrap_err();
+        assert!(e.is_decode(), "{e}");
+    }
+
+    #[test]
+    fn output_records_keep_their_kind_through_append_and_rollback() {
+        let task = TaskInfo::local();
+        let (mut a, mut b) = (PartWriter::new(), PartWriter::new());
+        let mut c = Counters::new();
+        OutputContext::new(&mut a, &mut c, &task).emit("k\u{e9}", 7);
+        let mark = a.mark();
+        OutputContext::new(&mut a, &mut c, &task).emit_line("dropped");
+        a.rollback(mark);
+        OutputContext::new(&mut b, &mut c, &task).emit_line("a\tline");
+        OutputContext::new(&mut b, &mut c, &task).emit_bytes(&[0, 159, 10]);
+        a.append(b);
+        assert!(a.iter().any(|r| matches!(r, OutRecord::Bytes(_))));
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            vec![OutRecord::Pair("k\u{e9}", "7"), OutRecord::Line("a\tline"), OutRecord::Bytes(&[0, 159, 10])]
+        );
+        assert_eq!(a.records(), 3);
+        assert_eq!(a.into_bytes(), b"k\xc3\xa9\t7\na\tline\n\x00\x9f\n".to_vec());
+    }
+
+    struct Upper;
+    impl MapOnlyJob for Upper {
+        fn map(&self, rec: &Record<'_>, out: &mut OutputContext<'_>) -> Result<(), JobError> {
+            if rec.line == "boom" {
+                panic!("bad record");
+            }
+            out.emit_line(rec.line.to_uppercase());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_map_only_job_writes_output_in_input_order_and_skips_panics() {
+        let job = MapOnlyRunner(Upper);
+        let task = TaskInfo::local();
+        let block = Block::new("x", "", 0, b"b\nboom\na\n");
+        let mut out = PartWriter::new();
+        let mut c = Counters::new();
+        job.map_to_part(Records::Block(&block), &mut out, &mut c, &task, MapOptions::skipping(true)).unwrap();
+        assert_eq!(out.into_bytes(), b"B\nA\n");
+        assert_eq!((c.get(names::MAP_INPUT_RECORDS), c.get(names::SKIPPED_RECORDS)), (3, 1));
+        assert_eq!(job.reducers(), Some(0));
+    }
+}
