@@ -5,10 +5,12 @@
 //! the embedded [`LocalCluster`] of `quern run` ([`Mode::InProcess`]), and offers the same operations on both:
 //! run CLI commands against it, kill and start workers, read the output. Everything is torn
 //! down on drop. [`data`] generates test corpora and computes expected results sequentially,
-//! independently of the code under test.
+//! independently of the code under test. [`locality`] is the data-locality layout of the
+//! scheduling tests and benchmark.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 pub mod data;
+pub mod locality;
 pub mod netns;
 pub mod s3;
 
