@@ -14,6 +14,7 @@
 //!
 //! Arguments are parsed by clap ([`args`]) into validated configs that call the library
 //! `start`/`run` functions of the coordinator and worker crates; errors print as one line.
+//! [`local::LocalCluster`] is a whole cluster in one process, for `quern run` and for tests.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 // Every module below prints through these instead of `std`'s macros of the same names (a
@@ -42,6 +43,7 @@ macro_rules! eprintln {
 pub mod args;
 pub mod client_cmds;
 pub mod gc;
+pub mod local;
 pub mod prepare;
 pub mod render;
 pub mod servers;

@@ -1,9 +1,10 @@
-//! Long-running commands: `quern coordinator`, `quern worker`, and the embedded `quern run`.
+//! Long-running commands: `quern coordinator`, `quern worker`, and `quern run` on an embedded
+//! [`LocalCluster`].
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use quern_api::client::{ConnectOptions, read_token_file};
+use quern_api::client::read_token_file;
 use quern_api::tls::{Identity, PemCerts};
 use quern_api::{Registry, StoreUrl};
 use quern_coordinator::CoordinatorConfig;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{ClientNetArgs, CoordinatorArgs, RunArgs, ServerNetArgs, WorkerArgs};
 use crate::client_cmds::{connect_options, finish, submit_spec, wait};
+use crate::local::LocalCluster;
 use crate::prepare::prepare;
 use crate::render;
 
@@ -179,18 +181,14 @@ pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
     for addr in a.coordinator.split(',') {
         quern_api::client::endpoint(addr.trim(), &connect)?;
     }
-    let cfg = WorkerConfig {
-        coordinator: a.coordinator,
-        connect,
-        slots: a.slots,
-        host: a.host.unwrap_or_else(default_host),
-        rack: a.rack,
-        reconnect_budget: a.reconnect_budget,
-        poll_wait: Duration::from_secs(10),
-        slowdown: a.debug_slowdown,
-        local_data: local_data_urls(&a.local_data)?,
-        cache: a.cache_dir.map(|d| (d, a.cache_size)),
-    };
+    let mut cfg = WorkerConfig::new(a.coordinator, a.host.unwrap_or_else(default_host));
+    cfg.connect = connect;
+    cfg.slots = a.slots;
+    cfg.rack = a.rack;
+    cfg.reconnect_budget = a.reconnect_budget;
+    cfg.slowdown = a.debug_slowdown;
+    cfg.local_data = local_data_urls(&a.local_data)?;
+    cfg.cache = a.cache_dir.map(|d| (d, a.cache_size));
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     quern_worker::run(cfg, registry, shutdown).await?;
@@ -201,55 +199,24 @@ pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
 pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
     let (mut spec, params) = prepare(&a.job, &registry, a.split_size, 0).await?;
     crate::prepare::add_total_order(&mut spec, &params, &registry).await?;
-    let scratch = match &a.store {
-        Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("quern-run-").tempdir().context("creating a scratch directory")?),
-    };
-    let store = match (&a.store, &scratch) {
-        (Some(s), _) => StoreUrl::from_user(s).context("bad --store")?,
-        (None, Some(dir)) => StoreUrl::from_user(&format!("{}/", dir.path().display()))?,
-        (None, None) => unreachable!("scratch exists when --store is absent"),
-    };
-    let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
-    let listen = "127.0.0.1:0".parse().context("loopback address")?;
-    let mut cfg = CoordinatorConfig::new(listen, store);
-    cfg.jobs = Some(registry.clone());
-    let running = quern_coordinator::start(cfg, shutdown.clone()).await?;
-    let mut workers = Vec::new();
-    for i in 0..a.workers {
-        let cfg = WorkerConfig {
-            coordinator: running.url.clone(),
-            connect: ConnectOptions::default(),
-            slots: 1,
-            host: format!("local-{i}"),
-            rack: "local".into(),
-            reconnect_budget: Duration::from_secs(10),
-            poll_wait: Duration::from_secs(10),
-            slowdown: None,
-            local_data: Vec::new(),
-            cache: None,
-        };
-        workers.push(tokio::spawn(quern_worker::run(cfg, registry.clone(), shutdown.clone())));
+    let mut cluster = LocalCluster::builder(registry).workers(a.workers as usize);
+    if let Some(s) = &a.store {
+        cluster = cluster.store(StoreUrl::from_user(s).context("bad --store")?);
     }
+    let cluster = cluster.start().await?;
+    cancel_on_signal(cluster.shutdown_token());
     let started = Instant::now();
-    let conn = crate::args::Conn { coordinator: running.url.clone(), token_file: None, net: ClientNetArgs::default() };
+    let conn =
+        crate::args::Conn { coordinator: cluster.url().to_string(), token_file: None, net: ClientNetArgs::default() };
     let result = async {
         let mut client = crate::client_cmds::connect(&conn).await?;
         let id = submit_spec(&mut client, spec).await?;
         wait(&conn, &mut client, &id).await
     }
     .await;
-    shutdown.cancel();
-    for w in workers {
-        let _ = w.await;
-    }
-    let _ = running.task.await;
     // Leadership ends once the job's cleanup is done: the store keeps nothing of the job.
-    match tokio::time::timeout(DRAIN_LIMIT + WIND_DOWN, running.lead).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the embedded coordinator stopped with an error"),
-        Ok(_) => {}
-        Err(_) => tracing::warn!("the embedded coordinator did not stop in time"),
+    if let Err(e) = cluster.shutdown().await {
+        tracing::warn!("{e}");
     }
     let status = result?;
     if a.json {

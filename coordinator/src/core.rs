@@ -744,3 +744,7 @@ mod tests;
 #[cfg(test)]
 #[path = "core_lost_tests.rs"]
 mod lost_tests;
+
+#[cfg(test)]
+#[path = "core_placement_tests.rs"]
+mod placement_tests;

@@ -2,13 +2,15 @@
 //!
 //! [`TestCluster`] starts a real coordinator and workers on 127.0.0.1 with a `file://` store
 //! in a temporary directory (or another store, e.g. the S3 server of [`s3`]), either as separate `quern` processes ([`Mode::Processes`]) or as
-//! tasks in this process ([`Mode::InProcess`]), and offers the same operations on both:
+//! the embedded [`LocalCluster`] of `quern run` ([`Mode::InProcess`]), and offers the same operations on both:
 //! run CLI commands against it, kill and start workers, read the output. Everything is torn
 //! down on drop. [`data`] generates test corpora and computes expected results sequentially,
-//! independently of the code under test.
+//! independently of the code under test. [`locality`] is the data-locality layout of the
+//! scheduling tests and benchmark.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 pub mod data;
+pub mod locality;
 pub mod netns;
 pub mod s3;
 
@@ -19,15 +21,15 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use quern_cli::local::LocalCluster;
 use tempfile::TempDir;
-use tokio_util::sync::CancellationToken;
 
 /// How the cluster's nodes run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// `quern coordinator` and `quern worker` processes.
     Processes,
-    /// Coordinator and workers as tasks of a runtime in the test process.
+    /// Coordinator and workers as tasks of a runtime in the test process: a [`LocalCluster`].
     InProcess,
 }
 
@@ -111,17 +113,16 @@ pub fn ok_stdout(out: &Output) -> String {
 
 enum Node {
     Process(Child),
-    Task(CancellationToken),
+    /// The coordinator, or the worker of this index, of the cluster's [`LocalCluster`].
+    Local(usize),
 }
 
 impl Node {
+    /// Kills a process; in-process nodes are stopped through their [`LocalCluster`].
     fn stop(&mut self) {
-        match self {
-            Node::Process(c) => {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            Node::Task(t) => t.cancel(),
+        if let Node::Process(c) = self {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
@@ -133,6 +134,8 @@ pub struct TestCluster {
     url: String,
     coordinator: Node,
     workers: Vec<Node>,
+    /// The in-process cluster (dropped first: its nodes stop before their runtime goes).
+    local: Option<LocalCluster>,
     runtime: Option<tokio::runtime::Runtime>,
     store: String,
     coordinator_args: Vec<String>,
@@ -187,21 +190,22 @@ impl TestCluster {
     ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("quern-test-").tempdir()?;
         let store = store.map(str::to_string).unwrap_or_else(|| format!("file://{}/store/", dir.path().display()));
-        let (coordinator, url, runtime) = match mode {
+        let (coordinator, url, local, runtime) = match mode {
             Mode::Processes => {
                 let (child, url) = spawn_coordinator(&store, dir.path(), "127.0.0.1:0", coordinator_args, 0, &env)?;
-                (Node::Process(child), url, None)
+                (Node::Process(child), url, None, None)
             }
             Mode::InProcess => {
                 let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-                let token = CancellationToken::new();
-                let mut cfg = quern_coordinator::CoordinatorConfig::new(
-                    "127.0.0.1:0".parse()?,
-                    quern_api::StoreUrl::parse(&store)?,
-                );
-                cfg.heartbeat_timeout = Duration::from_secs(5);
-                let running = rt.block_on(quern_coordinator::start(cfg, token.clone()))?;
-                (Node::Task(token), running.url, Some(rt))
+                let local = LocalCluster::builder(quern_examples::with_test_jobs())
+                    .store(quern_api::StoreUrl::parse(&store)?)
+                    .workers(0)
+                    .host_prefix("host")
+                    // Tests here give workers jobs that misbehave on purpose, and check how
+                    // the workers fail them: the coordinator takes every spec unbuilt.
+                    .coordinator(|cfg| cfg.jobs = None);
+                let local = rt.block_on(local.start())?;
+                (Node::Local(0), local.url().to_string(), Some(local), Some(rt))
             }
         };
         let mut cluster = TestCluster {
@@ -210,6 +214,7 @@ impl TestCluster {
             url,
             coordinator,
             workers: Vec::new(),
+            local,
             runtime,
             store,
             coordinator_args: coordinator_args.iter().map(|s| s.to_string()).collect(),
@@ -269,22 +274,8 @@ impl TestCluster {
                 Node::Process(child)
             }
             Mode::InProcess => {
-                let token = CancellationToken::new();
-                let cfg = quern_worker::WorkerConfig {
-                    coordinator: self.url.clone(),
-                    connect: Default::default(),
-                    slots: 1,
-                    host: format!("host-{i}"),
-                    rack: "default-rack".into(),
-                    reconnect_budget: Duration::from_secs(30),
-                    poll_wait: Duration::from_secs(5),
-                    slowdown: None,
-                    local_data: Vec::new(),
-                    cache: None,
-                };
-                let rt = self.runtime.as_ref().ok_or_else(|| anyhow!("no runtime"))?;
-                rt.spawn(quern_worker::run(cfg, registry, token.clone()));
-                Node::Task(token)
+                let local = self.local.as_mut().ok_or_else(|| anyhow!("the in-process cluster was stopped"))?;
+                Node::Local(local.add_worker_with(registry))
             }
         };
         self.workers.push(node);
@@ -293,8 +284,14 @@ impl TestCluster {
 
     /// Stops worker `i` (SIGKILL for a process).
     pub fn kill_worker(&mut self, i: usize) {
-        if let Some(w) = self.workers.get_mut(i) {
-            w.stop();
+        match self.workers.get_mut(i) {
+            Some(Node::Local(j)) => {
+                if let Some(local) = &mut self.local {
+                    local.stop_worker(*j);
+                }
+            }
+            Some(w) => w.stop(),
+            None => {}
         }
     }
 
@@ -310,7 +307,7 @@ impl TestCluster {
     pub fn coordinator_pid(&self) -> Option<u32> {
         match &self.coordinator {
             Node::Process(c) => Some(c.id()),
-            Node::Task(_) => None,
+            Node::Local(_) => None,
         }
     }
 
@@ -318,7 +315,7 @@ impl TestCluster {
     pub fn coordinator_exited(&mut self) -> bool {
         match &mut self.coordinator {
             Node::Process(c) => !matches!(c.try_wait(), Ok(None)),
-            Node::Task(t) => t.is_cancelled(),
+            Node::Local(_) => self.local.is_none(),
         }
     }
 
@@ -327,13 +324,16 @@ impl TestCluster {
     pub fn coordinator_exit_code(&mut self) -> Option<i32> {
         match &mut self.coordinator {
             Node::Process(c) => c.try_wait().ok().flatten().and_then(|s| s.code()),
-            Node::Task(_) => None,
+            Node::Local(_) => None,
         }
     }
 
-    /// Kills the coordinator with SIGKILL (processes only).
+    /// Kills the coordinator with SIGKILL (in-process: stops the whole embedded cluster).
     pub fn kill_coordinator(&mut self) {
         self.coordinator.stop();
+        if matches!(self.coordinator, Node::Local(_)) {
+            self.local = None;
+        }
     }
 
     /// Starts the coordinator again on the same address and store; returns how long it took
@@ -541,6 +541,7 @@ impl Drop for TestCluster {
         for s in &mut self.standbys {
             s.stop();
         }
+        self.local = None;
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(5));
         }

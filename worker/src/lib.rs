@@ -67,6 +67,27 @@ pub struct WorkerConfig {
     pub cache: Option<(std::path::PathBuf, u64)>,
 }
 
+impl WorkerConfig {
+    /// The defaults every worker starts from (the `quern worker` flags' defaults), for one
+    /// that talks to `coordinator` and reports itself as `host`: one slot, rack
+    /// `default-rack`, a minute of reconnect budget, no local data, no cache.
+    pub fn new(coordinator: impl Into<String>, host: impl Into<String>) -> Self {
+        WorkerConfig {
+            coordinator: coordinator.into(),
+            connect: ConnectOptions::default(),
+            slots: 1,
+            host: host.into(),
+            rack: "default-rack".into(),
+            reconnect_budget: Duration::from_secs(60),
+            // Long polls end as soon as there is work; this only bounds an idle one.
+            poll_wait: Duration::from_secs(10),
+            slowdown: None,
+            local_data: Vec::new(),
+            cache: None,
+        }
+    }
+}
+
 /// The worker could not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {

@@ -5,12 +5,18 @@
 //! cargo build --release --workspace
 //! target/release/quern-bench [--input DIR_OR_FILE | --generate-mib N] [--workers W] [--runs K]
 //! target/release/quern-bench --generate-mib N --chaos KILLS [--seed S]
+//! target/release/quern-bench --locality
 //! ```
 //!
 //! With `--chaos`, it instead runs word count on a multi-process cluster of 3 workers
 //! (heartbeat timeout 2 s) once without faults and once while `kill -9`-ing a random worker
 //! KILLS times on a seeded schedule (starting a replacement each time), and reports both
 //! times and the attempts against the tasks.
+//!
+//! With `--locality`, it runs word count on the layout of [`quern_tests::locality`] with
+//! skewed data (hosts a, b, c hold 6, 4 and 2 of 12 files; 50 ms injected per task), with
+//! delay scheduling (`--locality-wait 1s`) and without it (`0s`), and prints the node-local
+//! share and the time of each: without waiting, c steals a's splits once its own are done.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::Instant;
@@ -19,6 +25,9 @@ use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--locality") {
+        return locality();
+    }
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let workers = flag("--workers").unwrap_or_else(|| "2".into());
     let runs: usize = flag("--runs").unwrap_or_else(|| "3".into()).parse().context("--runs")?;
@@ -124,6 +133,26 @@ fn chaos_run(input: &str, kills: u32, seed: u64) -> Result<(f64, u64, u64)> {
     let maps: Vec<_> = tasks.iter().filter(|t| t["kind"] == "map").collect();
     let attempts = maps.iter().map(|t| t["attempts"].as_u64().unwrap_or(0)).sum();
     Ok((secs, maps.len() as u64, attempts))
+}
+
+/// Skewed data with and without delay scheduling: one line each.
+fn locality() -> Result<()> {
+    use quern_tests::locality::{Locality, locality_run};
+    for wait in ["1s", "0s"] {
+        let (status, _) = locality_run(&["--locality-wait", wait], [6, 4, 2])?;
+        let l = Locality::of(&status)?;
+        l.counted_once(&status)?;
+        let ms =
+            status["finished_ms"].as_u64().unwrap_or(0).saturating_sub(status["submitted_ms"].as_u64().unwrap_or(0));
+        println!(
+            "locality skewed=6,4,2 locality_wait={wait} node_local_share={:.3} node_local={} rack_local={} remote={} job_ms={ms}",
+            l.node_local_share(),
+            l.node_local,
+            l.rack_local,
+            l.remote
+        );
+    }
+    Ok(())
 }
 
 fn du(p: &std::path::Path) -> u64 {
