@@ -593,6 +593,49 @@ mod tests {
         assert_eq!(a.into_bytes(), b"k\xc3\xa9\t7\na\tline\n\x00\x9f\n".to_vec());
     }
 
+    /// Emits, for every record, which attempt and worker mapped it.
+    struct WhoAmI;
+    impl Job for WhoAmI {
+        type Key = String;
+        type Value = String;
+        fn map(&self, _: &Record<'_>, ctx: &mut MapContext<'_, String, String>) -> Result<(), JobError> {
+            let (attempt, worker) = (ctx.task().attempt.to_string(), ctx.task().worker.to_string());
+            ctx.emit_owned(attempt, worker);
+            Ok(())
+        }
+        fn reduce(
+            &self,
+            _: String,
+            _: &mut dyn Iterator<Item = String>,
+            _: &mut OutputContext<'_>,
+        ) -> Result<(), JobError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn map_code_sees_the_task_it_runs_in() {
+        let job = JobRunner::new(WhoAmI, &Params::default()).unwrap();
+        let task = TaskInfo::local();
+        let mut recs = std::iter::once(Record::text("x", 0, "a"));
+        let mut sink = Collect(Vec::new());
+        job.map_records(Records::Each(&mut recs), &mut sink, &mut Counters::new(), &task, MapOptions::default())
+            .unwrap();
+        let (k, v) = &sink.0[0];
+        assert_eq!((&k[..], &v[..]), (task.attempt.to_string().as_bytes(), task.worker.to_string().as_bytes()));
+    }
+
+    #[test]
+    fn undeclared_parameters_are_refused_before_the_job_is_built() {
+        let mut r = crate::Registry::new();
+        r.register("who", "", &["n"], |_| Ok(WhoAmI));
+        let p = |kv: &str| Params::parse_pairs(&[kv]).unwrap();
+        assert!(r.create("who", &p("n=1")).is_ok());
+        assert!(r.create("who", &p("__cuts=00")).is_ok(), "framework parameters always pass");
+        let e = r.create("who", &p("m=1")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("unknown parameter") && e.contains("this job takes: n"), "{e}");
+    }
+
     struct Upper;
     impl MapOnlyJob for Upper {
         fn map(&self, rec: &Record<'_>, out: &mut OutputContext<'_>) -> Result<(), JobError> {
