@@ -58,6 +58,7 @@ pub type WorkerClient = WorkerServiceClient<InterceptedService<Channel, TokenInt
 
 /// Connecting failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The address is not `http://HOST:PORT`.
     #[error("bad coordinator address {addr:?}: {reason}")]

@@ -14,6 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A TLS file was unusable.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsFileError {
     /// The file could not be read (the cause follows in the error chain).
     #[error("cannot read {what} {path}")]

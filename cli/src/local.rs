@@ -37,6 +37,7 @@ const WIND_DOWN: Duration = Duration::from_secs(10);
 
 /// An embedded cluster could not start or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LocalError {
     /// The scratch directory for the default store could not be made.
     #[error("creating a scratch directory: {0}")]

@@ -60,6 +60,7 @@ enum Open {
 
 /// Why a part could not be committed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommitError {
     /// The store failed.
     #[error(transparent)]

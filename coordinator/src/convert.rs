@@ -58,6 +58,7 @@ pub mod limits {
 
 /// A wire message the coordinator will not take.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConvertError {
     /// A required field is missing.
     #[error("missing {0}")]

@@ -48,6 +48,7 @@ pub const SWEEP_LIMIT: Duration = Duration::from_secs(600);
 
 /// Why job data was not (entirely) deleted.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GcError {
     /// The store failed.
     #[error(transparent)]

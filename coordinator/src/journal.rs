@@ -130,6 +130,7 @@ pub enum Ended {
 
 /// Reading or writing the journal failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JournalError {
     /// The store failed.
     #[error(transparent)]

@@ -15,6 +15,7 @@ use crate::service::Shared;
 
 /// How leadership ended.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LeadError {
     /// Another coordinator holds the lease now.
     #[error("another coordinator took over the store's lease; this one stopped")]

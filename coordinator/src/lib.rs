@@ -149,6 +149,7 @@ impl CoordinatorConfig {
 
 /// Starting the coordinator failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]

@@ -90,6 +90,7 @@ pub struct ServerTls {
 
 /// TLS or limits could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NetError {
     /// rustls refused the certificate, key or client CA.
     #[error("TLS setup: {0}")]

@@ -6,6 +6,7 @@ use crate::shuffle::ShuffleError;
 
 /// A task attempt failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TaskError {
     /// The job's own code returned an error or panicked.
     #[error("{0}")]
@@ -62,6 +63,7 @@ pub enum TaskError {
 /// An input object cannot be turned into records: broken data, or data past one of the
 /// limits that keep a worker's memory bounded (see [`crate::input::InputLimits`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InputError {
     /// The gzip decoder refused the data.
     #[error("gzip: {0}")]

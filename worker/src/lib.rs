@@ -90,6 +90,7 @@ impl WorkerConfig {
 
 /// The worker could not go on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WorkerError {
     /// Bad address or token.
     #[error(transparent)]

@@ -10,6 +10,7 @@ use quern_api::job::{OutRecord, PartWriter};
 
 /// Why a task's records could not be written in its output format.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutputError {
     /// A key-value pair in fixed-length output.
     #[error("record {index} is a key-value pair, not a fixed:{len} record")]

@@ -27,6 +27,7 @@ const BATCH_BYTES: usize = 256 * 1024 * 1024;
 
 /// Shuffle encoding or decoding failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ShuffleError {
     /// The segment's bytes do not match the CRC-32 its map reported.
     #[error("checksum mismatch (expected {expected:08x}, found {found:08x})")]
