@@ -180,14 +180,14 @@ pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: 
     }
     let format: InputFormat = spec.input_format.parse()?;
     let urls = spec.inputs.iter().map(|u| StoreUrl::parse(u)).collect::<Result<Vec<_>, _>>()?;
-    let objects = quern_coordinator::inputs::list_inputs(&urls).await?;
+    let objects = quern_api::listing::list_inputs(&urls).await?;
     const WINDOW: u64 = 64 * 1024;
     let mut sample = Vec::new();
     for o in objects.iter().take(256) {
         let url = StoreUrl::parse(&o.url)?;
         let store = url.store()?;
         let of = format.resolve(&o.url);
-        let keep = |input: &quern_worker::input::Input, sample: &mut Vec<Vec<u8>>| {
+        let keep = |input: &quern_api::input::Input, sample: &mut Vec<Vec<u8>>| {
             let mut counters = quern_api::Counters::new();
             for chunk in input.chunks(1) {
                 input.with_records(chunk, "", "", &mut counters, |recs| {
@@ -199,12 +199,12 @@ pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: 
         };
         if !of.splittable() {
             // The same limit a map task has: never hold more of an object than a worker would.
-            quern_worker::input::InputLimits::DEFAULT
+            quern_api::input::InputLimits::DEFAULT
                 .check_read("object read whole", o.size)
                 .map_err(|e| anyhow!("sampling {url}: {e}"))?;
             let bytes = store.get(&url.path()).await.with_context(|| format!("sampling {url}"))?.bytes().await?;
             let input =
-                quern_worker::input::Input::decode(of, bytes, 0, o.size).map_err(|e| anyhow!("sampling {url}: {e}"))?;
+                quern_api::input::Input::decode(of, bytes, 0, o.size).map_err(|e| anyhow!("sampling {url}: {e}"))?;
             keep(&input, &mut sample);
             continue;
         }
@@ -221,7 +221,7 @@ pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: 
             let end = (start + WINDOW.max(align) / align * align).min(o.size);
             let bytes = store.get_range(&url.path(), start..end).await.with_context(|| format!("sampling {url}"))?;
             let input = if align > 1 {
-                quern_worker::input::Input::decode(of, bytes, start, end)
+                quern_api::input::Input::decode(of, bytes, start, end)
             } else {
                 // A window cut mid-line: keep only the lines wholly inside it.
                 let cut = if end < o.size {
@@ -229,7 +229,7 @@ pub async fn add_total_order(spec: &mut pb::JobSpec, params: &Params, registry: 
                 } else {
                     bytes.len()
                 };
-                quern_worker::input::Input::decode(of, bytes.slice(..cut), start, start + cut as u64)
+                quern_api::input::Input::decode(of, bytes.slice(..cut), start, start + cut as u64)
             };
             keep(&input.map_err(|e| anyhow!("sampling {url}: {e}"))?, &mut sample);
         }
