@@ -67,6 +67,7 @@ pub mod output;
 pub mod registry;
 pub mod split;
 pub mod store;
+pub mod submit;
 pub mod tls;
 pub mod total_order;
 
