@@ -42,7 +42,6 @@ macro_rules! eprintln {
 pub mod args;
 pub mod client_cmds;
 pub mod gc;
-pub mod prepare;
 pub mod render;
 pub mod servers;
 
