@@ -4,22 +4,17 @@
 use serde_json::{Value, json};
 
 use crate::pb;
+use crate::submit::JobState;
 
-/// `queued|running|succeeded|failed|killed`.
+/// `queued|running|succeeded|failed|killed` ([`JobState::as_str`]), or `unknown` for a value
+/// this build does not know.
 pub fn state_name(s: i32) -> &'static str {
-    match pb::JobState::try_from(s) {
-        Ok(pb::JobState::Queued) => "queued",
-        Ok(pb::JobState::Running) => "running",
-        Ok(pb::JobState::Succeeded) => "succeeded",
-        Ok(pb::JobState::Failed) => "failed",
-        Ok(pb::JobState::Killed) => "killed",
-        _ => "unknown",
-    }
+    JobState::try_from(s).map_or("unknown", JobState::as_str)
 }
 
 /// Whether the job has ended.
 pub fn is_final(s: &pb::JobStatus) -> bool {
-    matches!(state_name(s.state), "succeeded" | "failed" | "killed")
+    JobState::try_from(s.state).is_ok_and(JobState::is_final)
 }
 
 fn progress(p: Option<pb::Progress>) -> Value {

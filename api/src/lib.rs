@@ -13,6 +13,8 @@
 //!   files, fixed-length binary records, Arrow IPC, Parquet.
 //! - [`data`]: how keys and values become bytes ([`Data`]; `Desc` and `Json` wrappers).
 //! - [`split`]: input splits and Hadoop's line rule; [`store`]: storage URLs ([`StoreUrl`]).
+//! - [`listing`]: a job's input objects; [`input`]: their bytes decoded into records
+//!   ([`input::Input`]), for workers' map tasks and for total-order sampling alike.
 //! - [`counted`]: every object-store request counted ([`counted::Counted`], [`counted::StoreStats`]),
 //!   per process and per task scope; workers report an attempt's as its `STORE_*` counters.
 //! - [`total_order`]: cut points for globally sorted output ([`job::TotalOrder`]).
@@ -62,13 +64,16 @@ pub mod error;
 pub mod fdlimit;
 pub mod format;
 pub mod ids;
+pub mod input;
 pub mod job;
 pub mod json;
+pub mod listing;
 pub mod output;
 pub mod registry;
 pub mod runner;
 pub mod split;
 pub mod store;
+pub mod submit;
 pub mod tls;
 pub mod total_order;
 

@@ -1,33 +1,64 @@
 //! Commands that talk to a running coordinator: submit, status, list, kill, workers, tasks.
+//! Submitting and following jobs is [`quern_api::submit`]; this is the glue from flags to
+//! it, and from its errors to one line that names the flags.
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
-use quern_api::client::{ConnectOptions, JobClient, job_client, read_token_file};
+use anyhow::{Context, Result, anyhow, bail};
+use quern_api::client::{ConnectOptions, JobClient, read_token_file};
+use quern_api::submit::{Client, JobBuilder, JobHandle, JobState, JobStatus, PlanError, SubmitError};
 use quern_api::tls::ClientTls;
-use quern_api::{Registry, pb};
-use tokio_stream::StreamExt;
+use quern_api::{JobId, Params, Registry, pb};
 
-use crate::args::{ClientNetArgs, Conn, JobArgs, KillArgs, ListArgs, SubmitArgs};
-use crate::prepare::{add_total_order, prepare};
+use crate::args::{ClientNetArgs, Conn, JobArgs, JobDef, KillArgs, ListArgs, SubmitArgs};
 use crate::render;
 
 /// Turns a gRPC error into one line a user can act on.
 pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
-    // A broken connection (a TLS alert after the handshake, a reset) says only "transport
-    // error"; its cause is what a user can act on.
-    if std::error::Error::source(&s).is_some() {
-        return anyhow!("coordinator connection failed: {}", quern_api::client::explain_transport("", &s));
-    }
     match s.code() {
-        tonic::Code::Unavailable => anyhow!("coordinator unavailable: {}", s.message()),
         tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
-            if s.message().contains("message length too large") =>
+            if std::error::Error::source(&s).is_none() && s.message().contains("message length too large") =>
         {
             anyhow!("{} (see --max-message, here and on the coordinator)", s.message())
         }
-        _ => anyhow!("{}", s.message()),
+        _ => anyhow!("{}", quern_api::submit::explain_status(&s)),
+    }
+}
+
+/// A library error in the CLI's words: the planning rules and refused calls name the flags
+/// that set what was wrong.
+pub fn cli_error(e: SubmitError, def: Option<&JobDef>) -> anyhow::Error {
+    let job = def.map_or("", |d| d.job.as_str());
+    let side_pair = |name: &str| {
+        let pair = def.and_then(|d| d.side.iter().find(|p| p.split_once('=').is_some_and(|(n, _)| n == name)));
+        pair.cloned().unwrap_or_else(|| format!("{name}="))
+    };
+    match e {
+        SubmitError::Rpc { status } => rpc_error(*status),
+        SubmitError::Plan(p) => match p {
+            PlanError::Reducers { job: name, required, .. } => {
+                let what =
+                    if required == 0 { "map-only".to_string() } else { format!("runs with {required} reducer(s)") };
+                anyhow!("job {name:?} is {what}; leave out --reducers (or give --reducers {required})")
+            }
+            PlanError::InputGiven { .. } => anyhow!("job {job:?} generates its data; it takes no --input"),
+            PlanError::NothingToGenerate { .. } => {
+                anyhow!("job {job:?} has nothing to generate (give it --param rows=N)")
+            }
+            PlanError::InputRequired { .. } => anyhow!("--input is required for job {job:?}"),
+            PlanError::MapsWithoutGenerator { .. } => anyhow!("--maps applies only to generator jobs such as teragen"),
+            PlanError::BadUrl { role, source } => anyhow::Error::new(source).context(format!("bad --{role}")),
+            PlanError::SideName { name } => {
+                anyhow!("bad --side {:?}: the name must be given, and only once", side_pair(&name))
+            }
+            PlanError::SideUrl { name, source } => {
+                anyhow::Error::new(source).context(format!("bad --side {:?}", side_pair(&name)))
+            }
+            other => anyhow::Error::new(other),
+        },
+        SubmitError::SideRead { name, source } => anyhow!("side data {name:?}: {source}"),
+        other => anyhow::Error::new(other),
     }
 }
 
@@ -40,43 +71,55 @@ pub fn connect_options(token_file: Option<&std::path::Path>, net: &ClientNetArgs
     })
 }
 
-/// Connects to the coordinator named by `conn`; of several addresses, to the one that holds
-/// the lease (the others, standbys, refuse every call).
-pub async fn connect(conn: &Conn) -> Result<JobClient> {
-    let opts = connect_options(conn.token_file.as_deref(), &conn.net)?;
-    let addrs: Vec<&str> = conn.coordinator.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
-    if addrs.len() <= 1 {
-        return Ok(job_client(addrs.first().copied().unwrap_or(""), &opts).await?);
-    }
-    let mut last = None;
-    for addr in &addrs {
-        match job_client(addr, &opts).await {
-            Ok(mut c) => match c.ping(pb::PingRequest {}).await {
-                Ok(_) => return Ok(c),
-                Err(e) => last = Some(anyhow!("{addr}: {}", e.message())),
-            },
-            Err(e) => last = Some(e.into()),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow!("no coordinator address")).context("no coordinator holding the lease"))
+/// A client of the coordinator(s) named by `conn`; it connects at its first call (of
+/// several addresses, to the one that holds the lease).
+pub fn client(conn: &Conn) -> Result<Client> {
+    Ok(Client::new(&conn.coordinator, connect_options(conn.token_file.as_deref(), &conn.net)?))
 }
 
-/// Submits a spec; returns the job id.
-pub async fn submit_spec(client: &mut JobClient, spec: pb::JobSpec) -> Result<String> {
-    let resp = client.submit(pb::SubmitRequest { spec: Some(spec) }).await.map_err(rpc_error)?;
-    Ok(resp.into_inner().job_id)
+/// Connects to the coordinator named by `conn`, for the calls the library does not wrap.
+pub async fn connect(conn: &Conn) -> Result<JobClient> {
+    client(conn)?.rpc().await.map_err(|e| cli_error(e, None))
+}
+
+/// The job `def` describes, on `client`: the flags shared by `submit` and `run`.
+pub fn job_builder(client: &Client, def: &JobDef) -> Result<JobBuilder> {
+    let params = Params::parse_pairs(&def.params).context("bad --param")?;
+    let mut job = client.job(&def.job).inputs(&def.input).output(&def.output).params(&params);
+    for pair in &def.side {
+        let (name, place) = pair.split_once('=').with_context(|| format!("bad --side {pair:?}: expected NAME=URL"))?;
+        job = job.side(name, place);
+    }
+    if let Some(n) = def.reducers {
+        job = job.reducers(n);
+    }
+    if let Some(f) = def.input_format {
+        job = job.input_format(f);
+    }
+    if let Some(f) = def.output_format {
+        job = job.output_format(f);
+    }
+    if let Some(n) = def.maps {
+        job = job.maps(n);
+    }
+    Ok(job)
+}
+
+/// Checks and submits the job of `quern submit`'s flags; the harness submits through this
+/// too, so both read flags alike.
+pub async fn submit_job(a: &SubmitArgs, registry: &Registry) -> Result<JobHandle> {
+    let client = client(&a.conn)?.with_registry(registry.clone());
+    let job = job_builder(&client, &a.job)?.priority(a.priority).split_size(a.split_size);
+    job.skip_bad_records(a.skip_bad_records).submit().await.map_err(|e| cli_error(e, Some(&a.job)))
 }
 
 /// `quern submit`.
 pub async fn submit(a: SubmitArgs, registry: &Registry) -> Result<()> {
-    let (mut spec, params) = prepare(&a.job, registry, a.split_size, a.priority).await?;
-    spec.skip_bad_records = a.skip_bad_records;
-    add_total_order(&mut spec, &params, registry).await?;
-    let mut client = connect(&a.conn).await?;
-    let id = submit_spec(&mut client, spec).await?;
+    let job = submit_job(&a, registry).await?;
+    let id = job.id();
     if !a.wait {
         if a.json {
-            println!("{}", serde_json::json!({ "id": id }));
+            println!("{}", serde_json::json!({ "id": id.as_str() }));
         } else {
             println!("{id}");
         }
@@ -85,67 +128,29 @@ pub async fn submit(a: SubmitArgs, registry: &Registry) -> Result<()> {
     if !a.json {
         println!("{id}");
     }
-    let status = wait(&a.conn, &mut client, &id).await?;
+    let status = wait(&job).await?;
     if a.json {
-        println!("{}", render::status_json(&status));
+        println!("{}", status.to_json());
     }
     finish(&status)
 }
 
 /// Exits non-zero (via an error) unless the job succeeded.
-pub fn finish(status: &pb::JobStatus) -> Result<()> {
-    match render::state_name(status.state) {
-        "succeeded" => Ok(()),
-        "killed" => bail!("job {} was killed", status.id),
-        _ => bail!("job {} failed: {}", status.id, status.error.clone().unwrap_or_else(|| "unknown error".into())),
+pub fn finish(status: &JobStatus) -> Result<()> {
+    match status.state() {
+        JobState::Succeeded => Ok(()),
+        JobState::Killed => bail!("job {} was killed", status.id()),
+        _ => bail!("job {} failed: {}", status.id(), status.error().unwrap_or("unknown error")),
     }
 }
 
-/// Longest a watch stream may stay silent before the client looks for the leader again.
-const WATCH_SILENCE: Duration = Duration::from_secs(30);
-
-/// Follows a job until it ends, showing progress on stderr. Survives a coordinator that goes
-/// away for a while (it reconnects for up to a minute).
-pub async fn wait(conn: &Conn, client: &mut JobClient, id: &str) -> Result<pb::JobStatus> {
+/// Follows a job until it ends, showing progress on stderr (see [`JobHandle::wait`] for how
+/// it survives a coordinator that goes away).
+pub async fn wait(job: &JobHandle) -> Result<JobStatus> {
     let mut progress = Progress::new();
-    let mut down_since: Option<Instant> = None;
-    loop {
-        let stream = client.watch(pb::JobRequest { job_id: id.to_string() }).await;
-        match stream {
-            Ok(s) => {
-                down_since = None;
-                let mut s = s.into_inner();
-                // The coordinator repeats the status every few seconds; a much longer
-                // silence means it is gone or stuck, so look for the leader again.
-                while let Ok(Some(item)) = tokio::time::timeout(WATCH_SILENCE, s.next()).await {
-                    match item {
-                        Ok(status) => {
-                            progress.show(&status);
-                            if render::is_final(&status) {
-                                progress.done();
-                                return Ok(status);
-                            }
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
-            Err(e) if e.code() == tonic::Code::NotFound || e.code() == tonic::Code::Unauthenticated => {
-                progress.done();
-                return Err(rpc_error(e));
-            }
-            Err(_) => {}
-        }
-        let since = *down_since.get_or_insert_with(Instant::now);
-        if since.elapsed() > Duration::from_secs(60) {
-            progress.done();
-            bail!("lost the coordinator at {} while waiting for job {id}", conn.coordinator);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if let Ok(c) = connect(conn).await {
-            *client = c;
-        }
-    }
+    let status = job.wait(|s| progress.show(s.as_wire())).await;
+    progress.done();
+    status.map_err(|e| cli_error(e, None))
 }
 
 /// Progress on stderr: a bar on a terminal, plain lines otherwise.
@@ -205,14 +210,22 @@ impl Progress {
 
 /// `quern status`.
 pub async fn status(a: JobArgs) -> Result<()> {
-    let mut client = connect(&a.conn).await?;
-    let s = client.status(pb::JobRequest { job_id: a.job_id }).await.map_err(rpc_error)?.into_inner();
+    let client = client(&a.conn)?;
+    let job = handle(&client, &a.job_id).await?;
+    let s = job.status().await.map_err(|e| cli_error(e, None))?;
     if a.json {
-        println!("{}", render::status_json(&s));
+        println!("{}", s.to_json());
     } else {
-        print!("{}", render::status_text(&s));
+        print!("{}", render::status_text(s.as_wire()));
     }
     Ok(())
+}
+
+/// A handle on job `id`, once connected: an unreachable coordinator is reported before a
+/// malformed id, as the coordinator would have refused it.
+async fn handle(client: &Client, id: &str) -> Result<JobHandle> {
+    client.rpc().await.map_err(|e| cli_error(e, None))?;
+    Ok(client.handle(JobId::parse(id)?))
 }
 
 /// `quern list`.
@@ -232,10 +245,9 @@ pub async fn list(a: ListArgs) -> Result<()> {
 
 /// `quern kill`.
 pub async fn kill(a: KillArgs) -> Result<()> {
-    let mut client = connect(&a.conn).await?;
-    let r = client.kill(pb::JobRequest { job_id: a.job_id.clone() }).await.map_err(rpc_error)?.into_inner();
-    match render::state_name(r.state) {
-        "killed" => {
+    let client = client(&a.conn)?;
+    match handle(&client, &a.job_id).await?.kill().await.map_err(|e| cli_error(e, None))? {
+        JobState::Killed => {
             eprintln!("job {} killed", a.job_id);
             Ok(())
         }

@@ -44,7 +44,6 @@ pub mod args;
 pub mod client_cmds;
 pub mod gc;
 pub mod local;
-pub mod prepare;
 pub mod render;
 pub mod servers;
 

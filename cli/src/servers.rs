@@ -13,10 +13,9 @@ use quern_coordinator::perform::DRAIN_LIMIT;
 use quern_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{ClientNetArgs, CoordinatorArgs, RunArgs, ServerNetArgs, WorkerArgs};
-use crate::client_cmds::{connect_options, finish, submit_spec, wait};
+use crate::args::{CoordinatorArgs, RunArgs, ServerNetArgs, WorkerArgs};
+use crate::client_cmds::{cli_error, connect_options, finish, job_builder, wait};
 use crate::local::LocalCluster;
-use crate::prepare::prepare;
 use crate::render;
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
@@ -197,21 +196,17 @@ pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
 
 /// `quern run`: a coordinator and workers in this process, one job, then exit.
 pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
-    let (mut spec, params) = prepare(&a.job, &registry, a.split_size, 0).await?;
-    crate::prepare::add_total_order(&mut spec, &params, &registry).await?;
-    let mut cluster = LocalCluster::builder(registry).workers(a.workers as usize);
+    let mut cluster = LocalCluster::builder(registry.clone()).workers(a.workers as usize);
     if let Some(s) = &a.store {
         cluster = cluster.store(StoreUrl::from_user(s).context("bad --store")?);
     }
     let cluster = cluster.start().await?;
     cancel_on_signal(cluster.shutdown_token());
     let started = Instant::now();
-    let conn =
-        crate::args::Conn { coordinator: cluster.url().to_string(), token_file: None, net: ClientNetArgs::default() };
     let result = async {
-        let mut client = crate::client_cmds::connect(&conn).await?;
-        let id = submit_spec(&mut client, spec).await?;
-        wait(&conn, &mut client, &id).await
+        let client = quern_api::submit::Client::new(cluster.url(), quern_api::client::ConnectOptions::default());
+        let job = job_builder(&client.with_registry(registry.clone()), &a.job)?.split_size(a.split_size);
+        wait(&job.submit().await.map_err(|e| cli_error(e, Some(&a.job)))?).await
     }
     .await;
     // Leadership ends once the job's cleanup is done: the store keeps nothing of the job.
@@ -220,9 +215,9 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
     }
     let status = result?;
     if a.json {
-        println!("{}", render::status_json(&status));
+        println!("{}", status.to_json());
     } else {
-        eprint!("{}", render::status_text(&status));
+        eprint!("{}", render::status_text(status.as_wire()));
         // Everything this process asked of its stores: the job's attempts and the
         // coordinator's own requests (listing, commits, journal, lease, cleanup).
         let c = quern_api::counted::StoreStats::global().snapshot();

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use object_store::{ObjectStoreExt, PutPayload};
+use quern_api::listing::list_inputs_allow_empty;
 use quern_api::split::compute_splits;
 use quern_api::{InputFormat, JobId, StoreUrl, now_ms};
 use tokio_util::task::TaskTracker;
@@ -22,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::core::Action;
 use crate::gc::delete_job_dir;
-use crate::inputs::{delete_object, delete_prefix, list_inputs_allow_empty, remove_empty_local_dirs};
+use crate::inputs::{delete_object, delete_prefix, remove_empty_local_dirs};
 use crate::service::{Shared, too_many_maps};
 
 /// How long a stopping coordinator waits for the I/O it already decided.

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
+use quern_api::listing::{ListError, list_inputs};
 use quern_api::split::compute_splits;
 use quern_api::{AttemptId, JobId, WorkerId, now_ms, pb};
 use tokio::sync::watch;
@@ -15,7 +16,7 @@ use tracing::{info, warn};
 use crate::admit::Admission;
 use crate::convert::{Registration, Submission, limits};
 use crate::core::{Conflict, Core, Now};
-use crate::inputs::{InputError, check_output_empty, delete_object, list_inputs};
+use crate::inputs::{InputError, check_output_empty, delete_object};
 use crate::journal::Journal;
 use crate::lease::LeaderClock;
 use crate::net::{Peer, PeerRules};
@@ -208,11 +209,14 @@ fn check_record_sizes(objects: &[quern_api::split::InputObject], format: quern_a
 
 fn input_status(e: InputError) -> Status {
     match e {
-        InputError::NotFound(_) | InputError::Empty(_) => Status::not_found(e.to_string()),
+        InputError::List(ListError::NotFound(_) | ListError::Empty(_)) => Status::not_found(e.to_string()),
         InputError::OutputExists { .. } => Status::already_exists(e.to_string()),
         // The store's answer (no such bucket, access denied, unreachable) is the user's to
         // act on, not a sign that the coordinator is unavailable.
-        InputError::Store(_) => Status::failed_precondition(format!("store error: {e}")),
+        InputError::Store(_) | InputError::List(ListError::Store(_)) => {
+            Status::failed_precondition(format!("store error: {e}"))
+        }
+        InputError::List(_) => Status::invalid_argument(e.to_string()),
     }
 }
 
@@ -243,7 +247,7 @@ impl pb::job_service_server::JobService for JobSvc {
             };
             quern_api::split::generator_splits(spec.generate_rows, maps)
         } else {
-            let objects = list_inputs(&spec.inputs).await.map_err(input_status)?;
+            let objects = list_inputs(&spec.inputs).await.map_err(|e| input_status(e.into()))?;
             check_record_sizes(&objects, spec.formats.input)?;
             if let Some(why) = too_many_maps(&objects, spec.split_size) {
                 return Err(Status::invalid_argument(why));

@@ -145,6 +145,16 @@ pub struct TestCluster {
     client_args: Vec<String>,
     /// Set for every process the cluster starts (e.g. an S3 server's `AWS_*`).
     env: Vec<(String, String)>,
+    /// The library client for `status` and `submit`, with the runtime that drives it, made
+    /// at first use for the coordinator address it was made for.
+    client: std::sync::Mutex<Option<LibClient>>,
+}
+
+/// A library client of one coordinator address, and a runtime to call it from sync tests.
+struct LibClient {
+    url: String,
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
+    client: quern_api::submit::Client,
 }
 
 impl TestCluster {
@@ -223,6 +233,7 @@ impl TestCluster {
             worker_coordinator: None,
             client_args: client_args.iter().map(|s| s.to_string()).collect(),
             env,
+            client: std::sync::Mutex::new(None),
         };
         for _ in 0..workers {
             cluster.start_worker()?;
@@ -453,8 +464,24 @@ impl TestCluster {
         Ok(serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)?)
     }
 
-    /// Submits without waiting; returns the job id.
+    /// Submits without waiting; returns the job id. Goes through the library, with the
+    /// flags read as `quern submit` reads them; the CLI itself submits when the cluster's
+    /// processes need an environment (a store's credentials) this process lacks, and for
+    /// `--wait` or flags the CLI refuses (its exact output is then the point).
     pub fn submit(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec!["quern", "submit", "--coordinator", &self.url];
+        all.extend_from_slice(args);
+        all.extend(self.client_args.iter().map(String::as_str));
+        let parsed = <quern_cli::args::Cli as clap::Parser>::try_parse_from(&all).ok().map(|c| c.command);
+        if let Some(quern_cli::args::Command::Submit(a)) = parsed
+            && self.env.is_empty()
+            && !a.wait
+        {
+            let (rt, _) = self.lib_client(false)?;
+            let registry = quern_examples::with_test_jobs();
+            let job = rt.block_on(quern_cli::client_cmds::submit_job(&a, &registry));
+            return Ok(job.map_err(|e| anyhow!("submit failed: error: {e:#}"))?.id().to_string());
+        }
         let out = self.cli("submit", args);
         if !out.status.success() {
             bail!("submit failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -522,13 +549,37 @@ impl TestCluster {
             .collect()
     }
 
-    /// `quern status --json` of a job.
+    /// A job's status as `quern status --json` prints it, read through the library client.
     pub fn status(&self, job: &str) -> Result<serde_json::Value> {
-        let out = self.cli("status", &[job, "--json"]);
-        if !out.status.success() {
-            bail!("status failed: {}", String::from_utf8_lossy(&out.stderr));
+        let id = quern_api::JobId::parse(job).map_err(|e| anyhow!("status failed: error: {e}"))?;
+        let ask = |fresh: bool| -> Result<serde_json::Value> {
+            let (rt, client) = self.lib_client(fresh)?;
+            let status = rt.block_on(client.handle(id.clone()).status());
+            let status = status.map_err(|e| quern_cli::client_cmds::cli_error(e, None));
+            Ok(status.map_err(|e| anyhow!("status failed: error: {e:#}"))?.to_json())
+        };
+        // A connection kept from before a coordinator restarted may fail once; a new one
+        // answers as a new `quern status` process would.
+        ask(false).or_else(|_| ask(true))
+    }
+
+    /// The library client of the coordinator's current address (a new one if `fresh`), with
+    /// the connection flags the CLI commands get, read as the CLI reads them.
+    fn lib_client(&self, fresh: bool) -> Result<(std::sync::Arc<tokio::runtime::Runtime>, quern_api::submit::Client)> {
+        let mut slot = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = slot.as_ref().filter(|c| !fresh && c.url == self.url) {
+            return Ok((c.rt.clone(), c.client.clone()));
         }
-        Ok(serde_json::from_slice(&out.stdout)?)
+        let mut all = vec!["quern", "status", "--coordinator", &self.url, "job_0"];
+        all.extend(self.client_args.iter().map(String::as_str));
+        let conn = match <quern_cli::args::Cli as clap::Parser>::try_parse_from(&all)?.command {
+            quern_cli::args::Command::Status(a) => a.conn,
+            _ => bail!("the status command did not parse as one"),
+        };
+        let client = quern_cli::client_cmds::client(&conn)?;
+        let rt = std::sync::Arc::new(tokio::runtime::Builder::new_current_thread().enable_all().build()?);
+        *slot = Some(LibClient { url: self.url.clone(), rt: rt.clone(), client: client.clone() });
+        Ok((rt, client))
     }
 }
 

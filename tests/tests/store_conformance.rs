@@ -10,10 +10,10 @@
 use std::time::Duration;
 
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use quern_api::listing::list_inputs;
 use quern_api::{AttemptId, JobId, StoreUrl, TaskId, TaskKind};
 use quern_coordinator::commit::{Uploads, abort_noted, promote};
 use quern_coordinator::core::{PartUpload, Promotion};
-use quern_coordinator::inputs::list_inputs;
 use quern_coordinator::journal::{self, Ended, Journal, Record};
 use quern_coordinator::lease::{self, LeaseBody};
 use quern_tests::s3::S3Server;

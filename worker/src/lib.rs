@@ -16,9 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cache;
-pub mod decompress;
 pub mod error;
-pub mod input;
 pub mod map;
 pub mod output;
 pub mod probe;

@@ -16,8 +16,8 @@ use quern_api::{Counters, DynJob, MapOptions, PartWriter, Records, TaskInfo, pb}
 use rayon::prelude::*;
 
 use crate::error::TaskError;
-use crate::input::Input;
 use crate::shuffle::{checksum, encode_segment};
+use quern_api::input::Input;
 
 /// Encoded pairs in one flat buffer: cheap to fill, cheap to sort by index.
 #[derive(Default)]

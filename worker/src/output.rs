@@ -91,7 +91,7 @@ fn batch(out: &PartWriter) -> Result<RecordBatch, OutputError> {
     let schema = Schema::new(vec![
         Field::new("key", DataType::Utf8, true),
         Field::new("value", DataType::Utf8, true),
-        Field::new(crate::input::RECORD_COLUMN, DataType::Binary, true),
+        Field::new(quern_api::input::RECORD_COLUMN, DataType::Binary, true),
     ]);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(keys)),

@@ -23,11 +23,11 @@ use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{InputError, TaskError};
-use crate::input::{Input, InputLimits};
 use crate::map::{map_only_split, map_split};
 use crate::output::encode;
 use crate::reduce::reduce_runs;
 use crate::shuffle::decode_segment;
+use quern_api::input::{Input, InputLimits};
 
 /// Runs `f` on the rayon pool and awaits it; a panic becomes [`TaskError::User`].
 pub async fn spawn_compute<T, F>(f: F) -> Result<T, TaskError>

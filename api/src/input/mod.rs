@@ -1,5 +1,6 @@
-//! Input formats on the worker: a split's bytes become the records `map` sees (see
-//! [`quern_api::format`] for what each format means).
+//! Decoding input: a split's bytes become the records `map` sees (see [`crate::format`] for
+//! what each format means). Workers decode splits with it; a total-order submission decodes
+//! the windows it samples with the same code, so the keys it samples are the keys maps see.
 //!
 //! Every format is cut into chunks that rayon maps in parallel: text at line boundaries,
 //! fixed-length records at record boundaries, Arrow and Parquet rows and generated record
@@ -9,20 +10,24 @@ use std::borrow::Cow;
 use std::io::Cursor;
 use std::ops::Range;
 
+use crate::Counters;
+use crate::counters::names;
+use crate::format::ObjectFormat;
+use crate::job::{Block, Record, RecordKind, Row};
+use crate::split::{chunk_at_lines, lines, owned_range};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::ArrowError;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use quern_api::Counters;
-use quern_api::counters::names;
-use quern_api::format::ObjectFormat;
-use quern_api::job::{Block, Record, RecordKind, Row};
-use quern_api::split::{chunk_at_lines, lines, owned_range};
 
-use crate::decompress::{Bounds, decompress, longest_line_check};
-use crate::error::InputError;
+pub mod decompress;
+mod error;
+
+pub use error::InputError;
+
+use decompress::{Bounds, decompress, longest_line_check};
 
 /// A split's records, decoded as far as needed to cut them into chunks.
 #[derive(Debug)]
@@ -297,7 +302,7 @@ impl Input {
 }
 
 /// The name of the binary column holding `emit_bytes` records in Quern's Arrow and Parquet
-/// output (see [`crate::output`]).
+/// output (see the worker's output writers).
 pub const RECORD_COLUMN: &str = "record";
 
 /// The row's value in a non-null binary `record` column, if it has one.
@@ -316,7 +321,7 @@ fn binary_record(row: Row<'_>) -> Option<&[u8]> {
 /// like any other, whoever called (a worker's map task, or the CLI sampling for a total order).
 fn guarded<T>(format: &'static str, f: impl FnOnce() -> Result<T, InputError>) -> Result<T, InputError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let message = quern_api::panic_message(panic.as_ref()).unwrap_or_default();
+        let message = crate::panic_message(panic.as_ref()).unwrap_or_default();
         Err(InputError::DecoderPanicked { format, message })
     })
 }

@@ -13,9 +13,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use quern_api::Counters;
 use quern_api::format::ObjectFormat;
+use quern_api::input::InputError;
+use quern_api::input::{Input, InputLimits};
 use quern_api::split::Compression;
-use quern_worker::error::InputError;
-use quern_worker::input::{Input, InputLimits};
 
 /// Small limits, so that random cases reach them.
 const SMALL: InputLimits = InputLimits { max_line_bytes: 64, max_decompressed_bytes: 4096, max_read_bytes: 1 << 16 };

@@ -2,16 +2,16 @@
 //! before cutting records.
 //!
 //! Decompression is bounded: a small object may expand enormously (a "decompression bomb"),
-//! so output stops with an error at [`crate::input::InputLimits::max_decompressed_bytes`],
+//! so output stops with an error at [`super::InputLimits::max_decompressed_bytes`],
 //! and for text, as soon as one line runs past
-//! [`crate::input::InputLimits::max_line_bytes`], long before the byte limit when the bomb
+//! [`super::InputLimits::max_line_bytes`], long before the byte limit when the bomb
 //! has no newline.
 
 use std::io::Read;
 
-use quern_api::split::Compression;
+use crate::split::Compression;
 
-use crate::error::InputError;
+use super::InputError;
 
 /// How far decompression may go.
 #[derive(Clone, Copy, Debug)]
