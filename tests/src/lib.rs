@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 pub mod data;
+pub mod faulty;
 pub mod netns;
 pub mod s3;
 
