@@ -352,7 +352,8 @@ impl<S: ObjectStore> FaultyStore<S> {
             return Ok(got);
         }
         let GetResult { payload, meta, range, attributes, extensions } = got;
-        let whole = GetResult { payload, meta: meta.clone(), range: range.clone(), attributes: attributes.clone(), extensions };
+        let whole =
+            GetResult { payload, meta: meta.clone(), range: range.clone(), attributes: attributes.clone(), extensions };
         let mut body = whole.bytes().await?.to_vec();
         // Taken only now: a rule's turn goes to a body it can actually corrupt.
         if !body.is_empty() && self.rules.corrupter(path).is_some_and(Armed::take) {

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use quern_tests::data::{read_output, word_count, write_corpus};
+use quern_tests::faults::Faults;
 use quern_tests::{Mode, TestCluster, ok_stdout};
 
 /// Three workers a, b, c (racks r1, r1, r2), each holding a disjoint third of the input on
@@ -33,7 +34,8 @@ fn locality_run_with(coordinator_args: &[&str], files: [usize; 3]) -> serde_json
     }
     for (host, rack, dir) in [("a", "r1", &dirs[0]), ("b", "r1", &dirs[1]), ("c", "r2", &dirs[2])] {
         let d = dir.display().to_string();
-        c.start_worker_with(&["--host", host, "--rack", rack, "--local-data", &d, "--debug-slowdown", "50ms"]).unwrap();
+        let slow = Faults::slow(Duration::from_millis(50));
+        c.start_worker_with_faults(&["--host", host, "--rack", rack, "--local-data", &d], &slow).unwrap();
     }
     let inputs: Vec<String> = dirs.iter().map(|d| format!("{}/", d.display())).collect();
     let (i, o) = (inputs.join(","), c.path("out").display().to_string());
@@ -98,7 +100,7 @@ fn skewed_data_with_and_without_delay_scheduling() {
 fn a_high_priority_job_finishes_before_an_earlier_large_low_priority_one() {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &[]).unwrap();
     for _ in 0..2 {
-        c.start_worker_with(&["--debug-slowdown", "100ms"]).unwrap();
+        c.start_worker_slow(Duration::from_millis(100)).unwrap();
     }
     let big = c.path("big");
     write_corpus(&big, 8, 24_000, 42).unwrap();
@@ -124,7 +126,7 @@ fn the_same_job_twice_reads_its_input_from_the_workers_caches() {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &[]).unwrap();
     for w in 0..3 {
         let cache = c.path(&format!("cache-{w}")).display().to_string();
-        c.start_worker_with(&["--cache-dir", &cache, "--debug-slowdown", "30ms"]).unwrap();
+        c.start_worker_with_faults(&["--cache-dir", &cache], &Faults::slow(Duration::from_millis(30))).unwrap();
     }
     // Input "in the object store": no worker declares it local.
     let input = c.path("store-input");

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quern_api::{Job, JobError, MapContext, ParamError, Params, ReduceContext, TextRecord};
 
-use crate::wordcount::WordCount;
+use quern_examples::wordcount::WordCount;
 
 /// The misbehaving word count.
 #[derive(Debug, Clone)]
