@@ -201,10 +201,10 @@ impl std::str::FromStr for Rule {
                 rule = rule.on(op.ok_or_else(|| format!("{s:?}: unknown operation {name:?}"))?);
             }
         }
-        if fault == Fault::Corrupt && rule.ops.iter().any(|o| *o != Op::Get) {
-            return Err(format!("{s:?}: only GETs can be corrupted"));
-        }
         if fault == Fault::Corrupt {
+            if rule.ops.iter().any(|o| *o != Op::Get) {
+                return Err(format!("{s:?}: only GETs can be corrupted"));
+            }
             rule = rule.on(Op::Get);
         }
         rule.key = match (key.strip_prefix('^'), *key) {
