@@ -5,6 +5,9 @@
 //! `s3://bucket/prefix` (configured from the usual `AWS_*` environment variables),
 //! `gs://bucket/prefix` (`GOOGLE_*`) or `az://container/prefix` (`AZURE_*`). A URL ending
 //! in `/` names a directory (every object under it).
+//!
+//! Tests can put a wrapper around every store a process builds ([`set_store_wrapper`]), e.g.
+//! one that injects faults; the stock binary sets none.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -215,7 +218,7 @@ impl StoreUrl {
             .with_retry(retry)
             .build()
             .map_err(|e| StoreError::from_store(self.as_str(), e))?;
-        Ok(Arc::new(s3))
+        Ok(wrapped(Arc::new(s3)))
     }
 
     fn stores(&self) -> Result<Stores, StoreError> {
@@ -247,8 +250,31 @@ impl StoreUrl {
                 AmazonS3Builder::from_env().with_url(self.0.as_str()).build().map_err(bad)?,
             ))),
         };
+        let made = Stores { object: wrapped(made.object), ..made };
         stores.insert(key, made.clone());
         Ok(made)
+    }
+}
+
+/// What [`set_store_wrapper`] installs: takes a freshly built store, returns the one to use.
+pub type StoreWrapper = fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>;
+
+static WRAPPER: OnceLock<StoreWrapper> = OnceLock::new();
+
+/// Puts `wrap` around every object store this process builds from now on (once per scheme
+/// and bucket, outside the request counting), for test binaries that inject faults. Only the
+/// object interface is wrapped; [`StoreUrl::multipart_store`] is not. Set it once, before
+/// the first store is built; a second call is refused (returns `false`), so stores already
+/// handed out never disagree with later ones about their wrapper.
+pub fn set_store_wrapper(wrap: StoreWrapper) -> bool {
+    WRAPPER.set(wrap).is_ok()
+}
+
+/// `store` inside the wrapper, if one was set (never in the stock binary).
+fn wrapped(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    match WRAPPER.get() {
+        Some(wrap) => wrap(store),
+        None => store,
     }
 }
 

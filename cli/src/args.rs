@@ -179,9 +179,6 @@ pub struct CoordinatorArgs {
     /// Tasks running less than this never get a backup.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub speculation_min: Duration,
-    /// Fault injection for tests: hand out no reduce task while this file exists.
-    #[arg(long, hide = true)]
-    pub debug_hold_reduces_while: Option<PathBuf>,
     /// Refuse jobs whose inputs, output or side data lie outside this directory URL or path
     /// (repeatable; default: anywhere). `..` is resolved before the check.
     #[arg(long = "allow-url", value_name = "PREFIX")]
@@ -251,9 +248,6 @@ pub struct WorkerArgs {
     /// File holding the coordinator's shared token.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// Fault injection for tests: sleep this long before running each task.
-    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
-    pub debug_slowdown: Option<Duration>,
 }
 
 /// `quern submit`.

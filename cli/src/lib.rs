@@ -12,6 +12,9 @@
 //! }
 //! ```
 //!
+//! A binary that must adjust the configs before the servers start (a test binary setting
+//! its fault-injection hooks) calls [`main_with_hooks`] with [`Hooks`] instead.
+//!
 //! Arguments are parsed by clap ([`args`]) into validated configs that call the library
 //! `start`/`run` functions of the coordinator and worker crates; errors print as one line.
 //! [`local::LocalCluster`] is a whole cluster in one process, for `quern run` and for tests.
@@ -56,6 +59,33 @@ use crate::args::{Cli, Command};
 
 /// Runs the CLI with `registry`'s jobs; returns the process exit code.
 pub fn main_with(registry: Registry) -> ExitCode {
+    main_with_hooks(registry, Hooks::default())
+}
+
+/// Functions that adjust a config after the command line has been turned into it and before
+/// it runs. Only `quern coordinator` and `quern worker` call them (not the embedded `quern
+/// run`). Plain functions, not closures: a hook reads whatever it needs itself (e.g. the
+/// environment), so the binary's arguments stay the only input the CLI parses.
+///
+/// ```no_run
+/// fn slow(cfg: &mut quern_worker::WorkerConfig) {
+///     cfg.slowdown = Some(std::time::Duration::from_millis(100));
+/// }
+/// fn main() -> std::process::ExitCode {
+///     let hooks = quern_cli::Hooks { worker: Some(slow), ..Default::default() };
+///     quern_cli::main_with_hooks(quern_examples::builtin(), hooks)
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hooks {
+    /// Called with the config of `quern coordinator`.
+    pub coordinator: Option<fn(&mut quern_coordinator::CoordinatorConfig)>,
+    /// Called with the config of `quern worker`.
+    pub worker: Option<fn(&mut quern_worker::WorkerConfig)>,
+}
+
+/// [`main_with`], with `hooks` adjusting the servers' configs before they start.
+pub fn main_with_hooks(registry: Registry, hooks: Hooks) -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -91,7 +121,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(dispatch(cli.command, registry)) {
+    match rt.block_on(dispatch(cli.command, registry, hooks)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
@@ -101,10 +131,10 @@ pub fn main_with(registry: Registry) -> ExitCode {
     }
 }
 
-async fn dispatch(cmd: Command, registry: Registry) -> anyhow::Result<()> {
+async fn dispatch(cmd: Command, registry: Registry, hooks: Hooks) -> anyhow::Result<()> {
     match cmd {
-        Command::Coordinator(a) => servers::coordinator(*a, registry).await,
-        Command::Worker(a) => servers::worker(a, registry).await,
+        Command::Coordinator(a) => servers::coordinator(*a, registry, hooks).await,
+        Command::Worker(a) => servers::worker(a, registry, hooks).await,
         Command::Run(a) => servers::run(a, registry).await,
         Command::Submit(a) => client_cmds::submit(a, &registry).await,
         Command::Status(a) => client_cmds::status(a).await,

@@ -208,9 +208,16 @@ impl LocalCluster {
     /// Starts one more worker running `registry`'s jobs instead of the cluster's (e.g. jobs
     /// that misbehave on purpose); returns its index.
     pub fn add_worker_with(&mut self, registry: Registry) -> usize {
+        self.add_worker_configured(registry, |_| {})
+    }
+
+    /// Starts one more worker running `registry`'s jobs, its config changed by `tweak` (e.g.
+    /// a test's slowdown); returns its index.
+    pub fn add_worker_configured(&mut self, registry: Registry, tweak: impl FnOnce(&mut WorkerConfig)) -> usize {
         let i = self.workers.len();
         let mut cfg = WorkerConfig::new(self.url.clone(), format!("{}-{i}", self.host_prefix));
         cfg.slots = self.slots;
+        tweak(&mut cfg);
         let stop = self.shutdown.child_token();
         let task = self.runtime.spawn(quern_worker::run(cfg, registry, stop.clone()));
         self.workers.push(LocalWorker { stop, task });

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::args::{CoordinatorArgs, RunArgs, ServerNetArgs, WorkerArgs};
 use crate::client_cmds::{cli_error, connect_options, finish, job_builder, wait};
 use crate::local::LocalCluster;
-use crate::render;
+use crate::{Hooks, render};
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
 pub fn cancel_on_signal(token: CancellationToken) {
@@ -43,8 +43,8 @@ pub fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
-/// `quern coordinator`.
-pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
+/// `quern coordinator`; `hooks` may adjust the config last.
+pub async fn coordinator(a: CoordinatorArgs, registry: Registry, hooks: Hooks) -> Result<()> {
     let store = StoreUrl::from_user(&a.store).context("bad --store")?;
     let token = a.token_file.as_deref().map(read_token_file).transpose()?;
     let mut cfg = CoordinatorConfig::new(a.listen, store);
@@ -60,7 +60,6 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
         factor: a.speculation_factor,
         min_runtime: a.speculation_min,
     });
-    cfg.hold_reduces_while = a.debug_hold_reduces_while;
     cfg.allow = a
         .allow_url
         .iter()
@@ -86,6 +85,9 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry) -> Result<()> {
     cfg.net = net_config(&a.net)?;
     if cfg.heartbeat_interval >= cfg.heartbeat_timeout {
         anyhow::bail!("--heartbeat-interval must be shorter than --heartbeat-timeout");
+    }
+    if let Some(hook) = hooks.coordinator {
+        hook(&mut cfg);
     }
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -174,8 +176,8 @@ fn local_data_urls(paths: &[std::path::PathBuf]) -> Result<Vec<String>> {
         .collect()
 }
 
-/// `quern worker`.
-pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
+/// `quern worker`; `hooks` may adjust the config last.
+pub async fn worker(a: WorkerArgs, registry: Registry, hooks: Hooks) -> Result<()> {
     let connect = connect_options(a.token_file.as_deref(), &a.net)?;
     for addr in a.coordinator.split(',') {
         quern_api::client::endpoint(addr.trim(), &connect)?;
@@ -185,9 +187,11 @@ pub async fn worker(a: WorkerArgs, registry: Registry) -> Result<()> {
     cfg.slots = a.slots;
     cfg.rack = a.rack;
     cfg.reconnect_budget = a.reconnect_budget;
-    cfg.slowdown = a.debug_slowdown;
     cfg.local_data = local_data_urls(&a.local_data)?;
     cfg.cache = a.cache_dir.map(|d| (d, a.cache_size));
+    if let Some(hook) = hooks.worker {
+        hook(&mut cfg);
+    }
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     quern_worker::run(cfg, registry, shutdown).await?;

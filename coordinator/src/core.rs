@@ -256,7 +256,7 @@ pub struct Core {
     /// Decisions to journal, drained by the shell while it still holds the lock.
     journal: Vec<Record>,
     /// Fault injection for tests: no reduce task is handed out while set (the shell sets
-    /// it from `--debug-hold-reduces-while`; the core itself reads no files).
+    /// it from the config's `hold_reduces_while` test hook; the core itself reads no files).
     hold_reduces: bool,
     /// I/O decided where the caller takes no actions back (a poll that failed a job), for
     /// the shell to take with [`Core::take_actions`].

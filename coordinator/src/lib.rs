@@ -82,7 +82,9 @@ pub struct CoordinatorConfig {
     pub max_attempts: u32,
     /// Backup attempts for stragglers (None: off).
     pub speculation: Option<job::Speculation>,
-    /// Fault injection for tests: while this file exists, no reduce task is handed out.
+    /// A test hook, set by no command-line flag (a test binary sets it through
+    /// `quern_cli::Hooks`): while this file exists, no reduce task is handed out, so a test
+    /// can act between the map and reduce phases.
     pub hold_reduces_while: Option<PathBuf>,
     /// How long the store lease lasts without renewal (standby takeover takes 1.5 times it).
     pub lease: Duration,

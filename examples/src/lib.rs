@@ -9,7 +9,6 @@
 //! | `wordcount` | word      | occurrences                    |
 //! | `grep`      | match     | occurrences (`--param pattern=REGEX`) |
 //! | `indexer`   | word      | `N doc1,doc2,...`              |
-//! | `crashtest` | word      | occurrences, while crashing the worker at random |
 //! | `join`      | key       | left and right rows of each matching pair |
 //! | `secondarysort` | key   | its values in byte order, comma-separated |
 //! | `sort`      | the input's lines in byte order (total order across parts) | |
@@ -22,7 +21,6 @@
 //! A word is a maximal run of characters for which `char::is_alphabetic` is true, case kept.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod crashtest;
 pub mod grep;
 pub mod indexer;
 pub mod join;
@@ -35,29 +33,7 @@ pub mod wordcount;
 
 use quern_api::{Params, Registry, Stage, StageInput};
 
-/// The environment variable that adds the test jobs to [`builtin`] (`QUERN_TEST_JOBS=1`).
-pub const TEST_JOBS_ENV: &str = "QUERN_TEST_JOBS";
-
-/// The built-in jobs and the test jobs (`crashtest`), whatever the environment says.
-pub fn with_test_jobs() -> Registry {
-    let mut r = builtin();
-    add_test_jobs(&mut r);
-    r
-}
-
-/// Jobs for fault-tolerance tests only: `crashtest` exits and stalls workers and creates
-/// marker files at paths its caller names, so the stock binary offers it only when
-/// `QUERN_TEST_JOBS=1` is set (on every process of the cluster).
-fn add_test_jobs(r: &mut Registry) {
-    r.register(
-        "crashtest",
-        "word count whose workers crash and stall at random (fault-tolerance tests)",
-        crashtest::PARAMS,
-        crashtest::CrashTest::from_params,
-    );
-}
-
-/// The jobs of the stock `quern` binary (with the test jobs when `QUERN_TEST_JOBS=1`).
+/// The jobs of the stock `quern` binary.
 pub fn builtin() -> Registry {
     let mut r = Registry::new();
     r.register(
@@ -67,9 +43,6 @@ pub fn builtin() -> Registry {
         wordcount::WordCount::from_params,
     );
     r.register("grep", "count matches of --param pattern=REGEX", &["pattern"], grep::Grep::from_params);
-    if std::env::var_os(TEST_JOBS_ENV).is_some_and(|v| v == "1") {
-        add_test_jobs(&mut r);
-    }
     r.register(
         "join",
         "inner join of two tab-separated inputs (--param left=PREFIX, key=N)",

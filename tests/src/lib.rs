@@ -1,15 +1,25 @@
 //! # quern-tests: the one test harness
 //!
 //! [`TestCluster`] starts a real coordinator and workers on 127.0.0.1 with a `file://` store
-//! in a temporary directory (or another store, e.g. the S3 server of [`s3`]), either as separate `quern` processes ([`Mode::Processes`]) or as
-//! the embedded [`LocalCluster`] of `quern run` ([`Mode::InProcess`]), and offers the same operations on both:
-//! run CLI commands against it, kill and start workers, read the output. Everything is torn
-//! down on drop. [`data`] generates test corpora and computes expected results sequentially,
+//! in a temporary directory (or another store, e.g. the S3 server of [`s3`]), either as
+//! separate `quern-test` processes ([`Mode::Processes`]) or as the embedded [`LocalCluster`]
+//! of `quern run` ([`Mode::InProcess`]), and offers the same operations on both: run CLI
+//! commands against it, kill and start workers, read the output. Everything is torn down on
+//! drop. [`data`] generates test corpora and computes expected results sequentially,
 //! independently of the code under test. [`locality`] is the data-locality layout of the
 //! scheduling tests and benchmark.
+//!
+//! `quern-test` (this crate's binary) is the `quern` CLI plus the test-only jobs of [`jobs`]
+//! and the faults of [`faults`]: slow workers, a coordinator holding reduces back, and
+//! object stores that fail, stall or corrupt chosen requests ([`faulty::FaultyStore`]).
+//! The fault verbs ([`TestCluster::start_worker_with_faults`],
+//! [`TestCluster::start_with_faults`]) give them to one process at a time.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 pub mod data;
+pub mod faults;
+pub mod faulty;
+pub mod jobs;
 pub mod locality;
 pub mod netns;
 pub mod s3;
@@ -24,18 +34,23 @@ use anyhow::{Context, Result, anyhow, bail};
 use quern_cli::local::LocalCluster;
 use tempfile::TempDir;
 
+use crate::faults::Faults;
+
+/// The binary the cluster runs: the CLI with the test jobs and fault hooks.
+const TEST_BINARY: &str = "quern-test";
+
 /// How the cluster's nodes run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// `quern coordinator` and `quern worker` processes.
+    /// `quern-test coordinator` and `quern-test worker` processes.
     Processes,
     /// Coordinator and workers as tasks of a runtime in the test process: a [`LocalCluster`].
     InProcess,
 }
 
-/// A built binary of this workspace (`quern`, `my-quern`): beside the running executable, or
-/// one directory up from a test executable in `deps/`. `cargo test` builds every workspace
-/// binary before the tests.
+/// A built binary of this workspace (`quern`, `quern-test`, `my-quern`): beside the running
+/// executable, or one directory up from a test executable in `deps/`. `cargo test` builds
+/// every workspace binary before the tests.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
@@ -62,8 +77,7 @@ pub fn spawn_binary(name: &str, args: &[&str]) -> Child {
 
 /// Starts `cmd` (a workspace binary, perhaps with environment set) with piped output.
 pub fn spawn_command(mut cmd: Command, args: &[&str]) -> Child {
-    cmd.env(quern_examples::TEST_JOBS_ENV, "1")
-        .args(args)
+    cmd.args(args)
         // Errors reach the user as one line of our own; library warnings (a transport
         // hiccup on a loaded machine) must not add lines that the tests count.
         .env("RUST_LOG", "error")
@@ -139,6 +153,8 @@ pub struct TestCluster {
     runtime: Option<tokio::runtime::Runtime>,
     store: String,
     coordinator_args: Vec<String>,
+    /// Given to every start of a coordinator (restarts and standbys too).
+    coordinator_faults: Faults,
     coordinator_starts: usize,
     standbys: Vec<Node>,
     worker_coordinator: Option<String>,
@@ -176,7 +192,13 @@ impl TestCluster {
         coordinator_args: &[&str],
         client_args: &[&str],
     ) -> Result<Self> {
-        Self::start_full(mode, workers, None, coordinator_args, client_args, Vec::new())
+        Self::start_full(mode, workers, None, coordinator_args, client_args, Vec::new(), Faults::default())
+    }
+
+    /// Like [`start_with`](Self::start_with), with a coordinator that has `faults` (at every
+    /// start, restarts and standbys included). In-process, only holding reduces applies.
+    pub fn start_with_faults(mode: Mode, workers: usize, coordinator_args: &[&str], faults: Faults) -> Result<Self> {
+        Self::start_full(mode, workers, None, coordinator_args, &[], Vec::new(), faults)
     }
 
     /// Processes on another store, `store` (e.g. `s3://bucket/store/`), with `env` set for
@@ -187,7 +209,18 @@ impl TestCluster {
         coordinator_args: &[&str],
         env: Vec<(String, String)>,
     ) -> Result<Self> {
-        Self::start_full(Mode::Processes, workers, Some(store), coordinator_args, &[], env)
+        Self::start_on_store_with_faults(workers, store, coordinator_args, env, Faults::default())
+    }
+
+    /// Like [`start_on_store`](Self::start_on_store), with a coordinator that has `faults`.
+    pub fn start_on_store_with_faults(
+        workers: usize,
+        store: &str,
+        coordinator_args: &[&str],
+        env: Vec<(String, String)>,
+        faults: Faults,
+    ) -> Result<Self> {
+        Self::start_full(Mode::Processes, workers, Some(store), coordinator_args, &[], env, faults)
     }
 
     fn start_full(
@@ -197,23 +230,32 @@ impl TestCluster {
         coordinator_args: &[&str],
         client_args: &[&str],
         env: Vec<(String, String)>,
+        coordinator_faults: Faults,
     ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("quern-test-").tempdir()?;
         let store = store.map(str::to_string).unwrap_or_else(|| format!("file://{}/store/", dir.path().display()));
         let (coordinator, url, local, runtime) = match mode {
             Mode::Processes => {
+                let env = [env.clone(), coordinator_faults.env()].concat();
                 let (child, url) = spawn_coordinator(&store, dir.path(), "127.0.0.1:0", coordinator_args, 0, &env)?;
                 (Node::Process(child), url, None, None)
             }
             Mode::InProcess => {
                 let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-                let local = LocalCluster::builder(quern_examples::with_test_jobs())
+                if !coordinator_faults.store.is_empty() {
+                    bail!("store faults need a coordinator process of its own");
+                }
+                let hold = coordinator_faults.hold_reduces_while.clone();
+                let local = LocalCluster::builder(crate::jobs::registry())
                     .store(quern_api::StoreUrl::parse(&store)?)
                     .workers(0)
                     .host_prefix("host")
                     // Tests here give workers jobs that misbehave on purpose, and check how
                     // the workers fail them: the coordinator takes every spec unbuilt.
-                    .coordinator(|cfg| cfg.jobs = None);
+                    .coordinator(move |cfg| {
+                        cfg.jobs = None;
+                        cfg.hold_reduces_while = hold;
+                    });
                 let local = rt.block_on(local.start())?;
                 (Node::Local(0), local.url().to_string(), Some(local), Some(rt))
             }
@@ -228,6 +270,7 @@ impl TestCluster {
             runtime,
             store,
             coordinator_args: coordinator_args.iter().map(|s| s.to_string()).collect(),
+            coordinator_faults,
             coordinator_starts: 1,
             standbys: Vec::new(),
             worker_coordinator: None,
@@ -252,21 +295,39 @@ impl TestCluster {
         if self.mode != Mode::InProcess {
             bail!("a worker with its own registry runs in-process only");
         }
-        self.start_worker_running(&[], registry)
+        self.start_worker_running(&[], registry, &Faults::default())
     }
 
     /// Starts one more worker with extra flags (processes only); returns its index.
     pub fn start_worker_with(&mut self, extra: &[&str]) -> Result<usize> {
-        self.start_worker_running(extra, quern_examples::with_test_jobs())
+        self.start_worker_with_faults(extra, &Faults::default())
     }
 
-    fn start_worker_running(&mut self, extra: &[&str], registry: quern_api::Registry) -> Result<usize> {
+    /// Starts one more worker that sleeps `d` before each task (a slow machine, to keep
+    /// tasks running while a test acts); returns its index.
+    pub fn start_worker_slow(&mut self, d: Duration) -> Result<usize> {
+        self.start_worker_with_faults(&[], &Faults::slow(d))
+    }
+
+    /// Starts one more worker with extra flags (processes only) and `faults`; returns its
+    /// index. Store faults need a worker process of its own; in-process, only the slowdown
+    /// applies.
+    pub fn start_worker_with_faults(&mut self, extra: &[&str], faults: &Faults) -> Result<usize> {
+        self.start_worker_running(extra, jobs::registry(), faults)
+    }
+
+    fn start_worker_running(
+        &mut self,
+        extra: &[&str],
+        registry: quern_api::Registry,
+        faults: &Faults,
+    ) -> Result<usize> {
         let i = self.workers.len();
         let node = match self.mode {
             Mode::Processes => {
                 let log = std::fs::File::create(self.dir.path().join(format!("worker-{i}.log")))?;
-                let child = Command::new(binary("quern"))
-                    .env(quern_examples::TEST_JOBS_ENV, "1")
+                let child = Command::new(binary(TEST_BINARY))
+                    .envs(faults.env())
                     .args(["worker", "--coordinator", self.worker_coordinator.as_deref().unwrap_or(&self.url)])
                     .args(if extra.contains(&"--host") {
                         Vec::new()
@@ -285,8 +346,12 @@ impl TestCluster {
                 Node::Process(child)
             }
             Mode::InProcess => {
+                if !faults.store.is_empty() {
+                    bail!("store faults need a worker process of its own");
+                }
                 let local = self.local.as_mut().ok_or_else(|| anyhow!("the in-process cluster was stopped"))?;
-                Node::Local(local.add_worker_with(registry))
+                let slowdown = faults.slowdown;
+                Node::Local(local.add_worker_configured(registry, |cfg| cfg.slowdown = slowdown))
             }
         };
         self.workers.push(node);
@@ -354,8 +419,9 @@ impl TestCluster {
         let listen = self.url.trim_start_matches("http://").to_string();
         let args: Vec<&str> = self.coordinator_args.iter().map(String::as_str).collect();
         let started = std::time::Instant::now();
+        let env = self.coordinator_env();
         let (child, url) =
-            spawn_coordinator(&self.store, self.dir.path(), &listen, &args, self.coordinator_starts, &self.env)?;
+            spawn_coordinator(&self.store, self.dir.path(), &listen, &args, self.coordinator_starts, &env)?;
         let took = started.elapsed();
         self.coordinator_starts += 1;
         self.coordinator = Node::Process(child);
@@ -376,10 +442,16 @@ impl TestCluster {
     pub fn start_standby(&mut self) -> Result<(String, usize)> {
         let args: Vec<&str> = self.coordinator_args.iter().map(String::as_str).collect();
         let n = self.coordinator_starts;
-        let (child, url) = spawn_coordinator(&self.store, self.dir.path(), "127.0.0.1:0", &args, n, &self.env)?;
+        let env = self.coordinator_env();
+        let (child, url) = spawn_coordinator(&self.store, self.dir.path(), "127.0.0.1:0", &args, n, &env)?;
         self.coordinator_starts += 1;
         self.standbys.push(Node::Process(child));
         Ok((url, n))
+    }
+
+    /// The environment of a coordinator process: the cluster's, and its faults.
+    fn coordinator_env(&self) -> Vec<(String, String)> {
+        [self.env.clone(), self.coordinator_faults.env()].concat()
     }
 
     /// What workers started from now on get as `--coordinator` (e.g. `A,B`).
@@ -478,7 +550,7 @@ impl TestCluster {
             && !a.wait
         {
             let (rt, _) = self.lib_client(false)?;
-            let registry = quern_examples::with_test_jobs();
+            let registry = crate::jobs::registry();
             let job = rt.block_on(quern_cli::client_cmds::submit_job(&a, &registry));
             return Ok(job.map_err(|e| anyhow!("submit failed: error: {e:#}"))?.id().to_string());
         }
@@ -522,17 +594,18 @@ impl TestCluster {
         self.dir.path().join("store")
     }
 
-    /// Runs `quern CMD --coordinator URL ARGS...`.
+    /// Runs `quern-test CMD --coordinator URL ARGS...`.
     pub fn cli(&self, cmd: &str, args: &[&str]) -> Output {
         wait_bounded(self.spawn_cli(cmd, args), Duration::from_secs(300))
     }
 
-    /// Starts `quern CMD --coordinator URL ARGS...` (e.g. a `submit --wait` to crash under).
+    /// Starts `quern-test CMD --coordinator URL ARGS...` (e.g. a `submit --wait` to crash
+    /// under).
     pub fn spawn_cli(&self, cmd: &str, args: &[&str]) -> Child {
         let mut all = vec![cmd, "--coordinator", &self.url];
         all.extend_from_slice(args);
         all.extend(self.client_args.iter().map(String::as_str));
-        let mut cmd = Command::new(binary("quern"));
+        let mut cmd = Command::new(binary(TEST_BINARY));
         cmd.envs(self.env.iter().cloned());
         spawn_command(cmd, &all)
     }
@@ -599,7 +672,7 @@ impl Drop for TestCluster {
     }
 }
 
-/// Starts `quern coordinator` and reads its address from its first stderr line: no sleeps,
+/// Starts `quern-test coordinator` and reads its address from its first stderr line: no sleeps,
 /// no polling for a file.
 fn spawn_coordinator(
     store: &str,
@@ -609,8 +682,7 @@ fn spawn_coordinator(
     n: usize,
     env: &[(String, String)],
 ) -> Result<(Child, String)> {
-    let mut child = Command::new(binary("quern"))
-        .env(quern_examples::TEST_JOBS_ENV, "1")
+    let mut child = Command::new(binary(TEST_BINARY))
         .envs(env.iter().cloned())
         .args(["coordinator", "--listen", listen, "--store", store])
         .args(extra)

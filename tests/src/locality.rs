@@ -67,7 +67,8 @@ pub fn locality_run(coordinator_args: &[&str], files: [usize; 3]) -> Result<(ser
     }
     for (host, rack, dir) in [("a", "r1", &dirs[0]), ("b", "r1", &dirs[1]), ("c", "r2", &dirs[2])] {
         let d = dir.display().to_string();
-        c.start_worker_with(&["--host", host, "--rack", rack, "--local-data", &d, "--debug-slowdown", "50ms"])?;
+        let slow = crate::faults::Faults::slow(std::time::Duration::from_millis(50));
+        c.start_worker_with_faults(&["--host", host, "--rack", rack, "--local-data", &d], &slow)?;
     }
     let inputs: Vec<String> = dirs.iter().map(|d| format!("{}/", d.display())).collect();
     let (i, o) = (inputs.join(","), c.path("out").display().to_string());

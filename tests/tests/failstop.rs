@@ -26,7 +26,7 @@ fn an_unusable_store_at_startup_is_one_line_and_a_non_zero_exit() {
 #[test]
 fn a_store_made_unwritable_mid_job_stops_the_coordinator_and_the_waiting_client() {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &["--lease", "1s"]).unwrap();
-    c.start_worker_with(&["--debug-slowdown", "400ms"]).unwrap();
+    c.start_worker_slow(Duration::from_millis(400)).unwrap();
     let input = c.path("input");
     write_corpus(&input, 8, 4_000, 3).unwrap();
     let out = c.path("out");

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quern_tests::data::{files_under, read_output, word_count, write_corpus};
+use quern_tests::faults::Faults;
 use quern_tests::{Mode, TestCluster, ok_stdout};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -35,9 +36,9 @@ fn map_attempts(c: &TestCluster, id: &str) -> (u64, u64) {
 #[test]
 fn chaos_wordcount_with_workers_killed_at_random_is_exact_and_reruns_no_finished_map() {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &args(&["--speculation", "off"])).unwrap();
-    let slow = ["--debug-slowdown", "150ms"];
+    let slow = Duration::from_millis(150);
     for _ in 0..3 {
-        c.start_worker_with(&slow).unwrap();
+        c.start_worker_slow(slow).unwrap();
     }
     let input = c.path("input");
     write_corpus(&input, 6, 24_000, 21).unwrap();
@@ -59,7 +60,7 @@ fn chaos_wordcount_with_workers_killed_at_random_is_exact_and_reruns_no_finished
                 let victim = live.remove(rng.random_range(0..live.len()));
                 c.kill_worker(victim);
                 kills += 1;
-                live.push(c.start_worker_with(&slow).unwrap());
+                live.push(c.start_worker_slow(slow).unwrap());
                 next_kill = polls + rng.random_range(6..16);
             }
         })
@@ -128,7 +129,7 @@ fn crash_test_workers_that_exit_and_stall_at_random_still_give_exact_output() {
 #[test]
 fn a_paused_worker_is_replaced_and_its_late_work_never_reaches_the_output() {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &args(&["--speculation", "off"])).unwrap();
-    let zombie = c.start_worker_with(&["--debug-slowdown", "3s"]).unwrap();
+    let zombie = c.start_worker_slow(Duration::from_secs(3)).unwrap();
     let input = c.path("input");
     write_corpus(&input, 1, 5_000, 23).unwrap();
     let (i, o) = (dir_arg(&input), c.path("out").display().to_string());
@@ -168,7 +169,7 @@ fn a_paused_worker_is_replaced_and_its_late_work_never_reaches_the_output() {
 #[test]
 fn a_straggler_gets_a_backup_attempt_that_wins() {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &args(&["--speculation-min", "300ms"])).unwrap();
-    c.start_worker_with(&["--debug-slowdown", "120s"]).unwrap();
+    c.start_worker_slow(Duration::from_secs(120)).unwrap();
     let input = c.path("input");
     write_corpus(&input, 6, 4_000, 24).unwrap();
     let (i, o) = (dir_arg(&input), c.path("out").display().to_string());
@@ -193,10 +194,13 @@ fn a_corrupted_map_output_is_detected_and_its_map_runs_again() {
     let dir = tempfile::tempdir().unwrap();
     let gate = dir.path().join("hold-reduces");
     std::fs::write(&gate, b"").unwrap();
-    let gate_arg = gate.display().to_string();
-    let mut c =
-        TestCluster::start_with(Mode::Processes, 2, &["--debug-hold-reduces-while", &gate_arg, "--speculation", "off"])
-            .unwrap();
+    let mut c = TestCluster::start_with_faults(
+        Mode::Processes,
+        2,
+        &["--speculation", "off"],
+        Faults::holding_reduces_while(&gate),
+    )
+    .unwrap();
     let input = c.path("input");
     write_corpus(&input, 4, 8_000, 25).unwrap();
     let (i, o) = (dir_arg(&input), c.path("out").display().to_string());

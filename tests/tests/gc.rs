@@ -12,6 +12,7 @@ use quern_api::{JobId, StoreUrl};
 use quern_coordinator::job::JobSpec;
 use quern_coordinator::journal::{self, Ended, Journal, Record};
 use quern_tests::data::{files_under, read_output, word_count, write_corpus};
+use quern_tests::faults::Faults;
 use quern_tests::s3::S3Server;
 use quern_tests::{Mode, TestCluster, eventually, ok_stdout, quern, spawn_command, wait_bounded};
 use tokio_util::sync::CancellationToken;
@@ -62,10 +63,8 @@ fn gc_lines(stdout: &str) -> BTreeSet<(String, String)> {
 #[test]
 fn gc_lists_then_deletes_exactly_the_leftovers_and_a_restarted_coordinator_sweeps_the_rest() {
     let hold = tempfile::NamedTempFile::new().unwrap();
-    let hold_arg = hold.path().display().to_string();
-    let mut args = FAST.to_vec();
-    args.extend(["--debug-hold-reduces-while", &hold_arg]);
-    let mut c = TestCluster::start_with(Mode::Processes, 1, &args).unwrap();
+    let faults = Faults::holding_reduces_while(hold.path());
+    let mut c = TestCluster::start_with_faults(Mode::Processes, 1, &FAST, faults).unwrap();
     let input = c.path("input");
     write_corpus(&input, 3, 20_000, 45).unwrap();
     let i = format!("{}/", input.display());

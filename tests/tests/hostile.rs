@@ -13,6 +13,7 @@ use std::time::Duration;
 use quern_api::client::{ConnectOptions, JobClient, WorkerClient, job_client, worker_client_lazy};
 use quern_api::pb;
 use quern_tests::data::{files_under, read_output, word_count, write_corpus};
+use quern_tests::faults::Faults;
 use quern_tests::{Mode, TestCluster, eventually};
 
 fn dir_arg(p: &Path) -> String {
@@ -135,11 +136,11 @@ fn exact_wordcount(c: &mut TestCluster, input: &Path, name: &str) {
 #[test]
 fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes() {
     let hold = std::env::temp_dir().join(format!("quern-hold-{}", std::process::id()));
-    let hold_arg = hold.display().to_string();
-    let mut c = TestCluster::start_with(
+    let mut c = TestCluster::start_with_faults(
         Mode::Processes,
         2,
-        &["--job-wait", "2s", "--debug-hold-reduces-while", &hold_arg, "--heartbeat-timeout", "3s"],
+        &["--job-wait", "2s", "--heartbeat-timeout", "3s"],
+        Faults::holding_reduces_while(&hold),
     )
     .unwrap();
     let input = c.path("input");
@@ -387,16 +388,14 @@ fn the_path_policy_refuses_locations_outside_the_allowed_prefixes() {
 }
 
 #[test]
-fn the_stock_binary_offers_the_crash_test_job_only_when_asked() {
-    let jobs = |with: bool| {
-        let mut cmd = std::process::Command::new(quern_tests::binary("quern"));
-        cmd.arg("jobs").env_remove(quern_examples::TEST_JOBS_ENV);
-        if with {
-            cmd.env(quern_examples::TEST_JOBS_ENV, "1");
-        }
+fn the_stock_binary_never_offers_the_crash_test_job_and_the_test_binary_does() {
+    // Whatever the environment says: the test jobs are simply not in the stock binary.
+    let jobs = |binary: &str| {
+        let mut cmd = std::process::Command::new(quern_tests::binary(binary));
+        cmd.arg("jobs").env("QUERN_TEST_JOBS", "1");
         String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
     };
-    let (without, with) = (jobs(false), jobs(true));
-    assert!(without.contains("wordcount") && !without.contains("crashtest"), "{without}");
-    assert!(with.contains("crashtest"), "{with}");
+    let (stock, test) = (jobs("quern"), jobs("quern-test"));
+    assert!(stock.contains("wordcount") && !stock.contains("crashtest"), "{stock}");
+    assert!(test.contains("wordcount") && test.contains("crashtest"), "{test}");
 }

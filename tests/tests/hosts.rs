@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use quern_tests::data::{read_output, word_count, write_corpus};
+use quern_tests::faults::Faults;
 use quern_tests::netns::{Host, Network, Proc};
 use quern_tests::s3::S3Server;
 use quern_tests::{binary, eventually, ok_stdout, spawn_command, wait_bounded};
@@ -34,12 +35,12 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Starts everything on block `block` of TEST-NET-1; `coordinator_args` and
-    /// `worker_args` are extra flags.
-    fn start(tag: char, block: u8, coordinator_args: &[&str], worker_args: &[&str]) -> Cluster {
+    /// Starts everything on block `block` of TEST-NET-1; `coordinator_args` are extra
+    /// flags, and every worker has `worker_faults`.
+    fn start(tag: char, block: u8, coordinator_args: &[&str], worker_faults: &Faults) -> Cluster {
         let mut net = Network::new(tag, block).unwrap_or_else(|e| panic!("{e:#}"));
         let s3 = S3Server::start_on(&net.gateway().to_string()).unwrap();
-        let quern = binary("quern");
+        let quern = binary("quern-test");
         let host = net.host("coordinator").unwrap();
         let listen = format!("{}:0", host.addr);
         let mut args = vec!["coordinator", "--listen", &listen, "--store", "s3://quern/store/"];
@@ -51,10 +52,10 @@ impl Cluster {
         let mut workers = Vec::new();
         for i in 0..3 {
             let host = net.host(&format!("worker-{i}")).unwrap();
-            let mut args = vec!["worker", "--coordinator", &url, "--host", &host.name];
-            args.extend_from_slice(worker_args);
+            let args = ["worker", "--coordinator", &url, "--host", &host.name];
             let log = net.dir().join(format!("worker-{i}.log"));
-            let proc = host.spawn(&quern, &args, &process_env(&s3), &log).unwrap();
+            let env = [process_env(&s3), worker_faults.env()].concat();
+            let proc = host.spawn(&quern, &args, &env, &log).unwrap();
             workers.push((host, proc));
         }
         let c = Cluster { _coordinator: coordinator, workers, url, net, s3 };
@@ -135,7 +136,7 @@ fn checksum(data: &[u8]) -> String {
 #[test]
 fn wordcount_and_terasort_on_separate_hosts_sharing_only_s3_are_exact() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let c = Cluster::start('a', 14, &[], &[]);
+    let c = Cluster::start('a', 14, &[], &Faults::default());
 
     // Word count.
     let local = c.net.dir().join("corpus");
@@ -175,7 +176,8 @@ fn wordcount_and_terasort_on_separate_hosts_sharing_only_s3_are_exact() {
 fn a_worker_host_that_dies_mid_job_changes_nothing() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Slow tasks keep the job running while the test picks its victim.
-    let mut c = Cluster::start('b', 13, &["--heartbeat-timeout", "3s"], &["--debug-slowdown", "300ms"]);
+    let slow = Faults::slow(Duration::from_millis(300));
+    let mut c = Cluster::start('b', 13, &["--heartbeat-timeout", "3s"], &slow);
     let local = c.net.dir().join("corpus");
     write_corpus(&local, 6, 40_000, 5).unwrap();
     let input = c.s3.upload_dir(&local, "in").unwrap();

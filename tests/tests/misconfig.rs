@@ -26,7 +26,6 @@ impl Drop for Worker {
 fn worker(c: &TestCluster, env: &[(String, String)], args: &[&str], log: &str) -> Worker {
     let log = std::fs::File::create(c.path(log)).unwrap();
     let child = Command::new(binary("quern"))
-        .env(quern_examples::TEST_JOBS_ENV, "1")
         .args(["worker", "--coordinator", c.url()])
         .args(args)
         .envs(env.iter().cloned())

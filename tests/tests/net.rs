@@ -297,8 +297,8 @@ fn keepalive_holds_long_polls_and_watch_streams_past_the_idle_timeout() {
     // Tasks start only after 3 s, so workers' long polls and the client's watch stream sit
     // quiet far longer than the idle timeout; the server's pings keep them open.
     let mut c = TestCluster::start_with(Mode::Processes, 0, &["--idle-timeout", "1s", "--keepalive", "200ms"]).unwrap();
-    c.start_worker_with(&["--debug-slowdown", "3s"]).unwrap();
-    c.start_worker_with(&["--debug-slowdown", "3s"]).unwrap();
+    c.start_worker_slow(Duration::from_secs(3)).unwrap();
+    c.start_worker_slow(Duration::from_secs(3)).unwrap();
     word_count_is_exact(&c, "quiet");
     // A peer that completes the preface and then says nothing is dropped.
     let mut silent = TcpStream::connect(c.url().trim_start_matches("http://")).unwrap();

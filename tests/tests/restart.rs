@@ -16,7 +16,7 @@ const FAST: [&str; 6] = ["--heartbeat-timeout", "2s", "--heartbeat-interval", "2
 fn crash_and_resume(seed: u64, ready: impl Fn(&serde_json::Value) -> bool) {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &FAST).unwrap();
     for _ in 0..2 {
-        c.start_worker_with(&["--debug-slowdown", "200ms"]).unwrap();
+        c.start_worker_slow(Duration::from_millis(200)).unwrap();
     }
     let input = c.path("input");
     write_corpus(&input, 4, 24_000, seed).unwrap();
@@ -140,7 +140,7 @@ fn a_standby_takes_over_when_the_primary_dies_and_everyone_follows() {
     let both = format!("{primary},{standby}");
     c.set_worker_coordinator(&both);
     for _ in 0..2 {
-        c.start_worker_with(&["--debug-slowdown", "200ms"]).unwrap();
+        c.start_worker_slow(Duration::from_millis(200)).unwrap();
     }
     let input = c.path("input");
     write_corpus(&input, 4, 24_000, 34).unwrap();

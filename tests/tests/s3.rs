@@ -9,6 +9,7 @@ use object_store::ObjectStoreExt;
 use quern_api::client::{ConnectOptions, worker_client_lazy};
 use quern_api::pb;
 use quern_tests::data::{read_output, word_count, write_corpus};
+use quern_tests::faults::Faults;
 use quern_tests::s3::S3Server;
 use quern_tests::{TestCluster, eventually, ok_stdout, wait_bounded};
 
@@ -170,9 +171,9 @@ fn a_zombie_that_uploaded_its_part_can_never_make_it_visible() {
     let dir = tempfile::tempdir().unwrap();
     let hold = dir.path().join("hold");
     std::fs::write(&hold, b"").unwrap();
-    let hold_arg = hold.display().to_string();
-    let args = ["--debug-hold-reduces-while", &hold_arg, "--heartbeat-timeout", "2s", "--speculation", "off"];
-    let mut c = cluster(&s3, 1, &args);
+    let args = ["--heartbeat-timeout", "2s", "--speculation", "off"];
+    let faults = Faults::holding_reduces_while(&hold);
+    let mut c = TestCluster::start_on_store_with_faults(1, &s3.url("store/"), &args, s3.env(), faults).unwrap();
     let local = c.path("input");
     write_corpus(&local, 2, 10_000, 11).unwrap();
     let input = s3.upload_dir(&local, "in").unwrap();
@@ -224,7 +225,7 @@ fn a_worker_killed_and_the_coordinator_restarted_on_s3_cost_nothing_committed() 
     let fast = ["--heartbeat-timeout", "2s", "--lease", "1s"];
     let mut c = cluster(&s3, 0, &fast);
     for _ in 0..3 {
-        c.start_worker_with(&["--debug-slowdown", "150ms"]).unwrap();
+        c.start_worker_slow(Duration::from_millis(150)).unwrap();
     }
     let local = c.path("input");
     write_corpus(&local, 4, 24_000, 5).unwrap();
@@ -337,7 +338,7 @@ fn on_s3_with_atomic_create_only_writes_a_standby_takes_over_mid_job_and_the_out
     let both = format!("{primary},{standby}");
     c.set_worker_coordinator(&both);
     for _ in 0..2 {
-        c.start_worker_with(&["--debug-slowdown", "200ms"]).unwrap();
+        c.start_worker_slow(Duration::from_millis(200)).unwrap();
     }
     let local = c.path("input");
     write_corpus(&local, 4, 24_000, 34).unwrap();

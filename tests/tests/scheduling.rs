@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use quern_tests::data::{read_output, word_count, write_corpus};
+use quern_tests::faults::Faults;
 use quern_tests::locality::{Locality, locality_run};
 use quern_tests::{Mode, TestCluster, ok_stdout};
 
@@ -32,7 +33,7 @@ fn maps_run_where_their_data_is() {
 fn jobs_of_different_priorities_run_side_by_side_exactly() {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &[]).unwrap();
     for _ in 0..2 {
-        c.start_worker_with(&["--debug-slowdown", "100ms"]).unwrap();
+        c.start_worker_slow(Duration::from_millis(100)).unwrap();
     }
     let big = c.path("big");
     write_corpus(&big, 8, 24_000, 42).unwrap();
@@ -60,7 +61,7 @@ fn the_same_job_twice_reads_its_input_from_the_workers_caches() {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &[]).unwrap();
     for w in 0..3 {
         let cache = c.path(&format!("cache-{w}")).display().to_string();
-        c.start_worker_with(&["--cache-dir", &cache, "--debug-slowdown", "30ms"]).unwrap();
+        c.start_worker_with_faults(&["--cache-dir", &cache], &Faults::slow(Duration::from_millis(30))).unwrap();
     }
     // Input "in the object store": no worker declares it local.
     let input = c.path("store-input");

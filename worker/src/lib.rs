@@ -57,7 +57,9 @@ pub struct WorkerConfig {
     pub reconnect_budget: Duration,
     /// How long one poll may wait for work.
     pub poll_wait: Duration,
-    /// Fault injection for tests: sleep this long before each task (a slow machine).
+    /// A test hook, set by no command-line flag (a test binary sets it through
+    /// `quern_cli::Hooks`): sleep this long before each task, like a slow machine, so a
+    /// test can act while tasks run.
     pub slowdown: Option<Duration>,
     /// URL prefixes (ending in `/`) of input on this machine's own disk.
     pub local_data: Vec<String>,

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quern_api::{Combiner, Job, JobError, MapContext, OutputContext, ParamError, Params, Record};
 
-use crate::wordcount::WordCount;
+use quern_examples::wordcount::WordCount;
 
 /// The misbehaving word count.
 #[derive(Debug, Clone)]
