@@ -143,6 +143,12 @@ impl JobError {
         JobError { context: Vec::new(), cause: Cause::Message(message.into()) }
     }
 
+    /// An error from a boxed one (what `anyhow::Error::into()` and `Box<dyn Error>` give),
+    /// its source kept.
+    pub fn from_boxed(source: Box<dyn std::error::Error + Send + Sync + 'static>) -> Self {
+        JobError { context: Vec::new(), cause: Cause::Source(source) }
+    }
+
     /// Puts `context` in front of the message: `context: what went wrong`.
     pub fn context(mut self, context: impl std::fmt::Display) -> Self {
         self.context.push(context.to_string());

@@ -1,8 +1,8 @@
 //! Input and output formats: how objects become records and records become parts.
 //!
 //! A job reads its input in one [`InputFormat`] (`--input-format`, else the job's own
-//! [`crate::Job::input_format`], else `auto`) and writes its parts in one [`OutputFormat`]
-//! (`--output-format`, else [`crate::Job::output_format`], else `text`). Formats travel as
+//! [`crate::Io::input_format`] from [`crate::Job::io`], else `auto`) and writes its parts in
+//! one [`OutputFormat`] (`--output-format`, else [`crate::Io::output_format`], else `text`). Formats travel as
 //! the short strings their `Display` and `FromStr` agree on: `auto`, `text`, `whole`,
 //! `fixed:N`, `arrow`, `parquet`.
 //!

@@ -6,8 +6,8 @@
 //! - **compute**: [`Job::map`] from input [`Record`]s to typed (key, value) pairs (or
 //!   [`Job::map_block`] over a run of whole lines at once), an optional [`Job::combiner`], and
 //!   [`Job::reduce`] from a key and all its values to output records;
-//! - **shuffle policy**: [`Job::partitioning`] (hash, grouped for secondary sort, or total
-//!   order) and a fixed number of reduce tasks, [`Job::reducers`];
+//! - **shuffle policy**: [`Job::partitioning`] (hash, total order or custom, optionally
+//!   grouped for secondary sort) and a fixed number of reduce tasks, [`Job::reducers`];
 //! - **I/O**: [`Job::io`], the formats read and written and, for a generator, how many records
 //!   to make ([`Io`]).
 //!
@@ -42,6 +42,7 @@
 use std::borrow::Cow;
 use std::hash::Hash;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 pub use crate::context::{MapContext, TaskInfo};
 use crate::data::Data;
@@ -217,38 +218,118 @@ impl<V: std::ops::AddAssign + 'static> Combiner<'_, V> {
     }
 }
 
-/// How map output keys are spread over reduce tasks and grouped for `reduce`.
+/// The encoded key `map` would emit for a record (see [`Partitioning::total_order`]).
+pub type SampleFn = dyn Fn(&Record<'_>) -> Option<Vec<u8>> + Send + Sync;
+/// A partition for an encoded key (or its group) and a number of reducers.
+pub type PartitionFn = dyn Fn(&[u8], u32) -> u32 + Send + Sync;
+/// How many leading bytes of an encoded key form its group (see [`Partitioning::grouped`]).
+pub type GroupFn = dyn Fn(&[u8]) -> usize + Send + Sync;
+
+/// How map output keys are spread over reduce tasks (the partitioner), and optionally which
+/// keys `reduce` sees together (the grouping), two independent choices as in Hadoop.
 ///
-/// The functions are plain `fn`s (closures without captures coerce to them), so a
-/// partitioning is a cheap value the worker asks for once per task.
-#[derive(Clone, Copy, Debug, Default)]
-#[non_exhaustive]
-pub enum Partitioning {
-    /// FNV-1a (64-bit) of the whole encoded key, modulo the reducers (see CONTRACT.md). Every
-    /// key is its own group.
+/// - [`Partitioning::hash`] (the default): FNV-1a (64-bit) of the encoded key modulo the
+///   reducers (see CONTRACT.md);
+/// - [`Partitioning::total_order`]: globally sorted output (Hadoop's `TotalOrderPartitioner`).
+///   Before submitting, the client samples the input with `sample` (the encoded key a record
+///   maps to) and picks cut points, so that part `k` holds only keys below those of part
+///   `k + 1`;
+/// - [`Partitioning::custom`]: the job's own function of an encoded key and the number of
+///   reducers (a partition out of range fails the task);
+/// - [`Partitioning::grouped`], on top of any of them: secondary sort (Hadoop's grouping
+///   comparator). `prefix(key)` leading bytes of an encoded key form its group; keys are
+///   sorted by all their bytes, so a group's values arrive in the order of the rest of the
+///   key, and `reduce` is called once per group with its first key. The partitioner then sees
+///   only the group's bytes, so a group never spans two reduce tasks.
+///
+/// The functions are closures: a job captures what its parameters say (a column number, a
+/// separator) by value.
+///
+/// ```
+/// use quern_api::Partitioning;
+///
+/// // Keys `STATION\0DAY`, grouped by station, each station's days in order.
+/// let p = Partitioning::hash().grouped(|key| key.iter().position(|&b| b == 0).unwrap_or(key.len()));
+/// assert_eq!(p.group_len(b"oslo\x0020260101"), 4);
+/// assert_eq!(p.partition(b"oslo\x0020260101", 8, None), p.partition(b"oslo\x0020261231", 8, None));
+/// ```
+#[derive(Clone, Default)]
+pub struct Partitioning {
+    by: Partitioner,
+    group: Option<Arc<GroupFn>>,
+}
+
+#[derive(Clone, Default)]
+enum Partitioner {
     #[default]
     Hash,
-    /// Secondary sort (Hadoop's grouping comparator): `prefix(key)` leading bytes of an
-    /// encoded key decide its partition and its reduce group. Keys are sorted by all their
-    /// bytes, so a group's values arrive in the order of the rest of the key, and `reduce` is
-    /// called once per group with the group's first key.
-    Grouped {
-        /// How many leading bytes of an encoded key form its group (capped at its length).
-        prefix: fn(&[u8]) -> usize,
-    },
-    /// Globally sorted output (Hadoop's `TotalOrderPartitioner`): before submitting, the
-    /// client samples the input with `sample` (the encoded key a record maps to) and picks cut
-    /// points, so that part `k` holds only keys below those of part `k + 1`.
-    TotalOrder {
-        /// The encoded key `map` would emit for a record.
-        sample: fn(&Record<'_>) -> Option<Vec<u8>>,
-    },
-    /// The job's own function from an encoded key and the number of reducers to a partition
-    /// below it (a partition out of range fails the task).
-    Custom {
-        /// The partition of an encoded key.
-        partition: fn(&[u8], u32) -> u32,
-    },
+    TotalOrder(Arc<SampleFn>),
+    Custom(Arc<PartitionFn>),
+}
+
+impl Partitioning {
+    /// FNV-1a of the encoded key (of its group, when grouped) modulo the reducers.
+    pub fn hash() -> Self {
+        Partitioning::default()
+    }
+
+    /// Globally sorted parts: `sample` gives the encoded key a record maps to, from which the
+    /// submitting client picks cut points.
+    pub fn total_order(sample: impl Fn(&Record<'_>) -> Option<Vec<u8>> + Send + Sync + 'static) -> Self {
+        Partitioning { by: Partitioner::TotalOrder(Arc::new(sample)), group: None }
+    }
+
+    /// The job's own partitioner: `partition(key, reducers)` must be below `reducers`.
+    pub fn custom(partition: impl Fn(&[u8], u32) -> u32 + Send + Sync + 'static) -> Self {
+        Partitioning { by: Partitioner::Custom(Arc::new(partition)), group: None }
+    }
+
+    /// Secondary sort: `prefix(key)` leading bytes of an encoded key (capped at its length)
+    /// form its reduce group, and the partitioner sees only them.
+    pub fn grouped(mut self, prefix: impl Fn(&[u8]) -> usize + Send + Sync + 'static) -> Self {
+        self.group = Some(Arc::new(prefix));
+        self
+    }
+
+    /// Whether the client samples the input for cut points.
+    pub fn is_total_order(&self) -> bool {
+        matches!(self.by, Partitioner::TotalOrder(_))
+    }
+
+    /// The key a record maps to, for total-order sampling (None for other partitioners).
+    pub fn sample(&self, record: &Record<'_>) -> Option<Vec<u8>> {
+        match &self.by {
+            Partitioner::TotalOrder(sample) => sample(record),
+            _ => None,
+        }
+    }
+
+    /// How many leading bytes of `key` form its reduce group (all of them unless grouped).
+    pub fn group_len(&self, key: &[u8]) -> usize {
+        self.group.as_ref().map_or(key.len(), |prefix| prefix(key).min(key.len()))
+    }
+
+    /// The partition of `key` among `reducers`, with a total order's cut points when there are
+    /// some (without them a total-order job falls back to hashing).
+    pub fn partition(&self, key: &[u8], reducers: u32, order: Option<&TotalOrder>) -> u32 {
+        let key = &key[..self.group_len(key)];
+        match (&self.by, order) {
+            (Partitioner::TotalOrder(_), Some(order)) => order.partition(key, reducers),
+            (Partitioner::Custom(partition), _) => partition(key, reducers),
+            _ => (fnv1a64(key) % u64::from(reducers.max(1))) as u32,
+        }
+    }
+}
+
+impl std::fmt::Debug for Partitioning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let by = match self.by {
+            Partitioner::Hash => "hash",
+            Partitioner::TotalOrder(_) => "total order",
+            Partitioner::Custom(_) => "custom",
+        };
+        f.debug_struct("Partitioning").field("by", &by).field("grouped", &self.group.is_some()).finish()
+    }
 }
 
 /// What a job reads and writes: see [`Job::io`] and [`MapOnlyJob::io`].
@@ -335,7 +416,8 @@ pub trait Job: Send + Sync + 'static {
         out: &mut OutputContext<'_>,
     ) -> Result<(), JobError>;
 
-    /// How keys reach reduce tasks and form groups (default: [`Partitioning::Hash`]).
+    /// How keys reach reduce tasks and form groups (default: [`Partitioning::hash`]). Asked
+    /// once per task.
     ///
     /// ```
     /// use quern_api::{Job, JobError, MapContext, OutputContext, Partitioning, Record};
@@ -353,7 +435,7 @@ pub trait Job: Send + Sync + 'static {
     ///         Ok(())
     ///     }
     ///     fn partitioning(&self) -> Partitioning {
-    ///         Partitioning::Grouped { prefix: |key| key.iter().position(|&b| b == 0).unwrap_or(key.len()) }
+    ///         Partitioning::hash().grouped(|key| key.iter().position(|&b| b == 0).unwrap_or(key.len()))
     ///     }
     ///     fn reduce(&self, key: String, temps: &mut dyn Iterator<Item = String>, out: &mut OutputContext<'_>) -> Result<(), JobError> {
     ///         let station = key.split('\0').next().unwrap_or_default();
@@ -361,11 +443,10 @@ pub trait Job: Send + Sync + 'static {
     ///         Ok(())
     ///     }
     /// }
-    /// let Partitioning::Grouped { prefix } = ByStation.partitioning() else { unreachable!() };
-    /// assert_eq!(prefix(b"oslo\x0020260101"), 4);
+    /// assert_eq!(ByStation.partitioning().group_len(b"oslo\x0020260101"), 4);
     /// ```
     fn partitioning(&self) -> Partitioning {
-        Partitioning::Hash
+        Partitioning::hash()
     }
 
     /// A fixed number of reduce tasks, if the job needs one (`Some(1)` for a job that must

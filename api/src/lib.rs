@@ -87,12 +87,12 @@ pub mod pb {
 pub use arrow_array;
 pub use context::{MapContext, TaskInfo};
 pub use counters::Counters;
-pub use data::Data;
+pub use data::{Data, Encode};
 pub use error::{DecodeError, JobError, LookupError, ParamError, ProtocolError, StoreError, panic_message};
 pub use format::{InputFormat, OutputFormat};
 pub use ids::{AttemptId, JobId, TaskId, TaskKind, WorkerId};
-pub use job::{Block, Combiner, Io, Job, MapOnlyJob, Partitioning, Record, RecordKind};
-pub use output::{OutputContext, PartWriter};
+pub use job::{Block, Combiner, Io, Job, MapOnlyJob, Partitioning, Record, RecordKind, Row, TotalOrder};
+pub use output::{OutRecord, OutputContext, PartWriter};
 pub use registry::{Params, Registry, Stage, StageInput};
 pub use runner::{DynJob, MapOptions, Records};
 pub use split::Split;

@@ -9,7 +9,7 @@ use crate::counters::{Counters, names};
 use crate::data::Data;
 use crate::error::{JobError, ParamError};
 use crate::format::{InputFormat, OutputFormat};
-use crate::job::{Block, Job, MapOnlyJob, Partitioning, Record, fnv1a64};
+use crate::job::{Block, Job, MapOnlyJob, Partitioning, Record};
 use crate::output::{OutputContext, PartWriter};
 use crate::registry::Params;
 use crate::total_order::TotalOrder;
@@ -84,7 +84,7 @@ pub trait DynJob: Send + Sync {
     fn group_len(&self, key: &[u8]) -> usize;
 
     /// Whether the job's output is totally ordered, so the client samples its input for cut
-    /// points (see [`Partitioning::TotalOrder`]).
+    /// points (see [`Partitioning::total_order`]).
     fn total_order(&self) -> bool;
 
     /// For a total-order job: the encoded key a record maps to; None otherwise.
@@ -116,10 +116,7 @@ impl<J: Job> JobRunner<J> {
     /// The runner of `job`, built with `params` (which may carry total-order cut points).
     pub fn new(job: J, params: &Params) -> Result<Self, ParamError> {
         let partitioning = job.partitioning();
-        let order = match partitioning {
-            Partitioning::TotalOrder { .. } => TotalOrder::from_params(params)?,
-            _ => None,
-        };
+        let order = if partitioning.is_total_order() { TotalOrder::from_params(params)? } else { None };
         Ok(JobRunner { job, partitioning, order })
     }
 
@@ -317,43 +314,30 @@ impl<J: Job> DynJob for JobRunner<J> {
                 None
             }
         });
-        self.job.reduce(key, &mut decoded, out)?;
+        let reduced = self.job.reduce(key, &mut decoded, out);
         drop(decoded);
+        // A value that did not decode cut the values short: that, not whatever the job made
+        // of the shortened group, is the failure.
         match err {
             Some(e) => Err(e.into()),
-            None => Ok(()),
+            None => reduced,
         }
     }
 
     fn partition(&self, key: &[u8], reducers: u32) -> u32 {
-        let hash = |bytes: &[u8]| (fnv1a64(bytes) % u64::from(reducers.max(1))) as u32;
-        match self.partitioning {
-            Partitioning::Hash => hash(key),
-            Partitioning::Grouped { .. } => hash(&key[..self.group_len(key)]),
-            Partitioning::TotalOrder { .. } => match &self.order {
-                Some(order) => order.partition(key, reducers),
-                None => hash(key),
-            },
-            Partitioning::Custom { partition } => partition(key, reducers),
-        }
+        self.partitioning.partition(key, reducers, self.order.as_ref())
     }
 
     fn group_len(&self, key: &[u8]) -> usize {
-        match self.partitioning {
-            Partitioning::Grouped { prefix } => prefix(key).min(key.len()),
-            _ => key.len(),
-        }
+        self.partitioning.group_len(key)
     }
 
     fn total_order(&self) -> bool {
-        matches!(self.partitioning, Partitioning::TotalOrder { .. })
+        self.partitioning.is_total_order()
     }
 
     fn sample_key(&self, record: &Record<'_>) -> Option<Vec<u8>> {
-        match self.partitioning {
-            Partitioning::TotalOrder { sample } => sample(record),
-            _ => None,
-        }
+        self.partitioning.sample(record)
     }
 
     fn input_format(&self) -> InputFormat {
@@ -397,6 +381,7 @@ impl<J: MapOnlyJob> DynJob for MapOnlyRunner<J> {
         opts: MapOptions,
     ) -> Result<(), JobError> {
         let job = &self.0;
+        let written = out.records();
         let mut user = Counters::new();
         let (mut inputs, mut skipped) = (0i64, 0i64);
         let one = |rec: &Record<'_>, out: &mut PartWriter, user: &mut Counters| {
@@ -421,6 +406,7 @@ impl<J: MapOnlyJob> DynJob for MapOnlyRunner<J> {
             }
         }
         counters.add(names::MAP_INPUT_RECORDS, inputs);
+        counters.add(names::MAP_OUTPUT_RECORDS, (out.records() - written) as i64);
         if skipped > 0 {
             counters.add(names::SKIPPED_RECORDS, skipped);
         }
@@ -657,6 +643,7 @@ mod tests {
         job.map_to_part(Records::Block(&block), &mut out, &mut c, &task, MapOptions::skipping(true)).unwrap();
         assert_eq!(out.into_bytes(), b"B\nA\n");
         assert_eq!((c.get(names::MAP_INPUT_RECORDS), c.get(names::SKIPPED_RECORDS)), (3, 1));
+        assert_eq!(c.get(names::MAP_OUTPUT_RECORDS), 2);
         assert_eq!(job.reducers(), Some(0));
     }
 }

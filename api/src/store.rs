@@ -261,17 +261,21 @@ pub type StoreWrapper = fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>;
 
 static WRAPPER: OnceLock<StoreWrapper> = OnceLock::new();
 
+/// Whether this process built a store yet: a wrapper set after that would miss some.
+static BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Puts `wrap` around every object store this process builds from now on (once per scheme
 /// and bucket, outside the request counting), for test binaries that inject faults. Only the
 /// object interface is wrapped; [`StoreUrl::multipart_store`] is not. Set it once, before
-/// the first store is built; a second call is refused (returns `false`), so stores already
-/// handed out never disagree with later ones about their wrapper.
+/// the first store is built; a second call, or one after a store was built, is refused
+/// (returns `false`), so stores already handed out never disagree with later ones.
 pub fn set_store_wrapper(wrap: StoreWrapper) -> bool {
-    WRAPPER.set(wrap).is_ok()
+    !BUILT.load(std::sync::atomic::Ordering::SeqCst) && WRAPPER.set(wrap).is_ok()
 }
 
 /// `store` inside the wrapper, if one was set (never in the stock binary).
 fn wrapped(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    BUILT.store(true, std::sync::atomic::Ordering::SeqCst);
     match WRAPPER.get() {
         Some(wrap) => wrap(store),
         None => store,

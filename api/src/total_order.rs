@@ -3,7 +3,7 @@
 //!
 //! The client samples the input for cut points ([`TotalOrder::from_sample`]) and passes them
 //! to the job as the [`CUTS_PARAM`] parameter; the framework reads them back when it builds a
-//! job whose partitioning is [`crate::Partitioning::TotalOrder`] ([`TotalOrder::from_params`])
+//! job whose partitioning is [`crate::Partitioning::total_order`] ([`TotalOrder::from_params`])
 //! and asks [`TotalOrder::partition`] for each key. The parameter comes off the wire, so
 //! reading it never trusts it.
 
@@ -15,7 +15,7 @@ pub const CUTS_PARAM: &str = "__cuts";
 /// gives globally sorted output.
 ///
 /// The client builds one from a sample of the input's keys (see
-/// [`crate::Partitioning::TotalOrder`]) and hands it to the job as a parameter:
+/// [`crate::Partitioning::total_order`]) and hands it to the job as a parameter:
 ///
 /// ```
 /// use quern_api::job::TotalOrder;

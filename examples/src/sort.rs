@@ -34,6 +34,6 @@ impl Job for Sort {
 
     /// The key is the line itself.
     fn partitioning(&self) -> Partitioning {
-        Partitioning::TotalOrder { sample: |rec| Some(rec.line.as_bytes().to_vec()) }
+        Partitioning::total_order(|rec| Some(rec.line.as_bytes().to_vec()))
     }
 }

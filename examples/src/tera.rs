@@ -136,7 +136,7 @@ impl Job for TeraSort {
     /// Cut points are sampled 10-byte keys; a whole record compares with a cut as its key
     /// does (a key equal to a cut sorts at or after it either way).
     fn partitioning(&self) -> Partitioning {
-        Partitioning::TotalOrder { sample: |rec| Some(rec.bytes[..KEY_LEN.min(rec.bytes.len())].to_vec()) }
+        Partitioning::total_order(|rec| Some(rec.bytes[..KEY_LEN.min(rec.bytes.len())].to_vec()))
     }
 
     fn io(&self) -> Io {

@@ -78,7 +78,7 @@ pub fn require_root() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!(
             "this test needs root: it creates network namespaces, a bridge and veth pairs \
-             (run it as root, e.g. `sudo -E cargo test -p quern-tests --test hosts`)"
+             (run it as root, e.g. `sudo -E cargo test -p quern-tests --test it hosts::`)"
         );
     }
     Ok(())

@@ -146,6 +146,15 @@ pub enum SubmitError {
         #[source]
         source: InputError,
     },
+    /// The job's own code panicked while the client planned it (building it from its
+    /// parameters, or sampling its input).
+    #[error("the job panicked in {what}: {message}")]
+    JobPanicked {
+        /// What was running.
+        what: &'static str,
+        /// The panic's message.
+        message: String,
+    },
     /// A coordinator address is malformed or nothing answers there.
     #[error(transparent)]
     Connect(#[from] ConnectError),

@@ -82,6 +82,9 @@ const LEADER_SEARCH: Duration = Duration::from_secs(60);
 /// Pause between two looks for the leader.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
+/// Longest wait for one call's answer (a status, a kill, opening a watch, a leader's ping).
+const CALL_LIMIT: Duration = Duration::from_secs(10);
+
 /// A connection to a coordinator (of several, the one holding the lease), and the jobs a
 /// submission is checked against. Cheap to clone; clones share the connection.
 #[derive(Clone)]
@@ -164,9 +167,15 @@ async fn connect_leader(addrs: &str, opts: &ConnectOptions) -> Result<JobClient,
     let mut last = None;
     for addr in &list {
         match job_client(addr, opts).await {
-            Ok(mut c) => match c.ping(pb::PingRequest {}).await {
-                Ok(_) => return Ok(c),
-                Err(e) => last = Some(SubmitError::NotLeader { addr: addr.to_string(), message: e.message().into() }),
+            Ok(mut c) => match tokio::time::timeout(CALL_LIMIT, c.ping(pb::PingRequest {})).await {
+                Ok(Ok(_)) => return Ok(c),
+                Ok(Err(e)) => {
+                    last = Some(SubmitError::NotLeader { addr: addr.to_string(), message: e.message().into() })
+                }
+                Err(_) => {
+                    let message = format!("no answer within {CALL_LIMIT:?}");
+                    last = Some(SubmitError::NotLeader { addr: addr.to_string(), message })
+                }
             },
             Err(e) => last = Some(e.into()),
         }
@@ -209,7 +218,8 @@ impl JobBuilder {
         self
     }
 
-    /// Sets every parameter of `params` (e.g. from [`Params::parse_pairs`]).
+    /// Sets every parameter of `params` (e.g. from [`Params::parse_pairs`]). Only the
+    /// key-value pairs: side data goes by URL, through [`JobBuilder::side`].
     pub fn params(mut self, params: &Params) -> Self {
         self.req.params.extend(params.as_map().iter().map(|(k, v)| (k.clone(), v.clone())));
         self
@@ -270,7 +280,14 @@ impl JobBuilder {
     /// read, a total-order job's input sampled. Nothing is sent.
     pub async fn to_spec(&self) -> Result<pb::JobSpec, SubmitError> {
         let (params, side) = read_side(&self.req).await?;
-        let mut plan = plan::plan(&self.req, &self.client.registry, params, side)?;
+        // Planning builds the job from its parameters: user code, so under a panic guard.
+        let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            plan::plan(&self.req, &self.client.registry, params, side)
+        }));
+        let mut plan = planned.map_err(|panic| SubmitError::JobPanicked {
+            what: "building it from its parameters",
+            message: crate::panic_message(panic.as_ref()).unwrap_or_default(),
+        })??;
         sample::add_total_order(&mut plan, &self.client.registry).await?;
         Ok(plan.spec)
     }
@@ -320,17 +337,36 @@ impl JobHandle {
 
     /// The job's status now.
     pub async fn status(&self) -> Result<JobStatus, SubmitError> {
-        let mut rpc = self.client.rpc().await?;
-        let s = rpc.status(self.request()).await?.into_inner();
+        let s = self.call(|mut rpc, req| async move { rpc.status(req).await }).await?;
         JobStatus::try_from(s).map_err(SubmitError::Protocol)
     }
 
     /// Kills the job; returns its state after the call: [`JobState::Killed`], or the state
     /// it had already ended in.
     pub async fn kill(&self) -> Result<JobState, SubmitError> {
-        let mut rpc = self.client.rpc().await?;
-        let r = rpc.kill(self.request()).await?.into_inner();
+        let r = self.call(|mut rpc, req| async move { rpc.kill(req).await }).await?;
         JobState::try_from(r.state).map_err(SubmitError::Protocol)
+    }
+
+    /// One call about this job, to the coordinator holding the lease: a refusal saying this
+    /// one is unavailable (a standby, or one that stopped) looks for the leader once more and
+    /// asks again (status and kill may be asked twice alike).
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, SubmitError>
+    where
+        F: Fn(JobClient, pb::JobRequest) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let rpc = self.client.rpc().await?;
+        match tokio::time::timeout(CALL_LIMIT, f(rpc, self.request())).await {
+            Ok(Ok(r)) => return Ok(r.into_inner()),
+            Ok(Err(e)) if e.code() != tonic::Code::Unavailable => return Err(e.into()),
+            Ok(Err(_)) | Err(_) => {}
+        }
+        let rpc = self.client.reconnect().await?;
+        match tokio::time::timeout(CALL_LIMIT, f(rpc, self.request())).await {
+            Ok(r) => Ok(r?.into_inner()),
+            Err(_) => Err(SubmitError::Lost { addrs: self.client.addrs.to_string(), job: self.id.clone() }),
+        }
     }
 
     /// Follows the job until it ends, calling `progress` with every status the coordinator
@@ -338,27 +374,31 @@ impl JobHandle {
     /// state. A coordinator that goes away (restarting, or failing over to a standby) is
     /// looked for again for up to a minute; a watch silent for 30 s counts as gone.
     pub async fn wait(&self, mut progress: impl FnMut(&JobStatus)) -> Result<JobStatus, SubmitError> {
-        let mut rpc = self.client.rpc().await?;
+        let mut rpc = self.client.rpc().await.ok();
+        // Since when the leader is being looked for: only a status ends a search, not a
+        // stream that opens and then says nothing (a wedged coordinator).
         let mut down_since: Option<Instant> = None;
         loop {
-            match rpc.watch(self.request()).await {
-                Ok(s) => {
-                    down_since = None;
-                    let mut s = s.into_inner();
-                    // A stream that ends, fails or stays silent: look for the leader again.
-                    while let Ok(Ok(Some(wire))) = tokio::time::timeout(WATCH_SILENCE, s.message()).await {
-                        let status = JobStatus::try_from(wire).map_err(SubmitError::Protocol)?;
-                        progress(&status);
-                        if status.state().is_final() {
-                            return Ok(status);
+            if let Some(client) = rpc.as_mut() {
+                match tokio::time::timeout(CALL_LIMIT, client.watch(self.request())).await {
+                    Ok(Ok(s)) => {
+                        let mut s = s.into_inner();
+                        // A stream that ends, fails or stays silent: look for the leader again.
+                        while let Ok(Ok(Some(wire))) = tokio::time::timeout(WATCH_SILENCE, s.message()).await {
+                            down_since = None;
+                            let status = JobStatus::try_from(wire).map_err(SubmitError::Protocol)?;
+                            progress(&status);
+                            if status.state().is_final() {
+                                return Ok(status);
+                            }
                         }
                     }
+                    // Asking again cannot help: the job is not there, or this client not welcome.
+                    Ok(Err(e)) if matches!(e.code(), tonic::Code::NotFound | tonic::Code::Unauthenticated) => {
+                        return Err(e.into());
+                    }
+                    Ok(Err(_)) | Err(_) => {}
                 }
-                // Asking again cannot help: the job is not there, or this client not welcome.
-                Err(e) if matches!(e.code(), tonic::Code::NotFound | tonic::Code::Unauthenticated) => {
-                    return Err(e.into());
-                }
-                Err(_) => {}
             }
             let since = *down_since.get_or_insert_with(Instant::now);
             if since.elapsed() > LEADER_SEARCH {
@@ -366,7 +406,7 @@ impl JobHandle {
             }
             tokio::time::sleep(RECONNECT_PAUSE).await;
             if let Ok(c) = self.client.reconnect().await {
-                rpc = c;
+                rpc = Some(c);
             }
         }
     }

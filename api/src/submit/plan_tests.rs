@@ -47,7 +47,7 @@ impl Job for One {
 
 fn registry() -> Registry {
     let mut r = Registry::new();
-    r.register("plain", "", &[], |_| Ok(Plain));
+    r.register("plain", "", &["k"], |_| Ok(Plain));
     r.register_map_only("gen", "", &["rows"], |p| Ok(Gen(p.parse_or("rows", 0u64)?)));
     r.register("one", "", &[], |_| Ok(One));
     r.register_pipeline("twostep", "", &[], |_| {
@@ -145,4 +145,16 @@ fn the_spec_carries_the_callers_settings() {
     assert_eq!(spec.output, "file:///tmp/quern-plan-test/out");
     assert_eq!((spec.priority, spec.split_size, spec.skip_bad_records), (3, 1 << 20, true));
     assert_eq!(spec.params.get("k").map(String::as_str), Some("v"));
+}
+
+#[test]
+fn a_job_that_panics_while_planned_is_an_error_not_a_crash() {
+    let mut r = registry();
+    r.register("boom", "", &[], |_| -> Result<Plain, crate::ParamError> { panic!("factory blew up") });
+    let client = crate::submit::Client::new("http://127.0.0.1:1", Default::default()).with_registry(r);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let job = client.job("boom").input("/tmp/quern-plan-test/in/").output("/tmp/quern-plan-test/out");
+    let e = rt.block_on(job.to_spec()).unwrap_err();
+    assert!(matches!(e, crate::submit::SubmitError::JobPanicked { .. }), "{e}");
+    assert!(e.to_string().contains("factory blew up"), "{e}");
 }

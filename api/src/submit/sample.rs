@@ -22,7 +22,7 @@ const OBJECTS_SAMPLED: usize = 256;
 /// Bytes of one sampled window.
 const WINDOW: u64 = 64 * 1024;
 
-/// For a total-order job (see [`crate::Partitioning::TotalOrder`]) with several
+/// For a total-order job (see [`crate::Partitioning::total_order`]) with several
 /// reducers, samples the input and adds the cut points to its parameters.
 pub(crate) async fn add_total_order(plan: &mut Plan, registry: &Registry) -> Result<(), SubmitError> {
     let spec = &plan.spec;
@@ -66,8 +66,7 @@ async fn sample_object(
         // The same limit a map task has: never hold more of an object than a worker would.
         InputLimits::DEFAULT.check_read("object read whole", size).map_err(decoded)?;
         let bytes = store.get(&url.path()).await.map_err(read)?.bytes().await.map_err(read)?;
-        keep(job, &Input::decode(of, bytes, 0, size).map_err(decoded)?, sample);
-        return Ok(());
+        return keep(job, &Input::decode(of, bytes, 0, size).map_err(decoded)?, sample);
     }
     // Record boundaries: lines for text, multiples of the record length for fixed.
     let align = match of {
@@ -89,19 +88,34 @@ async fn sample_object(
                 if end < size { bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) } else { bytes.len() };
             Input::decode(of, bytes.slice(..cut), start, start + cut as u64)
         };
-        keep(job, &input.map_err(decoded)?, sample);
+        keep(job, &input.map_err(decoded)?, sample)?;
     }
     Ok(())
 }
 
 /// Adds the sample keys of up to [`SAMPLES_PER_OBJECT`] records of `input`, evenly spaced.
-fn keep(job: &dyn DynJob, input: &Input, sample: &mut Vec<Vec<u8>>) {
+/// The job's sample function is user code: a panic in it is an error, not a crash of the
+/// submitting program.
+fn keep(job: &dyn DynJob, input: &Input, sample: &mut Vec<Vec<u8>>) -> Result<(), SubmitError> {
     let mut counters = Counters::new();
     for chunk in input.chunks(1) {
         input.with_records(chunk, "", "", &mut counters, |recs| {
             let recs: Vec<Record<'_>> = recs.collect();
             let step = recs.len().div_ceil(SAMPLES_PER_OBJECT).max(1);
-            sample.extend(recs.iter().step_by(step).filter_map(|r| job.sample_key(r)));
-        });
+            let keys = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                recs.iter().step_by(step).filter_map(|r| job.sample_key(r)).collect::<Vec<_>>()
+            }));
+            match keys {
+                Ok(keys) => {
+                    sample.extend(keys);
+                    Ok(())
+                }
+                Err(panic) => Err(SubmitError::JobPanicked {
+                    what: "its total-order sample function",
+                    message: crate::panic_message(panic.as_ref()).unwrap_or_default(),
+                }),
+            }
+        })?;
     }
+    Ok(())
 }

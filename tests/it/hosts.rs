@@ -8,7 +8,6 @@
 //! Needs root, and fails without it. The tests run one at a time (each starts five
 //! processes) and print their jobs' wall times: `cargo test -p quern-tests --test hosts --
 //! --nocapture`.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;

@@ -2,7 +2,6 @@
 //! or map panics, cut points that are not hex sent past the CLI over raw gRPC, a
 //! decompression bomb, and CLI output into a closed pipe. Each ends with a clear error; the
 //! cluster keeps every slot, and the next word count is exact.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeSet;
 use std::io::Write;

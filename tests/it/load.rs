@@ -1,7 +1,6 @@
 //! Load: 50 word-count jobs submitted at once by 5 concurrent clients to a 3-worker
 //! multi-process cluster. Every job's output must be exact; the coordinator's peak memory
 //! is printed so runs can be compared.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -1,6 +1,5 @@
 //! A Rust program submitting through the library (`quern_api::submit`) to a multi-process
 //! cluster: it waits with a progress callback, reads the output, and kills a running job.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::Duration;
 

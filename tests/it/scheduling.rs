@@ -3,7 +3,6 @@
 //! consistent counters); which task runs where and when is asserted by the coordinator's
 //! unit tests (`placement`, `policy`, `core_placement_tests.rs`), and the figures come from
 //! `quern-bench --locality`.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::Path;
 use std::time::Duration;

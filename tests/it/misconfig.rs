@@ -1,7 +1,6 @@
 //! Misconfigured clusters fail fast, with one line naming the likely cause: a worker that
 //! cannot use the store stops at registration, and a store the workers do not share fails
 //! the job instead of re-running maps forever. Real processes on a real S3 API server.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

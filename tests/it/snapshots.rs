@@ -1,7 +1,6 @@
 //! Journal snapshots: a coordinator that ran a thousand jobs restarts with every one of them
 //! in `quern list`, as it was, from a journal compacted to a bounded number of objects. The
 //! restart times with and without snapshots are printed (not asserted).
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,7 +1,6 @@
 //! Fault tolerance on real multi-process clusters: killed, crashing, paused and slow workers,
 //! corrupted intermediate data, and bad records. Every job's output is compared with a
 //! sequential computation; every wait is bounded.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,6 @@
 //! Network hardening against real processes: TLS and mutual TLS (certificates made here with
 //! rcgen), the token on the status pages, an idle-connection flood past `--max-connections`,
 //! and an oversized message. Every failure must be one clear line and a non-zero exit.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,7 +1,6 @@
 //! Store requests counted on a real S3 API server (`s3s-fs` on 127.0.0.1): a word count's
 //! `STORE_*` counters against what the job must have asked of the store, and a listing of
 //! 10,000 input objects, page by page.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! Cleaning up after jobs: `quern run` waits for its job's cleanup, a coordinator that takes
 //! over sweeps what crashed jobs left in the store, and `quern gc` lists (dry run) or deletes
 //! leftovers without touching the data of running jobs.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeSet;
 use std::path::Path;

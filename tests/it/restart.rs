@@ -1,7 +1,6 @@
 //! Coordinator restarts: `kill -9` mid-map and mid-reduce, restart on the same store, and the
 //! job finishes with exact output without re-running committed tasks; waiting clients and
 //! workers reconnect by themselves.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::Duration;
 

@@ -4,7 +4,6 @@
 //! poisoned parameters, inputs that are still being written, the path policy, and a
 //! bounded flood of idle connections. After each, the coordinator is alive, nothing outside
 //! its own prefixes changed, and a following word count is exact.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

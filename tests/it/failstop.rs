@@ -2,7 +2,6 @@
 //! line and a non-zero exit, every stream it served ends, and `submit --wait` returns
 //! non-zero within its reconnect budget instead of hanging. An unusable store at startup
 //! is one line and a non-zero exit, never a coordinator that says it listens.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::Duration;
 

@@ -1,5 +1,4 @@
 //! Jobs end to end on real clusters, compared with sequential computations.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use quern_tests::data::{files_under, index, read_output, word_count, word_lengths, write_corpus};
 use quern_tests::{Mode, TestCluster, ok_stdout, quern, run_binary};

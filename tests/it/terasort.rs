@@ -1,7 +1,6 @@
 //! TeraGen, TeraSort and TeraValidate on a multi-process cluster, checked against records
 //! generated here sequentially (plain LCG steps, hex by `format!`), a sort done here, and
 //! CRC-32 sums computed here.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::Path;
 

@@ -1,7 +1,6 @@
 //! Faults in the object store, on real multi-process clusters: `quern-test` processes whose
 //! stores corrupt, fail or delay chosen requests ([`quern_tests::faulty::FaultyStore`]).
 //! Every job must still produce exactly what the sequential computation does.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! Whole clusters on a real S3 API server (`s3s-fs` on 127.0.0.1): input, output, store and
 //! journal all on `s3://`, outputs compared with sequential computations. Parts commit as
 //! multipart uploads that only the coordinator completes.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::Duration;
 

@@ -2,7 +2,6 @@
 //! round-trips, and Parquet, Arrow IPC and whole-file input give the same word count as text.
 //! Parts written as Parquet and Arrow are read here with the `parquet` and `arrow` crates,
 //! not with Quern's own readers.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

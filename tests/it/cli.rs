@@ -1,6 +1,5 @@
 //! The CLI against a live cluster: status, list and kill, and every kind of bad input getting
 //! one clear line and a non-zero exit, with nothing written to the output.
-#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::process::Output;
 use std::time::Duration;
