@@ -133,35 +133,21 @@ impl<J: Job> JobRunner<J> {
         let job = &self.job;
         let combiner = if combine { job.combiner() } else { None };
         let mut user = Counters::new();
-        let (mut inputs, mut skipped) = (0i64, 0i64);
+        let (inputs, skipped);
         let (emitted, table) = {
             let mode = match &combiner {
                 Some(c) => MapMode::Combining { table: FastMap::default(), combiner: c },
                 None => MapMode::Direct { sink: &mut *sink, kbuf: Vec::new(), vbuf: Vec::new() },
             };
             let mut ctx = MapContext::new(mode, &mut user, task);
-            match records {
-                Records::Block(block) if !opts.skip_panics => {
-                    inputs = crate::split::lines(block.bytes).count() as i64;
-                    job.map_block(block, &mut ctx)?;
-                }
-                Records::Block(block) => {
-                    for rec in block.records() {
-                        inputs += 1;
-                        skipped += i64::from(map_one_skipping(job, &rec, &mut ctx)?);
-                    }
-                }
-                Records::Each(recs) => {
-                    for rec in recs {
-                        inputs += 1;
-                        if opts.skip_panics {
-                            skipped += i64::from(map_one_skipping(job, &rec, &mut ctx)?);
-                        } else {
-                            job.map(&rec, &mut ctx)?;
-                        }
-                    }
-                }
-            }
+            let skip = opts.skip_panics;
+            (inputs, skipped) = drive(
+                records,
+                &mut ctx,
+                skip,
+                |block, ctx| job.map_block(block, ctx),
+                |rec, ctx| if skip { map_one_skipping(job, rec, ctx) } else { job.map(rec, ctx).map(|()| false) },
+            )?;
             let table = match ctx.mode {
                 MapMode::Combining { table, .. } => Some(table),
                 MapMode::Direct { .. } => None,
@@ -187,6 +173,38 @@ impl<J: Job> JobRunner<J> {
         counters.merge(&user);
         Ok(())
     }
+}
+
+/// Feeds `records` to a job: a block whole through `block`, unless skipping, when each of its
+/// lines goes alone (so a panicking one can be skipped), as other records always do, through
+/// `one` (which says whether it skipped the record). Returns (records read, records skipped).
+fn drive<S>(
+    records: Records<'_, '_>,
+    state: &mut S,
+    skipping: bool,
+    block: impl FnOnce(&Block<'_>, &mut S) -> Result<(), JobError>,
+    mut one: impl FnMut(&Record<'_>, &mut S) -> Result<bool, JobError>,
+) -> Result<(i64, i64), JobError> {
+    let (mut inputs, mut skipped) = (0i64, 0i64);
+    match records {
+        Records::Block(b) if !skipping => {
+            inputs = crate::split::lines(b.bytes).count() as i64;
+            block(b, state)?;
+        }
+        Records::Block(b) => {
+            for rec in b.records() {
+                inputs += 1;
+                skipped += i64::from(one(&rec, state)?);
+            }
+        }
+        Records::Each(recs) => {
+            for rec in recs {
+                inputs += 1;
+                skipped += i64::from(one(&rec, state)?);
+            }
+        }
+    }
+    Ok((inputs, skipped))
 }
 
 /// Maps one record under a panic guard, its pairs held back until the call returns normally;
@@ -383,28 +401,15 @@ impl<J: MapOnlyJob> DynJob for MapOnlyRunner<J> {
         let job = &self.0;
         let written = out.records();
         let mut user = Counters::new();
-        let (mut inputs, mut skipped) = (0i64, 0i64);
-        let one = |rec: &Record<'_>, out: &mut PartWriter, user: &mut Counters| {
-            guarded(out, opts.skip_panics, |out| job.map(rec, &mut OutputContext::new(out, user, task)))
-        };
-        match records {
-            Records::Block(block) if !opts.skip_panics => {
-                inputs = crate::split::lines(block.bytes).count() as i64;
-                job.map_block(block, &mut OutputContext::new(out, &mut user, task))?;
-            }
-            Records::Block(block) => {
-                for rec in block.records() {
-                    inputs += 1;
-                    skipped += i64::from(one(&rec, out, &mut user)?);
-                }
-            }
-            Records::Each(recs) => {
-                for rec in recs {
-                    inputs += 1;
-                    skipped += i64::from(one(&rec, out, &mut user)?);
-                }
-            }
-        }
+        let (inputs, skipped) = drive(
+            records,
+            &mut (&mut *out, &mut user),
+            opts.skip_panics,
+            |block, (out, user)| job.map_block(block, &mut OutputContext::new(out, user, task)),
+            |rec, (out, user)| {
+                guarded(out, opts.skip_panics, |out| job.map(rec, &mut OutputContext::new(out, user, task)))
+            },
+        )?;
         counters.add(names::MAP_INPUT_RECORDS, inputs);
         counters.add(names::MAP_OUTPUT_RECORDS, (out.records() - written) as i64);
         if skipped > 0 {
