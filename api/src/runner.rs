@@ -66,8 +66,9 @@ pub trait DynJob: Send + Sync {
     /// Whether the job combines map output.
     fn has_combiner(&self) -> bool;
 
-    /// Combines several encoded values of one key into one, written to `out`.
-    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError>;
+    /// Combines the runs of equal keys in `pairs` (sorted by key) into one pair each, pushed
+    /// into `sink` in order; a key seen once passes as it is.
+    fn combine_sorted(&self, pairs: &[(&[u8], &[u8])], sink: &mut dyn PairSink) -> Result<(), JobError>;
 
     /// Reduces one key group.
     fn reduce_encoded(
@@ -299,20 +300,25 @@ impl<J: Job> DynJob for JobRunner<J> {
         self.job.combiner().is_some()
     }
 
-    fn combine_encoded(&self, values: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), JobError> {
+    fn combine_sorted(&self, pairs: &[(&[u8], &[u8])], sink: &mut dyn PairSink) -> Result<(), JobError> {
+        // One combiner for the whole run: building it may cost the job (its closure's captures).
         let Some(combiner) = self.job.combiner() else {
             return Err(JobError::msg("this job has no combiner"));
         };
-        let mut acc: Option<J::Value> = None;
-        for bytes in values {
-            let v = J::Value::decode(bytes)?;
-            match &mut acc {
-                Some(a) => combiner.call(a, v),
-                None => acc = Some(v),
+        let mut value = Vec::new();
+        for run in pairs.chunk_by(|a, b| a.0 == b.0) {
+            let [(key, first), rest @ ..] = run else { continue };
+            if rest.is_empty() {
+                sink.push(key, first);
+                continue;
             }
-        }
-        if let Some(a) = acc {
-            a.encode(out);
+            let mut acc = J::Value::decode(first)?;
+            for (_, bytes) in rest {
+                combiner.call(&mut acc, J::Value::decode(bytes)?);
+            }
+            value.clear();
+            acc.encode(&mut value);
+            sink.push(key, &value);
         }
         Ok(())
     }
@@ -423,7 +429,7 @@ impl<J: MapOnlyJob> DynJob for MapOnlyRunner<J> {
         false
     }
 
-    fn combine_encoded(&self, _: &mut dyn Iterator<Item = &[u8]>, _: &mut Vec<u8>) -> Result<(), JobError> {
+    fn combine_sorted(&self, _: &[(&[u8], &[u8])], _: &mut dyn PairSink) -> Result<(), JobError> {
         Err(JobError::msg("a map-only job has no combiner"))
     }
 
@@ -534,6 +540,20 @@ mod tests {
         let mut vals = [&one[..], &two[..]].into_iter();
         job.reduce_encoded(b"a", &mut vals, &mut OutputContext::new(&mut out, &mut rc, &task)).unwrap();
         assert_eq!(String::from_utf8(out.into_bytes()).unwrap(), "a\t3\n");
+    }
+
+    #[test]
+    fn sorted_runs_combine_into_one_pair_per_key() {
+        let job = runner();
+        let (one, two) = (1u64.to_be_bytes(), 2u64.to_be_bytes());
+        let pairs: [(&[u8], &[u8]); 4] = [(b"a", &one), (b"a", &two), (b"b", &two), (b"c", &one)];
+        let mut sink = Collect(Vec::new());
+        job.combine_sorted(&pairs, &mut sink).unwrap();
+        let sums: Vec<(&[u8], u64)> =
+            sink.0.iter().map(|(k, v)| (&k[..], u64::from_be_bytes(v[..].try_into().unwrap()))).collect();
+        assert_eq!(sums, vec![(&b"a"[..], 3), (&b"b"[..], 2), (&b"c"[..], 1)]);
+        let bad: [(&[u8], &[u8]); 2] = [(b"a", &one), (b"a", b"xyz")];
+        assert!(job.combine_sorted(&bad, &mut sink).unwrap_err().is_decode());
     }
 
     #[test]

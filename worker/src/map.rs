@@ -26,13 +26,15 @@ pub(crate) struct PairBuf {
     idx: Vec<(usize, usize, usize)>,
 }
 
-impl PairBuf {
+impl PairSink for PairBuf {
     fn push(&mut self, k: &[u8], v: &[u8]) {
         self.idx.push((self.data.len(), k.len(), v.len()));
         self.data.extend_from_slice(k);
         self.data.extend_from_slice(v);
     }
+}
 
+impl PairBuf {
     fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.idx.iter().map(|&(o, k, v)| (&self.data[o..o + k], &self.data[o + k..o + k + v]))
     }
@@ -251,23 +253,7 @@ pub(crate) fn key_prefix(key: &[u8]) -> u64 {
 /// Merges runs of equal keys in sorted `pairs` through the job's combiner.
 fn combine_sorted(job: &dyn DynJob, pairs: &[(&[u8], &[u8])]) -> Result<PairBuf, TaskError> {
     let mut out = PairBuf::default();
-    let mut value = Vec::new();
-    let mut i = 0;
-    while i < pairs.len() {
-        let key = pairs[i].0;
-        let mut j = i + 1;
-        while j < pairs.len() && pairs[j].0 == key {
-            j += 1;
-        }
-        if j - i == 1 {
-            out.push(key, pairs[i].1);
-        } else {
-            value.clear();
-            job.combine_encoded(&mut pairs[i..j].iter().map(|p| p.1), &mut value)?;
-            out.push(key, &value);
-        }
-        i = j;
-    }
+    job.combine_sorted(pairs, &mut out)?;
     Ok(out)
 }
 
