@@ -16,6 +16,7 @@
 //! [`TestCluster::start_with_faults`]) give them to one process at a time.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod bench;
 pub mod data;
 pub mod faults;
 pub mod faulty;
