@@ -7,6 +7,8 @@
 //!   [`Combiner`], [`Record`], [`Block`]); [`context`]: what map functions write to
 //!   ([`MapContext`]) and which task they run in ([`TaskInfo`]); [`output`]: what reduce and
 //!   map-only functions write to ([`OutputContext`]) and a task's part ([`PartWriter`]).
+//! - [`counts`]: [`ByteCounts`], a counting table for byte-string keys that map functions fill
+//!   over a [`Block`] and emit once per distinct key.
 //! - [`runner`]: a job with its types erased ([`DynJob`]), what workers run.
 //! - [`registry`]: named jobs ([`Registry`]) and their declared parameters ([`Params`]).
 //! - [`format`](mod@format): input and output formats ([`InputFormat`], [`OutputFormat`]): text, whole
@@ -59,6 +61,7 @@ pub mod client;
 pub mod context;
 pub mod counted;
 pub mod counters;
+pub mod counts;
 pub mod data;
 pub mod error;
 pub mod fdlimit;
@@ -87,6 +90,7 @@ pub mod pb {
 pub use arrow_array;
 pub use context::{MapContext, TaskInfo};
 pub use counters::Counters;
+pub use counts::ByteCounts;
 pub use data::{Data, Encode};
 pub use error::{DecodeError, JobError, LookupError, ParamError, ProtocolError, StoreError, panic_message};
 pub use format::{InputFormat, OutputFormat};

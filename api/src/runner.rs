@@ -137,7 +137,7 @@ impl<J: Job> JobRunner<J> {
         let (inputs, skipped);
         let (emitted, table) = {
             let mode = match &combiner {
-                Some(c) => MapMode::Combining { table: FastMap::default(), combiner: c },
+                Some(c) => MapMode::Combining { table: table_sized_like_last(), combiner: c },
                 None => MapMode::Direct { sink: &mut *sink, kbuf: Vec::new(), vbuf: Vec::new() },
             };
             let mut ctx = MapContext::new(mode, &mut user, task);
@@ -156,6 +156,7 @@ impl<J: Job> JobRunner<J> {
             (ctx.emitted, table)
         };
         if let Some(table) = table {
+            TABLE_SIZE.set(table.len());
             let (mut kbuf, mut vbuf) = (Vec::new(), Vec::new());
             for (k, v) in table {
                 kbuf.clear();
@@ -174,6 +175,17 @@ impl<J: Job> JobRunner<J> {
         counters.merge(&user);
         Ok(())
     }
+}
+
+thread_local! {
+    /// Keys in this thread's last combine table: the next chunk's is sized for as many, so it
+    /// does not grow (and rehash) from empty every time.
+    static TABLE_SIZE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn table_sized_like_last<K, V>() -> FastMap<K, V> {
+    // Capped: one odd chunk must not make every later one allocate a huge table.
+    FastMap::with_capacity_and_hasher(TABLE_SIZE.get().min(1 << 20), Default::default())
 }
 
 /// Feeds `records` to a job: a block whole through `block`, unless skipping, when each of its

@@ -127,7 +127,7 @@ impl quern_api::MapOnlyJob for Identity {
 }
 
 /// Calls `f` on every word of `line`: maximal runs of alphabetic characters.
-pub fn for_each_word(line: &str, mut f: impl FnMut(&str)) {
+pub fn for_each_word<'a>(line: &'a str, mut f: impl FnMut(&'a str)) {
     let mut start = None;
     for (i, c) in line.char_indices() {
         match (c.is_alphabetic(), start) {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use quern_api::{Block, Combiner, Job, JobError, MapContext, OutputContext, ParamError, Params, Record};
+use quern_api::{Block, ByteCounts, Combiner, Job, JobError, MapContext, OutputContext, ParamError, Params, Record};
 
 use crate::for_each_word;
 
@@ -44,35 +44,68 @@ impl WordCount {
     }
 }
 
+/// `ALPHA[b]`: whether ASCII byte `b` is a letter (what `char::is_alphabetic` says of ASCII).
+const ALPHA: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphabetic();
+        b += 1;
+    }
+    t
+};
+
+/// The user counter of words counted (map output records count pairs, and a block's pairs
+/// are its distinct words).
+pub const WORDS: &str = "WORDS";
+
 impl WordCount {
-    /// Emits every word of `text` not among the stop words. Borrowed keys: a word already in
-    /// the combine table costs no allocation.
-    fn count_words(&self, text: &str, ctx: &mut MapContext<'_, String, u64>) {
-        let mut emit = |w: &str| {
-            if self.stop.is_empty() || !self.stop.contains(w) {
-                ctx.emit(w, 1)
+    /// Calls `f` with every word of `text` not among the stop words.
+    fn for_each_counted<'t>(&self, text: &'t str, mut f: impl FnMut(&'t str)) {
+        let stop = &self.stop;
+        let mut counted = |w: &'t str| {
+            if stop.is_empty() || !stop.contains(w) {
+                f(w)
             }
         };
-        if text.is_ascii() {
-            // Alphabetic ASCII is all of `char::is_alphabetic` in ASCII text: a byte scan.
-            let bytes = text.as_bytes();
-            let mut start = None;
-            for (i, b) in bytes.iter().enumerate() {
-                match (b.is_ascii_alphabetic(), start) {
-                    (true, None) => start = Some(i),
-                    (false, Some(s)) => {
-                        emit(&text[s..i]);
-                        start = None;
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(s) = start {
-                emit(&text[s..]);
-            }
-        } else {
-            for_each_word(text, emit);
+        if !text.is_ascii() {
+            return for_each_word(text, counted);
         }
+        // Alphabetic ASCII is all of `char::is_alphabetic` in ASCII text: a byte scan.
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if !ALPHA[bytes[i] as usize] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < bytes.len() && ALPHA[bytes[i] as usize] {
+                i += 1;
+            }
+            counted(&text[start..i]);
+        }
+    }
+
+    /// In-mapper combining: counts the words of `text` in a table of its own, then emits each
+    /// distinct word once, so the framework's combine table sees one pair per word of the
+    /// vocabulary, not one per word of the text.
+    fn count_block(&self, text: &str, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+        // Sized by the text (a word and its separator take two bytes at least), up to a
+        // vocabulary's worth; the table grows past that if it must.
+        let mut counts = ByteCounts::with_capacity((text.len() / 8).min(1 << 16));
+        let mut words = 0;
+        self.for_each_counted(text, |w| {
+            // `w` lies in `text`: where it starts lets the table load it with one read.
+            counts.add_at(text.as_bytes(), w.as_ptr() as usize - text.as_ptr() as usize, w.len(), 1);
+            words += 1;
+        });
+        for (word, n) in counts.iter() {
+            // Words are slices of `text` cut at character boundaries: valid UTF-8.
+            ctx.emit(std::str::from_utf8(word)?, n);
+        }
+        ctx.count(WORDS, words);
+        Ok(())
     }
 }
 
@@ -80,14 +113,28 @@ impl Job for WordCount {
     type Key = String;
     type Value = u64;
     fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
-        self.count_words(rec.line, ctx);
+        let mut words = 0;
+        self.for_each_counted(rec.line, |w| {
+            ctx.emit(w, 1);
+            words += 1;
+        });
+        ctx.count(WORDS, words);
         Ok(())
     }
 
     /// A run of lines at once: no word spans a line (`\n` is not alphabetic), so the block's
-    /// text is scanned in one pass instead of a call per line.
+    /// text is scanned in one pass instead of a call per line, and (with the combiner on)
+    /// counted before it is emitted.
     fn map_block(&self, block: &Block<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
-        self.count_words(block.text(), ctx);
+        if self.combiner {
+            return self.count_block(block.text(), ctx);
+        }
+        let mut words = 0;
+        self.for_each_counted(block.text(), |w| {
+            ctx.emit(w, 1);
+            words += 1;
+        });
+        ctx.count(WORDS, words);
         Ok(())
     }
 
@@ -126,19 +173,27 @@ mod tests {
     #[test]
     fn a_block_counts_the_words_its_lines_hold() {
         let stop = Params::parse_pairs(&["stopwords=s"]).unwrap().with_side("s", "the\n".into());
-        for params in [Params::default(), stop] {
+        let plain = Params::parse_pairs(&["combiner=false"]).unwrap();
+        for params in [Params::default(), stop, plain] {
             let job = JobRunner::new(WordCount::from_params(&params).unwrap(), &params).unwrap();
-            for text in
-                [&b"the cat, the hat\nsat42on\r\nmat"[..], "wörld the öl\nx\u{e9}y the\n".as_bytes(), b"a\xffb c\n"]
-            {
+            for text in [
+                &b"the cat, the hat\nsat42on\r\nmat"[..],
+                "wörld the öl\nx\u{e9}y the\n".as_bytes(),
+                b"a\xffb c\n",
+                // Keys past the table's 16 inline bytes, and a 16-byte one at the very end.
+                b"supercalifragilisticexpialidocious the supercalifragilisticexpialidocious\nsixteenletterswd",
+            ] {
                 let block = Block::new("f", "", 0, text);
                 let (mut whole, mut lines) = (Pairs::default(), Pairs::default());
+                let (mut c_whole, mut c_lines) = (Counters::new(), Counters::new());
                 let task = TaskInfo::local();
-                job.map_records(Records::Block(&block), &mut whole, &mut Counters::new(), &task, MapOptions::default())
+                job.map_records(Records::Block(&block), &mut whole, &mut c_whole, &task, MapOptions::default())
                     .unwrap();
                 // Skipping mode maps line by line.
                 let opts = MapOptions::skipping(true);
-                job.map_records(Records::Block(&block), &mut lines, &mut Counters::new(), &task, opts).unwrap();
+                job.map_records(Records::Block(&block), &mut lines, &mut c_lines, &task, opts).unwrap();
+                assert_eq!(c_whole.get(WORDS), c_lines.get(WORDS));
+                assert!(c_whole.get(WORDS) > 0);
                 whole.0.sort();
                 lines.0.sort();
                 assert_eq!(whole.0, lines.0, "{}", String::from_utf8_lossy(text));

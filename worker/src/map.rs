@@ -124,7 +124,10 @@ struct Run<'a> {
 /// Maps the chunks of `input` in parallel, each into its own target from `make`: text as
 /// blocks of whole lines, other formats record by record.
 fn map_chunks<T: ChunkTarget>(run: &Run<'_>, make: impl Fn() -> T + Sync) -> Result<Vec<(T, Counters)>, TaskError> {
-    let pieces = rayon::current_num_threads() * 4;
+    // One chunk per thread: every chunk ends with one pair per distinct key it saw (its
+    // combine table), and those pairs are what the sort below pays for, so fewer, larger
+    // chunks shuffle less. Tasks running side by side keep the threads busy.
+    let pieces = rayon::current_num_threads();
     let Run { job, input, source, url, task, opts, progress } = *run;
     input
         .chunks(pieces)

@@ -30,6 +30,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if done.state() != JobState::Succeeded {
         return Err(format!("job {} {}: {}", job.id(), done.state(), done.error().unwrap_or("")).into());
     }
-    println!("{} words read", done.counters().get("MAP_OUTPUT_RECORDS").copied().unwrap_or(0));
+    println!("{} words read", done.counters().get("WORDS").copied().unwrap_or(0));
     Ok(())
 }
