@@ -242,6 +242,10 @@ pub struct WorkerArgs {
     /// Most bytes the cache holds (least recently used evicted first).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     pub cache_size: u64,
+    /// Compress map output segments: lz4 (cheap), zstd (smaller) or none. Readers detect
+    /// it, so workers may differ.
+    #[arg(long, default_value = "lz4", value_name = "CODEC")]
+    pub shuffle_compression: quern_worker::shuffle::Codec,
     /// Give up after the coordinator has been unreachable this long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub reconnect_budget: Duration,
@@ -362,6 +366,10 @@ pub struct RunArgs {
     /// Store for intermediate data (default: a temporary directory, removed afterwards).
     #[arg(long)]
     pub store: Option<String>,
+    /// Compress map output segments: lz4 (cheap), zstd (smaller) or none. Readers detect
+    /// it, so workers may differ.
+    #[arg(long, default_value = "lz4", value_name = "CODEC")]
+    pub shuffle_compression: quern_worker::shuffle::Codec,
     /// Print the final status as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use quern_api::{Registry, StoreUrl};
@@ -58,6 +59,7 @@ pub enum LocalError {
 
 /// Changes to a coordinator's defaults, applied in order before it starts.
 type Tweak = Box<dyn FnOnce(&mut CoordinatorConfig) + Send>;
+type WorkerTweak = Arc<dyn Fn(&mut WorkerConfig) + Send + Sync>;
 
 /// What a [`LocalCluster`] will be; from [`LocalCluster::builder`].
 pub struct LocalClusterBuilder {
@@ -67,6 +69,7 @@ pub struct LocalClusterBuilder {
     slots: u32,
     host_prefix: String,
     tweaks: Vec<Tweak>,
+    worker_tweaks: Vec<WorkerTweak>,
 }
 
 impl LocalClusterBuilder {
@@ -103,6 +106,13 @@ impl LocalClusterBuilder {
         self
     }
 
+    /// Changes every worker's configuration (the cluster's and any added later) after its
+    /// defaults are set, e.g. its shuffle compression.
+    pub fn worker(mut self, tweak: impl Fn(&mut WorkerConfig) + Send + Sync + 'static) -> Self {
+        self.worker_tweaks.push(Arc::new(tweak));
+        self
+    }
+
     /// Starts the coordinator on a free loopback port, then the workers. Call it inside a
     /// tokio runtime: the cluster's tasks run on that runtime, whatever thread later adds or
     /// stops workers.
@@ -130,6 +140,7 @@ impl LocalClusterBuilder {
             registry: self.registry,
             slots: self.slots,
             host_prefix: self.host_prefix,
+            worker_tweaks: self.worker_tweaks,
             runtime: Handle::current(),
             shutdown,
             coordinator: Some(coordinator),
@@ -158,6 +169,7 @@ pub struct LocalCluster {
     registry: Registry,
     slots: u32,
     host_prefix: String,
+    worker_tweaks: Vec<WorkerTweak>,
     runtime: Handle,
     shutdown: CancellationToken,
     coordinator: Option<Running>,
@@ -176,6 +188,7 @@ impl LocalCluster {
             slots: 1,
             host_prefix: "local".into(),
             tweaks: Vec::new(),
+            worker_tweaks: Vec::new(),
         }
     }
 
@@ -217,6 +230,9 @@ impl LocalCluster {
         let i = self.workers.len();
         let mut cfg = WorkerConfig::new(self.url.clone(), format!("{}-{i}", self.host_prefix));
         cfg.slots = self.slots;
+        for t in &self.worker_tweaks {
+            t(&mut cfg);
+        }
         tweak(&mut cfg);
         let stop = self.shutdown.child_token();
         let task = self.runtime.spawn(quern_worker::run(cfg, registry, stop.clone()));

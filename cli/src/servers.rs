@@ -189,6 +189,7 @@ pub async fn worker(a: WorkerArgs, registry: Registry, hooks: Hooks) -> Result<(
     cfg.reconnect_budget = a.reconnect_budget;
     cfg.local_data = local_data_urls(&a.local_data)?;
     cfg.cache = a.cache_dir.map(|d| (d, a.cache_size));
+    cfg.shuffle_compression = a.shuffle_compression;
     if let Some(hook) = hooks.worker {
         hook(&mut cfg);
     }
@@ -200,7 +201,10 @@ pub async fn worker(a: WorkerArgs, registry: Registry, hooks: Hooks) -> Result<(
 
 /// `quern run`: a coordinator and workers in this process, one job, then exit.
 pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
-    let mut cluster = LocalCluster::builder(registry.clone()).workers(a.workers as usize);
+    let codec = a.shuffle_compression;
+    let mut cluster = LocalCluster::builder(registry.clone())
+        .workers(a.workers as usize)
+        .worker(move |w| w.shuffle_compression = codec);
     if let Some(s) = &a.store {
         cluster = cluster.store(StoreUrl::from_user(s).context("bad --store")?);
     }

@@ -154,3 +154,31 @@ fn teragen_terasort_teravalidate_match_hadoop_and_a_sequential_sort() {
     let (_, errors) = validate(&c, &[&b, &a], "valid-halves-reversed");
     assert!(errors.is_empty(), "inputs are read in URL order, whatever order they are given in: {errors:?}");
 }
+
+/// Workers compressing their shuffle differently (lz4, zstd) read each other's segments:
+/// the sort is exact, and the shuffle is smaller than the records it carries (uncompressed,
+/// it is larger: Arrow's offsets come on top of every record).
+#[test]
+fn terasort_is_exact_over_a_compressed_shuffle() {
+    let mut c = TestCluster::start(Mode::Processes, 0).unwrap();
+    c.start_worker_with(&["--shuffle-compression", "lz4"]).unwrap();
+    c.start_worker_with(&["--shuffle-compression", "zstd"]).unwrap();
+    let generated = c.path("gen");
+    job(&c, "teragen", &[], &generated, &["--param", &format!("rows={ROWS}"), "--maps", "3"]);
+    let sorted = c.path("sorted");
+    let s = job(&c, "terasort", &[&generated], &sorted, &["--reducers", "3", "--split-size", "128KiB"]);
+    let mut expected: Vec<&[u8]> = Vec::new();
+    let (input, _) = concat_parts(&generated);
+    expected.extend(input.chunks(100));
+    expected.sort_by(|a, b| a[..10].cmp(&b[..10]).then(a.cmp(b)));
+    let (out, parts) = concat_parts(&sorted);
+    assert_eq!(parts, 3);
+    assert!(out.chunks(100).eq(expected.iter().copied()), "terasort output is the sorted input");
+    let (shuffled, read) = (s["counters"]["MAP_OUTPUT_BYTES"].as_u64(), s["counters"]["MAP_INPUT_BYTES"].as_u64());
+    assert!(shuffled.unwrap() < read.unwrap() * 3 / 4, "{shuffled:?} shuffle bytes for {read:?} input bytes");
+    assert!(s["maps"]["total"].as_u64().unwrap() > 3, "{s}");
+
+    let bad = quern_tests::quern(&["worker", "--coordinator", c.url(), "--shuffle-compression", "gzip"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("none, lz4 or zstd"), "{bad:?}");
+}

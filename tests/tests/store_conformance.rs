@@ -69,7 +69,7 @@ async fn shuffle(root: &StoreUrl) {
     let mut object = Vec::new();
     let mut index = Vec::new();
     for pairs in &parts {
-        let seg = encode_segment(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
+        let seg = encode_segment(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())), Default::default()).unwrap();
         index.push(quern_api::pb::Segment {
             offset: object.len() as u64,
             length: seg.len() as u64,

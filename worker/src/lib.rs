@@ -65,6 +65,8 @@ pub struct WorkerConfig {
     pub local_data: Vec<String>,
     /// A local cache directory and its size limit in bytes.
     pub cache: Option<(std::path::PathBuf, u64)>,
+    /// How map output segments are compressed (`--shuffle-compression`).
+    pub shuffle_compression: shuffle::Codec,
 }
 
 impl WorkerConfig {
@@ -84,6 +86,7 @@ impl WorkerConfig {
             slowdown: None,
             local_data: Vec::new(),
             cache: None,
+            shuffle_compression: shuffle::Codec::Lz4,
         }
     }
 }
@@ -323,6 +326,7 @@ async fn serve(
             local_data: cfg.local_data.clone(),
             cache: shared.cache.clone(),
             side: shared.side.clone(),
+            shuffle_compression: cfg.shuffle_compression,
             progress: Arc::default(),
         };
         let polled = poll_loop(cfg, &env, client, shared, tracker, &session, &mut outage).await;

@@ -16,7 +16,7 @@ use quern_api::{Counters, DynJob, MapOptions, PartWriter, Records, TaskInfo, pb}
 use rayon::prelude::*;
 
 use crate::error::TaskError;
-use crate::shuffle::{checksum, encode_segment};
+use crate::shuffle::{Codec, checksum, encode_segment};
 use quern_api::input::Input;
 
 /// Encoded pairs in one flat buffer: cheap to fill, cheap to sort by index.
@@ -150,15 +150,17 @@ fn map_chunks<T: ChunkTarget>(run: &Run<'_>, make: impl Fn() -> T + Sync) -> Res
         .collect()
 }
 
-/// Maps `input` (a split's records) into one shuffle object partitioned for `reducers`.
+/// Maps `input` (a split's records) into one shuffle object partitioned for `reducers`, its
+/// segments compressed with `codec`.
 /// `source` is the input object's base name, `url` its URL. With `skip_bad_records`, records on which the
 /// map function panics are skipped and counted.
+#[allow(clippy::too_many_arguments)]
 pub fn map_split(
     job: &dyn DynJob,
     input: &Input,
     (source, url): (&str, &str),
     task: &TaskInfo,
-    reducers: u32,
+    (reducers, codec): (u32, Codec),
     skip_bad_records: bool,
     progress: &AtomicU64,
 ) -> Result<MapResult, TaskError> {
@@ -192,11 +194,11 @@ pub fn map_split(
             let pairs: Vec<(&[u8], &[u8])> = keyed.into_iter().map(|(_, k, v)| (k, v)).collect();
             if !combiner {
                 let n = pairs.len() as u64;
-                return Ok((encode_segment(pairs.into_iter())?, n));
+                return Ok((encode_segment(pairs.into_iter(), codec)?, n));
             }
             let combined = combine_sorted(job, &pairs)?;
             let n = combined.idx.len() as u64;
-            Ok((encode_segment(combined.iter().collect::<Vec<_>>().into_iter())?, n))
+            Ok((encode_segment(combined.iter().collect::<Vec<_>>().into_iter(), codec)?, n))
         })
         .collect();
 

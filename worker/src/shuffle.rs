@@ -9,14 +9,21 @@
 //! with one ranged read, check its CRC-32, and decode it without copying.
 //!
 //! One object per map attempt keeps the object count at O(M) instead of O(M x R).
+//!
+//! Segments may be compressed ([`Codec`], the worker's `--shuffle-compression`): Arrow IPC's
+//! own buffer compression, LZ4 frames or zstd, which readers detect from the stream itself,
+//! so workers with different settings read each other's output. Arrow keeps a buffer
+//! uncompressed when compressing would not shrink it, so compression only costs where it
+//! cannot pay.
 
 use std::io::Cursor;
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, BinaryArray, RecordBatch, builder::BinaryBuilder};
+use arrow_ipc::CompressionType;
 use arrow_ipc::reader::StreamReader;
-use arrow_ipc::writer::StreamWriter;
+use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use quern_api::pb;
 
@@ -57,12 +64,61 @@ fn schema() -> SchemaRef {
         .clone()
 }
 
+/// How shuffle segments are compressed (Hadoop's `mapreduce.map.output.compress.codec`,
+/// Spark's `spark.io.compression.codec`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Codec {
+    /// As encoded.
+    None,
+    /// LZ4 frames (the default, as Spark's): cheap enough to pay even on a local disk.
+    #[default]
+    Lz4,
+    /// zstd at level 1: smaller, for a slow or metered network.
+    Zstd,
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Codec::None),
+            "lz4" => Ok(Codec::Lz4),
+            "zstd" => Ok(Codec::Zstd),
+            other => Err(format!("unknown shuffle compression {other:?} (none, lz4 or zstd)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Codec::None => "none",
+            Codec::Lz4 => "lz4",
+            Codec::Zstd => "zstd",
+        })
+    }
+}
+
+impl Codec {
+    fn write_options(self) -> Result<IpcWriteOptions, ArrowError> {
+        let options = IpcWriteOptions::default();
+        match self {
+            Codec::None => Ok(options),
+            Codec::Lz4 => options.try_with_compression(Some(CompressionType::LZ4_FRAME)),
+            Codec::Zstd => options.try_with_compression(Some(CompressionType::ZSTD)),
+        }
+    }
+}
+
 /// Encodes sorted pairs as one segment; no pairs give an empty segment.
-pub fn encode_segment<'a>(pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>) -> Result<Vec<u8>, ShuffleError> {
+pub fn encode_segment<'a>(
+    pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    codec: Codec,
+) -> Result<Vec<u8>, ShuffleError> {
     if pairs.len() == 0 {
         return Ok(Vec::new());
     }
-    let mut writer = StreamWriter::try_new(Vec::new(), &schema())?;
+    let mut writer = StreamWriter::try_new_with_options(Vec::new(), &schema(), codec.write_options()?)?;
     let (mut keys, mut values) = (BinaryBuilder::new(), BinaryBuilder::new());
     let mut rows = 0usize;
     let mut bytes = 0usize;
@@ -175,18 +231,31 @@ mod tests {
     fn segments_round_trip_and_detect_corruption() {
         let pairs: Vec<(Vec<u8>, Vec<u8>)> =
             (0..100_000u32).map(|i| (i.to_be_bytes().to_vec(), vec![7; (i % 5) as usize])).collect();
-        let bytes = encode_segment(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
+        let mut sizes = Vec::new();
+        for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
+            let bytes = encode_segment(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())), codec).unwrap();
+            sizes.push(bytes.len());
+            let seg = pb::Segment {
+                offset: 0,
+                length: bytes.len() as u64,
+                crc32: checksum(&bytes),
+                records: pairs.len() as u64,
+            };
+            let run = decode_segment(bytes::Bytes::from(bytes.clone()), &seg).unwrap();
+            let mut pos = run.first_pos();
+            let mut got = Vec::new();
+            while let Some((b, r)) = pos {
+                let (k, v) = run.get(b, r).unwrap();
+                got.push((k.to_vec(), v.to_vec()));
+                pos = run.next_pos(b, r);
+            }
+            assert_eq!(got, pairs, "{codec}");
+        }
+        // Big-endian counters and repeated values compress.
+        assert!(sizes[1] < sizes[0] && sizes[2] < sizes[0], "{sizes:?}");
+        let bytes = encode_segment(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())), Codec::None).unwrap();
         let seg =
             pb::Segment { offset: 0, length: bytes.len() as u64, crc32: checksum(&bytes), records: pairs.len() as u64 };
-        let run = decode_segment(bytes::Bytes::from(bytes.clone()), &seg).unwrap();
-        let mut pos = run.first_pos();
-        let mut got = Vec::new();
-        while let Some((b, r)) = pos {
-            let (k, v) = run.get(b, r).unwrap();
-            got.push((k.to_vec(), v.to_vec()));
-            pos = run.next_pos(b, r);
-        }
-        assert_eq!(got, pairs);
 
         let mut bad = bytes;
         let mid = bad.len() / 2;
@@ -196,7 +265,7 @@ mod tests {
 
     #[test]
     fn empty_segments_are_empty() {
-        let bytes = encode_segment(std::iter::empty::<(&[u8], &[u8])>()).unwrap();
+        let bytes = encode_segment(std::iter::empty::<(&[u8], &[u8])>(), Codec::Lz4).unwrap();
         assert!(bytes.is_empty());
         let seg = pb::Segment { offset: 0, length: 0, crc32: checksum(&[]), records: 0 };
         assert!(decode_segment(bytes::Bytes::new(), &seg).unwrap().is_empty());

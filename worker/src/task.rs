@@ -101,6 +101,8 @@ pub struct TaskEnv {
     pub cache: Option<Arc<crate::cache::Cache>>,
     /// Side data already fetched, by (job, URL): each is shipped to this worker once per job.
     pub side: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Bytes>>>,
+    /// How map output segments are compressed.
+    pub shuffle_compression: crate::shuffle::Codec,
     /// Steps the running attempt has made (input read, segments fetched, output computed and
     /// written), sent with heartbeats: an attempt whose count stands still for the
     /// coordinator's `--task-timeout` is failed and run again.
@@ -370,9 +372,11 @@ async fn run_map(
         return Ok(pb::Succeeded { counters: counters.into_map(), map_output: None });
     }
     let (out_url, out_store) = url(&m.output_url)?;
-    let mut result =
-        spawn_compute(move || map_split(job.as_ref(), &input, (&source, &input_url), &task, reducers, skip, &progress))
-            .await??;
+    let codec = env.shuffle_compression;
+    let mut result = spawn_compute(move || {
+        map_split(job.as_ref(), &input, (&source, &input_url), &task, (reducers, codec), skip, &progress)
+    })
+    .await??;
     // Where the input came from: this worker's cache, its own disk, or elsewhere.
     if let Some(c) = source_counter {
         result.counters.add(c, read);
