@@ -12,7 +12,7 @@
 //! | `whole`     | a whole object                   | no                            |
 //! | `fixed:N`   | N bytes                          | yes, at record boundaries     |
 //! | `arrow`     | a row of an Arrow IPC file or stream | no                        |
-//! | `parquet`   | a row of a Parquet file          | no                            |
+//! | `parquet`   | a row of a Parquet file          | by row group (see [`crate::input::parquet_split`]) |
 //!
 //! `auto` picks by name: `.parquet` → parquet; `.arrow`, `.arrows`, `.ipc`, `.feather` →
 //! arrow; anything else → text. Arrow and Parquet rows reach `map` rendered as a text line:
@@ -84,7 +84,8 @@ pub enum ObjectFormat {
 }
 
 impl ObjectFormat {
-    /// Whether the object can be cut into several splits.
+    /// Whether the object can be cut into byte ranges without reading it. Parquet objects
+    /// are cut too, but at row groups their footers list ([`crate::listing::split_inputs`]).
     pub fn splittable(self) -> bool {
         matches!(self, ObjectFormat::Text(None) | ObjectFormat::Fixed(_, None))
     }

@@ -1,11 +1,20 @@
 //! Listing a job's input objects: the coordinator lists them to cut splits, and a
 //! total-order submission lists them to sample keys, so both see the same objects.
+//! [`split_inputs`] then cuts them: by byte range, or Parquet objects by row group (reading
+//! their footers).
 
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 
-use crate::split::InputObject;
+use crate::format::{InputFormat, ObjectFormat};
+use crate::input::InputError;
+use crate::input::parquet_split::{self, ReadError};
+use crate::split::{InputObject, Split, compute_splits};
 use crate::{StoreError, StoreUrl};
+
+/// Footers read at once while planning: each may hold up to
+/// [`parquet_split::MAX_FOOTER_BYTES`] in memory.
+const FOOTERS_AT_ONCE: usize = 4;
 
 /// Why an input listing was refused.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +29,54 @@ pub enum ListError {
     /// Inputs exist but hold no bytes.
     #[error("input is empty: {0}")]
     Empty(String),
+    /// An input object's own layout (a Parquet footer) is invalid.
+    #[error("input {url}: {source}")]
+    BadInput {
+        /// The object's URL.
+        url: String,
+        /// What was wrong.
+        source: InputError,
+    },
+}
+
+/// Cuts `objects` into splits of about `split_size` bytes, as [`compute_splits`] does,
+/// except that Parquet objects are cut at row groups (see [`parquet_split::plan`]): their
+/// footers are read here, a few at once, and a malformed one refuses the job.
+pub async fn split_inputs(
+    objects: &[InputObject],
+    split_size: u64,
+    format: InputFormat,
+) -> Result<Vec<Split>, ListError> {
+    // Owned arguments: a stream of futures borrowing the slice is not `Send` for every
+    // lifetime, which the coordinator's spawned tasks need.
+    let per_object = futures::stream::iter(objects.to_vec())
+        .map(move |o| split_object(o, split_size, format))
+        .buffered(FOOTERS_AT_ONCE);
+    futures::pin_mut!(per_object);
+    let mut out = Vec::new();
+    while let Some(splits) = per_object.next().await {
+        out.extend(splits?);
+    }
+    Ok(out)
+}
+
+/// The splits of one object (see [`split_inputs`]).
+async fn split_object(o: InputObject, split_size: u64, format: InputFormat) -> Result<Vec<Split>, ListError> {
+    if o.size == 0 || format.resolve(&o.url) != ObjectFormat::Parquet {
+        return Ok(compute_splits(std::slice::from_ref(&o), split_size, format));
+    }
+    let url = StoreUrl::parse(&o.url)?;
+    let store = url.store()?;
+    let path = url.path();
+    let get = |r: std::ops::Range<u64>| {
+        let (store, path, url) = (store.clone(), path.clone(), url.clone());
+        async move { store.get_range(&path, r).await.map_err(|e| StoreError::from_store(url.as_str(), e)) }
+    };
+    match parquet_split::read_footer(o.size, &get).await {
+        Ok(footer) => Ok(parquet_split::plan(&o.url, &footer, split_size)),
+        Err(ReadError::Store(e)) => Err(ListError::Store(e)),
+        Err(ReadError::Input(source)) => Err(ListError::BadInput { url: o.url, source }),
+    }
 }
 
 /// Whether an object is hidden from input listing (`_SUCCESS`, `.crc` files and the like).

@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use object_store::{ObjectStoreExt, PutPayload};
-use quern_api::listing::list_inputs_allow_empty;
-use quern_api::split::compute_splits;
+use quern_api::listing::{list_inputs_allow_empty, split_inputs};
 use quern_api::{InputFormat, JobId, StoreUrl, now_ms};
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -174,12 +173,16 @@ impl Shared {
             }),
             Err(e) => Err(e.to_string()),
         };
-        let more = match listed.and_then(|objects| match too_many_maps(&objects, next.split_size) {
+        let objects = listed.and_then(|objects| match too_many_maps(&objects, next.split_size) {
             Some(why) => Err(why),
             None => Ok(objects),
-        }) {
-            Ok(objects) => {
-                let splits = compute_splits(&objects, next.split_size, next.input_format);
+        });
+        let split = match objects {
+            Ok(objects) => split_inputs(&objects, next.split_size, next.input_format).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let more = match split {
+            Ok(splits) => {
                 info!(job = %job, maps = splits.len(), "pipeline stage done; next stage starts");
                 self.core().advance(job, splits);
                 Vec::new()

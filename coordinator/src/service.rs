@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use quern_api::listing::{ListError, list_inputs};
-use quern_api::split::compute_splits;
+use quern_api::listing::{ListError, list_inputs, split_inputs};
 use quern_api::{AttemptId, JobId, WorkerId, now_ms, pb};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -252,7 +251,7 @@ impl pb::job_service_server::JobService for JobSvc {
             if let Some(why) = too_many_maps(&objects, spec.split_size) {
                 return Err(Status::invalid_argument(why));
             }
-            compute_splits(&objects, spec.split_size, spec.formats.input)
+            split_inputs(&objects, spec.split_size, spec.formats.input).await.map_err(|e| input_status(e.into()))?
         };
         let id = {
             let mut core = self.0.core();

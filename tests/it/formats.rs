@@ -12,8 +12,20 @@ use quern_tests::{Mode, TestCluster, ok_stdout};
 
 /// Runs `name` over everything under `input` into `output` (8 KiB splits) to success.
 fn job(c: &TestCluster, name: &str, input: &Path, output: &Path, extra: &[&str]) -> serde_json::Value {
+    job_split(c, name, input, output, "8KiB", extra)
+}
+
+/// [`job`] with splits of `split_size`.
+fn job_split(
+    c: &TestCluster,
+    name: &str,
+    input: &Path,
+    output: &Path,
+    split_size: &str,
+    extra: &[&str],
+) -> serde_json::Value {
     let (input, output) = (dir_arg(input), output.display().to_string());
-    let base = ["--job", name, "--input", &input, "--output", &output, "--split-size", "8KiB", "--wait", "--json"];
+    let base = ["--job", name, "--input", &input, "--output", &output, "--split-size", split_size, "--wait", "--json"];
     let status: serde_json::Value =
         serde_json::from_str(&ok_stdout(&c.cli("submit", &[&base[..], extra].concat()))).unwrap();
     assert_eq!(status["state"], "succeeded", "{status}");
@@ -201,4 +213,72 @@ fn fixed_whole_and_text_round_trip_and_map_only_jobs_write_one_part_per_map() {
     }
     let summed: BTreeMap<String, String> = summed.into_iter().map(|(k, v)| (k, v.to_string())).collect();
     assert_eq!(summed, words);
+}
+
+/// Writes `lines` as a Parquet file with one text column, `per_group` rows in each row group;
+/// returns how many row groups the file has, as the parquet crate reads them back.
+fn write_parquet_lines(path: &Path, lines: &[String], per_group: usize) -> usize {
+    use std::sync::Arc;
+    let column: arrow_array::ArrayRef = Arc::new(StringArray::from_iter_values(lines));
+    let batch = RecordBatch::try_from_iter([("line", column)]).unwrap();
+    let props =
+        parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(per_group)).build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    reader.metadata().num_row_groups()
+}
+
+#[test]
+fn parquet_input_is_split_by_row_group() {
+    let c = TestCluster::start(Mode::Processes, 2).unwrap();
+    let text = c.path("text");
+    write_corpus(&text, 1, 60_000, 23).unwrap();
+    // The corpus's lines as Parquet strings (valid UTF-8), and the same lines as text for the
+    // sequential count.
+    let lines: Vec<String> = expected_lines(&text).iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+    let expect = c.path("expect");
+    std::fs::create_dir_all(&expect).unwrap();
+    std::fs::write(expect.join("lines.txt"), lines.join("\n")).unwrap();
+    let words = word_count(&expect);
+
+    let input = c.path("pq");
+    std::fs::create_dir_all(&input).unwrap();
+    let groups = write_parquet_lines(&input.join("lines.parquet"), &lines, lines.len().div_ceil(7));
+    assert_eq!(groups, 7);
+
+    // A split size far below a row group's size: one map task per row group.
+    let out = c.path("wc-by-group");
+    let s = job_split(&c, "wordcount", &input, &out, "1", &["--reducers", "3"]);
+    assert_eq!(s["maps"]["total"], groups as u64, "one map task per row group: {s}");
+    assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], lines.len() as u64, "every row read once");
+    assert_eq!(read_output(&out, 3, true), words, "wordcount over row-group splits");
+
+    // A map-only job keeps the rows in file order across the splits.
+    let back = c.path("back");
+    let s = job_split(&c, "identity", &input, &back, "1", &[]);
+    assert_eq!(s["maps"]["total"], groups as u64);
+    assert_eq!(parts(&back).len(), groups);
+    let joined_lines: Vec<u8> = lines.iter().flat_map(|l| l.bytes().chain([b'\n'])).collect();
+    assert!(parts_bytes(&back) == joined_lines, "rows back as lines, in order");
+
+    // A large split size keeps the file one map task.
+    let whole = c.path("wc-whole-file");
+    let s = job_split(&c, "wordcount", &input, &whole, "64MiB", &["--reducers", "2"]);
+    assert_eq!(s["maps"]["total"], 1);
+    assert_eq!(read_output(&whole, 2, true), words);
+
+    // A file that only looks like Parquet is refused at submission, in one line.
+    let bad = c.path("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("broken.parquet"), b"PAR1 this is not really parquet at all").unwrap();
+    let (bad_arg, bad_out) = (dir_arg(&bad), c.path("bad-out").display().to_string());
+    let out = c.cli("submit", &["--job", "wordcount", "--input", &bad_arg, "--output", &bad_out, "--wait"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.parquet") && stderr.contains("arquet"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 }

@@ -27,7 +27,7 @@ use crate::map::{map_only_split, map_split};
 use crate::output::encode;
 use crate::reduce::reduce_runs;
 use crate::shuffle::decode_segment;
-use quern_api::input::{Input, InputLimits};
+use quern_api::input::{Input, InputLimits, SplitData, parquet_split};
 
 /// Runs `f` on the rayon pool and awaits it; a panic becomes [`TaskError::User`].
 pub async fn spawn_compute<T, F>(f: F) -> Result<T, TaskError>
@@ -288,9 +288,12 @@ async fn read_split(
     env: &TaskEnv,
     split: &pb::Split,
     format: ObjectFormat,
-) -> Result<(Bytes, Option<&'static str>), TaskError> {
+) -> Result<(SplitData, Option<&'static str>), TaskError> {
     if split.url == GENERATE_URL {
-        return Ok((Bytes::new(), None));
+        return Ok((SplitData::Bytes(Bytes::new()), None));
+    }
+    if format == ObjectFormat::Parquet {
+        return read_parquet_split(env, split).await;
     }
     // Splits come from the coordinator, but their sizes from whoever submitted the job.
     let limits = InputLimits::DEFAULT;
@@ -310,7 +313,7 @@ async fn read_split(
         }
     });
     if let Some(b) = cached {
-        return Ok((b, Some(names::CACHE_BYTES_READ)));
+        return Ok((SplitData::Bytes(b), Some(names::CACHE_BYTES_READ)));
     }
     let b = if text {
         fetch_split(split, limits.max_line_bytes).await?
@@ -323,7 +326,44 @@ async fn read_split(
     if let Some(c) = &env.cache {
         c.put(&split.url, split.start, split.object_size, &b);
     }
-    Ok((b, Some(if local { names::LOCAL_BYTES_READ } else { names::REMOTE_BYTES_READ })))
+    Ok((SplitData::Bytes(b), Some(if local { names::LOCAL_BYTES_READ } else { names::REMOTE_BYTES_READ })))
+}
+
+/// A Parquet split: the object's footer and only the row groups the split owns, each range
+/// from the cache when it holds it.
+async fn read_parquet_split(env: &TaskEnv, split: &pb::Split) -> Result<(SplitData, Option<&'static str>), TaskError> {
+    let (u, store) = url(&split.url)?;
+    let missed = std::sync::atomic::AtomicBool::new(false);
+    let get = |r: std::ops::Range<u64>| {
+        let (u, store, missed) = (&u, &store, &missed);
+        async move {
+            let cache = env.cache.as_ref();
+            if let Some(b) = cache.and_then(|c| c.get(&split.url, r.start, r.end, Some(split.object_size))) {
+                return Ok(b);
+            }
+            missed.store(true, std::sync::atomic::Ordering::Relaxed);
+            let b = get_range(store, u, r.clone()).await?;
+            if let Some(c) = cache {
+                c.put(&split.url, r.start, split.object_size, &b);
+            }
+            Ok(b)
+        }
+    };
+    let limits = InputLimits::DEFAULT;
+    let part = parquet_split::read_split(split.object_size, split.start, split.end, &limits, &get).await;
+    let part = part.map_err(|e| match e {
+        parquet_split::ReadError::Store(e) => TaskError::Input(e),
+        parquet_split::ReadError::Input(source) => TaskError::BadInput { url: split.url.clone(), source },
+    })?;
+    let local = env.local_data.iter().any(|p| split.url.starts_with(p.as_str()));
+    let counter = if !missed.into_inner() {
+        names::CACHE_BYTES_READ
+    } else if local {
+        names::LOCAL_BYTES_READ
+    } else {
+        names::REMOTE_BYTES_READ
+    };
+    Ok((SplitData::Parquet(part), Some(counter)))
 }
 
 async fn run_map(
@@ -338,13 +378,13 @@ async fn run_map(
     let format = a.input_format.resolve(&split.url);
     let (data, source_counter) = read_split(env, &split, format).await?;
     env.step();
-    let read = data.len() as i64;
+    let read = data.bytes_read() as i64;
     let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
     let input_url = if split.url == GENERATE_URL { String::new() } else { split.url.clone() };
     let (start, end) = (split.start, split.end);
     let generated = split.url == GENERATE_URL;
     let input = spawn_compute(move || {
-        if generated { Ok(Input::Generate { start, end }) } else { Input::decode(format, data, start, end) }
+        if generated { Ok(Input::Generate { start, end }) } else { Input::decode_split(format, data, start, end) }
     })
     .await?
     .map_err(|source| TaskError::BadInput { url: split.url.clone(), source })?;

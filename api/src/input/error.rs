@@ -18,6 +18,14 @@ pub enum InputError {
     /// Not a Parquet file, or a broken one.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// A Parquet or Arrow file whose footer or layout is invalid.
+    #[error("not a valid {format} file: {what}")]
+    Malformed {
+        /// Which format.
+        format: &'static str,
+        /// What was wrong.
+        what: String,
+    },
     /// A third-party decoder panicked on the data (it is broken in a way it did not expect).
     #[error("{format} decoder failed on this data: {message}")]
     DecoderPanicked {

@@ -24,6 +24,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 pub mod decompress;
 mod error;
+pub mod parquet_split;
 
 pub use error::InputError;
 
@@ -66,6 +67,8 @@ pub enum Input {
         text: String,
         /// Where each row's line ends in `text`.
         ends: Vec<usize>,
+        /// The row number in its object of the first row (a split may start mid-object).
+        first: u64,
     },
     /// Generated record numbers `start..end`.
     Generate {
@@ -74,6 +77,25 @@ pub enum Input {
         /// One past the last.
         end: u64,
     },
+}
+
+/// What a map task read for its split.
+#[derive(Debug)]
+pub enum SplitData {
+    /// The split's bytes (see [`Input::decode`]).
+    Bytes(Bytes),
+    /// A Parquet split: the object's footer and the bytes of the row groups it owns.
+    Parquet(parquet_split::ParquetPart),
+}
+
+impl SplitData {
+    /// Bytes read from the store or cache.
+    pub fn bytes_read(&self) -> u64 {
+        match self {
+            SplitData::Bytes(b) => b.len() as u64,
+            SplitData::Parquet(p) => p.bytes_read(),
+        }
+    }
 }
 
 /// Longest text line, in bytes (Hadoop's `mapreduce.input.linerecordreader.line.maxlength`):
@@ -175,10 +197,10 @@ impl Input {
             ObjectFormat::Arrow => guarded("arrow", || {
                 if data.starts_with(b"ARROW1") {
                     let reader = arrow_ipc::reader::FileReader::try_new(Cursor::new(data.clone()), None)?;
-                    render_rows(reader, limits)
+                    render_rows(reader, 0, limits)
                 } else {
                     let reader = arrow_ipc::reader::StreamReader::try_new(Cursor::new(data.clone()), None)?;
-                    render_rows(reader, limits)
+                    render_rows(reader, 0, limits)
                 }
             })?,
             ObjectFormat::Parquet => guarded("parquet", || {
@@ -186,9 +208,18 @@ impl Input {
                 // Refuse before decoding what the file itself says is too big.
                 let size: i64 = builder.metadata().row_groups().iter().map(|g| g.total_byte_size().max(0)).sum();
                 limits.check_read("the rows this Parquet file decodes to", size as u64)?;
-                render_rows(builder.build()?, limits)
+                render_rows(builder.build()?, 0, limits)
             })?,
         })
+    }
+
+    /// Decodes what a map task read for split `[start, end)`: bytes as for
+    /// [`Input::decode`], or a Parquet split's own row groups.
+    pub fn decode_split(format: ObjectFormat, data: SplitData, start: u64, end: u64) -> Result<Input, InputError> {
+        match data {
+            SplitData::Bytes(data) => Input::decode(format, data, start, end),
+            SplitData::Parquet(part) => parquet_split::decode(part, &InputLimits::DEFAULT),
+        }
     }
 
     /// The input bytes mapped (`MAP_INPUT_BYTES`).
@@ -275,7 +306,7 @@ impl Input {
                 });
                 f(&mut records)
             }
-            Input::Rows { batches, firsts, text, ends } => {
+            Input::Rows { batches, firsts, text, ends, first } => {
                 let mut records = chunk.map(|i| {
                     let from = if i == 0 { 0 } else { ends[i - 1] };
                     let line = &text[from..ends[i]];
@@ -284,7 +315,7 @@ impl Input {
                     let row = batches.get(b).map(|batch| Row { batch, index: i - firsts[b] });
                     // A binary record Quern wrote (emit_bytes) is its bytes; its line their text.
                     let bytes = row.and_then(binary_record).unwrap_or(line.as_bytes());
-                    let record = Record::new(source, url, i as u64, line, bytes, RecordKind::Row);
+                    let record = Record::new(source, url, first.saturating_add(i as u64), line, bytes, RecordKind::Row);
                     match row {
                         Some(row) => record.with_row(row),
                         None => record,
@@ -331,6 +362,7 @@ fn guarded<T>(format: &'static str, f: impl FnOnce() -> Result<T, InputError>) -
 /// decode to far more (a dictionary column repeats its values, Parquet pages are compressed).
 fn render_rows(
     batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
+    first: u64,
     limits: &InputLimits,
 ) -> Result<Input, InputError> {
     let options = FormatOptions::default();
@@ -382,7 +414,7 @@ fn render_rows(
         }
         kept.push(batch);
     }
-    Ok(Input::Rows { batches: kept, firsts, text, ends })
+    Ok(Input::Rows { batches: kept, firsts, text, ends, first })
 }
 
 #[cfg(test)]
