@@ -65,6 +65,7 @@ pub struct LocalClusterBuilder {
     store: Option<StoreUrl>,
     workers: usize,
     slots: u32,
+    task_memory: quern_worker::spill::TaskMemory,
     host_prefix: String,
     tweaks: Vec<Tweak>,
 }
@@ -87,6 +88,13 @@ impl LocalClusterBuilder {
     /// Task slots of each worker (default 1: one task uses every core through rayon).
     pub fn slots(mut self, n: u32) -> Self {
         self.slots = n.max(1);
+        self
+    }
+
+    /// Memory each worker's running task may use for its buffers, in bytes (default 512 MiB;
+    /// at least 64 KiB): see `quern worker --task-memory`.
+    pub fn task_memory(mut self, bytes: u64) -> Self {
+        self.task_memory = quern_worker::spill::TaskMemory::new(bytes);
         self
     }
 
@@ -129,6 +137,7 @@ impl LocalClusterBuilder {
             store,
             registry: self.registry,
             slots: self.slots,
+            task_memory: self.task_memory,
             host_prefix: self.host_prefix,
             runtime: Handle::current(),
             shutdown,
@@ -157,6 +166,7 @@ pub struct LocalCluster {
     store: StoreUrl,
     registry: Registry,
     slots: u32,
+    task_memory: quern_worker::spill::TaskMemory,
     host_prefix: String,
     runtime: Handle,
     shutdown: CancellationToken,
@@ -174,6 +184,7 @@ impl LocalCluster {
             store: None,
             workers: 2,
             slots: 1,
+            task_memory: quern_worker::spill::TaskMemory::default(),
             host_prefix: "local".into(),
             tweaks: Vec::new(),
         }
@@ -217,6 +228,7 @@ impl LocalCluster {
         let i = self.workers.len();
         let mut cfg = WorkerConfig::new(self.url.clone(), format!("{}-{i}", self.host_prefix));
         cfg.slots = self.slots;
+        cfg.task_memory = self.task_memory;
         tweak(&mut cfg);
         let stop = self.shutdown.child_token();
         let task = self.runtime.spawn(quern_worker::run(cfg, registry, stop.clone()));

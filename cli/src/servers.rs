@@ -189,6 +189,8 @@ pub async fn worker(a: WorkerArgs, registry: Registry, hooks: Hooks) -> Result<(
     cfg.reconnect_budget = a.reconnect_budget;
     cfg.local_data = local_data_urls(&a.local_data)?;
     cfg.cache = a.cache_dir.map(|d| (d, a.cache_size));
+    cfg.task_memory = quern_worker::spill::TaskMemory::new(a.task_memory);
+    cfg.spill_dir = a.spill_dir;
     if let Some(hook) = hooks.worker {
         hook(&mut cfg);
     }
@@ -200,7 +202,7 @@ pub async fn worker(a: WorkerArgs, registry: Registry, hooks: Hooks) -> Result<(
 
 /// `quern run`: a coordinator and workers in this process, one job, then exit.
 pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
-    let mut cluster = LocalCluster::builder(registry.clone()).workers(a.workers as usize);
+    let mut cluster = LocalCluster::builder(registry.clone()).workers(a.workers as usize).task_memory(a.task_memory);
     if let Some(s) = &a.store {
         cluster = cluster.store(StoreUrl::from_user(s).context("bad --store")?);
     }
