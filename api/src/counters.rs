@@ -16,9 +16,19 @@ pub mod names {
     pub const COMBINE_INPUT_RECORDS: &str = "COMBINE_INPUT_RECORDS";
     /// Pairs the combiner produced.
     pub const COMBINE_OUTPUT_RECORDS: &str = "COMBINE_OUTPUT_RECORDS";
-    /// Records written to shuffle objects by map tasks (after combining): Hadoop's count of
-    /// records spilled out of memory.
+    /// Records written out of memory, as Hadoop counts them: by map tasks to shuffle objects
+    /// (after combining) and to local spills, and by intermediate merge passes. Equal to the
+    /// map output records (after combining) when every task's buffers fit its memory.
     pub const SPILLED_RECORDS: &str = "SPILLED_RECORDS";
+    /// Sorted runs map tasks wrote to local disk because their buffers (their share of the
+    /// worker's `--task-memory`) were full; 0 when every map's output fit in memory.
+    pub const MAP_SPILLS: &str = "MAP_SPILLS";
+    /// Intermediate merge passes through local disk, made by tasks that had more sorted runs
+    /// than their memory keeps open at once (Hadoop's `io.sort.factor`).
+    pub const MERGE_PASSES: &str = "MERGE_PASSES";
+    /// Shuffle bytes reduce tasks fetched to local disk rather than memory (beyond their share
+    /// of `--task-memory`).
+    pub const REDUCE_SHUFFLE_DISK_BYTES: &str = "REDUCE_SHUFFLE_DISK_BYTES";
     /// Shuffle bytes fetched by reduce tasks.
     pub const REDUCE_SHUFFLE_BYTES: &str = "REDUCE_SHUFFLE_BYTES";
     /// Pairs read by reduce tasks.

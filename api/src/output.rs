@@ -85,6 +85,11 @@ impl PartWriter {
         })
     }
 
+    /// The bytes of a `text` part so far: what the records take in memory, less their index.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text
+    }
+
     /// The bytes of a `text` part.
     pub fn into_bytes(self) -> Vec<u8> {
         self.text

@@ -246,6 +246,16 @@ pub struct WorkerArgs {
     /// it, so workers may differ.
     #[arg(long, default_value = "lz4", value_name = "CODEC")]
     pub shuffle_compression: quern_worker::shuffle::Codec,
+    /// Memory one running task may use for its buffers (map output before it spills to
+    /// local disk, fetched shuffle data, merge runs, output); a worker with --slots S uses up
+    /// to S times this. At least 64KiB.
+    #[arg(long, default_value = "512MiB", value_parser = parse_task_memory)]
+    pub task_memory: u64,
+    /// Where tasks keep local files (map spills, shuffle data beyond memory, output being
+    /// written), each in a directory of its own removed when the task ends (default: the
+    /// system's temporary directory, $TMPDIR).
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
     /// Give up after the coordinator has been unreachable this long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub reconnect_budget: Duration,
@@ -370,6 +380,10 @@ pub struct RunArgs {
     /// it, so workers may differ.
     #[arg(long, default_value = "lz4", value_name = "CODEC")]
     pub shuffle_compression: quern_worker::shuffle::Codec,
+    /// Memory each embedded worker's running task may use for its buffers (see `quern worker
+    /// --task-memory`).
+    #[arg(long, default_value = "512MiB", value_parser = parse_task_memory)]
+    pub task_memory: u64,
     /// Print the final status as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -408,6 +422,15 @@ pub fn parse_upload_part_size(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// A task memory budget: a size of at least 64KiB (below, buffers could not hold a batch).
+pub fn parse_task_memory(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n < quern_worker::spill::TaskMemory::MIN {
+        return Err(format!("{s:?} is below the least task memory, 64KiB"));
+    }
+    Ok(n)
+}
+
 /// Parses `123`, `64K`, `64KiB`, `1.5G`... into bytes (K = 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -441,6 +464,9 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("-5").is_err());
+        assert_eq!(parse_task_memory("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_task_memory("64KiB").unwrap(), 64 << 10);
+        assert!(parse_task_memory("63KiB").unwrap_err().contains("64KiB"));
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub struct LocalClusterBuilder {
     store: Option<StoreUrl>,
     workers: usize,
     slots: u32,
+    task_memory: quern_worker::spill::TaskMemory,
     host_prefix: String,
     tweaks: Vec<Tweak>,
     worker_tweaks: Vec<WorkerTweak>,
@@ -90,6 +91,13 @@ impl LocalClusterBuilder {
     /// Task slots of each worker (default 1: one task uses every core through rayon).
     pub fn slots(mut self, n: u32) -> Self {
         self.slots = n.max(1);
+        self
+    }
+
+    /// Memory each worker's running task may use for its buffers, in bytes (default 512 MiB;
+    /// at least 64 KiB): see `quern worker --task-memory`.
+    pub fn task_memory(mut self, bytes: u64) -> Self {
+        self.task_memory = quern_worker::spill::TaskMemory::new(bytes);
         self
     }
 
@@ -139,6 +147,7 @@ impl LocalClusterBuilder {
             store,
             registry: self.registry,
             slots: self.slots,
+            task_memory: self.task_memory,
             host_prefix: self.host_prefix,
             worker_tweaks: self.worker_tweaks,
             runtime: Handle::current(),
@@ -168,6 +177,7 @@ pub struct LocalCluster {
     store: StoreUrl,
     registry: Registry,
     slots: u32,
+    task_memory: quern_worker::spill::TaskMemory,
     host_prefix: String,
     worker_tweaks: Vec<WorkerTweak>,
     runtime: Handle,
@@ -186,6 +196,7 @@ impl LocalCluster {
             store: None,
             workers: 2,
             slots: 1,
+            task_memory: quern_worker::spill::TaskMemory::default(),
             host_prefix: "local".into(),
             tweaks: Vec::new(),
             worker_tweaks: Vec::new(),
@@ -233,6 +244,7 @@ impl LocalCluster {
         for t in &self.worker_tweaks {
             t(&mut cfg);
         }
+        cfg.task_memory = self.task_memory;
         tweak(&mut cfg);
         let stop = self.shutdown.child_token();
         let task = self.runtime.spawn(quern_worker::run(cfg, registry, stop.clone()));

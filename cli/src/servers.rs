@@ -190,6 +190,8 @@ pub async fn worker(a: WorkerArgs, registry: Registry, hooks: Hooks) -> Result<(
     cfg.local_data = local_data_urls(&a.local_data)?;
     cfg.cache = a.cache_dir.map(|d| (d, a.cache_size));
     cfg.shuffle_compression = a.shuffle_compression;
+    cfg.task_memory = quern_worker::spill::TaskMemory::new(a.task_memory);
+    cfg.spill_dir = a.spill_dir;
     if let Some(hook) = hooks.worker {
         hook(&mut cfg);
     }
@@ -204,6 +206,7 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
     let codec = a.shuffle_compression;
     let mut cluster = LocalCluster::builder(registry.clone())
         .workers(a.workers as usize)
+        .task_memory(a.task_memory)
         .worker(move |w| w.shuffle_compression = codec);
     if let Some(s) = &a.store {
         cluster = cluster.store(StoreUrl::from_user(s).context("bad --store")?);

@@ -24,6 +24,7 @@ mod robust;
 mod s3;
 mod scheduling;
 mod snapshots;
+mod spill;
 mod store_faults;
 mod store_requests;
 mod terasort;

@@ -8,6 +8,8 @@
 //! place at the same size would be: Quern assumes inputs are not modified while cached.)
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -57,6 +59,14 @@ impl Cache {
     /// Bytes `[start, end)` of `url`, if cached from an object of `object_size` bytes
     /// (`None` size: any).
     pub fn get(&self, url: &str, start: u64, end: u64, object_size: Option<u64>) -> Option<Bytes> {
+        let mut data = Vec::with_capacity(usize::try_from(end - start).ok()?);
+        self.open_range(url, start, end, object_size)?.read_to_end(&mut data).ok()?;
+        (data.len() as u64 == end - start).then(|| Bytes::from(data))
+    }
+
+    /// A reader of bytes `[start, end)` of `url`, if cached (as [`Cache::get`]), reading
+    /// only that range of the cached file.
+    pub fn open_range(&self, url: &str, start: u64, end: u64, object_size: Option<u64>) -> Option<std::io::Take<File>> {
         let (file, offset) = {
             let mut inner = self.lock();
             inner.clock += 1;
@@ -68,11 +78,11 @@ impl Cache {
             e.last_use = clock;
             (e.file.clone(), start - e.start)
         };
-        // Read outside the lock; an entry evicted meanwhile is simply a miss.
-        let data = std::fs::read(&file).ok()?;
-        let from = usize::try_from(offset).ok()?;
-        let to = from.checked_add(usize::try_from(end - start).ok()?)?;
-        data.get(from..to).map(Bytes::copy_from_slice)
+        // Open outside the lock; an entry evicted meanwhile is simply a miss, and one evicted
+        // once open stays readable.
+        let mut f = File::open(&file).ok()?;
+        f.seek(SeekFrom::Start(offset)).ok()?;
+        Some(f.take(end - start))
     }
 
     /// The longest cached range of `url` that starts at `start`.
@@ -92,7 +102,12 @@ impl Cache {
     /// Keeps `bytes`, the range of `url` starting at `start`, evicting the least recently
     /// used entries beyond the size limit. Failures only mean the bytes are not cached.
     pub fn put(&self, url: &str, start: u64, object_size: u64, bytes: &[u8]) {
-        let len = bytes.len() as u64;
+        self.put_from(url, start, object_size, bytes.len() as u64, &mut std::io::Cursor::new(bytes));
+    }
+
+    /// Keeps the `len` bytes `bytes` reads, as [`Cache::put`] does, copying them through a
+    /// small buffer.
+    pub fn put_from(&self, url: &str, start: u64, object_size: u64, len: u64, bytes: &mut dyn Read) {
         if len == 0 || len > self.limit {
             return;
         }
@@ -101,7 +116,8 @@ impl Cache {
             inner.next_file += 1;
             self.dir.join(format!("quern-cache-{}", inner.next_file))
         };
-        if std::fs::write(&file, bytes).is_err() {
+        let copied = File::create(&file).and_then(|mut f| std::io::copy(&mut bytes.take(len), &mut f));
+        if copied.ok() != Some(len) {
             let _ = std::fs::remove_file(&file);
             return;
         }

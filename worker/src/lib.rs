@@ -6,6 +6,9 @@
 //!
 //! - [`map`]: split in, pairs partitioned, sorted, combined, one shuffle object out;
 //! - [`reduce`]: ranged reads of one partition from every map output, k-way merge, reduce;
+//! - [`spill`] and [`merge`]: how both stay within the attempt's memory budget
+//!   ([`spill::TaskMemory`], `--task-memory`): sorted runs spilled to local disk and merged
+//!   a batch at a time, in passes when there are many;
 //! - [`shuffle`]: the checksummed Arrow IPC shuffle format;
 //! - [`task`]: the I/O around both, and the tokio-to-rayon bridge;
 //! - [`probe`]: the check, at the first registration, that the coordinator's store can be
@@ -15,13 +18,16 @@
 //! call it.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod blob;
 pub mod cache;
 pub mod error;
 pub mod map;
+pub mod merge;
 pub mod output;
 pub mod probe;
 pub mod reduce;
 pub mod shuffle;
+pub mod spill;
 pub mod task;
 
 use std::collections::HashMap;
@@ -67,6 +73,11 @@ pub struct WorkerConfig {
     pub cache: Option<(std::path::PathBuf, u64)>,
     /// How map output segments are compressed (`--shuffle-compression`).
     pub shuffle_compression: shuffle::Codec,
+    /// What one running attempt may hold in its buffers; S slots use up to S times this.
+    pub task_memory: spill::TaskMemory,
+    /// Where attempts keep local files (spills, fetched segments, output beyond memory), each
+    /// in a directory of its own removed when it ends (None: the system's temporary directory).
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl WorkerConfig {
@@ -87,6 +98,8 @@ impl WorkerConfig {
             local_data: Vec::new(),
             cache: None,
             shuffle_compression: shuffle::Codec::Lz4,
+            task_memory: spill::TaskMemory::default(),
+            spill_dir: None,
         }
     }
 }
@@ -328,6 +341,8 @@ async fn serve(
             side: shared.side.clone(),
             shuffle_compression: cfg.shuffle_compression,
             progress: Arc::default(),
+            memory: cfg.task_memory,
+            spill_root: cfg.spill_dir.clone(),
         };
         let polled = poll_loop(cfg, &env, client, shared, tracker, &session, &mut outage).await;
         session.cancel();

@@ -3,10 +3,15 @@
 //! The split's records are cut into chunks (at line or record boundaries, see
 //! [`crate::input`]); rayon maps the chunks in parallel (each with its own combine table when the job combines), every pair going to its
 //! reduce partition's buffer. Then each partition is sorted by key bytes, combined across
-//! chunks, and encoded as one segment of the shuffle object (see [`crate::shuffle`]). A job
+//! chunks, and encoded as one segment of the shuffle object (see [`crate::shuffle`]).
+//! Buffers are bounded by the task's memory ([`TaskMemory`]): a chunk whose buffers fill up
+//! spills them as a sorted run to local disk ([`crate::spill`]), and the object is then
+//! merged from the spills ([`crate::merge`]), combined again across them. A job
 //! without reducers skips all that: its map writes the task's part in input order
 //! ([`map_only_split`]).
 
+use std::io::BufWriter;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use quern_api::context::PairSink;
@@ -14,54 +19,19 @@ use quern_api::counters::names;
 use quern_api::{Counters, DynJob, MapOptions, PartWriter, Records, TaskInfo, pb};
 
 use rayon::prelude::*;
+use tempfile::SpooledTempFile;
 
+use crate::blob::Blob;
 use crate::error::TaskError;
-use crate::shuffle::{Codec, checksum, encode_segment};
+use crate::merge::{SortedRun, merge, merge_passes};
+use crate::shuffle::{Codec, SegmentEncoder, SegmentInfo};
+use crate::spill::{PairBuf, Spill, Spiller, TaskMemory, sort_pairs};
 use quern_api::input::Input;
-
-/// Encoded pairs in one flat buffer: cheap to fill, cheap to sort by index.
-#[derive(Default)]
-pub(crate) struct PairBuf {
-    data: Vec<u8>,
-    idx: Vec<(usize, usize, usize)>,
-}
-
-impl PairSink for PairBuf {
-    fn push(&mut self, k: &[u8], v: &[u8]) {
-        self.idx.push((self.data.len(), k.len(), v.len()));
-        self.data.extend_from_slice(k);
-        self.data.extend_from_slice(v);
-    }
-}
-
-impl PairBuf {
-    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.idx.iter().map(|&(o, k, v)| (&self.data[o..o + k], &self.data[o + k..o + k + v]))
-    }
-}
-
-/// Routes pairs to partition buffers.
-struct Partitioned<'j> {
-    job: &'j dyn DynJob,
-    reducers: u32,
-    bufs: Vec<PairBuf>,
-    bad_partition: Option<u32>,
-}
-
-impl PairSink for Partitioned<'_> {
-    fn push(&mut self, key: &[u8], value: &[u8]) {
-        let p = if self.reducers == 1 { 0 } else { self.job.partition(key, self.reducers) };
-        match self.bufs.get_mut(p as usize) {
-            Some(buf) => buf.push(key, value),
-            None => self.bad_partition = Some(p),
-        }
-    }
-}
 
 /// What a map attempt produced.
 pub struct MapResult {
     /// The shuffle object's bytes.
-    pub object: Vec<u8>,
+    pub object: Blob,
     /// One index entry per partition.
     pub segments: Vec<pb::Segment>,
     /// Built-in and user counters.
@@ -124,10 +94,7 @@ struct Run<'a> {
 /// Maps the chunks of `input` in parallel, each into its own target from `make`: text as
 /// blocks of whole lines, other formats record by record.
 fn map_chunks<T: ChunkTarget>(run: &Run<'_>, make: impl Fn() -> T + Sync) -> Result<Vec<(T, Counters)>, TaskError> {
-    // One chunk per thread: every chunk ends with one pair per distinct key it saw (its
-    // combine table), and those pairs are what the sort below pays for, so fewer, larger
-    // chunks shuffle less. Tasks running side by side keep the threads busy.
-    let pieces = rayon::current_num_threads();
+    let pieces = chunk_count();
     let Run { job, input, source, url, task, opts, progress } = *run;
     input
         .chunks(pieces)
@@ -150,10 +117,10 @@ fn map_chunks<T: ChunkTarget>(run: &Run<'_>, make: impl Fn() -> T + Sync) -> Res
         .collect()
 }
 
-/// Maps `input` (a split's records) into one shuffle object partitioned for `reducers`, its
-/// segments compressed with `codec`.
+/// Maps `input` (a split's records) into one shuffle object partitioned for `reducers`.
 /// `source` is the input object's base name, `url` its URL. With `skip_bad_records`, records on which the
-/// map function panics are skipped and counted.
+/// map function panics are skipped and counted. Pairs are buffered within `memory` (half of
+/// it, shared by the chunks); beyond, they spill to sorted runs in `dir`, merged at the end.
 #[allow(clippy::too_many_arguments)]
 pub fn map_split(
     job: &dyn DynJob,
@@ -163,59 +130,39 @@ pub fn map_split(
     (reducers, codec): (u32, Codec),
     skip_bad_records: bool,
     progress: &AtomicU64,
+    (memory, dir): (TaskMemory, &Path),
 ) -> Result<MapResult, TaskError> {
     let opts = MapOptions::skipping(skip_bad_records);
-    let make = || Partitioned {
-        job,
-        reducers,
-        bufs: (0..reducers).map(|_| PairBuf::default()).collect(),
-        bad_partition: None,
-    };
+    // Every chunk's buffers live until the end: together they get half the budget; the rest
+    // is for the merge and the object's pieces.
+    let share = (memory.bytes() / 2 / chunk_count()).max(1);
+    let make = || Spiller::new(job, reducers, share, dir, memory);
     let mapped = map_chunks(&Run { job, input, source, url, task, opts, progress }, make)?;
     if let Some(p) = mapped.iter().find_map(|(s, _)| s.bad_partition) {
         return Err(TaskError::User(format!("partitioner returned {p} for {reducers} reducers")));
     }
     let mut sinks = Vec::with_capacity(mapped.len());
     let mut counters = Counters::new();
-    for (sink, c) in mapped {
+    for (mut sink, c) in mapped {
+        if let Some(e) = sink.error.take() {
+            return Err(e);
+        }
         counters.merge(&c);
         sinks.push(sink);
     }
-
     let combiner = job.has_combiner();
-    let encoded: Vec<Result<(Vec<u8>, u64), TaskError>> = (0..reducers as usize)
-        .into_par_iter()
-        .map(|p| {
-            let mut keyed: Vec<(u64, &[u8], &[u8])> =
-                sinks.iter().flat_map(|s| s.bufs[p].iter()).map(|(k, v)| (key_prefix(k), k, v)).collect();
-            // Stable, so values of one key keep their map order: output is deterministic.
-            // Most comparisons end at the 8-byte prefix, without a memcmp.
-            keyed.par_sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-            let pairs: Vec<(&[u8], &[u8])> = keyed.into_iter().map(|(_, k, v)| (k, v)).collect();
-            if !combiner {
-                let n = pairs.len() as u64;
-                return Ok((encode_segment(pairs.into_iter(), codec)?, n));
-            }
-            let combined = combine_sorted(job, &pairs)?;
-            let n = combined.idx.len() as u64;
-            Ok((encode_segment(combined.iter().collect::<Vec<_>>().into_iter(), codec)?, n))
-        })
-        .collect();
-
-    let mut object = Vec::new();
-    let mut segments = Vec::with_capacity(reducers as usize);
-    let mut written = 0u64;
-    for e in encoded {
-        let (bytes, records) = e?;
-        segments.push(pb::Segment {
-            offset: object.len() as u64,
-            length: bytes.len() as u64,
-            crc32: checksum(&bytes),
-            records,
-        });
-        written += records;
-        object.extend_from_slice(&bytes);
-    }
+    let (object, segments) = if sinks.iter().all(|s| s.spills.is_empty()) {
+        in_memory(job, &sinks, (reducers, codec), memory)?
+    } else {
+        // Every chunk spills its rest too, so that the runs, in chunk order, keep each key's
+        // values in map order.
+        sinks.par_iter_mut().filter(|s| s.has_buffered()).try_for_each(|s| s.spill())?;
+        let spills: Vec<&Spill> = sinks.iter().flat_map(|s| s.spills.iter()).collect();
+        counters.add(names::MAP_SPILLS, spills.len() as i64);
+        counters.add(names::SPILLED_RECORDS, spills.iter().map(|s| s.records()).sum::<u64>() as i64);
+        merge_spills(job, &spills, (reducers, codec), (memory, dir), &mut counters)?
+    };
+    let written: u64 = segments.iter().map(|s| s.records).sum();
     counters.add(names::MAP_INPUT_BYTES, input.len_bytes() as i64);
     counters.add(names::MAP_OUTPUT_BYTES, object.len() as i64);
     counters.add(names::SPILLED_RECORDS, written as i64);
@@ -223,6 +170,111 @@ pub fn map_split(
         counters.add(names::COMBINE_OUTPUT_RECORDS, written as i64);
     }
     Ok(MapResult { object, segments, counters })
+}
+
+/// The chunks [`map_chunks`] cuts a split into, at most: one per thread. Every chunk ends
+/// with one pair per distinct key it saw (its combine table), and those pairs are what the
+/// sort pays for, so fewer, larger chunks shuffle less; tasks side by side keep threads busy.
+fn chunk_count() -> usize {
+    rayon::current_num_threads()
+}
+
+/// The shuffle object when nothing spilled: each partition's pairs from every chunk sorted
+/// together and encoded in memory.
+fn in_memory(
+    job: &dyn DynJob,
+    sinks: &[Spiller<'_>],
+    (reducers, codec): (u32, Codec),
+    memory: TaskMemory,
+) -> Result<(Blob, Vec<pb::Segment>), TaskError> {
+    let combiner = job.has_combiner();
+    let encoded: Vec<Result<(Vec<u8>, SegmentInfo), TaskError>> = (0..reducers as usize)
+        .into_par_iter()
+        .map(|p| {
+            let mut enc = SegmentEncoder::new(Vec::new(), memory.batch_bytes(), codec);
+            sort_pairs(job, sinks.iter().filter_map(|s| s.buffered(p)), combiner, |k, v| enc.push(k, v))?;
+            Ok(enc.finish()?)
+        })
+        .collect();
+    let mut object = Blob::default();
+    let mut segments = Vec::with_capacity(reducers as usize);
+    for e in encoded {
+        let (bytes, info) = e?;
+        segments.push(segment(object.len(), info));
+        object.push_bytes(bytes.into());
+    }
+    Ok((object, segments))
+}
+
+fn segment(offset: u64, info: SegmentInfo) -> pb::Segment {
+    pb::Segment { offset, length: info.length, crc32: info.crc32, records: info.records }
+}
+
+/// The shuffle object from spills: each partition's runs merged (in passes when there are
+/// more than the budget keeps open) and combined again across runs, into a piece that stays
+/// in memory while small.
+fn merge_spills(
+    job: &dyn DynJob,
+    spills: &[&Spill],
+    (reducers, codec): (u32, Codec),
+    (memory, dir): (TaskMemory, &Path),
+    counters: &mut Counters,
+) -> Result<(Blob, Vec<pb::Segment>), TaskError> {
+    let factor = memory.merge_factor(rayon::current_num_threads());
+    let in_memory = memory.bytes() / 4 / reducers.max(1) as usize;
+    let batch = memory.batch_bytes();
+    let io = |e: std::io::Error| TaskError::Shuffle(e.into());
+    let merged: Vec<Result<_, TaskError>> = (0..reducers as usize)
+        .into_par_iter()
+        .map(|p| {
+            let runs: Vec<SortedRun> = spills.iter().filter_map(|s| s.run(p)).collect();
+            let (runs, passes) = merge_passes(runs, factor, dir, batch)?;
+            let spool = BufWriter::with_capacity(64 << 10, SpooledTempFile::new_in(in_memory, dir));
+            let mut enc = SegmentEncoder::new(spool, batch, codec);
+            if job.has_combiner() {
+                let mut pending = PairBuf::default();
+                merge(&runs, |k, v| {
+                    // Cut between keys, so a key's values are combined together.
+                    if pending.bytes() >= batch && pending.last_key() != Some(k) {
+                        combine_into(job, &mut pending, &mut enc)?;
+                    }
+                    pending.push(k, v);
+                    Ok(())
+                })?;
+                combine_into(job, &mut pending, &mut enc)?;
+            } else {
+                merge(&runs, |k, v| Ok(enc.push(k, v)?))?;
+            }
+            let (spool, info) = enc.finish()?;
+            Ok((spool.into_inner().map_err(|e| io(e.into_error()))?, info, passes))
+        })
+        .collect();
+    let mut object = Blob::default();
+    let mut segments = Vec::with_capacity(reducers as usize);
+    for m in merged {
+        let (spool, info, passes) = m?;
+        segments.push(segment(object.len(), info));
+        object.push_spool(spool, info.length);
+        counters.add(names::MERGE_PASSES, passes.passes as i64);
+        counters.add(names::SPILLED_RECORDS, passes.records as i64);
+    }
+    Ok((object, segments))
+}
+
+/// Combines the sorted pairs of `pending` into `enc` and empties it.
+fn combine_into<W: std::io::Write>(
+    job: &dyn DynJob,
+    pending: &mut PairBuf,
+    enc: &mut SegmentEncoder<W>,
+) -> Result<(), TaskError> {
+    let pairs: Vec<(&[u8], &[u8])> = pending.iter().collect();
+    let mut combined = PairBuf::default();
+    job.combine_sorted(&pairs, &mut combined)?;
+    for (k, v) in combined.iter() {
+        enc.push(k, v)?;
+    }
+    *pending = PairBuf::default();
+    Ok(())
 }
 
 /// Maps `input` for a job without reducers straight into the task's output, in input order.
@@ -253,13 +305,6 @@ pub(crate) fn key_prefix(key: &[u8]) -> u64 {
     let n = key.len().min(8);
     b[..n].copy_from_slice(&key[..n]);
     u64::from_be_bytes(b)
-}
-
-/// Merges runs of equal keys in sorted `pairs` through the job's combiner.
-fn combine_sorted(job: &dyn DynJob, pairs: &[(&[u8], &[u8])]) -> Result<PairBuf, TaskError> {
-    let mut out = PairBuf::default();
-    job.combine_sorted(pairs, &mut out)?;
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,126 +1,143 @@
-//! Reduce execution: k-way merge of the sorted runs fetched from every map output, grouping
-//! by key (or by its grouping prefix, for secondary sort), and the job's reduce over each
-//! group.
+//! Reduce execution: k-way merge of the sorted runs fetched from every map output (see
+//! [`crate::merge`]), grouping by key (or by its grouping prefix, for secondary sort), and
+//! the job's reduce over each group, its output written a piece at a time
+//! ([`crate::output::PartSink`]).
+//!
+//! Memory: one decoded batch per open run, the values of the current key group (copied out
+//! of their batches), and the output buffered up to the sink's limit.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicU64;
 
 use quern_api::counters::names;
-use quern_api::{Counters, OutputFormat};
-use quern_api::{DynJob, OutputContext, PartWriter, TaskInfo};
+use quern_api::{Counters, DynJob, OutputContext, PartWriter, TaskInfo};
 
 use crate::error::TaskError;
-use crate::shuffle::Run;
+use crate::merge::{SortedRun, merge};
+use crate::output::PartSink;
 
-/// The head of one run in the merge heap.
-struct Head<'a> {
-    /// See [`crate::map::key_prefix`].
-    prefix: u64,
-    key: &'a [u8],
-    value: &'a [u8],
-    run: usize,
-    pos: (usize, usize),
+/// The key group being gathered, and what the reduce made so far.
+struct Reducing<'a> {
+    job: &'a dyn DynJob,
+    task: &'a TaskInfo,
+    skip: bool,
+    progress: &'a AtomicU64,
+    sink: &'a mut PartSink,
+    /// Output is handed to the sink once it holds this many bytes.
+    flush_at: usize,
+    out: PartWriter,
+    user: Counters,
+    /// The group's first key and the length of its grouping prefix; None before the first.
+    key: Option<(Vec<u8>, usize)>,
+    /// The group's values, end to end, and where each ends.
+    values: Vec<u8>,
+    ends: Vec<usize>,
+    groups: i64,
+    records: i64,
+    skipped: i64,
 }
 
-impl PartialEq for Head<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl Reducing<'_> {
+    fn feed(&mut self, k: &[u8], v: &[u8]) -> Result<(), TaskError> {
+        let same = self
+            .key
+            .as_ref()
+            .is_some_and(|(key, glen)| k.get(..*glen) == Some(&key[..*glen]) && self.job.group_len(k) == *glen);
+        if !same {
+            self.reduce_group()?;
+            self.key = Some((k.to_vec(), self.job.group_len(k)));
+        }
+        self.values.extend_from_slice(v);
+        self.ends.push(self.values.len());
+        Ok(())
+    }
+
+    /// Reduces the gathered group, if any.
+    fn reduce_group(&mut self) -> Result<(), TaskError> {
+        let Some((key, _)) = self.key.take() else { return Ok(()) };
+        // Every so many key groups is progress the coordinator's task timeout sees.
+        if self.groups % 1024 == 0 {
+            self.progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.groups += 1;
+        self.records += self.ends.len() as i64;
+        let (values, ends) = (&self.values, &self.ends);
+        let mut iter = ends.iter().scan(0, |start, &end| {
+            let v = &values[*start..end];
+            *start = end;
+            Some(v)
+        });
+        if !self.skip {
+            let mut ctx = OutputContext::new(&mut self.out, &mut self.user, self.task);
+            self.job.reduce_encoded(&key, &mut iter, &mut ctx)?;
+        } else {
+            let mark = self.out.mark();
+            let (job, task) = (self.job, self.task);
+            let (out, user) = (&mut self.out, &mut self.user);
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let mut ctx = OutputContext::new(out, user, task);
+                job.reduce_encoded(&key, &mut iter, &mut ctx)
+            }));
+            match result {
+                Ok(r) => r?,
+                Err(_) => {
+                    self.out.rollback(mark);
+                    self.skipped += 1;
+                }
+            }
+        }
+        self.values.clear();
+        self.ends.clear();
+        // Between groups, so a skipped group never has to be taken back from the sink.
+        if self.out.as_bytes().len() >= self.flush_at {
+            self.sink.write(&std::mem::take(&mut self.out))?;
+        }
+        Ok(())
     }
 }
-impl Eq for Head<'_> {}
-impl PartialOrd for Head<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Head<'_> {
-    /// By key, then by run: values of a key arrive in map-task order, so output is
-    /// deterministic.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.prefix.cmp(&other.prefix).then_with(|| self.key.cmp(other.key)).then(self.run.cmp(&other.run))
-    }
-}
 
-fn head(runs: &[Run], run: usize, pos: Option<(usize, usize)>) -> Option<Head<'_>> {
-    let pos = pos?;
-    let (key, value) = runs[run].get(pos.0, pos.1)?;
-    Some(Head { prefix: crate::map::key_prefix(key), key, value, run, pos })
-}
-
-/// Merges `runs` (each sorted by key), reduces every key group, and returns the output part's
-/// bytes with the reduce counters.
+/// Merges `runs` (each sorted by key), reduces every key group into `sink`, handing it the
+/// output every `flush_at` bytes, and returns the reduce counters.
 /// With `skip_bad_records`, a key group on which the reduce function panics is skipped (its
 /// partial output dropped) and counted in `SKIPPED_RECORDS`.
 pub fn reduce_runs(
     job: &dyn DynJob,
     task: &TaskInfo,
-    runs: &[Run],
+    runs: &[SortedRun],
     skip_bad_records: bool,
-    format: OutputFormat,
+    (sink, flush_at): (&mut PartSink, usize),
     progress: &AtomicU64,
-) -> Result<(Vec<u8>, Counters), TaskError> {
-    let mut heap = BinaryHeap::with_capacity(runs.len());
-    for (i, r) in runs.iter().enumerate() {
-        if let Some(h) = head(runs, i, r.first_pos()) {
-            heap.push(Reverse(h));
-        }
+) -> Result<Counters, TaskError> {
+    let mut r = Reducing {
+        job,
+        task,
+        skip: skip_bad_records,
+        progress,
+        sink,
+        flush_at,
+        out: PartWriter::new(),
+        user: Counters::new(),
+        key: None,
+        values: Vec::new(),
+        ends: Vec::new(),
+        groups: 0,
+        records: 0,
+        skipped: 0,
+    };
+    merge(runs, |k, v| r.feed(k, v))?;
+    r.reduce_group()?;
+    let rest = std::mem::take(&mut r.out);
+    if rest.records() > 0 {
+        r.sink.write(&rest)?;
     }
-    let mut out = PartWriter::new();
+    let output_records = r.sink.records() as i64;
     let mut counters = Counters::new();
-    let mut user = Counters::new();
-    let (mut groups, mut records, mut skipped) = (0i64, 0i64, 0i64);
-    let mut values: Vec<&[u8]> = Vec::new();
-    while let Some(Reverse(first)) = heap.pop() {
-        // Every so many key groups is progress the coordinator's task timeout sees.
-        if groups % 1024 == 0 {
-            progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let key = first.key;
-        // The group: every following key with the same grouping prefix (secondary sort).
-        let group = &key[..job.group_len(key)];
-        values.clear();
-        let mut next = Some(first);
-        while let Some(h) = next.take() {
-            values.push(h.value);
-            if let Some(n) = head(runs, h.run, runs[h.run].next_pos(h.pos.0, h.pos.1)) {
-                heap.push(Reverse(n));
-            }
-            if heap.peek().is_some_and(|Reverse(top)| {
-                top.key.get(..group.len()) == Some(group) && job.group_len(top.key) == group.len()
-            }) {
-                next = heap.pop().map(|Reverse(h)| h);
-            }
-        }
-        groups += 1;
-        records += values.len() as i64;
-        if !skip_bad_records {
-            let mut ctx = OutputContext::new(&mut out, &mut user, task);
-            job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx)?;
-            continue;
-        }
-        let mark = out.mark();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut ctx = OutputContext::new(&mut out, &mut user, task);
-            job.reduce_encoded(key, &mut values.iter().copied(), &mut ctx)
-        }));
-        match result {
-            Ok(r) => r?,
-            Err(_) => {
-                out.rollback(mark);
-                skipped += 1;
-            }
-        }
+    counters.add(names::REDUCE_INPUT_GROUPS, r.groups);
+    counters.add(names::REDUCE_INPUT_RECORDS, r.records);
+    counters.add(names::REDUCE_OUTPUT_RECORDS, output_records);
+    if r.skipped > 0 {
+        counters.add(names::SKIPPED_RECORDS, r.skipped);
     }
-    counters.add(names::REDUCE_INPUT_GROUPS, groups);
-    counters.add(names::REDUCE_INPUT_RECORDS, records);
-    counters.add(names::REDUCE_OUTPUT_RECORDS, out.records() as i64);
-    if skipped > 0 {
-        counters.add(names::SKIPPED_RECORDS, skipped);
-    }
-    counters.merge(&user);
-    let bytes = crate::output::encode(out, format)?;
-    counters.add(names::OUTPUT_BYTES, bytes.len() as i64);
-    Ok((bytes, counters))
+    counters.merge(&r.user);
+    Ok(counters)
 }

@@ -10,13 +10,17 @@
 //!
 //! One object per map attempt keeps the object count at O(M) instead of O(M x R).
 //!
+//! Segments are written and read a batch at a time ([`SegmentEncoder`], [`SegmentReader`]), so
+//! neither side needs a whole segment in memory; the same format serves for the sorted runs a
+//! task spills to its local disk (see [`crate::spill`] and [`crate::merge`]).
+//!
 //! Segments may be compressed ([`Codec`], the worker's `--shuffle-compression`): Arrow IPC's
 //! own buffer compression, LZ4 frames or zstd, which readers detect from the stream itself,
 //! so workers with different settings read each other's output. Arrow keeps a buffer
 //! uncompressed when compressing would not shrink it, so compression only costs where it
-//! cannot pay.
+//! cannot pay. Local spills are not compressed.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read, Write};
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::cast::AsArray;
@@ -31,6 +35,9 @@ use quern_api::pb;
 const BATCH_ROWS: usize = 64 * 1024;
 /// Bytes per record batch at most (Binary offsets are 32-bit).
 const BATCH_BYTES: usize = 256 * 1024 * 1024;
+/// Bytes per record batch of map outputs and spills: what a reader holds per open run, so
+/// small enough for a reducer to keep hundreds open, big enough that a batch's framing is noise.
+pub const RUN_BATCH_BYTES: usize = 1 << 20;
 
 /// Shuffle encoding or decoding failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +57,9 @@ pub enum ShuffleError {
     /// The segment decoded but does not have the shuffle schema.
     #[error("malformed segment: {0}")]
     Shape(String),
+    /// Reading or writing a local spill file failed.
+    #[error("local spill file: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 fn schema() -> SchemaRef {
@@ -115,33 +125,181 @@ pub fn encode_segment<'a>(
     pairs: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
     codec: Codec,
 ) -> Result<Vec<u8>, ShuffleError> {
-    if pairs.len() == 0 {
-        return Ok(Vec::new());
-    }
-    let mut writer = StreamWriter::try_new_with_options(Vec::new(), &schema(), codec.write_options()?)?;
-    let (mut keys, mut values) = (BinaryBuilder::new(), BinaryBuilder::new());
-    let mut rows = 0usize;
-    let mut bytes = 0usize;
-    let flush = |keys: &mut BinaryBuilder, values: &mut BinaryBuilder, w: &mut StreamWriter<Vec<u8>>| {
-        let batch = RecordBatch::try_new(schema(), vec![Arc::new(keys.finish()), Arc::new(values.finish())])?;
-        w.write(&batch)
-    };
+    let mut enc = SegmentEncoder::new(Vec::new(), BATCH_BYTES, codec);
     for (k, v) in pairs {
-        keys.append_value(k);
-        values.append_value(v);
-        rows += 1;
-        bytes += k.len() + v.len();
-        if rows >= BATCH_ROWS || bytes >= BATCH_BYTES {
-            flush(&mut keys, &mut values, &mut writer)?;
-            rows = 0;
-            bytes = 0;
+        enc.push(k, v)?;
+    }
+    Ok(enc.finish()?.0)
+}
+
+/// What a finished segment holds: its index entry without the offset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Bytes written.
+    pub length: u64,
+    /// CRC-32 of those bytes.
+    pub crc32: u32,
+    /// Pairs in it.
+    pub records: u64,
+}
+
+/// A writer that counts and checksums what passes through it.
+struct Tally<W> {
+    inner: W,
+    bytes: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Tally<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes sorted pairs as one segment into `W`, compressed with its [`Codec`], a record batch at a time: memory holds one
+/// batch (at most `batch_bytes` of keys and values, and [`BATCH_ROWS`] rows), never the
+/// segment. The stream starts with the first pair, so no pairs write nothing.
+pub struct SegmentEncoder<W: Write> {
+    /// The destination until the first pair, then the Arrow writer around it.
+    idle: Option<Tally<W>>,
+    writer: Option<StreamWriter<Tally<W>>>,
+    keys: BinaryBuilder,
+    values: BinaryBuilder,
+    rows: usize,
+    bytes: usize,
+    batch_bytes: usize,
+    records: u64,
+    codec: Codec,
+}
+
+impl<W: Write> SegmentEncoder<W> {
+    /// An encoder writing into `out`, cutting batches at `batch_bytes` of keys and values
+    /// (capped at what 32-bit Binary offsets allow).
+    pub fn new(out: W, batch_bytes: usize, codec: Codec) -> Self {
+        SegmentEncoder {
+            codec,
+            idle: Some(Tally { inner: out, bytes: 0, crc: crc32fast::Hasher::new() }),
+            writer: None,
+            keys: BinaryBuilder::new(),
+            values: BinaryBuilder::new(),
+            rows: 0,
+            bytes: 0,
+            batch_bytes: batch_bytes.clamp(1, BATCH_BYTES),
+            records: 0,
         }
     }
-    if rows > 0 {
-        flush(&mut keys, &mut values, &mut writer)?;
+
+    /// Appends one pair; pairs must come sorted by key.
+    pub fn push(&mut self, k: &[u8], v: &[u8]) -> Result<(), ShuffleError> {
+        self.keys.append_value(k);
+        self.values.append_value(v);
+        self.rows += 1;
+        self.records += 1;
+        self.bytes += k.len() + v.len();
+        if self.rows >= BATCH_ROWS || self.bytes >= self.batch_bytes {
+            self.flush()?;
+        }
+        Ok(())
     }
-    writer.finish()?;
-    Ok(writer.into_inner()?)
+
+    /// Pairs pushed so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    fn flush(&mut self) -> Result<(), ShuffleError> {
+        let batch = RecordBatch::try_new(schema(), vec![Arc::new(self.keys.finish()), Arc::new(self.values.finish())])?;
+        if self.writer.is_none()
+            && let Some(out) = self.idle.take()
+        {
+            self.writer = Some(StreamWriter::try_new_with_options(out, &schema(), self.codec.write_options()?)?);
+        }
+        if let Some(w) = self.writer.as_mut() {
+            w.write(&batch)?;
+        }
+        self.rows = 0;
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// Ends the segment; returns the destination and what was written into it.
+    pub fn finish(mut self) -> Result<(W, SegmentInfo), ShuffleError> {
+        if self.rows > 0 {
+            self.flush()?;
+        }
+        let records = self.records;
+        let mut tally = match (self.writer, self.idle) {
+            (Some(mut w), _) => {
+                w.finish()?;
+                w.into_inner()?
+            }
+            (None, Some(t)) => t,
+            (None, None) => return Err(ShuffleError::Shape("encoder lost its destination".into())),
+        };
+        tally.flush()?;
+        let info = SegmentInfo { length: tally.bytes, crc32: tally.crc.finalize(), records };
+        Ok((tally.inner, info))
+    }
+}
+
+/// Reads one segment a record batch at a time from `R` (which must end where the segment
+/// does), checking its shape and, at the end, its record count. The bytes' CRC-32 is the
+/// caller's to check, as they arrive from the store.
+pub struct SegmentReader<R: Read> {
+    reader: Option<StreamReader<R>>,
+    expected: u64,
+    seen: u64,
+}
+
+impl<R: Read> SegmentReader<R> {
+    /// A reader of a segment of `records` pairs; `empty` when it has no bytes at all.
+    pub fn new(source: R, empty: bool, records: u64) -> Result<Self, ShuffleError> {
+        let reader = if empty { None } else { Some(StreamReader::try_new(source, None)?) };
+        if let Some(r) = &reader
+            && r.schema().fields().len() != 2
+        {
+            return Err(ShuffleError::Shape("expected key and value columns".into()));
+        }
+        Ok(SegmentReader { reader, expected: records, seen: 0 })
+    }
+
+    /// The next batch as (keys, values), skipping empty ones; None at the end.
+    pub fn next_batch(&mut self) -> Result<Option<(BinaryArray, BinaryArray)>, ShuffleError> {
+        while let Some(r) = self.reader.as_mut() {
+            match r.next() {
+                Some(batch) => {
+                    let (k, v) = columns(&batch?)?;
+                    self.seen += k.len() as u64;
+                    if !k.is_empty() {
+                        return Ok(Some((k, v)));
+                    }
+                }
+                None => self.reader = None,
+            }
+        }
+        if self.seen != self.expected {
+            return Err(ShuffleError::Shape(format!("expected {} records, found {}", self.expected, self.seen)));
+        }
+        Ok(None)
+    }
+}
+
+fn columns(batch: &RecordBatch) -> Result<(BinaryArray, BinaryArray), ShuffleError> {
+    if batch.num_columns() != 2 {
+        return Err(ShuffleError::Shape("expected key and value columns".into()));
+    }
+    let k = batch.column(0).as_binary_opt::<i32>().ok_or_else(|| ShuffleError::Shape("key is not Binary".into()))?;
+    let v = batch.column(1).as_binary_opt::<i32>().ok_or_else(|| ShuffleError::Shape("value is not Binary".into()))?;
+    if k.null_count() > 0 || v.null_count() > 0 {
+        return Err(ShuffleError::Shape("null key or value".into()));
+    }
+    Ok((k.clone(), v.clone()))
 }
 
 /// The CRC-32 used for segments.
@@ -209,12 +367,7 @@ pub fn decode_segment(bytes: bytes::Bytes, seg: &pb::Segment) -> Result<Run, Shu
     }
     let mut batches = Vec::new();
     for batch in reader {
-        let batch = batch?;
-        let k =
-            batch.column(0).as_binary_opt::<i32>().ok_or_else(|| ShuffleError::Shape("key is not Binary".into()))?;
-        let v =
-            batch.column(1).as_binary_opt::<i32>().ok_or_else(|| ShuffleError::Shape("value is not Binary".into()))?;
-        batches.push((k.clone(), v.clone()));
+        batches.push(columns(&batch?)?);
     }
     let run = Run { batches };
     if run.len() as u64 != seg.records {

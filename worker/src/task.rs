@@ -19,15 +19,18 @@ use quern_api::{
     AttemptId, Counters, DynJob, InputFormat, OutputFormat, Params, Registry, StoreError, StoreUrl, TaskInfo, WorkerId,
     pb,
 };
-use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
 
+use crate::blob::{Blob, read_piece};
 use crate::error::{InputError, TaskError};
 use crate::map::{map_only_split, map_split};
-use crate::output::encode;
+use crate::merge::{RunBytes, SortedRun, merge_passes};
+use crate::output::{PartSink, encode};
 use crate::reduce::reduce_runs;
-use crate::shuffle::decode_segment;
+use crate::shuffle::{ShuffleError, checksum};
+use crate::spill::TaskMemory;
 use quern_api::input::{Input, InputLimits, SplitData, parquet_split};
+use tempfile::TempDir;
 
 /// Runs `f` on the rayon pool and awaits it; a panic becomes [`TaskError::User`].
 pub async fn spawn_compute<T, F>(f: F) -> Result<T, TaskError>
@@ -101,12 +104,18 @@ pub struct TaskEnv {
     pub cache: Option<Arc<crate::cache::Cache>>,
     /// Side data already fetched, by (job, URL): each is shipped to this worker once per job.
     pub side: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Bytes>>>,
-    /// How map output segments are compressed.
-    pub shuffle_compression: crate::shuffle::Codec,
     /// Steps the running attempt has made (input read, segments fetched, output computed and
     /// written), sent with heartbeats: an attempt whose count stands still for the
     /// coordinator's `--task-timeout` is failed and run again.
     pub progress: Arc<std::sync::atomic::AtomicU64>,
+    /// What one attempt may hold in its buffers (see [`TaskMemory`]).
+    pub memory: TaskMemory,
+    /// Where attempts keep their local files (spills, fetched segments, output beyond
+    /// memory): a directory of their own under this one (None: the system's temporary
+    /// directory).
+    pub spill_root: Option<std::path::PathBuf>,
+    /// How map output segments are compressed.
+    pub shuffle_compression: crate::shuffle::Codec,
 }
 
 impl TaskEnv {
@@ -198,9 +207,13 @@ async fn run_attempt(
         input_format: a.input_format.parse().map_err(bad_format)?,
         output_format: a.output_format.parse().map_err(bad_format)?,
     };
+    // The attempt's local files go with this directory: when the attempt ends, however it
+    // ends, and when any compute still using it is done.
+    let dir = crate::spill::attempt_dir(env.spill_root.as_deref())
+        .map_err(|e| TaskError::Internal(format!("creating a local directory for spills: {e}")))?;
     match a.task {
-        Some(pb::task_assignment::Task::Map(m)) => run_map(&env, &attempt, job, m, &info, &cancel).await,
-        Some(pb::task_assignment::Task::Reduce(r)) => run_reduce(&env, &attempt, job, r, &info, &cancel).await,
+        Some(pb::task_assignment::Task::Map(m)) => run_map(&env, &attempt, job, m, &info, (&cancel, &dir)).await,
+        Some(pb::task_assignment::Task::Reduce(r)) => run_reduce(&env, &attempt, job, r, &info, (&cancel, &dir)).await,
         None => Err(TaskError::Config("assignment without a task".into())),
     }
 }
@@ -244,6 +257,56 @@ async fn put(store: &Arc<dyn ObjectStore>, u: &StoreUrl, bytes: Bytes) -> Result
         .map_err(|e| StoreError::from_store(u.as_str(), e))
     })
     .await
+}
+
+/// Uploads `blob` to `u`: in one PUT when it is small and in memory, else as a multipart
+/// upload streamed from its pieces, holding at most a few pieces in memory.
+async fn upload(store: &Arc<dyn ObjectStore>, u: &StoreUrl, blob: &Blob) -> Result<(), TaskError> {
+    if blob.len() <= MULTIPART_OVER as u64
+        && let Some(bytes) = blob.in_memory()
+    {
+        return put(store, u, bytes).await.map_err(TaskError::Store);
+    }
+    let path = u.path();
+    let store_error = |e| StoreError::from_store(u.as_str(), e);
+    let local = with_retries("write", || async {
+        let upload = store.put_multipart(&path).await.map_err(store_error)?;
+        let mut pieces = object_store::WriteMultipart::new_with_chunk_size(upload, PIECE);
+        let mut reader = match blob.reader() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = pieces.abort().await;
+                return Ok(Err(e));
+            }
+        };
+        loop {
+            let chunk = match read_piece(reader, PIECE).await {
+                Ok((r, chunk)) => {
+                    reader = r;
+                    chunk
+                }
+                Err(e) => {
+                    let _ = pieces.abort().await;
+                    return Ok(Err(e));
+                }
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            // At most two pieces in flight besides the one being read.
+            if let Err(e) = pieces.wait_for_capacity(2).await {
+                let _ = pieces.abort().await;
+                return Err(store_error(e));
+            }
+            pieces.put(chunk);
+        }
+        // `finish` aborts the upload when a piece or the completion fails.
+        pieces.finish().await.map_err(store_error)?;
+        Ok(Ok(()))
+    })
+    .await
+    .map_err(TaskError::Store)?;
+    local.map_err(|e| TaskError::Shuffle(e.into()))
 }
 
 /// Reads the split's bytes from its start through the end of its last line, which may be
@@ -372,7 +435,7 @@ async fn run_map(
     job: Arc<dyn DynJob>,
     m: pb::MapTask,
     a: &AssignmentInfo,
-    cancel: &CancellationToken,
+    (cancel, dir): (&CancellationToken, &Arc<TempDir>),
 ) -> Result<pb::Succeeded, TaskError> {
     let split = m.split.ok_or_else(|| TaskError::Config("map task without a split".into()))?;
     let format = a.input_format.resolve(&split.url);
@@ -408,13 +471,14 @@ async fn run_map(
         if cancel.is_cancelled() {
             return Err(TaskError::Cancelled);
         }
-        commit_part(env, attempt, &m.temp_url, bytes).await?;
+        commit_part(env, attempt, &m.temp_url, Blob::from_bytes(bytes)).await?;
         return Ok(pb::Succeeded { counters: counters.into_map(), map_output: None });
     }
     let (out_url, out_store) = url(&m.output_url)?;
-    let codec = env.shuffle_compression;
+    let (memory, dir, codec) = (env.memory, dir.clone(), env.shuffle_compression);
     let mut result = spawn_compute(move || {
-        map_split(job.as_ref(), &input, (&source, &input_url), &task, (reducers, codec), skip, &progress)
+        let (id, task) = ((&source[..], &input_url[..]), &task);
+        map_split(job.as_ref(), &input, id, task, (reducers, codec), skip, &progress, (memory, dir.path()))
     })
     .await??;
     // Where the input came from: this worker's cache, its own disk, or elsewhere.
@@ -424,13 +488,15 @@ async fn run_map(
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
-    let object = Bytes::from(result.object);
+    let object = result.object;
     env.step();
-    put(&out_store, &out_url, object.clone()).await.map_err(TaskError::Store)?;
+    upload(&out_store, &out_url, &object).await?;
     env.step();
     // Keep the output too: reducers scheduled here read it from local disk.
-    if let Some(c) = &env.cache {
-        c.put(out_url.as_str(), 0, object.len() as u64, &object);
+    if let Some(c) = &env.cache
+        && let Ok(mut r) = object.reader()
+    {
+        c.put_from(out_url.as_str(), 0, object.len(), object.len(), &mut r);
     }
     Ok(pb::Succeeded {
         counters: result.counters.into_map(),
@@ -442,15 +508,15 @@ async fn run_map(
 /// local files to this attempt's own temporary object, which the coordinator renames into
 /// place; on stores without rename (S3) as a multipart upload the coordinator started and
 /// completes only for the attempt it grants. A cut-off attempt can never touch the part.
-async fn commit_part(env: &TaskEnv, attempt: &AttemptId, temp_url: &str, bytes: Vec<u8>) -> Result<(), TaskError> {
+async fn commit_part(env: &TaskEnv, attempt: &AttemptId, temp_url: &str, part: Blob) -> Result<(), TaskError> {
     env.step();
     let (temp_url, temp_store) = url(temp_url)?;
     let renames = temp_url.multipart_store().map_err(TaskError::Store)?.is_none();
     let upload_parts = if renames {
-        put(&temp_store, &temp_url, Bytes::from(bytes)).await.map_err(TaskError::Store)?;
+        upload(&temp_store, &temp_url, &part).await?;
         Vec::new()
     } else {
-        upload_part(env, attempt, Bytes::from(bytes)).await?
+        upload_part(env, attempt, &part).await?
     };
     let mut client = env.client.clone();
     let resp = client
@@ -473,9 +539,9 @@ async fn commit_part(env: &TaskEnv, attempt: &AttemptId, temp_url: &str, bytes: 
     Ok(())
 }
 
-/// Uploads `bytes` as the parts of the upload the coordinator starts for this attempt;
-/// returns the part ids to commit with.
-async fn upload_part(env: &TaskEnv, attempt: &AttemptId, bytes: Bytes) -> Result<Vec<String>, TaskError> {
+/// Uploads `part` as the parts of the upload the coordinator starts for this attempt, one
+/// upload part in memory at a time; returns the part ids to commit with.
+async fn upload_part(env: &TaskEnv, attempt: &AttemptId, part_bytes: &Blob) -> Result<Vec<String>, TaskError> {
     let mut client = env.client.clone();
     let up = client
         .start_part(pb::StartPartRequest {
@@ -493,12 +559,17 @@ async fn upload_part(env: &TaskEnv, attempt: &AttemptId, bytes: Bytes) -> Result
         .ok_or_else(|| TaskError::Config(format!("{part}: the store has no multipart uploads")))?;
     // S3's limits: parts of 5 MiB to 5 GiB but the last; at least one part, empty or not.
     let size = usize::try_from(up.part_size.clamp(5 << 20, 5 << 30)).unwrap_or(usize::MAX);
-    let cuts: Vec<usize> = (0..bytes.len().max(1)).step_by(size).collect();
     let path = part.path();
-    let mut ids = Vec::with_capacity(cuts.len());
-    for (i, &from) in cuts.iter().enumerate() {
+    let local = |e: std::io::Error| TaskError::Shuffle(e.into());
+    let mut reader = part_bytes.reader().map_err(local)?;
+    let mut ids = Vec::new();
+    for i in 0.. {
         env.step();
-        let chunk = bytes.slice(from..(from + size).min(bytes.len()));
+        let (r, chunk) = read_piece(reader, size).await.map_err(local)?;
+        reader = r;
+        if chunk.is_empty() && i > 0 {
+            break;
+        }
         let id = with_retries("upload", || async {
             store
                 .put_part(&path, &up.upload_id, i, PutPayload::from_bytes(chunk.clone()))
@@ -508,18 +579,126 @@ async fn upload_part(env: &TaskEnv, attempt: &AttemptId, bytes: Bytes) -> Result
         .await
         .map_err(TaskError::Store)?;
         ids.push(id.content_id);
+        if chunk.len() < size {
+            break;
+        }
     }
     Ok(ids)
 }
 
 /// One map output's segment as a reducer fetched it.
 struct Fetched {
-    bytes: Bytes,
-    segment: pb::Segment,
-    map_index: u32,
-    map_attempt: u32,
+    run: SortedRun,
+    len: u64,
     /// Whether it came from the worker's cache rather than the store.
     from_cache: bool,
+    /// Whether it went to a local file rather than memory.
+    on_disk: bool,
+}
+
+/// Fetches one map output's segment for a reduce: into memory, or (`to_disk`) into a file
+/// in `dir` by ranged reads of at most `piece` bytes, checking its CRC-32 as it arrives.
+async fn fetch_segment(
+    env: &TaskEnv,
+    input: pb::ReduceInput,
+    to_disk: bool,
+    (dir, piece): (&std::path::Path, u64),
+) -> Result<Fetched, TaskError> {
+    let segment = input.segment.unwrap_or_default();
+    let origin = (input.map_index, input.map_attempt);
+    let lost = |reason: String| TaskError::MapOutputLost { map_index: origin.0, map_attempt: origin.1, reason };
+    let local = |e: std::io::Error| TaskError::Shuffle(ShuffleError::Io(e));
+    let (start, end) = (segment.offset, segment.offset + segment.length);
+    let cache = env.cache.as_deref();
+    let fetched = |bytes: RunBytes, from_cache: bool| {
+        env.step();
+        let run = SortedRun { bytes, records: segment.records, origin: Some(origin) };
+        Fetched { run, len: segment.length, from_cache, on_disk: to_disk }
+    };
+    let check = |found: u32| {
+        if found == segment.crc32 {
+            Ok(())
+        } else {
+            Err(lost(ShuffleError::Checksum { expected: segment.crc32, found }.to_string()))
+        }
+    };
+    if segment.length == 0 {
+        check(checksum(&[]))?;
+        return Ok(fetched(RunBytes::Memory(Bytes::new()), false));
+    }
+    if !to_disk {
+        let (bytes, from_cache) = match cache.and_then(|c| c.get(&input.url, start, end, None)) {
+            Some(hit) => (hit, true),
+            None => {
+                let (u, store) = url(&input.url)?;
+                let bytes = get_range(&store, &u, start..end).await.map_err(|e| match e {
+                    StoreError::NotFound { .. } => lost(e.to_string()),
+                    e => TaskError::Store(e),
+                })?;
+                (bytes, false)
+            }
+        };
+        if bytes.len() as u64 != segment.length {
+            return Err(lost(format!("short read: {} of {} bytes", bytes.len(), segment.length)));
+        }
+        check(checksum(&bytes))?;
+        return Ok(fetched(RunBytes::Memory(bytes), from_cache));
+    }
+    let (file, path) = tempfile::NamedTempFile::new_in(dir).map_err(local)?.into_parts();
+    let mut crc = crc32fast::Hasher::new();
+    let mut written = 0u64;
+    let from_cache = match cache.and_then(|c| c.open_range(&input.url, start, end, None)) {
+        Some(mut hit) => {
+            let (w, c) = tokio::task::spawn_blocking(move || {
+                let mut out = std::io::BufWriter::new(file);
+                let mut buf = vec![0u8; 64 << 10];
+                let (mut n, mut crc) = (0u64, crc32fast::Hasher::new());
+                loop {
+                    let got = std::io::Read::read(&mut hit, &mut buf)?;
+                    if got == 0 {
+                        break;
+                    }
+                    crc.update(&buf[..got]);
+                    std::io::Write::write_all(&mut out, &buf[..got])?;
+                    n += got as u64;
+                }
+                std::io::Write::flush(&mut out)?;
+                Ok::<_, std::io::Error>((n, crc))
+            })
+            .await
+            .map_err(|e| local(std::io::Error::other(e)))?
+            .map_err(local)?;
+            (written, crc) = (w, c);
+            true
+        }
+        None => {
+            use tokio::io::AsyncWriteExt;
+            let (u, store) = url(&input.url)?;
+            let mut out = tokio::fs::File::from_std(file);
+            while written < segment.length {
+                let from = start + written;
+                let to = (from + piece).min(end);
+                let bytes = get_range(&store, &u, from..to).await.map_err(|e| match e {
+                    StoreError::NotFound { .. } => lost(e.to_string()),
+                    e => TaskError::Store(e),
+                })?;
+                if bytes.len() as u64 != to - from {
+                    return Err(lost(format!("short read: {} of {} bytes", bytes.len(), to - from)));
+                }
+                crc.update(&bytes);
+                out.write_all(&bytes).await.map_err(local)?;
+                written += bytes.len() as u64;
+                env.step();
+            }
+            out.flush().await.map_err(local)?;
+            false
+        }
+    };
+    if written != segment.length {
+        return Err(lost(format!("short read: {written} of {} bytes", segment.length)));
+    }
+    check(crc.finalize())?;
+    Ok(fetched(RunBytes::File { path: Arc::new(path), offset: 0, len: written }, from_cache))
 }
 
 async fn run_reduce(
@@ -528,69 +707,63 @@ async fn run_reduce(
     job: Arc<dyn DynJob>,
     r: pb::ReduceTask,
     info: &AssignmentInfo,
-    cancel: &CancellationToken,
+    (cancel, dir): (&CancellationToken, &Arc<TempDir>),
 ) -> Result<pb::Succeeded, TaskError> {
-    let (skip, format) = (info.skip, info.output_format);
-    let cache = env.cache.as_deref();
-    let fetches = r.inputs.into_iter().map(|input| async move {
-        let segment = input.segment.unwrap_or_default();
-        let fetched = |bytes: Bytes, from_cache: bool| {
-            env.step();
-            Fetched { bytes, segment, map_index: input.map_index, map_attempt: input.map_attempt, from_cache }
-        };
-        let lost = |reason: String| TaskError::MapOutputLost {
-            map_index: input.map_index,
-            map_attempt: input.map_attempt,
-            reason,
-        };
-        if segment.length == 0 {
-            return Ok(fetched(Bytes::new(), false));
-        }
-        if let Some(hit) = cache.and_then(|c| c.get(&input.url, segment.offset, segment.offset + segment.length, None))
-        {
-            return Ok(fetched(hit, true));
-        }
-        let (u, store) = url(&input.url)?;
-        let bytes =
-            get_range(&store, &u, segment.offset..segment.offset + segment.length).await.map_err(|e| match e {
-                StoreError::NotFound { .. } => lost(e.to_string()),
-                e => TaskError::Store(e),
-            })?;
-        if bytes.len() as u64 != segment.length {
-            return Err(lost(format!("short read: {} of {} bytes", bytes.len(), segment.length)));
-        }
-        Ok(fetched(bytes, false))
-    });
+    let (skip, format, memory) = (info.skip, info.output_format, env.memory);
+    // A quarter of the budget for segments kept in memory, first come first kept; the rest
+    // go to local files, fetched in pieces so that 16 fetches in flight hold another quarter.
+    let mut in_memory = (memory.bytes() / 4) as u64;
+    let piece = (memory.bytes() as u64 / 64).clamp(64 << 10, 8 << 20);
+    let plan: Vec<(pb::ReduceInput, bool)> = r
+        .inputs
+        .into_iter()
+        .map(|input| {
+            let len = input.segment.as_ref().map_or(0, |s| s.length);
+            let to_disk = len > in_memory;
+            if !to_disk {
+                in_memory -= len;
+            }
+            (input, to_disk)
+        })
+        .collect();
+    let fetches = plan.into_iter().map(|(input, to_disk)| fetch_segment(env, input, to_disk, (dir.path(), piece)));
     let fetched: Vec<Fetched> = futures::stream::iter(fetches).buffered(16).try_collect().await?;
-    let from_cache: u64 = fetched.iter().filter(|f| f.from_cache).map(|f| f.bytes.len() as u64).sum();
+    let from_cache: u64 = fetched.iter().filter(|f| f.from_cache).map(|f| f.len).sum();
+    let on_disk: u64 = fetched.iter().filter(|f| f.on_disk).map(|f| f.len).sum();
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
-    let shuffle_bytes: u64 = fetched.iter().map(|f| f.bytes.len() as u64).sum();
+    let shuffle_bytes: u64 = fetched.iter().map(|f| f.len).sum();
     let progress = env.progress.clone();
     let task = TaskInfo::new(attempt.clone(), env.worker_id.clone());
-    let (bytes, mut counters) = spawn_compute(move || {
-        let runs = fetched
-            .into_par_iter()
-            .map(|f| {
-                decode_segment(f.bytes, &f.segment).map_err(|e| TaskError::MapOutputLost {
-                    map_index: f.map_index,
-                    map_attempt: f.map_attempt,
-                    reason: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        reduce_runs(job.as_ref(), &task, &runs, skip, format, &progress)
+    let dir = dir.clone();
+    let (part, mut counters) = spawn_compute(move || {
+        let runs: Vec<SortedRun> = fetched.into_iter().map(|f| f.run).collect();
+        let (runs, passes) = merge_passes(runs, memory.merge_factor(1), dir.path(), memory.batch_bytes())?;
+        // Output goes to the sink every eighth of the budget, and stays in memory up to a
+        // quarter.
+        let mut sink = PartSink::new(format, dir.path(), memory.bytes() / 4)?;
+        let mut counters = reduce_runs(job.as_ref(), &task, &runs, skip, (&mut sink, memory.bytes() / 8), &progress)?;
+        let part = sink.finish()?;
+        counters.add(names::OUTPUT_BYTES, part.len() as i64);
+        if passes.passes > 0 {
+            counters.add(names::MERGE_PASSES, passes.passes as i64);
+            counters.add(names::SPILLED_RECORDS, passes.records as i64);
+        }
+        Ok::<_, TaskError>((part, counters))
     })
     .await??;
     counters.add(names::REDUCE_SHUFFLE_BYTES, shuffle_bytes as i64);
     if from_cache > 0 {
         counters.add(names::SHUFFLE_CACHE_BYTES_READ, from_cache as i64);
     }
+    if on_disk > 0 {
+        counters.add(names::REDUCE_SHUFFLE_DISK_BYTES, on_disk as i64);
+    }
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
-    commit_part(env, attempt, &r.temp_url, bytes).await?;
+    commit_part(env, attempt, &r.temp_url, part).await?;
     Ok(pb::Succeeded { counters: counters.into_map(), map_output: None })
 }
 
