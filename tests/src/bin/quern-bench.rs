@@ -7,13 +7,26 @@
 //! target/release/quern-bench --generate-mib N --chaos KILLS [--seed S]
 //! target/release/quern-bench --locality
 //! target/release/quern-bench --vs-rayon [--size-mib 1024] [--runs 5] [--data DIR]
+//! target/release/quern-bench --vs-expert [--size-mib 1024] [--runs 5] [--data DIR]
+//! target/release/quern-bench --terasort [--records 10000000] [--runs 5] [--data DIR]
 //! ```
 //!
 //! With `--vs-rayon`, it generates (once, into `--data`, default `target/bench-data`) a Zipf
 //! corpus (100,000 distinct words, seed 42), then runs the hand-written baseline `wc-rayon`
 //! and `quern run --job wordcount --workers 2` alternately `--runs` times each, checks that
-//! their outputs agree, and prints every run, the median of the per-pair time ratios and the
-//! peak memory of each.
+//! their outputs agree, and prints every run, the median of the per-pair time ratios, the
+//! peak memory of each and the shuffle bytes per input byte (from the job's counters).
+//! `--vs-expert` adds the hand-tuned kernel `wc-expert` to the rotation (its output must
+//! equal wc-rayon's byte for byte) and prints its ratios too. The baselines run with
+//! `RAYON_NUM_THREADS=2`, as many threads as quern's two workers.
+//!
+//! With `--terasort`, it generates `--records` TeraGen records once (`quern run --job
+//! teragen`, into the data directory, with a line copy for GNU sort beside them), then runs
+//! `quern run --job terasort --workers 2`, `sort-rayon` and `LC_ALL=C sort --parallel=2
+//! -S 4G` in rotating order, checks that all three outputs hold the same bytes in the same
+//! order, and prints the medians, the ratios quern/sort-rayon and gnu-sort/quern, peak
+//! memory and the shuffle bytes per input byte. See `quern-bench/tera.rs` for what GNU sort
+//! is given (TeraGen records are not lines).
 //!
 //! With `--chaos`, it instead runs word count on a multi-process cluster of 3 workers
 //! (heartbeat timeout 2 s) once without faults and once while `kill -9`-ing a random worker
@@ -30,17 +43,45 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-fn main() -> Result<()> {
+// A bin's root looks for modules beside it; these live in a directory of their own, which
+// Cargo does not take for another binary (it holds no main.rs).
+#[path = "quern-bench/tera.rs"]
+mod tera;
+#[path = "quern-bench/wc.rs"]
+mod wc;
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what failed and why.
+            eprintln!("quern-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--locality") {
         return locality();
     }
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    if args.iter().any(|a| a == "--vs-rayon") {
+    let expert = args.iter().any(|a| a == "--vs-expert");
+    if expert || args.iter().any(|a| a == "--vs-rayon") {
         let mib: u64 = flag("--size-mib").unwrap_or_else(|| "1024".into()).parse().context("--size-mib")?;
         let runs: usize = flag("--runs").unwrap_or_else(|| "5".into()).parse().context("--runs")?;
         let data = flag("--data").unwrap_or_else(|| "target/bench-data".into());
-        return vs_rayon(std::path::Path::new(&data), mib, runs);
+        return wc::compare(std::path::Path::new(&data), mib, runs, expert);
+    }
+    if args.iter().any(|a| a == "--terasort") {
+        let records: u64 = flag("--records").unwrap_or_else(|| "10000000".into()).parse().context("--records")?;
+        let runs: usize = flag("--runs").unwrap_or_else(|| "5".into()).parse().context("--runs")?;
+        let data = flag("--data").unwrap_or_else(|| "target/bench-data".into());
+        if records == 0 {
+            bail!("--records must be at least 1");
+        }
+        return tera::compare(std::path::Path::new(&data), records, runs);
     }
     let workers = flag("--workers").unwrap_or_else(|| "2".into());
     let runs: usize = flag("--runs").unwrap_or_else(|| "3".into()).parse().context("--runs")?;
@@ -165,71 +206,6 @@ fn locality() -> Result<()> {
             l.remote
         );
     }
-    Ok(())
-}
-
-/// Word count against the `wc-rayon` baseline, alternating; see the module docs.
-fn vs_rayon(data: &std::path::Path, mib: u64, runs: usize) -> Result<()> {
-    use quern_tests::bench::{median, timed, zipf_corpus};
-    let input = data.join(format!("zipf-{mib}mib"));
-    if !input.join("zipf-007.txt").exists() {
-        eprintln!("generating {mib} MiB of text into {}", input.display());
-        zipf_corpus(&input, mib << 20, 8, 100_000, 42)?;
-    }
-    let scratch = tempfile::tempdir()?;
-    let (base_out, quern_out) = (scratch.path().join("base.txt"), scratch.path().join("quern"));
-    let mut pairs = Vec::new();
-    for r in 0..runs.max(1) {
-        let _ = std::fs::remove_dir_all(&quern_out);
-        let mut base = std::process::Command::new(quern_tests::binary("wc-rayon"));
-        base.arg(&input).arg(&base_out);
-        let mut quern = std::process::Command::new(quern_tests::binary("quern"));
-        quern
-            .args(["run", "--job", "wordcount", "--workers", "2", "--input"])
-            .arg(&input)
-            .arg("--output")
-            .arg(&quern_out);
-        quern.stderr(std::process::Stdio::null());
-        // Alternate which goes first, so neither always finds the page cache warmer.
-        let (b, q) = if r % 2 == 0 {
-            let b = timed(base)?;
-            (b, timed(quern)?)
-        } else {
-            let q = timed(quern)?;
-            (timed(base)?, q)
-        };
-        if r == 0 {
-            let mut parts = quern_tests::data::files_under(&quern_out);
-            parts.retain(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")));
-            let mut lines: Vec<String> = Vec::new();
-            for p in parts {
-                lines.extend(std::fs::read_to_string(p)?.lines().map(str::to_string));
-            }
-            lines.sort();
-            let expected: Vec<String> = std::fs::read_to_string(&base_out)?.lines().map(str::to_string).collect();
-            if lines != expected {
-                bail!("quern and the baseline disagree ({} and {} lines)", lines.len(), expected.len());
-            }
-        }
-        println!(
-            "run {r}: wc-rayon {:.3}s ({} MiB peak), quern run {:.3}s ({} MiB peak), ratio {:.2}",
-            b.secs,
-            b.peak_rss_kib / 1024,
-            q.secs,
-            q.peak_rss_kib / 1024,
-            q.secs / b.secs
-        );
-        pairs.push((b, q));
-    }
-    let ratio = median(pairs.iter().map(|(b, q)| q.secs / b.secs).collect());
-    println!(
-        "wordcount {mib} MiB: quern run / wc-rayon median ratio {ratio:.2} over {} runs (medians {:.3}s / {:.3}s; peak RSS {} / {} MiB)",
-        pairs.len(),
-        median(pairs.iter().map(|p| p.1.secs).collect()),
-        median(pairs.iter().map(|p| p.0.secs).collect()),
-        pairs.iter().map(|p| p.1.peak_rss_kib).max().unwrap_or(0) / 1024,
-        pairs.iter().map(|p| p.0.peak_rss_kib).max().unwrap_or(0) / 1024,
-    );
     Ok(())
 }
 
