@@ -53,6 +53,9 @@ pub mod names {
     pub const BACKUP_ATTEMPTS: &str = "BACKUP_ATTEMPTS";
     /// Tasks whose backup attempt finished first.
     pub const BACKUP_ATTEMPTS_WON: &str = "BACKUP_ATTEMPTS_WON";
+    /// Attempts taken back (killed, not failed) to give their slots to a starved job
+    /// (`--preemption on`).
+    pub const PREEMPTED_ATTEMPTS: &str = "PREEMPTED_ATTEMPTS";
     /// Input lines that were not valid UTF-8 (read with U+FFFD replacements).
     pub const MALFORMED_INPUT_LINES: &str = "MALFORMED_INPUT_LINES";
     /// GET requests (HEADs and ranged GETs included) an attempt made of object stores; see

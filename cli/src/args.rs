@@ -166,6 +166,14 @@ pub struct CoordinatorArgs {
     /// (smallest input first).
     #[arg(long, default_value = "fair")]
     pub policy: quern_coordinator::policy::PolicyKind,
+    /// Fair-share preemption (with --policy fair): a job kept below its fair share, with
+    /// tasks waiting, for longer than --preemption-wait gets slots back by stopping the
+    /// youngest attempts of jobs above theirs (not counted as failures; PREEMPTED_ATTEMPTS).
+    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    pub preemption: String,
+    /// How long a job must stay below its fair share before preemption acts for it.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub preemption_wait: Duration,
     /// Delay scheduling: how long a job waits for a node-local slot before taking a
     /// rack-local one, and as long again before taking any (0s turns locality waits off).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]

@@ -80,6 +80,10 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry, hooks: Hooks) -
     }
     cfg.lease = a.lease;
     cfg.policy = a.policy;
+    if a.preemption == "on" && !a.policy.is_fair() {
+        anyhow::bail!("--preemption on works with --policy fair only");
+    }
+    cfg.preemption = (a.preemption == "on").then_some(a.preemption_wait);
     cfg.http = a.http;
     cfg.delay = quern_coordinator::placement::Delay { node_wait: a.locality_wait, rack_wait: a.locality_wait };
     cfg.net = net_config(&a.net)?;

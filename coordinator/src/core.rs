@@ -14,7 +14,7 @@ use quern_api::{AttemptId, Counters, InputFormat, JobId, StoreUrl, TaskId, TaskK
 use crate::convert::{CachedRange, Registration};
 use crate::job::{Job, JobSpec, JobState, Speculation, Unsuccessful};
 use crate::journal::{Ended, Record};
-use crate::placement::Delay;
+use crate::placement::{Delay, Homes};
 use crate::policy::Policy;
 use crate::task::Segment;
 
@@ -43,6 +43,10 @@ pub struct CoreConfig {
     /// Bytes one poll response may carry (a share of the gRPC message limit): assignments
     /// beyond it wait for the next poll.
     pub poll_bytes: usize,
+    /// Fair-share preemption (`--preemption on`, fair policy only): a job below its fair
+    /// share, with tasks waiting, for longer than this gets slots back from jobs above
+    /// theirs. None: off.
+    pub preemption: Option<Duration>,
 }
 
 /// Why a submission cannot be taken next to the jobs already here.
@@ -261,6 +265,13 @@ pub struct Core {
     /// I/O decided where the caller takes no actions back (a poll that failed a job), for
     /// the shell to take with [`Core::take_actions`].
     later: Vec<Action>,
+    /// Slots of the workers by the jobs they run, kept in step with registrations, losses
+    /// and `running`: a poll's load balancing reads them instead of visiting every worker.
+    classes: BTreeMap<BTreeSet<String>, poll::Load>,
+    /// Which workers hold which input, for locality without visiting every worker.
+    homes: Homes,
+    /// Since when each starved job has been below its fair share (`--preemption`).
+    starved: BTreeMap<JobId, Instant>,
 }
 
 impl Core {
@@ -276,6 +287,9 @@ impl Core {
             journal: Vec::new(),
             hold_reduces: false,
             later: Vec::new(),
+            classes: BTreeMap::new(),
+            homes: Homes::default(),
+            starved: BTreeMap::new(),
         }
     }
 
@@ -450,6 +464,10 @@ impl Core {
             completed: 0,
             secret,
         };
+        let class = self.classes.entry(entry.jobs.clone()).or_default();
+        class.workers += 1;
+        class.slots += entry.slots as usize;
+        self.homes.add(&id, &entry);
         self.workers.insert(id.clone(), entry);
         id
     }
@@ -507,8 +525,12 @@ impl Core {
 
     /// Records what a worker's cache holds.
     pub fn set_cached(&mut self, worker: &WorkerId, cached: Vec<CachedRange>) {
-        if let Some(w) = self.workers.get_mut(worker) {
+        if let Some(w) = self.workers.get_mut(worker)
+            && w.cached != cached
+        {
+            self.homes.remove(worker, w);
             w.cached = cached;
+            self.homes.add(worker, w);
         }
     }
 
@@ -517,7 +539,7 @@ impl Core {
     pub fn fail_unrunnable(&mut self, now: Now) -> Vec<Action> {
         let mut doomed = Vec::new();
         for job in self.jobs.values_mut().filter(|j| j.is_running()) {
-            let runnable = self.workers.values().any(|w| w.jobs.contains(&job.spec().name));
+            let runnable = self.classes.keys().any(|jobs| jobs.contains(&job.spec().name));
             if job.unrunnable_for(runnable, now.at, self.cfg.job_wait) {
                 doomed.push((job.id().clone(), job.spec().name.clone()));
             }
@@ -590,6 +612,15 @@ impl Core {
         let Some(w) = self.workers.remove(id) else {
             return;
         };
+        self.homes.remove(id, &w);
+        if let Some(c) = self.classes.get_mut(&w.jobs) {
+            c.workers -= 1;
+            c.slots = c.slots.saturating_sub(w.slots as usize);
+            c.busy = c.busy.saturating_sub(w.running.len());
+            if c.workers == 0 {
+                self.classes.remove(&w.jobs);
+            }
+        }
         tracing::warn!(worker = %id, running = w.running.len(), "worker lost");
         for a in &w.running {
             if let Some(job) = self.jobs.get_mut(&a.task.job) {
@@ -718,8 +749,8 @@ impl Core {
         self.journal.push(Record::JobEnded { job: id.clone(), outcome, finished_ms: now_ms });
         for (kind, index, attempt, worker) in aborted {
             let aid = AttemptId { task: TaskId { job: id.clone(), kind, index }, attempt };
+            self.unassign(&worker, &aid);
             if let Some(w) = self.workers.get_mut(&worker) {
-                w.running.remove(&aid);
                 w.to_cancel.push(aid);
             }
         }
@@ -733,6 +764,7 @@ fn humanize(d: Duration) -> String {
 }
 
 mod poll;
+mod preempt;
 mod report;
 
 pub use report::{OutputKeptLost, StoreHint};
@@ -748,3 +780,7 @@ mod lost_tests;
 #[cfg(test)]
 #[path = "core_placement_tests.rs"]
 mod placement_tests;
+
+#[cfg(test)]
+#[path = "core_preempt_tests.rs"]
+mod preempt_tests;

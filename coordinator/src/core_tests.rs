@@ -37,6 +37,7 @@ pub(super) fn core() -> Core {
             job_wait: Duration::from_secs(30),
             task_timeout: Duration::from_secs(60),
             poll_bytes: 1 << 20,
+            preemption: None,
             delay: crate::placement::Delay::default(),
         },
         Box::new(PriorityFifo),

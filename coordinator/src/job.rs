@@ -142,6 +142,14 @@ pub struct Job {
     pending_reduces: BTreeSet<u32>,
     maps_done: u32,
     reduces_done: u32,
+    /// Tasks with a live attempt, per kind: kept in step by [`Job::with_task`], so the
+    /// fair policy reads them without a scan at every poll.
+    maps_running: u32,
+    reduces_running: u32,
+    /// Bytes of input of the running stage (for the shortest-first policy).
+    input_bytes: u64,
+    /// Attempts taken back from this job to serve starved jobs (`--preemption`).
+    preempted: u32,
     /// Run times of the winning attempts, per kind, for spotting stragglers.
     map_times: Vec<Duration>,
     reduce_times: Vec<Duration>,
@@ -210,6 +218,7 @@ impl Job {
         let m = splits.len();
         let r = spec.reducers as usize;
         let base = pipeline.as_ref().map_or(0, |p| p.current as u32 * STAGE_ATTEMPT_BASE);
+        let input_bytes = splits.iter().map(|s| s.end - s.start).sum();
         Job {
             id,
             seq,
@@ -225,6 +234,10 @@ impl Job {
             epoch,
             maps_done: 0,
             reduces_done: 0,
+            maps_running: 0,
+            reduces_running: 0,
+            input_bytes,
+            preempted: 0,
             waiting_since: None,
             attempt_levels: Default::default(),
             map_levels: vec![None; m],
@@ -429,16 +442,22 @@ impl Job {
         }
     }
 
-    /// Keeps the pending sets and done counts in step with task `idx`.
-    fn sync(&mut self, kind: TaskKind, idx: u32, was_done: bool) {
+    /// Keeps the pending sets, done and running counts in step with task `idx`.
+    fn sync(&mut self, kind: TaskKind, idx: u32, was_done: bool, was_running: bool) {
         let Some(t) = self.tasks(kind).get(idx as usize) else {
             return;
         };
         let (pending, done) = (matches!(t.state, TaskState::Pending), t.is_done());
-        let (set, count) = match kind {
-            TaskKind::Map => (&mut self.pending_maps, &mut self.maps_done),
-            TaskKind::Reduce => (&mut self.pending_reduces, &mut self.reduces_done),
+        let running = matches!(t.state, TaskState::Running { .. });
+        let (set, count, live) = match kind {
+            TaskKind::Map => (&mut self.pending_maps, &mut self.maps_done, &mut self.maps_running),
+            TaskKind::Reduce => (&mut self.pending_reduces, &mut self.reduces_done, &mut self.reduces_running),
         };
+        match (was_running, running) {
+            (false, true) => *live += 1,
+            (true, false) => *live -= 1,
+            _ => {}
+        }
         if pending {
             set.insert(idx);
         } else {
@@ -454,9 +473,9 @@ impl Job {
     /// Applies `f` to task `idx` and keeps the bookkeeping right.
     pub fn with_task<R>(&mut self, kind: TaskKind, idx: u32, f: impl FnOnce(&mut Task) -> R) -> Option<R> {
         let t = self.tasks_mut(kind).get_mut(idx as usize)?;
-        let was_done = t.is_done();
+        let (was_done, was_running) = (t.is_done(), matches!(t.state, TaskState::Running { .. }));
         let r = f(t);
-        self.sync(kind, idx, was_done);
+        self.sync(kind, idx, was_done, was_running);
         Some(r)
     }
 
@@ -493,9 +512,11 @@ impl Job {
         if !pending.is_empty() || times.is_empty() {
             return None;
         }
-        let mut sorted = times.clone();
-        sorted.sort();
-        let threshold = sorted[sorted.len() / 2].mul_f64(spec.factor).max(spec.min_runtime);
+        // The median by selection, not a sort: this runs at every poll of a job in its tail.
+        let mut times = times.clone();
+        let mid = times.len() / 2;
+        let median = *times.select_nth_unstable(mid).1;
+        let threshold = median.mul_f64(spec.factor).max(spec.min_runtime);
         self.tasks(kind)
             .iter()
             .enumerate()
@@ -641,20 +662,6 @@ impl Job {
         done.then(|| self.map_levels.get(idx as usize).copied().flatten().unwrap_or(Level::Remote))
     }
 
-    /// (node-local, rack-local, remote) counts over succeeded maps.
-    pub fn locality(&self) -> (u32, u32, u32) {
-        let mut c = (0, 0, 0);
-        for i in 0..self.maps.len() as u32 {
-            match self.map_level(i) {
-                Some(Level::NodeLocal) => c.0 += 1,
-                Some(Level::RackLocal) => c.1 += 1,
-                Some(Level::Remote) => c.2 += 1,
-                None => {}
-            }
-        }
-        c
-    }
-
     /// Records a task's win: its run time, and whether a backup won.
     pub fn record_win(&mut self, kind: TaskKind, won: &Won) {
         match kind {
@@ -678,7 +685,10 @@ impl Job {
             TaskKind::Map => self.maps_done,
             TaskKind::Reduce => self.reduces_done,
         };
-        let running = tasks.iter().filter(|t| matches!(t.state, TaskState::Running { .. })).count() as u32;
+        let running = match kind {
+            TaskKind::Map => self.maps_running,
+            TaskKind::Reduce => self.reduces_running,
+        };
         (tasks.len() as u32, done, running)
     }
 
@@ -697,6 +707,9 @@ impl Job {
         if self.backups_started > 0 {
             c.add(quern_api::counters::names::BACKUP_ATTEMPTS, i64::from(self.backups_started));
             c.add(quern_api::counters::names::BACKUP_ATTEMPTS_WON, i64::from(self.backups_won));
+        }
+        if self.preempted > 0 {
+            c.add(quern_api::counters::names::PREEMPTED_ATTEMPTS, i64::from(self.preempted));
         }
         c
     }
@@ -767,19 +780,6 @@ impl Job {
         self.pending_reduces.clear();
         out
     }
-
-    /// Live attempts of the job as (kind, index, attempt, worker, since).
-    pub fn live_attempts(&self) -> Vec<(TaskKind, u32, u32, WorkerId, Instant)> {
-        let mut out = Vec::new();
-        for kind in [TaskKind::Map, TaskKind::Reduce] {
-            for (i, t) in self.tasks(kind).iter().enumerate() {
-                for l in t.live_attempts() {
-                    out.push((kind, i as u32, l.attempt, l.worker.clone(), l.since));
-                }
-            }
-        }
-        out
-    }
 }
 
 /// Where reduce attempts of job `id` writing `output` put their parts before commit.
@@ -788,3 +788,4 @@ pub fn temporary_dir(output: &StoreUrl, id: &JobId) -> StoreUrl {
 }
 
 mod assign;
+mod share;

@@ -21,6 +21,8 @@
 //!   [`snapshot`]: the compacted records that stand for every entry before them.
 //! - [`lease`] and [`leader`]: the store lease that lets one coordinator act at a time, and
 //!   a second one wait as a standby and take over.
+//! - [`sim`]: a simulated cluster driving the core with a fake clock, to measure what
+//!   scheduling costs as clusters grow (`quern-sched-bench`).
 //! - [`net`]: accepting connections: TLS (and mutual TLS), connection and message limits,
 //!   handshake and idle timeouts ([`net::NetConfig`]).
 //!
@@ -44,6 +46,7 @@ pub mod perform;
 pub mod placement;
 pub mod policy;
 pub mod service;
+pub mod sim;
 pub mod snapshot;
 pub mod spec;
 pub mod status;
@@ -92,6 +95,9 @@ pub struct CoordinatorConfig {
     pub delay: placement::Delay,
     /// Which job a free slot serves.
     pub policy: policy::PolicyKind,
+    /// Fair-share preemption after a job has been starved this long (fair policy only;
+    /// None: off).
+    pub preemption: Option<Duration>,
     /// Where to serve the HTTP status pages, if anywhere.
     pub http: Option<SocketAddr>,
     /// Directories inputs, outputs and side data must lie under (`--allow-url`; empty:
@@ -135,6 +141,7 @@ impl CoordinatorConfig {
             lease: Duration::from_secs(3),
             delay: placement::Delay::default(),
             policy: policy::PolicyKind::default(),
+            preemption: None,
             http: None,
             allow: Vec::new(),
             jobs: None,
@@ -224,6 +231,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             task_timeout: cfg.task_timeout,
             // Room for the response's own framing and a margin.
             poll_bytes: cfg.net.max_message / 4 * 3,
+            preemption: cfg.preemption.filter(|_| cfg.policy.is_fair()),
         },
         cfg.policy.build(),
     );

@@ -9,7 +9,7 @@
 //! it, the job waits up to `node_wait` for a better slot before it accepts rack-local tasks,
 //! then `rack_wait` more before it accepts any. Launching a node-local task ends the wait.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use quern_api::WorkerId;
@@ -76,6 +76,92 @@ pub fn level(split: (&str, u64, u64), on: &WorkerEntry, workers: &BTreeMap<Worke
     }
 }
 
+/// Which workers hold what, indexed so that finding a split's homes costs the same however
+/// many workers there are: `--local-data` directories by their URL (a split lies under one
+/// when one of its own ancestor directories is it), cached ranges by object.
+#[derive(Debug, Default)]
+pub struct Homes {
+    /// Directory prefix -> (worker, rack).
+    dirs: HashMap<String, Vec<(WorkerId, String)>>,
+    /// Prefixes that are not directories (only built by hand): looked at one by one.
+    odd: Vec<(String, WorkerId, String)>,
+    /// Object -> (worker, rack, start, end) of the ranges cached.
+    cached: HashMap<String, Vec<(WorkerId, String, u64, u64)>>,
+}
+
+impl Homes {
+    /// Indexes what `w` holds.
+    pub fn add(&mut self, id: &WorkerId, w: &WorkerEntry) {
+        for p in &w.local_data {
+            let (p, rack) = (p.as_str().to_string(), w.rack.clone());
+            if p.ends_with('/') {
+                self.dirs.entry(p).or_default().push((id.clone(), rack));
+            } else {
+                self.odd.push((p, id.clone(), rack));
+            }
+        }
+        for c in &w.cached {
+            self.cached.entry(c.url.as_str().to_string()).or_default().push((
+                id.clone(),
+                w.rack.clone(),
+                c.start,
+                c.end,
+            ));
+        }
+    }
+
+    /// Forgets what `w` holds.
+    pub fn remove(&mut self, id: &WorkerId, w: &WorkerEntry) {
+        for p in &w.local_data {
+            if let Some(v) = self.dirs.get_mut(p.as_str()) {
+                v.retain(|(o, _)| o != id);
+                if v.is_empty() {
+                    self.dirs.remove(p.as_str());
+                }
+            }
+        }
+        self.odd.retain(|(_, o, _)| o != id);
+        for c in &w.cached {
+            if let Some(v) = self.cached.get_mut(c.url.as_str()) {
+                v.retain(|(o, ..)| o != id);
+                if v.is_empty() {
+                    self.cached.remove(c.url.as_str());
+                }
+            }
+        }
+    }
+
+    /// The racks of the workers holding `split`.
+    fn racks<'a>(&'a self, (url, start, end): (&'a str, u64, u64)) -> impl Iterator<Item = &'a str> + 'a {
+        let dirs = url
+            .char_indices()
+            .filter(|&(_, c)| c == '/')
+            .filter_map(move |(i, _)| self.dirs.get(&url[..=i]))
+            .flatten()
+            .map(|(_, rack)| rack.as_str());
+        let odd = self.odd.iter().filter(move |(p, ..)| url.starts_with(p.as_str())).map(|(_, _, r)| r.as_str());
+        let cached = self
+            .cached
+            .get(url)
+            .into_iter()
+            .flatten()
+            .filter(move |(_, _, s, e)| *s == start && *e >= end)
+            .map(|(_, r, ..)| r.as_str());
+        dirs.chain(odd).chain(cached)
+    }
+
+    /// The level of a split on worker `on`, or None when no live worker holds it: as
+    /// [`level`], from the index.
+    pub fn level(&self, split: (&str, u64, u64), on: &WorkerEntry) -> Option<Level> {
+        if holds(on, split) {
+            return Some(Level::NodeLocal);
+        }
+        let mut homes = self.racks(split).peekable();
+        homes.peek()?;
+        if homes.any(|r| r == on.rack) { Some(Level::RackLocal) } else { Some(Level::Remote) }
+    }
+}
+
 /// The most distant level a job may accept now, given when it started waiting.
 pub fn allowed(waiting_since: Option<Instant>, now: Instant, delay: &Delay) -> Level {
     let Some(since) = waiting_since else { return Level::NodeLocal };
@@ -92,26 +178,32 @@ pub fn allowed(waiting_since: Option<Instant>, now: Instant, delay: &Delay) -> L
 /// Picks among candidate splits `(index, (url, start, end))` for worker `on`: the best level
 /// first, and only levels the delay allows; a split nobody holds is always acceptable.
 /// Returns the index and level, or None when the job should wait for a better slot.
-pub fn pick<'a>(
-    candidates: impl Iterator<Item = (u32, (&'a str, u64, u64))>,
-    on: &WorkerEntry,
-    workers: &BTreeMap<WorkerId, WorkerEntry>,
-    max_level: Level,
-) -> Option<(u32, Level)> {
-    let mut best: Option<(Level, u32)> = None;
+///
+/// The first node-local candidate wins; otherwise the first rack-local one (if allowed),
+/// otherwise the first acceptable remote one. So a first pass looks only for node-local
+/// candidates (which needs `on` alone), and the second stops at the first rack-local one.
+pub fn pick<'a, I>(candidates: I, on: &WorkerEntry, homes: &Homes, max_level: Level) -> Option<(u32, Level)>
+where
+    I: Iterator<Item = (u32, (&'a str, u64, u64))> + Clone,
+{
+    if let Some((idx, _)) = candidates.clone().find(|&(_, split)| holds(on, split)) {
+        return Some((idx, Level::NodeLocal));
+    }
+    let mut remote = None;
     for (idx, split) in candidates {
-        let lvl = match level(split, on, workers) {
-            Some(Level::NodeLocal) => return Some((idx, Level::NodeLocal)),
-            Some(l) if l <= max_level => l,
-            Some(_) => continue,
+        match homes.level(split, on) {
+            Some(Level::RackLocal) if max_level >= Level::RackLocal => return Some((idx, Level::RackLocal)),
+            Some(Level::Remote) if max_level >= Level::Remote => {
+                remote.get_or_insert(idx);
+            }
             // No home: fine anywhere, but a local task of another split would be better.
-            None => Level::Remote,
-        };
-        if best.is_none_or(|(b, _)| lvl < b) {
-            best = Some((lvl, idx));
+            None => {
+                remote.get_or_insert(idx);
+            }
+            _ => {}
         }
     }
-    best.map(|(l, i)| (i, l))
+    remote.map(|i| (i, Level::Remote))
 }
 
 #[cfg(test)]
@@ -154,10 +246,52 @@ mod tests {
         assert_eq!(level(("file:///ab/x.txt", 0, 9), a, &ws), None, "prefixes are whole directories");
     }
 
+    fn index(ws: &BTreeMap<WorkerId, WorkerEntry>) -> Homes {
+        let mut h = Homes::default();
+        for (id, w) in ws {
+            h.add(id, w);
+        }
+        h
+    }
+
+    #[test]
+    fn the_index_gives_the_levels_a_scan_of_the_workers_gives() {
+        let mut ws = cluster();
+        if let Some(c) = ws.get_mut(&WorkerId::new(1, 3)) {
+            let url = quern_api::StoreUrl::parse("s3://b/k").unwrap();
+            c.cached.push(crate::convert::CachedRange { url, start: 100, end: 260 });
+        }
+        let mut homes = index(&ws);
+        let splits = [
+            ("file:///a/x.txt", 0, 9),
+            ("file:///b/sub/x.txt", 0, 9),
+            ("file:///c/x.txt", 0, 9),
+            ("file:///ab/x.txt", 0, 9),
+            ("s3://bucket/x.txt", 0, 9),
+            ("s3://b/k", 100, 200),
+            ("s3://b/k", 0, 100),
+        ];
+        for on in ws.values() {
+            for s in splits {
+                assert_eq!(homes.level(s, on), level(s, on, &ws), "{s:?} on {}", on.host);
+            }
+        }
+        // A lost worker's data has no home any more.
+        let id = WorkerId::new(1, 3);
+        homes.remove(&id, &ws[&id]);
+        ws.remove(&id);
+        for on in ws.values() {
+            for s in splits {
+                assert_eq!(homes.level(s, on), level(s, on, &ws), "{s:?} on {} after a loss", on.host);
+            }
+        }
+    }
+
     #[test]
     fn pick_prefers_local_and_respects_the_allowed_level() {
-        let ws = cluster();
-        let a = &ws[&WorkerId::new(1, 1)];
+        let all = cluster();
+        let ws = index(&all);
+        let a = &all[&WorkerId::new(1, 1)];
         let cands = [(0, ("file:///c/0", 0, 1)), (1, ("file:///b/1", 0, 1)), (2, ("file:///a/2", 0, 1))];
         assert_eq!(pick(cands.iter().copied(), a, &ws, Level::NodeLocal), Some((2, Level::NodeLocal)));
         let no_local = [(0, ("file:///c/0", 0, 1)), (1, ("file:///b/1", 0, 1))];

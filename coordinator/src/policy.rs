@@ -12,22 +12,56 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use quern_api::{JobId, TaskKind};
+use quern_api::JobId;
 
 use crate::job::Job;
 
+/// Where a job stands in a policy's order: smaller first. Comparing keys gives the same
+/// order as sorting the jobs, so a poll can compute each job's key once and take the jobs
+/// it needs from a heap instead of sorting them all.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderKey {
+    /// The policy's main measure (the fair share's running tasks per unit of weight).
+    pub share: f64,
+    /// Next (negated priority, input bytes).
+    pub rank: i64,
+    /// Submission order, last: no two jobs tie.
+    pub seq: u64,
+}
+
+impl Ord for OrderKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.share.total_cmp(&other.share).then(self.rank.cmp(&other.rank)).then(self.seq.cmp(&other.seq))
+    }
+}
+
+impl PartialOrd for OrderKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for OrderKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for OrderKey {}
+
 /// Orders the jobs that may receive work.
 pub trait Policy: Send + Sync + std::fmt::Debug {
-    /// Jobs in the order their pending tasks should be offered.
-    fn order(&self, jobs: &BTreeMap<JobId, Job>) -> Vec<JobId>;
-}
+    /// Job `j`'s place in the order now (read from counts the job keeps, never a scan of
+    /// its tasks: it is computed for every live job at every poll).
+    fn key(&self, j: &Job) -> OrderKey;
 
-fn live(jobs: &BTreeMap<JobId, Job>) -> Vec<&Job> {
-    jobs.values().filter(|j| !j.state().is_final()).collect()
-}
-
-fn ids(v: Vec<&Job>) -> Vec<JobId> {
-    v.into_iter().map(|j| j.id().clone()).collect()
+    /// Jobs not ended, in the order their pending tasks should be offered.
+    fn order(&self, jobs: &BTreeMap<JobId, Job>) -> Vec<JobId> {
+        let mut v: Vec<(OrderKey, &Job)> =
+            jobs.values().filter(|j| !j.state().is_final()).map(|j| (self.key(j), j)).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v.into_iter().map(|(_, j)| j.id().clone()).collect()
+    }
 }
 
 /// First submitted, first served.
@@ -35,10 +69,8 @@ fn ids(v: Vec<&Job>) -> Vec<JobId> {
 pub struct Fifo;
 
 impl Policy for Fifo {
-    fn order(&self, jobs: &BTreeMap<JobId, Job>) -> Vec<JobId> {
-        let mut v = live(jobs);
-        v.sort_by_key(|j| j.seq());
-        ids(v)
+    fn key(&self, j: &Job) -> OrderKey {
+        OrderKey { share: 0.0, rank: 0, seq: j.seq() }
     }
 }
 
@@ -48,10 +80,8 @@ impl Policy for Fifo {
 pub struct PriorityFifo;
 
 impl Policy for PriorityFifo {
-    fn order(&self, jobs: &BTreeMap<JobId, Job>) -> Vec<JobId> {
-        let mut v = live(jobs);
-        v.sort_by_key(|j| (std::cmp::Reverse(j.spec().priority), j.seq()));
-        ids(v)
+    fn key(&self, j: &Job) -> OrderKey {
+        OrderKey { share: 0.0, rank: -i64::from(j.spec().priority), seq: j.seq() }
     }
 }
 
@@ -59,18 +89,15 @@ impl Policy for PriorityFifo {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Fair;
 
-fn running(j: &Job) -> u32 {
-    j.progress(TaskKind::Map).2 + j.progress(TaskKind::Reduce).2
+/// A job's weight under [`Fair`]: 2^priority (priorities clamped to -20..=20).
+pub fn weight(j: &Job) -> f64 {
+    2f64.powi(j.spec().priority.clamp(-20, 20))
 }
 
 impl Policy for Fair {
-    fn order(&self, jobs: &BTreeMap<JobId, Job>) -> Vec<JobId> {
-        let mut v = live(jobs);
-        let share = |j: &Job| f64::from(running(j)) / 2f64.powi(j.spec().priority.clamp(-20, 20));
-        v.sort_by(|a, b| {
-            share(a).total_cmp(&share(b)).then(b.spec().priority.cmp(&a.spec().priority)).then(a.seq().cmp(&b.seq()))
-        });
-        ids(v)
+    fn key(&self, j: &Job) -> OrderKey {
+        let share = f64::from(j.running()) / weight(j);
+        OrderKey { share, rank: -i64::from(j.spec().priority), seq: j.seq() }
     }
 }
 
@@ -79,10 +106,8 @@ impl Policy for Fair {
 pub struct ShortestFirst;
 
 impl Policy for ShortestFirst {
-    fn order(&self, jobs: &BTreeMap<JobId, Job>) -> Vec<JobId> {
-        let mut v = live(jobs);
-        v.sort_by_key(|j| (j.splits().iter().map(|s| s.end - s.start).sum::<u64>(), j.seq()));
-        ids(v)
+    fn key(&self, j: &Job) -> OrderKey {
+        OrderKey { share: 0.0, rank: i64::try_from(j.input_bytes()).unwrap_or(i64::MAX), seq: j.seq() }
     }
 }
 
@@ -101,6 +126,11 @@ pub enum PolicyKind {
 }
 
 impl PolicyKind {
+    /// Whether this is the fair policy (the one preemption works with).
+    pub fn is_fair(self) -> bool {
+        self == PolicyKind::Fair
+    }
+
     /// The policy itself.
     pub fn build(self) -> Box<dyn Policy> {
         match self {
@@ -130,7 +160,7 @@ mod tests {
     use std::time::Instant;
 
     use quern_api::split::Split;
-    use quern_api::{StoreUrl, WorkerId};
+    use quern_api::{StoreUrl, TaskKind, WorkerId};
 
     use super::*;
     use crate::job::JobSpec;

@@ -152,7 +152,8 @@ impl Shared {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// Declares silent workers lost, every fraction of the heartbeat timeout, until `stop`.
+    /// Declares silent workers lost, fails stalled attempts and unrunnable jobs, and
+    /// preempts for starved jobs, every fraction of the heartbeat timeout, until `stop`.
     pub async fn run_ticker(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let every =
             (self.core().config().heartbeat_timeout / 5).clamp(Duration::from_millis(20), Duration::from_secs(1));
@@ -168,7 +169,9 @@ impl Shared {
                 let lost = core.tick(now);
                 let mut actions = core.fail_unrunnable(now);
                 actions.extend(core.fail_stalled(now));
-                (lost, actions)
+                // Attempts taken back are cancelled at their workers' next heartbeats.
+                let preempted = core.preempt(now) > 0;
+                (lost || preempted, actions)
             };
             if lost || !actions.is_empty() {
                 self.perform(actions);

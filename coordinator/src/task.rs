@@ -391,6 +391,19 @@ impl Task {
         lost
     }
 
+    /// Takes back live `attempt` (preemption): not a failure, so neither `failures` nor
+    /// `excused` grows and its worker is not avoided later. An attempt holding the commit is
+    /// never taken back (its part may be becoming visible). Returns its worker.
+    pub fn preempt(&mut self, attempt: u32) -> Option<WorkerId> {
+        let l = self.live_attempts().iter().find(|l| l.attempt == attempt)?;
+        if l.committing || self.publishing == Some(attempt) {
+            return None;
+        }
+        let worker = l.worker.clone();
+        self.drop_live(|l| l.attempt == attempt);
+        Some(worker)
+    }
+
     /// Removes live attempts matching `f`; with none left the task is pending again.
     fn drop_live(&mut self, f: impl Fn(&Live) -> bool) {
         if let TaskState::Running { live } = &mut self.state {

@@ -19,6 +19,7 @@ mod library;
 mod load;
 mod misconfig;
 mod net;
+mod preemption;
 mod restart;
 mod robust;
 mod s3;

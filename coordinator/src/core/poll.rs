@@ -8,28 +8,51 @@ use quern_api::{AttemptId, JobId, TaskId, TaskKind, WorkerId, pb};
 use super::{Core, Now};
 use crate::job::{Job, Unsuccessful};
 use crate::placement;
+use crate::policy::OrderKey;
 use crate::task::Task;
 
 impl Core {
+    /// `attempt` no longer runs on `worker` (it ended, was cancelled or taken back): its
+    /// slot is free. True if it was running there.
+    pub(super) fn unassign(&mut self, worker: &WorkerId, attempt: &AttemptId) -> bool {
+        let Some(w) = self.workers.get_mut(worker) else { return false };
+        let removed = w.running.remove(attempt);
+        if removed && let Some(c) = self.classes.get_mut(&w.jobs) {
+            c.busy = c.busy.saturating_sub(1);
+        }
+        removed
+    }
+
     /// A worker asks for up to `free` tasks. None for an unknown worker. Pending tasks come
     /// first, in policy order; then, with slots left, backups of stragglers.
     pub fn poll(&mut self, worker: &WorkerId, free: u32, now: Now) -> Option<Vec<pb::TaskAssignment>> {
         let w = self.workers.get_mut(worker)?;
         w.last_seen = now.at;
         let free = free.min(w.slots.saturating_sub(w.running.len() as u32)) as usize;
-        let free = self.fair_share(worker, free);
-        let order = self.policy.order(&self.jobs);
+        let Plan { mut pending, mut backups, runnable, names } = self.plan(worker);
+        let free = self.fair_share(free, runnable, &names);
         let mut out = Batch::default();
-        for job_id in &order {
-            self.start_pending(worker, job_id, free, now, &mut out);
+        // Jobs are taken from the heap in policy order only as long as slots are left: a
+        // poll that fills up on the first job never orders the others.
+        while out.tasks.len() < free {
+            let Some(std::cmp::Reverse((key, job_id))) = pending.pop() else { break };
+            self.start_pending(worker, &job_id, free, now, &mut out);
+            // Starting its last pending tasks may make the job a candidate for backups.
+            backups.push((key, job_id));
         }
-        if self.cfg.speculation.is_some() {
-            for job_id in &order {
+        if self.cfg.speculation.is_some() && out.tasks.len() < free {
+            backups.sort_unstable_by_key(|(k, _)| *k);
+            backups.dedup_by(|a, b| a.1 == b.1);
+            for (_, job_id) in &backups {
                 self.start_backups(worker, job_id, free, now, &mut out);
             }
         }
+        let started = out.started.len();
         if let Some(w) = self.workers.get_mut(worker) {
             w.running.extend(out.started);
+            if let Some(c) = self.classes.get_mut(&w.jobs) {
+                c.busy += started;
+            }
         }
         for (id, error) in out.too_big {
             let actions = self.end_job(&id, Unsuccessful::Failed(error), now.wall_ms);
@@ -38,24 +61,55 @@ impl Core {
         Some(out.tasks)
     }
 
+    /// One pass over the jobs for a poll by `worker`: the jobs it can run that have
+    /// runnable tasks, as a heap in policy order; those that may need backups; how many
+    /// tasks it could run; and the names of the running jobs it runs.
+    fn plan(&self, worker: &WorkerId) -> Plan {
+        let mut plan = Plan::default();
+        let Some(w) = self.workers.get(worker) else { return plan };
+        // Jobs mostly share a few names: the last answer is reused for the same name.
+        let mut last: Option<(&str, bool)> = None;
+        for job in self.jobs.values().filter(|j| j.is_running()) {
+            let name = job.spec().name.as_str();
+            let runs = match last {
+                Some((n, runs)) if n == name => runs,
+                _ => w.jobs.contains(name),
+            };
+            last = Some((name, runs));
+            if !runs {
+                continue;
+            }
+            if !plan.names.iter().any(|n| n == name) {
+                plan.names.push(name.to_string());
+            }
+            let runnable = job.runnable();
+            plan.runnable += runnable;
+            if runnable > 0 {
+                plan.pending.push(std::cmp::Reverse((self.policy.key(job), job.id().clone())));
+            } else if job.may_back_up() {
+                plan.backups.push((self.policy.key(job), job.id().clone()));
+            }
+        }
+        plan
+    }
+
     /// Load balancing: when there are fewer runnable tasks than free slots in the cluster, a
     /// worker gets a share in proportion to its free slots, so one big worker polling first
-    /// does not take everything while others idle.
-    fn fair_share(&self, worker: &WorkerId, free: usize) -> usize {
-        let Some(w) = self.workers.get(worker) else { return 0 };
-        let live_jobs: Vec<&Job> =
-            self.jobs.values().filter(|j| j.is_running() && w.jobs.contains(&j.spec().name)).collect();
-        let runnable: usize = live_jobs
-            .iter()
-            .map(|j| {
-                j.pending(TaskKind::Map).len() + if j.maps_complete() { j.pending(TaskKind::Reduce).len() } else { 0 }
-            })
-            .sum();
+    /// does not take everything while others idle. `runnable` counts the tasks of the
+    /// running jobs named `names` (those the worker runs); the cluster's free slots are
+    /// those of workers that run any of them.
+    fn fair_share(&self, free: usize, runnable: usize, names: &[String]) -> usize {
+        // The free slots are at most all slots: with that many runnable tasks there is no
+        // need to count them.
+        let all: usize = self.classes.values().map(|c| c.slots).sum();
+        if runnable >= all {
+            return free;
+        }
         let cluster_free: usize = self
-            .workers
-            .values()
-            .filter(|w| live_jobs.iter().any(|j| w.jobs.contains(&j.spec().name)))
-            .map(|w| w.slots.saturating_sub(w.running.len() as u32) as usize)
+            .classes
+            .iter()
+            .filter(|(jobs, _)| names.iter().any(|n| jobs.contains(n)))
+            .map(|(_, c)| c.slots.saturating_sub(c.busy))
             .sum();
         if runnable < cluster_free { free.min((runnable * free).div_ceil(cluster_free.max(1)).max(1)) } else { free }
     }
@@ -69,14 +123,17 @@ impl Core {
             return;
         }
         // A task that failed on this worker goes elsewhere, unless no other worker that can
-        // run the job is left to try.
-        let others: Vec<&WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(id, e)| *id != worker && e.jobs.contains(&job.spec().name))
-            .map(|(id, _)| id)
-            .collect();
-        let allowed = |t: &Task| !t.failed_on.contains(worker) || others.iter().all(|o| t.failed_on.contains(o));
+        // run the job is left to try. (Looked at only for such a task: it visits every
+        // worker.)
+        let workers = &self.workers;
+        let name = job.spec().name.clone();
+        let allowed = |t: &Task| {
+            !t.failed_on.contains(worker)
+                || workers
+                    .iter()
+                    .filter(|(id, e)| *id != worker && e.jobs.contains(&name))
+                    .all(|(o, _)| t.failed_on.contains(o))
+        };
         while out.tasks.len() < free {
             let Some((kind, first)) = job.next_pending(allowed) else { break };
             let candidates =
@@ -87,7 +144,7 @@ impl Core {
                     let max = placement::allowed(job.waiting_since(), now.at, &self.cfg.delay);
                     let splits = candidates
                         .filter_map(|i| job.splits().get(i as usize).map(|s| (i, (s.url.as_str(), s.start, s.end))));
-                    match placement::pick(splits, me, &self.workers, max) {
+                    match placement::pick(splits, me, &self.homes, max) {
                         Some((i, l)) => (i, Some(l)),
                         None => {
                             job.passed_up(now.at);
@@ -128,6 +185,23 @@ impl Core {
             out.push(job.assignment(kind, idx, attempt), bytes, job_id, kind, idx);
         }
     }
+}
+
+/// The slots of the workers that run one set of jobs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Load {
+    pub(super) workers: usize,
+    pub(super) slots: usize,
+    pub(super) busy: usize,
+}
+
+/// What [`Core::plan`] found.
+#[derive(Default)]
+struct Plan {
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<(OrderKey, JobId)>>,
+    backups: Vec<(OrderKey, JobId)>,
+    runnable: usize,
+    names: Vec<String>,
 }
 
 /// What one poll hands out: the assignments, their size on the wire, the attempts started,

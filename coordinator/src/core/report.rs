@@ -22,8 +22,8 @@ impl Core {
     ) -> (Result<(), Rejection>, Vec<Action>) {
         if let Some(w) = self.workers.get_mut(worker) {
             w.last_seen = now.at;
-            w.running.remove(attempt);
         }
+        self.unassign(worker, attempt);
         if !self.jobs.contains_key(&attempt.task.job) {
             return (Err("unknown job"), Vec::new());
         }
@@ -102,14 +102,6 @@ impl Core {
             job.set_level(idx, level);
         }
         job.record_win(kind, &won);
-        // The first to finish wins; the others are told to stop.
-        for (loser, on) in &won.losers {
-            let aid = AttemptId { task: attempt.task.clone(), attempt: *loser };
-            if let Some(w) = self.workers.get_mut(on) {
-                w.running.remove(&aid);
-                w.to_cancel.push(aid);
-            }
-        }
         let last = kind == job.final_kind();
         if last && job.stage_finished() {
             actions.push(advance_stage(job));
@@ -123,6 +115,14 @@ impl Core {
         }
         if let Some(w) = self.workers.get_mut(worker) {
             w.completed += 1;
+        }
+        // The first to finish wins; the others are told to stop.
+        for (loser, on) in &won.losers {
+            let aid = AttemptId { task: attempt.task.clone(), attempt: *loser };
+            self.unassign(on, &aid);
+            if let Some(w) = self.workers.get_mut(on) {
+                w.to_cancel.push(aid);
+            }
         }
         actions
     }
