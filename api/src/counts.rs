@@ -88,6 +88,9 @@ impl<'a> ByteCounts<'a> {
 
     /// [`ByteCounts::add`] for a key at `at` in `bytes`: a key there with 16 readable bytes
     /// after its start is loaded with one unaligned read instead of a copy.
+    ///
+    /// # Panics
+    /// If `at..at + len` is not within `bytes`.
     #[inline]
     pub fn add_at(&mut self, bytes: &'a [u8], at: usize, len: usize, n: u64) {
         match bytes.get(at..at + INLINE) {
