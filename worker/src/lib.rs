@@ -21,6 +21,7 @@
 pub mod blob;
 pub mod cache;
 pub mod error;
+mod ipc_guard;
 pub mod map;
 pub mod merge;
 pub mod output;

@@ -27,6 +27,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, BinaryArray, RecordBatch, builder::BinaryBuilder};
 use arrow_ipc::CompressionType;
 use arrow_ipc::reader::StreamReader;
+
+use crate::ipc_guard::Guarded;
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use quern_api::pb;
@@ -35,6 +37,9 @@ use quern_api::pb;
 const BATCH_ROWS: usize = 64 * 1024;
 /// Bytes per record batch at most (Binary offsets are 32-bit).
 const BATCH_BYTES: usize = 256 * 1024 * 1024;
+/// What a reader takes of one IPC message body, or of one buffer decompressed: a batch we
+/// write stays within [`BATCH_BYTES`] of keys and values plus their offsets.
+const MAX_MESSAGE: usize = 2 * BATCH_BYTES;
 /// Bytes per record batch of map outputs and spills: what a reader holds per open run, so
 /// small enough for a reducer to keep hundreds open, big enough that a batch's framing is noise.
 pub const RUN_BATCH_BYTES: usize = 1 << 20;
@@ -252,7 +257,7 @@ impl<W: Write> SegmentEncoder<W> {
 /// does), checking its shape and, at the end, its record count. The bytes' CRC-32 is the
 /// caller's to check, as they arrive from the store.
 pub struct SegmentReader<R: Read> {
-    reader: Option<StreamReader<R>>,
+    reader: Option<StreamReader<Guarded<R>>>,
     expected: u64,
     seen: u64,
 }
@@ -260,7 +265,7 @@ pub struct SegmentReader<R: Read> {
 impl<R: Read> SegmentReader<R> {
     /// A reader of a segment of `records` pairs; `empty` when it has no bytes at all.
     pub fn new(source: R, empty: bool, records: u64) -> Result<Self, ShuffleError> {
-        let reader = if empty { None } else { Some(StreamReader::try_new(source, None)?) };
+        let reader = if empty { None } else { Some(StreamReader::try_new(Guarded::new(source, MAX_MESSAGE), None)?) };
         if let Some(r) = &reader
             && r.schema().fields().len() != 2
         {
@@ -361,7 +366,7 @@ pub fn decode_segment(bytes: bytes::Bytes, seg: &pb::Segment) -> Result<Run, Shu
     if bytes.is_empty() {
         return Ok(Run::default());
     }
-    let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
+    let reader = StreamReader::try_new(Guarded::new(Cursor::new(bytes), MAX_MESSAGE), None)?;
     if reader.schema().fields().len() != 2 {
         return Err(ShuffleError::Shape("expected key and value columns".into()));
     }
@@ -414,6 +419,28 @@ mod tests {
         let mid = bad.len() / 2;
         bad[mid] ^= 0xff;
         assert!(matches!(decode_segment(bytes::Bytes::from(bad), &seg), Err(ShuffleError::Checksum { .. })));
+    }
+
+    /// A compressed buffer that claims to decompress to a petabyte is refused before Arrow
+    /// allocates for it (without the check, the reader aborts the process).
+    #[test]
+    fn a_declared_decompressed_length_beyond_the_limit_is_refused() {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..1000u32).map(|i| (i.to_be_bytes().to_vec(), vec![7; 3])).collect();
+        let mut bytes = encode_segment(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())), Codec::Lz4).unwrap();
+        // A compressed buffer: its declared length, then an LZ4 frame's magic number.
+        let magic = bytes.windows(4).position(|w| w == [0x04, 0x22, 0x4d, 0x18]).expect("a compressed buffer");
+        let at = magic - 8;
+        bytes[at..at + 8].copy_from_slice(&(1i64 << 50).to_le_bytes());
+        let seg =
+            pb::Segment { offset: 0, length: bytes.len() as u64, crc32: checksum(&bytes), records: pairs.len() as u64 };
+        let err = decode_segment(bytes::Bytes::from(bytes.clone()), &seg).unwrap_err();
+        assert!(err.to_string().contains("declared length"), "{err}");
+        let mut reader = SegmentReader::new(std::io::Cursor::new(bytes), false, 1000);
+        let streamed = match &mut reader {
+            Ok(r) => r.next_batch().map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        assert!(reader.is_err() || streamed.is_err());
     }
 
     #[test]
