@@ -7,6 +7,8 @@ use std::path::Path;
 
 use quern_tests::data::{read_output, word_count};
 use quern_tests::{Mode, TestCluster, ok_stdout};
+
+use crate::terasort::{concat_parts, reference_records};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -89,37 +91,6 @@ fn word_count_with_a_tiny_task_memory_spills_many_runs_and_counts_right() {
         assert_eq!(counter(&s, "REDUCE_INPUT_GROUPS"), expected.len() as u64, "{name}");
     }
     assert_spill_dirs_empty(&spill);
-}
-
-/// Hadoop's TeraGen records 0..n, generated here the slow, obvious way.
-fn reference_records(n: u64) -> Vec<u8> {
-    let a: u128 = 0x2360ed051fc65da44385df649fccf645;
-    let c: u128 = 0x4a696d47726179524950202020202001;
-    let mut x: u128 = 0;
-    let mut out = Vec::new();
-    for row in 0..n {
-        x = a.wrapping_mul(x).wrapping_add(c);
-        let hex = format!("{x:032X}");
-        out.extend_from_slice(&x.to_be_bytes()[..10]);
-        out.extend_from_slice(&[0x00, 0x11]);
-        out.extend_from_slice(format!("{row:032X}").as_bytes());
-        out.extend_from_slice(&[0x88, 0x99, 0xAA, 0xBB]);
-        for ch in hex[20..32].bytes() {
-            out.extend_from_slice(&[ch; 4]);
-        }
-        out.extend_from_slice(&[0xCC, 0xDD, 0xEE, 0xFF]);
-    }
-    out
-}
-
-/// The parts of `dir` concatenated in name order.
-fn concat_parts(dir: &Path) -> (Vec<u8>, usize) {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    assert_eq!(names[0], "_SUCCESS");
-    let parts = &names[1..];
-    (parts.iter().flat_map(|n| std::fs::read(dir.join(n)).unwrap()).collect(), parts.len())
 }
 
 #[test]

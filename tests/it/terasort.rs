@@ -24,7 +24,7 @@ fn job(c: &TestCluster, name: &str, inputs: &[&Path], output: &Path, extra: &[&s
 }
 
 /// Hadoop's records 0..n, generated the slow, obvious way.
-fn reference_records(n: u64) -> Vec<u8> {
+pub(crate) fn reference_records(n: u64) -> Vec<u8> {
     let a: u128 = 0x2360ed051fc65da44385df649fccf645;
     let c: u128 = 0x4a696d47726179524950202020202001;
     let mut x: u128 = 0;
@@ -45,7 +45,7 @@ fn reference_records(n: u64) -> Vec<u8> {
 }
 
 /// The parts of `dir` concatenated in name order (checking `_SUCCESS` is there).
-fn concat_parts(dir: &Path) -> (Vec<u8>, usize) {
+pub(crate) fn concat_parts(dir: &Path) -> (Vec<u8>, usize) {
     let mut names: Vec<String> =
         std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
