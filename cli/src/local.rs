@@ -58,6 +58,9 @@ pub enum LocalError {
 }
 
 /// Changes to a coordinator's defaults, applied in order before it starts.
+/// The lease of a coordinator on its own scratch store (see [`LocalClusterBuilder::start`]).
+const PRIVATE_LEASE: Duration = Duration::from_secs(60);
+
 type Tweak = Box<dyn FnOnce(&mut CoordinatorConfig) + Send>;
 type WorkerTweak = Arc<dyn Fn(&mut WorkerConfig) + Send + Sync>;
 
@@ -134,6 +137,12 @@ impl LocalClusterBuilder {
         };
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let mut cfg = CoordinatorConfig::new(listen, store.clone());
+        if scratch.is_some() {
+            // No other coordinator can reach a private scratch store, so nothing waits on this
+            // lease: a long one keeps a storage stall (a loaded disk flushing gigabytes) from
+            // stopping the cluster mid-job as a lapsed leader.
+            cfg.lease = PRIVATE_LEASE;
+        }
         // The coordinator builds each submitted job as the workers will, so a bad spec is
         // refused at submit rather than failing on a worker.
         cfg.jobs = Some(self.registry.clone());

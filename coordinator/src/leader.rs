@@ -180,6 +180,8 @@ async fn lead_inner(
     // Once stopped, the I/O already decided (a job's cleanup, its `_SUCCESS`) gets until this
     // deadline to finish, under the lease: no successor acts on those jobs meanwhile.
     let mut draining: Option<Instant> = None;
+    // When the first renewal attempt of lease n + 1 that failed without an answer started.
+    let mut unsure: Option<Instant> = None;
     loop {
         let idle = async {
             match draining {
@@ -212,27 +214,76 @@ async fn lead_inner(
             return Ok(());
         }
         let at = Instant::now();
-        // A store call that hangs must not keep a lapsed leader alive: it counts as a failed
-        // renewal once a renewal period has passed.
-        let renewed = tokio::time::timeout(every, lease::try_create(&dir, n + 1, &me)).await.unwrap_or_else(|_| {
-            Err(quern_api::StoreError::BadUrl { url: dir.to_string(), reason: "renewal timed out".into() })
-        });
-        match renewed {
-            Ok(true) => {
+        match renew(&dir, n, &me, every, &mut unsure).await {
+            Renewal::Renewed(since) => {
                 n += 1;
-                clock.renewed(at);
+                clock.renewed(since.unwrap_or(at));
                 lease::prune(&dir, n).await;
-            }
-            Ok(false) => {
-                error!("another coordinator took the lease");
-                return Err(LeadError::Superseded);
-            }
-            Err(e) => {
-                warn!(error = %e, "lease renewal failed");
                 if !clock.valid(Instant::now()) {
                     return Err(LeadError::Expired(lease));
                 }
             }
+            Renewal::Superseded => {
+                error!("another coordinator took the lease");
+                return Err(LeadError::Superseded);
+            }
+            Renewal::Unsure => {
+                unsure.get_or_insert(at);
+                if !clock.valid(Instant::now()) {
+                    return Err(LeadError::Expired(lease));
+                }
+            }
+        }
+    }
+}
+
+/// What one attempt to renew the lease found.
+#[derive(Debug, PartialEq, Eq)]
+enum Renewal {
+    /// Lease n + 1 is this coordinator's: written now (None), or by an earlier attempt that
+    /// seemed to fail, which started at the time given.
+    Renewed(Option<Instant>),
+    /// Another coordinator wrote lease n + 1.
+    Superseded,
+    /// The write failed or timed out: it may or may not have landed.
+    Unsure,
+}
+
+/// Tries to write lease `n + 1`. `unsure` is when the first attempt at it that ended without
+/// an answer started: such a write may land later (a local file put runs on after its future
+/// is dropped), so finding lease n + 1 already written as this coordinator's own is a renewal
+/// from that time, not a takeover.
+async fn renew(dir: &StoreUrl, n: u64, me: &LeaseBody, every: Duration, unsure: &mut Option<Instant>) -> Renewal {
+    // A store call that hangs must not keep a lapsed leader alive: it counts as a failed
+    // renewal once a renewal period has passed.
+    match tokio::time::timeout(every, lease::try_create(dir, n + 1, me)).await {
+        Ok(Ok(true)) => {
+            // This write created it, so no earlier one did.
+            *unsure = None;
+            Renewal::Renewed(None)
+        }
+        Ok(Ok(false)) => {
+            let Some(since) = *unsure else { return Renewal::Superseded };
+            match lease::read(dir, n + 1).await {
+                Ok(Some(body)) if body == *me => {
+                    warn!(lease = n + 1, "a lease renewal that seemed to fail had been written");
+                    *unsure = None;
+                    Renewal::Renewed(Some(since))
+                }
+                Ok(_) => Renewal::Superseded,
+                Err(e) => {
+                    warn!(error = %e, "reading the lease after a refused renewal failed");
+                    Renewal::Unsure
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "lease renewal failed");
+            Renewal::Unsure
+        }
+        Err(_) => {
+            warn!(after = ?every, "lease renewal timed out");
+            Renewal::Unsure
         }
     }
 }
@@ -298,5 +349,37 @@ async fn wait_as_standby(
             _ = tokio::time::sleep(poll) => {}
             _ = stop.cancelled() => return Ok((None, Instant::now())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(holder: &str) -> LeaseBody {
+        LeaseBody { holder: holder.into(), addr: String::new(), released: false }
+    }
+
+    #[tokio::test]
+    async fn a_late_renewal_of_its_own_is_not_a_takeover_and_anothers_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = lease::dir(&StoreUrl::from_user(&format!("{}/", tmp.path().display())).unwrap());
+        let (me, every) = (body("me"), Duration::from_secs(5));
+        let t0 = Instant::now();
+
+        // Nothing in the way: renewed by this write.
+        let mut unsure = None;
+        assert_eq!(renew(&dir, 0, &me, every, &mut unsure).await, Renewal::Renewed(None));
+        // Lease 2 landed from an attempt that timed out at t0: a renewal from t0.
+        assert!(lease::try_create(&dir, 2, &me).await.unwrap());
+        let mut unsure = Some(t0);
+        assert_eq!(renew(&dir, 1, &me, every, &mut unsure).await, Renewal::Renewed(Some(t0)));
+        assert_eq!(unsure, None);
+        // The same without an attempt in doubt cannot be this coordinator's write.
+        assert!(lease::try_create(&dir, 3, &me).await.unwrap());
+        assert_eq!(renew(&dir, 2, &me, every, &mut None).await, Renewal::Superseded);
+        // Another holder's lease is a takeover, doubt or not.
+        assert!(lease::try_create(&dir, 4, &body("other")).await.unwrap());
+        assert_eq!(renew(&dir, 3, &me, every, &mut Some(t0)).await, Renewal::Superseded);
     }
 }
