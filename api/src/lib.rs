@@ -8,7 +8,8 @@
 //!   ([`MapContext`]) and which task they run in ([`TaskInfo`]); [`output`]: what reduce and
 //!   map-only functions write to ([`OutputContext`]) and a task's part ([`PartWriter`]).
 //! - [`counts`]: [`ByteCounts`], a counting table for byte-string keys that map functions fill
-//!   over a [`Block`] and emit once per distinct key.
+//!   over a [`Block`] and emit once per distinct key; [`words`]: ASCII words found 64 bytes at
+//!   a time.
 //! - [`runner`]: a job with its types erased ([`DynJob`]), what workers run.
 //! - [`registry`]: named jobs ([`Registry`]) and their declared parameters ([`Params`]).
 //! - [`format`](mod@format): input and output formats ([`InputFormat`], [`OutputFormat`]): text, whole
@@ -79,6 +80,7 @@ pub mod store;
 pub mod submit;
 pub mod tls;
 pub mod total_order;
+pub mod words;
 
 /// Generated protocol types and service stubs (`quern.v1`).
 #[allow(missing_docs, unreachable_pub, clippy::all)]

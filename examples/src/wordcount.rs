@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use quern_api::words::for_each_ascii_word;
 use quern_api::{Block, ByteCounts, Combiner, Job, JobError, MapContext, OutputContext, ParamError, Params, Record};
 
 use crate::for_each_word;
@@ -44,17 +45,6 @@ impl WordCount {
     }
 }
 
-/// `ALPHA[b]`: whether ASCII byte `b` is a letter (what `char::is_alphabetic` says of ASCII).
-const ALPHA: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = (b as u8).is_ascii_alphabetic();
-        b += 1;
-    }
-    t
-};
-
 /// The user counter of words counted (map output records count pairs, and a block's pairs
 /// are its distinct words).
 pub const WORDS: &str = "WORDS";
@@ -71,20 +61,9 @@ impl WordCount {
         if !text.is_ascii() {
             return for_each_word(text, counted);
         }
-        // Alphabetic ASCII is all of `char::is_alphabetic` in ASCII text: a byte scan.
-        let bytes = text.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            if !ALPHA[bytes[i] as usize] {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            while i < bytes.len() && ALPHA[bytes[i] as usize] {
-                i += 1;
-            }
-            counted(&text[start..i]);
-        }
+        // Alphabetic ASCII is all of `char::is_alphabetic` in ASCII text: a scan by letter
+        // masks.
+        for_each_ascii_word(text.as_bytes(), |r| counted(&text[r]));
     }
 
     /// In-mapper combining: counts the words of `text` in a table of its own, then emits each

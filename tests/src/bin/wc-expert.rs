@@ -9,6 +9,8 @@
 //!   UTF-8 sequence spans a cut, so pieces count independently.
 //! - Tokenizer: ASCII text is scanned 64 bytes at a time into a bit mask of letters (SSE2 on
 //!   x86_64, word-at-a-time arithmetic elsewhere); word starts and ends are the mask's edges.
+//!   This is `quern_api::words`, the scan the built-in `wordcount` uses too, so the two
+//!   programs differ by the framework, not by the kernel.
 //!   A line holding other bytes takes the exact path: its valid UTF-8 runs split with
 //!   `char::is_alphabetic`, invalid bytes separating words (as U+FFFD would).
 //! - Counting: an open-addressing table per thread, linear probing, 32-byte slots with keys
@@ -28,6 +30,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
+use quern_api::words::for_each_ascii_word;
 
 /// Bytes per piece: small enough to stay in cache between the ASCII check and the scan, and
 /// to balance the threads; large enough that claiming and reading cost nothing.
@@ -178,85 +181,9 @@ fn unicode_words(line: &[u8], table: &mut Table) {
     }
 }
 
-/// Counts the words of ASCII text from masks of its letters, 64 bytes at a time.
+/// Counts the words of ASCII `text` (found 64 bytes at a time by letter masks).
 fn ascii_words(text: &[u8], table: &mut Table) {
-    let n = text.len();
-    let (mut i, mut word_start, mut in_word) = (0, 0, 0u64);
-    while i < n {
-        let m = if i + 64 <= n {
-            letters64(&text[i..i + 64])
-        } else {
-            // Zero padding is not a letter: a word running to the end closes here.
-            let mut pad = [0u8; 64];
-            pad[..n - i].copy_from_slice(&text[i..]);
-            letters64(&pad)
-        };
-        let shifted = (m << 1) | in_word;
-        // A start is a letter after a non-letter, an end a non-letter after a letter; they
-        // alternate, so one pass over both in order pairs them up.
-        let mut edges = (m & !shifted) | (!m & shifted);
-        while edges != 0 {
-            let b = edges.trailing_zeros() as usize;
-            edges &= edges - 1;
-            if m >> b & 1 == 1 {
-                word_start = i + b;
-            } else {
-                table.add_at(text, word_start, i + b);
-            }
-        }
-        in_word = m >> 63;
-        i += 64;
-    }
-    if in_word == 1 {
-        table.add_at(text, word_start, n);
-    }
-}
-
-/// Bit `j` set when `block[j]` is an ASCII letter (`block` is ASCII, 64 bytes).
-#[cfg(target_arch = "x86_64")]
-fn letters64(block: &[u8]) -> u64 {
-    use std::arch::x86_64::*;
-    assert!(block.len() >= 64);
-    let mut m = 0u64;
-    for k in 0..4 {
-        // SAFETY: SSE2 is part of x86_64; the load reads 16 bytes at k*16 < 64 <= len,
-        // unaligned loads being allowed by `loadu`.
-        let bits = unsafe {
-            let v = _mm_loadu_si128(block.as_ptr().add(k * 16).cast());
-            // Folding in 0x20 maps 'A'..='Z' onto 'a'..='z' and nothing else into that range.
-            let x = _mm_or_si128(v, _mm_set1_epi8(0x20));
-            let ge = _mm_cmpgt_epi8(x, _mm_set1_epi8(b'a' as i8 - 1));
-            let le = _mm_cmpgt_epi8(_mm_set1_epi8(b'z' as i8 + 1), x);
-            _mm_movemask_epi8(_mm_and_si128(ge, le)) as u16
-        };
-        m |= u64::from(bits) << (k * 16);
-    }
-    m
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn letters64(block: &[u8]) -> u64 {
-    letters64_swar(block)
-}
-
-/// Bit `j` set when `block[j]` is an ASCII letter (`block` is ASCII, 64 bytes): eight bytes
-/// at a time with carry-free byte arithmetic. The path for machines without SSE2 (tested
-/// on all).
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-fn letters64_swar(block: &[u8]) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let mut m = 0u64;
-    for (k, w) in block[..64].chunks_exact(8).enumerate() {
-        let x = u64::from_le_bytes(w.try_into().unwrap_or([0; 8])) | (0x20 * ONES);
-        // Bytes are < 0x80, so adding < 0x80 to each cannot carry into the next byte.
-        let ge_a = x.wrapping_add((0x80 - u64::from(b'a')) * ONES);
-        let gt_z = x.wrapping_add((0x80 - u64::from(b'z') - 1) * ONES);
-        let high = ge_a & !gt_z & (0x80 * ONES);
-        // Gather the eight high bits into one byte.
-        let byte = ((high >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
-        m |= byte << (k * 8);
-    }
-    m
+    for_each_ascii_word(text, |r| table.add_at(text, r.start, r.end));
 }
 
 /// One slot of [`Table`]: a key of at most [`INLINE`] bytes lives in `key` (zero-padded);
@@ -481,18 +408,6 @@ mod tests {
             ascii_words(t, &mut table);
             let expected: BTreeMap<String, String> = expected.into_iter().map(|(k, v)| (k, v.to_string())).collect();
             assert_eq!(counted(&table), expected, "first {cut} bytes");
-        }
-    }
-
-    #[test]
-    fn every_ascii_byte_is_classified_as_is_ascii_alphabetic_does() {
-        for b in 0u8..128 {
-            let mut block = [b' '; 64];
-            block[b as usize % 64] = b;
-            for bits in [letters64(&block), letters64_swar(&block)] {
-                assert_eq!(bits >> (b as usize % 64) & 1 == 1, b.is_ascii_alphabetic(), "byte {b:#x}");
-                assert_eq!(bits.count_ones(), u32::from(b.is_ascii_alphabetic()), "byte {b:#x}");
-            }
         }
     }
 }
