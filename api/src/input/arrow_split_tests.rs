@@ -213,6 +213,16 @@ async fn every_split_reads_the_dictionaries_wherever_they_lie() {
             }
             assert_eq!(got, expect, "delta dictionaries: {delta}, split size {size}");
         }
+        // Cuts that fall anywhere, inside batches and dictionaries.
+        let n = data.len() as u64;
+        for step in [97, n / 3 + 1] {
+            let mut got = Vec::new();
+            for start in (0..n).step_by(step as usize) {
+                let s = Split { url: "u".into(), start, end: (start + step).min(n), object_size: n };
+                got.extend(rows_of(&data, &s).await);
+            }
+            assert_eq!(got, expect, "delta dictionaries: {delta}, byte ranges of {step}");
+        }
     }
 }
 
