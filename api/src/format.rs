@@ -11,7 +11,7 @@
 //! | `text`      | a line (`\n` or `\r\n` ends it)  | yes (Hadoop's line rule); `.gz`/`.zst` objects: no |
 //! | `whole`     | a whole object                   | no                            |
 //! | `fixed:N`   | N bytes                          | yes, at record boundaries     |
-//! | `arrow`     | a row of an Arrow IPC file or stream | no                        |
+//! | `arrow`     | a row of an Arrow IPC file or stream | files by record batch (see [`crate::input::arrow_split`]); streams no |
 //! | `parquet`   | a row of a Parquet file          | by row group (see [`crate::input::parquet_split`]) |
 //!
 //! `auto` picks by name: `.parquet` → parquet; `.arrow`, `.arrows`, `.ipc`, `.feather` →
@@ -85,7 +85,8 @@ pub enum ObjectFormat {
 
 impl ObjectFormat {
     /// Whether the object can be cut into byte ranges without reading it. Parquet objects
-    /// are cut too, but at row groups their footers list ([`crate::listing::split_inputs`]).
+    /// and Arrow IPC files are cut too, but at the row groups or record batches their footers
+    /// list ([`crate::listing::split_inputs`]).
     pub fn splittable(self) -> bool {
         matches!(self, ObjectFormat::Text(None) | ObjectFormat::Fixed(_, None))
     }

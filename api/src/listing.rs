@@ -1,19 +1,20 @@
 //! Listing a job's input objects: the coordinator lists them to cut splits, and a
 //! total-order submission lists them to sample keys, so both see the same objects.
-//! [`split_inputs`] then cuts them: by byte range, or Parquet objects by row group (reading
-//! their footers).
+//! [`split_inputs`] then cuts them: by byte range, Parquet objects by row group and Arrow IPC
+//! files by record batch (reading their footers).
 
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 
 use crate::format::{InputFormat, ObjectFormat};
 use crate::input::InputError;
+use crate::input::arrow_split;
 use crate::input::parquet_split::{self, ReadError};
 use crate::split::{InputObject, Split, compute_splits};
 use crate::{StoreError, StoreUrl};
 
 /// Footers read at once while planning: each may hold up to
-/// [`parquet_split::MAX_FOOTER_BYTES`] in memory.
+/// [`parquet_split::MAX_FOOTER_BYTES`] (or [`arrow_split::MAX_FOOTER_BYTES`]) in memory.
 const FOOTERS_AT_ONCE: usize = 4;
 
 /// Why an input listing was refused.
@@ -29,7 +30,7 @@ pub enum ListError {
     /// Inputs exist but hold no bytes.
     #[error("input is empty: {0}")]
     Empty(String),
-    /// An input object's own layout (a Parquet footer) is invalid.
+    /// An input object's own layout (a Parquet or Arrow IPC footer) is invalid.
     #[error("input {url}: {source}")]
     BadInput {
         /// The object's URL.
@@ -40,8 +41,10 @@ pub enum ListError {
 }
 
 /// Cuts `objects` into splits of about `split_size` bytes, as [`compute_splits`] does,
-/// except that Parquet objects are cut at row groups (see [`parquet_split::plan`]): their
-/// footers are read here, a few at once, and a malformed one refuses the job.
+/// except that Parquet objects are cut at row groups (see [`parquet_split::plan`]) and Arrow
+/// IPC files larger than `split_size` at record batches (see [`arrow_split::plan`]): their
+/// footers are read here, a few at once, and a malformed one refuses the job. An Arrow object
+/// no larger than a split, or a stream (no footer), stays one split read whole, as before.
 pub async fn split_inputs(
     objects: &[InputObject],
     split_size: u64,
@@ -62,7 +65,13 @@ pub async fn split_inputs(
 
 /// The splits of one object (see [`split_inputs`]).
 async fn split_object(o: InputObject, split_size: u64, format: InputFormat) -> Result<Vec<Split>, ListError> {
-    if o.size == 0 || format.resolve(&o.url) != ObjectFormat::Parquet {
+    let of = format.resolve(&o.url);
+    let by_footer = match of {
+        ObjectFormat::Parquet => true,
+        ObjectFormat::Arrow => o.size > split_size,
+        _ => false,
+    };
+    if o.size == 0 || !by_footer {
         return Ok(compute_splits(std::slice::from_ref(&o), split_size, format));
     }
     let url = StoreUrl::parse(&o.url)?;
@@ -72,8 +81,16 @@ async fn split_object(o: InputObject, split_size: u64, format: InputFormat) -> R
         let (store, path, url) = (store.clone(), path.clone(), url.clone());
         async move { store.get_range(&path, r).await.map_err(|e| StoreError::from_store(url.as_str(), e)) }
     };
-    match parquet_split::read_footer(o.size, &get).await {
-        Ok(footer) => Ok(parquet_split::plan(&o.url, &footer, split_size)),
+    let planned = if of == ObjectFormat::Parquet {
+        parquet_split::read_footer(o.size, &get).await.map(|footer| parquet_split::plan(&o.url, &footer, split_size))
+    } else {
+        arrow_split::read_footer(o.size, &get).await.map(|footer| match footer {
+            Some(footer) => arrow_split::plan(&o.url, &footer, split_size),
+            None => compute_splits(std::slice::from_ref(&o), split_size, format),
+        })
+    };
+    match planned {
+        Ok(splits) => Ok(splits),
         Err(ReadError::Store(e)) => Err(ListError::Store(e)),
         Err(ReadError::Input(source)) => Err(ListError::BadInput { url: o.url, source }),
     }

@@ -5,9 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use arrow_array::{Array, BinaryArray, RecordBatch, StringArray};
 use quern_tests::data::{read_output, word_count, write_corpus};
+use quern_tests::faults::Faults;
 use quern_tests::{Mode, TestCluster, ok_stdout};
 
 /// Runs `name` over everything under `input` into `output` (8 KiB splits) to success.
@@ -281,4 +283,151 @@ fn parquet_input_is_split_by_row_group() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("broken.parquet") && stderr.contains("arquet"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+/// Writes `lines` as an Arrow IPC file (or, with `stream`, an IPC stream) with one text
+/// column, `batches` record batches of about equal size.
+fn write_arrow_lines(path: &Path, lines: &[String], batches: usize, stream: bool) {
+    use std::sync::Arc;
+    let batches: Vec<RecordBatch> = lines
+        .chunks(lines.len().div_ceil(batches))
+        .map(|chunk| {
+            let column: arrow_array::ArrayRef = Arc::new(StringArray::from_iter_values(chunk));
+            RecordBatch::try_from_iter([("line", column)]).unwrap()
+        })
+        .collect();
+    let (file, schema) = (std::fs::File::create(path).unwrap(), batches[0].schema());
+    if stream {
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(file, &schema).unwrap();
+        batches.iter().for_each(|b| w.write(b).unwrap());
+        w.finish().unwrap();
+    } else {
+        let mut w = arrow_ipc::writer::FileWriter::try_new(file, &schema).unwrap();
+        batches.iter().for_each(|b| w.write(b).unwrap());
+        w.finish().unwrap();
+    }
+}
+
+#[test]
+fn arrow_files_are_split_by_record_batch() {
+    let c = TestCluster::start(Mode::Processes, 2).unwrap();
+    let text = c.path("text");
+    write_corpus(&text, 1, 60_000, 29).unwrap();
+    // The corpus's lines as Arrow strings (valid UTF-8), and the same lines as text for the
+    // sequential count.
+    let lines: Vec<String> = expected_lines(&text).iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+    let expect = c.path("expect");
+    std::fs::create_dir_all(&expect).unwrap();
+    std::fs::write(expect.join("lines.txt"), lines.join("\n")).unwrap();
+    let words = word_count(&expect);
+    let batches = 9;
+
+    let input = c.path("ipc");
+    std::fs::create_dir_all(&input).unwrap();
+    write_arrow_lines(&input.join("lines.arrow"), &lines, batches, false);
+    let file = std::fs::File::open(input.join("lines.arrow")).unwrap();
+    assert_eq!(arrow_ipc::reader::FileReader::try_new(file, None).unwrap().num_batches(), batches);
+
+    // A split size far below a batch's size: one map task per batch.
+    let out = c.path("wc-by-batch");
+    let s = job_split(&c, "wordcount", &input, &out, "1", &["--reducers", "3"]);
+    assert_eq!(s["maps"]["total"], batches as u64, "one map task per record batch: {s}");
+    assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], lines.len() as u64, "every row read once");
+    assert_eq!(read_output(&out, 3, true), words, "wordcount over batch splits");
+
+    // A split size that holds any three consecutive batches but never four: three batches
+    // per map task. Where the batches lie, from the file's footer as arrow reads it.
+    let data = std::fs::read(input.join("lines.arrow")).unwrap();
+    let n = data.len();
+    let len = arrow_ipc::reader::read_footer_length(data[n - 10..].try_into().unwrap()).unwrap();
+    let footer = arrow_ipc::root_as_footer(&data[n - 10 - len..n - 10]).unwrap();
+    let spans: Vec<(i64, i64)> = footer
+        .recordBatches()
+        .unwrap()
+        .iter()
+        .map(|b| (b.offset(), b.offset() + i64::from(b.metaDataLength()) + b.bodyLength()))
+        .collect();
+    let span = |k: usize| spans.windows(k).map(move |w| w[k - 1].1 - w[0].0);
+    let three = span(3).max().unwrap();
+    assert!(span(4).min().unwrap() > three, "batches of about equal size: {spans:?}");
+    let three = three.to_string();
+    let grouped = c.path("wc-by-three");
+    let s = job_split(&c, "wordcount", &input, &grouped, &three, &["--reducers", "2"]);
+    assert_eq!(s["maps"]["total"], 3, "batches gathered up to the split size: {s}");
+    assert_eq!(read_output(&grouped, 2, true), words);
+
+    // A map-only job keeps the rows in file order across the splits.
+    let back = c.path("back");
+    let s = job_split(&c, "identity", &input, &back, "1", &[]);
+    assert_eq!(s["maps"]["total"], batches as u64);
+    let joined_lines: Vec<u8> = lines.iter().flat_map(|l| l.bytes().chain([b'\n'])).collect();
+    assert!(parts_bytes(&back) == joined_lines, "rows back as lines, in order");
+
+    // A large split size keeps the file one map task, read whole as before.
+    let whole = c.path("wc-whole-file");
+    let s = job_split(&c, "wordcount", &input, &whole, "64MiB", &["--reducers", "2"]);
+    assert_eq!(s["maps"]["total"], 1);
+    assert_eq!(read_output(&whole, 2, true), words);
+
+    // A stream has no footer to cut by: one map task, whatever the split size.
+    let streamed = c.path("stream");
+    std::fs::create_dir_all(&streamed).unwrap();
+    write_arrow_lines(&streamed.join("lines.arrows"), &lines, batches, true);
+    let out = c.path("wc-stream");
+    let s = job_split(&c, "wordcount", &streamed, &out, "1", &["--reducers", "2"]);
+    assert_eq!(s["maps"]["total"], 1, "a stream is one split: {s}");
+    assert_eq!(read_output(&out, 2, true), words);
+
+    // A file whose footer is broken is refused at submission, in one line.
+    let bad = c.path("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let broken = [&b"ARROW1\0\0"[..], &[0xab; 200], b"\x40\0\0\0ARROW1"].concat();
+    std::fs::write(bad.join("broken.arrow"), broken).unwrap();
+    let (bad_arg, bad_out) = (dir_arg(&bad), c.path("bad-out").display().to_string());
+    let args = ["--job", "wordcount", "--input", &bad_arg, "--output", &bad_out, "--split-size", "1", "--wait"];
+    let out = c.cli("submit", &args);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.arrow") && stderr.contains("not a valid arrow file"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn arrow_splits_are_read_back_from_the_workers_caches() {
+    let mut c = TestCluster::start_with(Mode::Processes, 0, &[]).unwrap();
+    for w in 0..2 {
+        let cache = c.path(&format!("cache-{w}")).display().to_string();
+        c.start_worker_with_faults(&["--cache-dir", &cache], &Faults::slow(Duration::from_millis(30))).unwrap();
+    }
+    let text = c.path("text");
+    // Batches larger than the first read of a footer, which would otherwise cache them all.
+    write_corpus(&text, 1, 1_200_000, 31).unwrap();
+    let lines: Vec<String> = expected_lines(&text).iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+    let expect = c.path("expect");
+    std::fs::create_dir_all(&expect).unwrap();
+    std::fs::write(expect.join("lines.txt"), lines.join("\n")).unwrap();
+    let words = word_count(&expect);
+    let input = c.path("ipc");
+    std::fs::create_dir_all(&input).unwrap();
+    write_arrow_lines(&input.join("lines.arrow"), &lines, 6, false);
+
+    let first = c.path("first");
+    let s = job_split(&c, "wordcount", &input, &first, "64KiB", &["--reducers", "2"]);
+    assert_eq!(s["maps"]["total"], 6);
+    assert_eq!(s["counters"]["CACHE_BYTES_READ"].as_u64().unwrap_or(0), 0, "nothing cached yet");
+    // Bounded wait until the workers' heartbeats have reported the splits they cached.
+    let reported = quern_tests::eventually(Duration::from_secs(10), || {
+        let ws = c.workers_json();
+        let ranges: u64 =
+            ws.as_array().map(|a| a.iter().map(|w| w["cached_ranges"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
+        ranges >= 6
+    });
+    assert!(reported, "{}", c.workers_json());
+    let second = c.path("second");
+    let s = job_split(&c, "wordcount", &input, &second, "64KiB", &["--reducers", "2"]);
+    // Every split is cached whole (as its own byte range) somewhere, so the first task a
+    // worker gets is one it caches.
+    assert!(s["counters"]["CACHE_BYTES_READ"].as_u64().unwrap_or(0) > 0, "{s}");
+    assert_eq!(s["counters"]["MAP_INPUT_RECORDS"], lines.len() as u64);
+    assert_eq!(read_output(&second, 2, true), words);
 }

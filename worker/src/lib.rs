@@ -18,6 +18,7 @@
 //! call it.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod arrow_read;
 pub mod blob;
 pub mod cache;
 pub mod error;

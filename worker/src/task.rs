@@ -29,7 +29,7 @@ use crate::output::{PartSink, encode};
 use crate::reduce::reduce_runs;
 use crate::shuffle::{ShuffleError, checksum};
 use crate::spill::TaskMemory;
-use quern_api::input::{Input, InputLimits, SplitData, parquet_split};
+use quern_api::input::{Input, InputLimits, SplitData, arrow_split, parquet_split};
 use tempfile::TempDir;
 
 /// Runs `f` on the rayon pool and awaits it; a panic becomes [`TaskError::User`].
@@ -218,13 +218,13 @@ async fn run_attempt(
     }
 }
 
-fn url(s: &str) -> Result<(StoreUrl, Arc<dyn ObjectStore>), TaskError> {
+pub(crate) fn url(s: &str) -> Result<(StoreUrl, Arc<dyn ObjectStore>), TaskError> {
     let u = StoreUrl::parse(s).map_err(|e| TaskError::Config(e.to_string()))?;
     let store = u.store().map_err(TaskError::Store)?;
     Ok((u, store))
 }
 
-async fn get_range(
+pub(crate) async fn get_range(
     store: &Arc<dyn ObjectStore>,
     u: &StoreUrl,
     range: std::ops::Range<u64>,
@@ -357,6 +357,9 @@ async fn read_split(
     }
     if format == ObjectFormat::Parquet {
         return read_parquet_split(env, split).await;
+    }
+    if format == ObjectFormat::Arrow && arrow_split::reads_in_parts(split.start, split.end, split.object_size) {
+        return crate::arrow_read::read_arrow_split(env, split).await;
     }
     // Splits come from the coordinator, but their sizes from whoever submitted the job.
     let limits = InputLimits::DEFAULT;

@@ -22,9 +22,11 @@ use arrow_schema::ArrowError;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+pub mod arrow_split;
 pub mod decompress;
 mod error;
 pub mod parquet_split;
+mod ranged;
 
 pub use error::InputError;
 
@@ -86,6 +88,8 @@ pub enum SplitData {
     Bytes(Bytes),
     /// A Parquet split: the object's footer and the bytes of the row groups it owns.
     Parquet(parquet_split::ParquetPart),
+    /// Part of an Arrow IPC file: its schema, dictionaries and the record batches it owns.
+    Arrow(arrow_split::ArrowPart),
 }
 
 impl SplitData {
@@ -94,6 +98,7 @@ impl SplitData {
         match self {
             SplitData::Bytes(b) => b.len() as u64,
             SplitData::Parquet(p) => p.bytes_read(),
+            SplitData::Arrow(p) => p.bytes_read(),
         }
     }
 }
@@ -214,11 +219,12 @@ impl Input {
     }
 
     /// Decodes what a map task read for split `[start, end)`: bytes as for
-    /// [`Input::decode`], or a Parquet split's own row groups.
+    /// [`Input::decode`], a Parquet split's own row groups, or an Arrow split's own batches.
     pub fn decode_split(format: ObjectFormat, data: SplitData, start: u64, end: u64) -> Result<Input, InputError> {
         match data {
             SplitData::Bytes(data) => Input::decode(format, data, start, end),
             SplitData::Parquet(part) => parquet_split::decode(part, &InputLimits::DEFAULT),
+            SplitData::Arrow(part) => arrow_split::decode(part, &InputLimits::DEFAULT),
         }
     }
 

@@ -21,6 +21,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 
+pub use super::ranged::ReadError;
 use super::{InputError, InputLimits};
 use crate::StoreError;
 use crate::split::Split;
@@ -40,17 +41,6 @@ const TAIL: u64 = 8;
 
 /// The leading magic `PAR1`.
 const HEAD: u64 = 4;
-
-/// Why a split's bytes could not be read: the store failed, or the object is not valid.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The object is not valid Parquet, or past a limit.
-    #[error(transparent)]
-    Input(#[from] InputError),
-}
 
 /// One row group's place in the object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,12 +119,7 @@ where
     F: Fn(Range<u64>) -> Fut,
     Fut: Future<Output = Result<Bytes, StoreError>>,
 {
-    let want = range.end - range.start;
-    let got = get(range).await?;
-    if got.len() as u64 != want {
-        return Err(malformed(format!("a read of {want} bytes returned {}: the object changed", got.len())).into());
-    }
-    Ok(got)
+    super::ranged::fetch(get, range, "parquet").await
 }
 
 /// Where each row group lies, checked to be within the data (between the leading magic and
@@ -178,25 +163,7 @@ fn spans(metadata: &ParquetMetaData, data_end: u64) -> Result<Vec<RowGroupSpan>,
 /// where its first group starts (the first at 0) and ends where the next split starts (the
 /// last at the object's end), so the splits cover the object once.
 pub fn plan(url: &str, footer: &Footer, split_size: u64) -> Vec<Split> {
-    let split_size = split_size.max(1);
-    let mut cuts = vec![0u64];
-    let mut open: Option<u64> = None;
-    for g in &footer.groups {
-        match open {
-            Some(from) if g.end.saturating_sub(from) <= split_size => {}
-            Some(_) => {
-                cuts.push(g.start);
-                open = Some(g.start);
-            }
-            None => open = Some(g.start),
-        }
-    }
-    cuts.dedup();
-    cuts.push(footer.size);
-    cuts.windows(2)
-        .filter(|w| w[1] > w[0])
-        .map(|w| Split { url: url.to_string(), start: w[0], end: w[1], object_size: footer.size })
-        .collect()
+    super::ranged::cut(url, footer.size, footer.groups.iter().map(|g| (g.start, g.end)), split_size)
 }
 
 /// What a map task read for a Parquet split: the footer and the bytes of its row groups.
