@@ -30,7 +30,12 @@ pub fn status_text(s: &pb::JobStatus) -> String {
     out.push_str(&format!("job       {}\n", s.id));
     out.push_str(&format!("name      {}\n", s.job));
     out.push_str(&format!("state     {}\n", state_name(s.state)));
-    if s.stages > 0 {
+    if s.running_stages.len() > 1 {
+        // Independent stages of a DAG pipeline running side by side.
+        let stages: Vec<String> = s.running_stages.iter().map(u32::to_string).collect();
+        let jobs = s.running_stage_jobs.join(", ");
+        out.push_str(&format!("stages    {} of {} running ({jobs})\n", stages.join(","), s.stages));
+    } else if s.stages > 0 {
         out.push_str(&format!("stage     {}/{} ({})\n", s.stage, s.stages, s.stage_job));
     }
     out.push_str(&format!("maps      {}\n", frac(s.maps)));
