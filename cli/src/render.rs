@@ -85,3 +85,20 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
 pub fn write_err(args: std::fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_fmt(args);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipeline_shows_its_running_stage_or_the_branches_running_side_by_side() {
+        let mut s = pb::JobStatus { stage: 2, stages: 3, stage_job: "topn".into(), ..Default::default() };
+        s.running_stages = vec![2];
+        s.running_stage_jobs = vec!["topn".into()];
+        assert!(status_text(&s).contains("stage     2/3 (topn)\n"));
+        s.running_stages = vec![1, 2];
+        s.running_stage_jobs = vec!["wordcount".into(), "indexer".into()];
+        assert!(status_text(&s).contains("stages    1,2 of 3 running (wordcount, indexer)\n"), "{}", status_text(&s));
+        assert!(!status_text(&pb::JobStatus::default()).contains("stage"));
+    }
+}
