@@ -8,9 +8,11 @@ use crate::job::{Job, JobState};
 use crate::journal::Record;
 
 impl Core {
-    /// Rebuilds state from a journal: jobs, committed tasks, lost outputs, commits and ends.
-    /// Returns the I/O to resume: `_SUCCESS` for jobs that were committing. Running attempts
-    /// were not journalled; their tasks are pending again.
+    /// Rebuilds state from a journal: jobs, stage starts, committed tasks, lost outputs,
+    /// commits and ends. Returns the I/O to resume: `_SUCCESS` for jobs that were committing,
+    /// and the start of every pipeline stage that may start but had not (its input was being
+    /// listed). Running attempts were not journalled; their tasks are pending again, in every
+    /// stage that was running.
     pub fn replay(&mut self, records: Vec<Record>) -> Vec<Action> {
         for r in records {
             match r {
