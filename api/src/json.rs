@@ -44,6 +44,8 @@ pub fn status_json(s: &pb::JobStatus) -> Value {
         "stage": s.stage,
         "stages": s.stages,
         "stage_job": s.stage_job,
+        "running_stages": s.running_stages,
+        "running_stage_jobs": s.running_stage_jobs,
         "input_format": s.input_format,
         "output_format": s.output_format,
         "generate_rows": s.generate_rows,
@@ -64,6 +66,6 @@ pub fn task_json(t: &pb::TaskInfo) -> Value {
     let kind = if t.kind == pb::TaskKind::Map as i32 { "map" } else { "reduce" };
     json!({
         "kind": kind, "index": t.index, "state": t.state, "attempts": t.attempts,
-        "workers": t.workers, "error": t.error, "locality": t.locality,
+        "workers": t.workers, "error": t.error, "locality": t.locality, "stage": t.stage,
     })
 }

@@ -281,8 +281,10 @@ pub async fn tasks(a: JobArgs) -> Result<()> {
     } else {
         for t in &ts {
             let v = render::task_json(t);
+            // A pipeline's running stages may each have a task of one kind and index.
+            let stage = if t.stage > 0 { format!(" stage={}", t.stage) } else { String::new() };
             println!(
-                "{:<6} {:>5}  {:<9} attempts={} {}",
+                "{:<6} {:>5}  {:<9} attempts={}{stage} {}",
                 v["kind"].as_str().unwrap_or(""),
                 t.index,
                 t.state,

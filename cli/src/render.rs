@@ -30,7 +30,12 @@ pub fn status_text(s: &pb::JobStatus) -> String {
     out.push_str(&format!("job       {}\n", s.id));
     out.push_str(&format!("name      {}\n", s.job));
     out.push_str(&format!("state     {}\n", state_name(s.state)));
-    if s.stages > 0 {
+    if s.running_stages.len() > 1 {
+        // Independent stages of a DAG pipeline running side by side.
+        let stages: Vec<String> = s.running_stages.iter().map(u32::to_string).collect();
+        let jobs = s.running_stage_jobs.join(", ");
+        out.push_str(&format!("stages    {} of {} running ({jobs})\n", stages.join(","), s.stages));
+    } else if s.stages > 0 {
         out.push_str(&format!("stage     {}/{} ({})\n", s.stage, s.stages, s.stage_job));
     }
     out.push_str(&format!("maps      {}\n", frac(s.maps)));
@@ -79,4 +84,21 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
 /// to its normal exit status.
 pub fn write_err(args: std::fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipeline_shows_its_running_stage_or_the_branches_running_side_by_side() {
+        let mut s = pb::JobStatus { stage: 2, stages: 3, stage_job: "topn".into(), ..Default::default() };
+        s.running_stages = vec![2];
+        s.running_stage_jobs = vec!["topn".into()];
+        assert!(status_text(&s).contains("stage     2/3 (topn)\n"));
+        s.running_stages = vec![1, 2];
+        s.running_stage_jobs = vec!["wordcount".into(), "indexer".into()];
+        assert!(status_text(&s).contains("stages    1,2 of 3 running (wordcount, indexer)\n"), "{}", status_text(&s));
+        assert!(!status_text(&pb::JobStatus::default()).contains("stage"));
+    }
 }

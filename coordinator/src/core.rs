@@ -184,38 +184,38 @@ pub enum Action {
     },
     /// Delete one object (output of an attempt whose result was not taken).
     Delete(StoreUrl),
-    /// A pipeline stage is done: delete its temporary directory, list its output `input`,
-    /// and call [`Core::advance`] with the splits (or [`Core::advance_failed`]).
-    AdvanceStage {
+    /// A pipeline stage may start (its inputs are the job's input or finished stages): list
+    /// what it reads, split it, and call [`Core::start_stage`] with the splits (or
+    /// [`Core::start_stage_failed`]).
+    StartStage {
         /// The job.
         job: JobId,
-        /// The finished stage's output.
-        input: StoreUrl,
-        /// Directories the next stage reads (the finished stage's output, for a chain).
-        next_inputs: Vec<StoreUrl>,
-        /// Objects of the job's input the next stage reads, as listed at submit.
-        next_objects: Vec<quern_api::split::InputObject>,
-        /// The finished stage's temporary directory.
-        temporary: StoreUrl,
-        /// Split size for the next stage.
+        /// The stage to start.
+        stage: usize,
+        /// Directories of earlier stages' output it reads.
+        inputs: Vec<StoreUrl>,
+        /// Objects of the job's input it reads, as listed at submit.
+        objects: Vec<quern_api::split::InputObject>,
+        /// Split size.
         split_size: u64,
-        /// The next stage's input format.
+        /// Its input format.
         input_format: InputFormat,
+    },
+    /// A pipeline stage finished: delete its part attempts' temporary directory (nothing
+    /// reads it; the job's cleanup would delete it at the end anyway).
+    ClearStage {
+        /// The job.
+        job: JobId,
+        /// The stage's output directory.
+        output: StoreUrl,
+        /// Its temporary directory under `output`.
+        temporary: StoreUrl,
     },
 }
 
-/// The action that starts the next stage of pipeline `job`, whose running stage is done.
-fn advance_stage(job: &Job) -> Action {
-    let (next_inputs, next_objects) = job.next_inputs();
-    Action::AdvanceStage {
-        job: job.id().clone(),
-        input: job.spec().output.clone(),
-        temporary: job.temporary_dir(),
-        split_size: job.spec().split_size,
-        input_format: job.next_input_format(),
-        next_inputs,
-        next_objects,
-    }
+/// The action that writes `_SUCCESS` of `job`, whose every part is committed.
+fn write_success(job: &Job) -> Action {
+    Action::WriteSuccess { job: job.id().clone(), output: job.user_output().clone(), temporary: job.temporary_dir() }
 }
 
 /// The current time: monotonic for timeouts, wall-clock for what users see.
@@ -296,88 +296,6 @@ impl Core {
     /// Takes the records to journal, in decision order.
     pub fn take_journal(&mut self) -> Vec<Record> {
         std::mem::take(&mut self.journal)
-    }
-
-    /// Rebuilds state from a journal: jobs, committed tasks, lost outputs, commits and ends.
-    /// Returns the I/O to resume: `_SUCCESS` for jobs that were committing. Running attempts
-    /// were not journalled; their tasks are pending again.
-    pub fn replay(&mut self, records: Vec<Record>) -> Vec<Action> {
-        for r in records {
-            match r {
-                Record::JobSubmitted { id, seq, spec, splits, submitted_ms } => {
-                    let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
-                    self.next_job = self.next_job.max(seq + 1);
-                    let job = Job::new(id.clone(), seq, *spec, splits, scratch, self.cfg.epoch_ms, submitted_ms);
-                    self.jobs.insert(id, job);
-                }
-                Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, level } => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
-                        j.with_task(kind, index, |t| t.restore(attempt, worker, output, Counters::from(counters)));
-                        if kind == TaskKind::Map {
-                            j.set_level(index, level);
-                        }
-                    }
-                }
-                Record::StageStarted { job, splits } => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
-                        j.advance(splits);
-                    }
-                }
-                Record::MapOutputLost { job, index, attempt } => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
-                        j.with_task(TaskKind::Map, index, |t| t.output_lost(attempt));
-                    }
-                }
-                Record::JobCommitting { job } => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
-                        j.restore_committing();
-                    }
-                }
-                Record::JobEnded { job, outcome, finished_ms } => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
-                        j.restore_end(outcome, finished_ms);
-                    }
-                }
-                Record::JobCleaned { job } => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
-                        j.mark_cleaned();
-                    }
-                }
-            }
-        }
-        let mut actions = Vec::new();
-        for job in self.jobs.values_mut() {
-            if job.is_running() && job.stage_finished() {
-                actions.push(advance_stage(job));
-                continue;
-            }
-            if job.begin_commit() {
-                self.journal.push(Record::JobCommitting { job: job.id().clone() });
-            }
-            if *job.state() == JobState::Committing {
-                actions.push(Action::WriteSuccess {
-                    job: job.id().clone(),
-                    output: job.spec().output.clone(),
-                    temporary: job.temporary_dir(),
-                });
-            }
-        }
-        actions
-    }
-
-    /// Starts the next stage of pipeline job `id` over `splits` of the finished stage's output.
-    pub fn advance(&mut self, id: &JobId, splits: Vec<Split>) {
-        let Some(job) = self.jobs.get_mut(id) else { return };
-        if !job.is_running() || !job.stage_finished() {
-            return;
-        }
-        self.journal.push(Record::StageStarted { job: id.clone(), splits: splits.clone() });
-        job.advance(splits);
-    }
-
-    /// The next stage could not start (its input could not be listed).
-    pub fn advance_failed(&mut self, id: &JobId, error: String, now_ms: u64) -> Vec<Action> {
-        self.end_job(id, Unsuccessful::Failed(error), now_ms)
     }
 
     /// I/O decided where no actions could be returned, in decision order.
@@ -495,7 +413,8 @@ impl Core {
             .filter(|a| !listed.contains(a))
             .filter(|a| {
                 let since = self.jobs.get(&a.task.job).and_then(|j| {
-                    j.tasks(a.task.kind)
+                    j.run_of(a.attempt)?
+                        .tasks(a.task.kind)
                         .get(a.task.index as usize)?
                         .live_attempts()
                         .iter()
@@ -539,9 +458,14 @@ impl Core {
     pub fn fail_unrunnable(&mut self, now: Now) -> Vec<Action> {
         let mut doomed = Vec::new();
         for job in self.jobs.values_mut().filter(|j| j.is_running()) {
-            let runnable = self.classes.keys().any(|jobs| jobs.contains(&job.spec().name));
-            if job.unrunnable_for(runnable, now.at, self.cfg.job_wait) {
-                doomed.push((job.id().clone(), job.spec().name.clone()));
+            // Every running stage needs a worker that runs its job.
+            let missing = job
+                .runs()
+                .iter()
+                .map(|r| r.spec().name.clone())
+                .find(|name| !self.classes.keys().any(|jobs| jobs.contains(name)));
+            if job.unrunnable_for(missing.is_none(), now.at, self.cfg.job_wait) {
+                doomed.push((job.id().clone(), missing.unwrap_or_default()));
             }
         }
         let mut actions = Vec::new();
@@ -556,8 +480,8 @@ impl Core {
     /// Progress counts of `worker`'s attempts, from a heartbeat.
     pub fn progressed(&mut self, worker: &WorkerId, progress: &[(AttemptId, u64)], now: Now) {
         for (a, steps) in progress {
-            if let Some(job) = self.jobs.get_mut(&a.task.job) {
-                job.with_task(a.task.kind, a.task.index, |t| t.progressed(a.attempt, worker, *steps, now.at));
+            if let Some(run) = self.jobs.get_mut(&a.task.job).and_then(|j| j.run_of_mut(a.attempt)) {
+                run.with_task(a.task.kind, a.task.index, |t| t.progressed(a.attempt, worker, *steps, now.at));
             }
         }
     }
@@ -569,8 +493,8 @@ impl Core {
         let timeout = self.cfg.task_timeout;
         let mut stalled = Vec::new();
         for job in self.jobs.values().filter(|j| j.is_running()) {
-            for kind in [TaskKind::Map, TaskKind::Reduce] {
-                for (i, t) in job.tasks(kind).iter().enumerate() {
+            for (run, kind) in job.runs().iter().flat_map(|r| [(r, TaskKind::Map), (r, TaskKind::Reduce)]) {
+                for (i, t) in run.tasks(kind).iter().enumerate() {
                     for (attempt, worker) in t.stalled(timeout, now.at) {
                         let task = TaskId { job: job.id().clone(), kind, index: i as u32 };
                         stalled.push((AttemptId { task, attempt }, worker));
@@ -623,8 +547,8 @@ impl Core {
         }
         tracing::warn!(worker = %id, running = w.running.len(), "worker lost");
         for a in &w.running {
-            if let Some(job) = self.jobs.get_mut(&a.task.job) {
-                job.with_task(a.task.kind, a.task.index, |t| t.worker_lost(id));
+            if let Some(run) = self.jobs.get_mut(&a.task.job).and_then(|j| j.run_of_mut(a.attempt)) {
+                run.with_task(a.task.kind, a.task.index, |t| t.worker_lost(id));
             }
         }
     }
@@ -638,20 +562,21 @@ impl Core {
         if !job.is_running() {
             return Err("job is not running");
         }
-        let kind = job.final_kind();
+        let run = job.run_of_mut(attempt.attempt).ok_or("stage is not running")?;
+        let kind = run.final_kind();
         if attempt.task.kind != kind {
             return Err("only attempts that write parts commit");
         }
         let (idx, n) = (attempt.task.index, attempt.attempt);
-        job.with_task(kind, idx, |t| t.request_commit(n, worker)).ok_or("unknown task")??;
-        Ok(Promotion { temp: job.temp_part_url(idx, n), part: job.part_url(idx) })
+        run.with_task(kind, idx, |t| t.request_commit(n, worker)).ok_or("unknown task")??;
+        Ok(Promotion { temp: run.temp_part_url(idx, n), part: run.part_url(idx) })
     }
 
     /// The store has answered the commit of `attempt` (its part is visible, or it is not):
     /// other attempts of its task may be granted the commit again.
     pub fn commit_done(&mut self, attempt: &AttemptId) {
-        if let Some(job) = self.jobs.get_mut(&attempt.task.job) {
-            job.with_task(attempt.task.kind, attempt.task.index, |t| t.published(attempt.attempt));
+        if let Some(run) = self.jobs.get_mut(&attempt.task.job).and_then(|j| j.run_of_mut(attempt.attempt)) {
+            run.with_task(attempt.task.kind, attempt.task.index, |t| t.published(attempt.attempt));
         }
     }
 
@@ -662,16 +587,17 @@ impl Core {
         if !job.is_running() {
             return Err("job is not running");
         }
-        let kind = job.final_kind();
+        let run = job.run_of(attempt.attempt).ok_or("stage is not running")?;
+        let kind = run.final_kind();
         if attempt.task.kind != kind {
             return Err("only attempts that write parts upload them");
         }
         let (idx, n) = (attempt.task.index, attempt.attempt);
-        let task = job.tasks(kind).get(idx as usize).ok_or("unknown task")?;
+        let task = run.tasks(kind).get(idx as usize).ok_or("unknown task")?;
         if !task.holds(n, worker) {
             return Err("attempt is not live");
         }
-        Ok(PartUpload { part: job.part_url(idx), marker: job.upload_marker_url(idx, n) })
+        Ok(PartUpload { part: run.part_url(idx), marker: run.upload_marker_url(idx, n) })
     }
 
     // ------------------------------------------------------------------ jobs
@@ -690,6 +616,10 @@ impl Core {
             submitted_ms: now_ms,
         });
         self.jobs.insert(id.clone(), Job::new(id.clone(), seq, spec, splits, scratch, self.cfg.epoch_ms, now_ms));
+        // Pipeline stages that read only the job's input start beside stage 0: the shell
+        // takes their starts with [`Core::take_actions`].
+        let started = self.stages_moved(&id);
+        self.later.extend(started);
         id
     }
 
@@ -765,7 +695,9 @@ fn humanize(d: Duration) -> String {
 
 mod poll;
 mod preempt;
+mod replay;
 mod report;
+mod stages;
 
 pub use report::{OutputKeptLost, StoreHint};
 
@@ -784,3 +716,7 @@ mod placement_tests;
 #[cfg(test)]
 #[path = "core_preempt_tests.rs"]
 mod preempt_tests;
+
+#[cfg(test)]
+#[path = "core_dag_tests.rs"]
+mod dag_tests;

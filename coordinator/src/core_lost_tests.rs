@@ -10,7 +10,7 @@ use crate::job::JobState;
 /// Hands out the reduce of a one-reducer job and has it report map `index`'s current
 /// output lost; returns the actions.
 fn lose_map_output(c: &mut Core, w: &WorkerId, job: &JobId, index: u32, clock: &Clock) -> Vec<Action> {
-    let current = c.job(job).unwrap().tasks(TaskKind::Map)[index as usize].output_attempt().unwrap();
+    let current = c.job(job).unwrap().runs()[0].tasks(TaskKind::Map)[index as usize].output_attempt().unwrap();
     let r = c.poll(w, 1, clock.now()).unwrap().pop().unwrap();
     assert_eq!(attempt_of(&r).task.kind, TaskKind::Reduce);
     let lost_map = Some(LostMap { index, attempt: current });
@@ -52,7 +52,7 @@ fn the_max_attempts_th_loss_of_one_map_s_output_fails_the_job_naming_the_store()
         ),
         s => panic!("{s:?}"),
     }
-    assert_eq!(job.tasks(TaskKind::Reduce)[0].failures, 0, "the reducer was never at fault");
+    assert_eq!(job.runs()[0].tasks(TaskKind::Reduce)[0].failures, 0, "the reducer was never at fault");
     assert!(c.poll(&w, 1, clock.now()).unwrap().is_empty(), "nothing runs again");
 }
 
@@ -65,18 +65,18 @@ fn losses_are_counted_per_map_and_a_job_below_the_bound_still_succeeds() {
     // Three losses of each map: six in all, but no map reaches four.
     for _ in 0..3 {
         for index in 0..2 {
-            while !c.job(&id).unwrap().maps_complete() {
+            while !c.job(&id).unwrap().runs()[0].maps_complete() {
                 run_one(&mut c, &w, &clock, 1);
             }
             lose_map_output(&mut c, &w, &id, index, &clock);
         }
     }
-    while !c.job(&id).unwrap().maps_complete() {
+    while !c.job(&id).unwrap().runs()[0].maps_complete() {
         run_one(&mut c, &w, &clock, 1);
     }
     let actions = run_one(&mut c, &w, &clock, 1);
     assert!(matches!(&actions[..], [Action::WriteSuccess { .. }]), "{actions:?}");
-    let maps = c.job(&id).unwrap().tasks(TaskKind::Map);
+    let maps = c.job(&id).unwrap().runs()[0].tasks(TaskKind::Map);
     assert_eq!((maps[0].outputs_lost, maps[1].outputs_lost), (3, 3));
 }
 
@@ -95,7 +95,7 @@ fn the_count_survives_a_coordinator_restart_and_the_hint_follows_the_store() {
     let mut b = file_core();
     b.cfg.store = a.cfg.store.clone();
     b.replay(a.take_journal());
-    assert_eq!(b.job(&id).unwrap().tasks(TaskKind::Map)[0].outputs_lost, 3, "replayed");
+    assert_eq!(b.job(&id).unwrap().runs()[0].tasks(TaskKind::Map)[0].outputs_lost, 3, "replayed");
     let w2 = worker(&mut b, &clock);
     lose_map_output(&mut b, &w2, &id, 0, &clock);
     match b.job(&id).unwrap().state() {

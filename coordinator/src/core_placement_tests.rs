@@ -70,7 +70,7 @@ fn delay_scheduling_waits_for_a_node_local_slot_then_a_rack_local_one_then_takes
     clock.advance(Duration::from_millis(1));
     assert!(poll_map(&mut c, &w_c, &clock).is_some(), "after both waits any slot will do");
     let job = c.job(&id).unwrap();
-    let running: Vec<_> = (0..2).map(|i| job.tasks(TaskKind::Map)[i].attempts).collect();
+    let running: Vec<_> = (0..2).map(|i| job.runs()[0].tasks(TaskKind::Map)[i].attempts).collect();
     assert_eq!(running, [1, 1], "each split started once");
 }
 
@@ -84,7 +84,7 @@ fn a_node_local_launch_ends_the_wait_and_the_next_wait_starts_from_zero() {
     assert_eq!(poll_map(&mut c, &b, &clock), None);
     clock.advance(Duration::from_millis(900));
     assert_eq!(poll_map(&mut c, &a, &clock), Some(0), "a takes its own split");
-    assert_eq!(c.job(&id).unwrap().waiting_since(), None, "a node-local launch ends the wait");
+    assert_eq!(c.job(&id).unwrap().runs()[0].waiting_since(), None, "a node-local launch ends the wait");
     clock.advance(Duration::from_millis(500));
     // 1.4 s since the first pass, but only now does a new wait start.
     assert_eq!(poll_map(&mut c, &b, &clock), None);
@@ -121,7 +121,7 @@ fn every_map_is_counted_once_at_the_level_it_ran() {
     c.report(&w_c, &attempt_of(&last), map_ok(&last, 1), clock.now()).0.unwrap();
     let job = c.job(&id).unwrap();
     assert_eq!(job.locality(), (1, 1, 2), "one node-local, one rack-local, two remote (one without a home)");
-    assert_eq!(job.map_level(0), Some(Level::NodeLocal));
+    assert_eq!(job.runs()[0].map_level(0), Some(Level::NodeLocal));
 }
 
 /// A core whose free slots go by `policy`, with two one-slot workers; a big low-priority
@@ -165,7 +165,10 @@ fn under_fair_sharing_a_later_high_priority_job_gets_the_first_freed_slot_and_ke
     finish(&mut c, &w1, &clock);
     run_one(&mut c, &w1, &clock, 1);
     assert_eq!(c.job(&small).unwrap().state(), &JobState::Committing, "the small job is done");
-    assert!(!c.job(&big).unwrap().pending(TaskKind::Map).is_empty(), "while the big one still has maps to run");
+    assert!(
+        !c.job(&big).unwrap().runs()[0].pending(TaskKind::Map).is_empty(),
+        "while the big one still has maps to run"
+    );
 }
 
 #[test]
@@ -200,7 +203,7 @@ fn a_cached_split_waits_for_the_worker_that_caches_it_and_runs_there_node_local(
     clock.advance(Duration::from_millis(500));
     assert_eq!(poll_map(&mut c, &w_c, &clock), Some(0));
     finish(&mut c, &w_c, &clock);
-    assert_eq!(c.job(&id).unwrap().map_level(0), Some(Level::NodeLocal), "a cache hit counts as node-local");
+    assert_eq!(c.job(&id).unwrap().runs()[0].map_level(0), Some(Level::NodeLocal), "a cache hit counts as node-local");
 }
 
 #[test]
@@ -215,8 +218,8 @@ fn a_freed_slot_gets_the_reduce_whose_partition_its_cache_holds_most_of() {
     let out = Outcome::Succeeded { counters: Counters::new(), segments: Some(segments) };
     c.report(&w1, &attempt_of(&a), out, clock.now()).0.unwrap();
     let job = c.job(&id).unwrap();
-    let url = match &job.tasks(TaskKind::Map)[0].state {
-        crate::task::TaskState::Succeeded { output: Some(o), .. } => job.shuffle_url_of(0, o),
+    let url = match &job.runs()[0].tasks(TaskKind::Map)[0].state {
+        crate::task::TaskState::Succeeded { output: Some(o), .. } => job.runs()[0].shuffle_url_of(0, o),
         s => panic!("{s:?}"),
     };
     c.set_cached(&w2, vec![CachedRange { url, start: 0, end: 550 }]);

@@ -65,9 +65,9 @@ fn a_job_starved_past_the_wait_takes_exactly_its_deficit_from_the_youngest_attem
     assert_eq!(cancelled, started[2..].iter().cloned().collect::<BTreeSet<_>>());
     let job = c.job(&a).unwrap();
     assert_eq!(job.running(), 2, "A keeps its own share");
-    assert_eq!(job.pending(TaskKind::Map).len(), 8, "the preempted tasks are pending again");
+    assert_eq!(job.runs()[0].pending(TaskKind::Map).len(), 8, "the preempted tasks are pending again");
     assert_eq!(job.counters().get(quern_api::counters::names::PREEMPTED_ATTEMPTS), 2);
-    for t in job.tasks(TaskKind::Map) {
+    for t in job.runs()[0].tasks(TaskKind::Map) {
         assert_eq!((t.failures, t.excused), (0, 0), "a preemption is no failure");
         assert!(t.failed_on.is_empty(), "nor held against its worker");
     }

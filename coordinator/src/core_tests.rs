@@ -193,8 +193,8 @@ fn a_finished_map_of_a_lost_worker_is_not_run_again() {
     c.tick(clock.now());
     run_one(&mut c, &w2, &clock, 1);
     let job = c.job(&id).unwrap();
-    assert!(job.maps_complete());
-    assert_eq!(job.tasks(TaskKind::Map).iter().map(|t| t.attempts).sum::<u32>(), 2);
+    assert!(job.runs()[0].maps_complete());
+    assert_eq!(job.runs()[0].tasks(TaskKind::Map).iter().map(|t| t.attempts).sum::<u32>(), 2);
 }
 
 #[test]
@@ -225,14 +225,14 @@ fn lost_map_output_reruns_the_map_without_counting_against_the_reducer() {
     let id = c.submit(spec("memory:///out/", 1, 0), splits(1), 1);
     run_one(&mut c, &w, &clock, 1);
     let r = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
-    let first = match &c.job(&id).unwrap().tasks(TaskKind::Map)[0].state {
+    let first = match &c.job(&id).unwrap().runs()[0].tasks(TaskKind::Map)[0].state {
         crate::task::TaskState::Succeeded { output: Some(o), .. } => o.clone(),
         s => panic!("{s:?}"),
     };
     let lost_map = Some(LostMap { index: 0, attempt: first.attempt });
     let lost = Outcome::Failed { kind: FailureKind::MapOutputLost, message: "crc".into(), lost_map };
     let (_, actions) = c.report(&w, &attempt_of(&r), lost, clock.now());
-    let bad = c.job(&id).unwrap().shuffle_url_of(0, &first);
+    let bad = c.job(&id).unwrap().runs()[0].shuffle_url_of(0, &first);
     assert_eq!(actions, vec![Action::Delete(bad)], "the bad output, named by the coordinator, is deleted");
     let next = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
     assert_eq!(attempt_of(&next).task.kind, TaskKind::Map);
@@ -243,9 +243,9 @@ fn lost_map_output_reruns_the_map_without_counting_against_the_reducer() {
     let r2 = c.poll(&w2, 1, clock.now()).unwrap().pop().unwrap();
     let again = Outcome::Failed { kind: FailureKind::MapOutputLost, message: "crc".into(), lost_map };
     c.report(&w2, &attempt_of(&r2), again, clock.now()).0.unwrap();
-    assert!(c.job(&id).unwrap().maps_complete(), "the new output stands");
+    assert!(c.job(&id).unwrap().runs()[0].maps_complete(), "the new output stands");
     let job = c.job(&id).unwrap();
-    assert_eq!(job.tasks(TaskKind::Reduce)[0].failures, 0);
+    assert_eq!(job.runs()[0].tasks(TaskKind::Reduce)[0].failures, 0);
     // The lost run's counters are gone with it: the map's records count once.
     assert_eq!(job.counters().get("MAP_INPUT_RECORDS"), 10);
     run_one(&mut c, &w, &clock, 1);
@@ -406,14 +406,14 @@ fn a_reduce_goes_to_the_worker_caching_most_of_its_partition() {
         c.report(&w, &attempt_of(&a), out, clock.now()).0.unwrap();
     }
     let job = c.job(&id).unwrap();
-    let url0 = match &job.tasks(TaskKind::Map)[0].state {
-        crate::task::TaskState::Succeeded { output: Some(o), .. } => job.shuffle_url_of(0, o),
+    let url0 = match &job.runs()[0].tasks(TaskKind::Map)[0].state {
+        crate::task::TaskState::Succeeded { output: Some(o), .. } => job.runs()[0].shuffle_url_of(0, o),
         s => panic!("{s:?}"),
     };
     let cached = vec![crate::convert::CachedRange { url: url0, start: 0, end: 550 }];
-    assert_eq!(job.best_reduce_for(0..3, &cached), Some(1), "partition 1 has 500 bytes in the cached output");
-    assert_eq!(job.best_reduce_for([0, 2].into_iter(), &cached), Some(2));
-    assert_eq!(job.best_reduce_for(0..3, &[]), None, "nothing cached: no preference");
+    assert_eq!(job.runs()[0].best_reduce_for(0..3, &cached), Some(1), "partition 1 has 500 bytes in the cached output");
+    assert_eq!(job.runs()[0].best_reduce_for([0, 2].into_iter(), &cached), Some(2));
+    assert_eq!(job.runs()[0].best_reduce_for(0..3, &[]), None, "nothing cached: no preference");
 }
 
 #[test]
@@ -448,16 +448,19 @@ fn a_pipeline_runs_its_stages_in_order_and_replays_from_the_journal() {
     let id = c.submit(s, splits(1), 1);
     run_one(&mut c, &w, &clock, 2);
     run_one(&mut c, &w, &clock, 2);
+    assert!(c.take_actions().is_empty(), "a chain's second stage waits for the first");
     let actions = run_one(&mut c, &w, &clock, 2);
-    let (input, next) = match &actions[..] {
-        [Action::AdvanceStage { input, next_inputs, .. }] => (input.clone(), next_inputs.clone()),
+    let (output, next) = match &actions[..] {
+        [Action::ClearStage { output, .. }, Action::StartStage { stage: 1, inputs, .. }] => {
+            (output.clone(), inputs.clone())
+        }
         a => panic!("{a:?}"),
     };
-    assert!(input.as_str().contains(&format!("jobs/{id}/stage-0/")), "{input}");
-    assert_eq!(next, vec![input.clone()], "a chain reads the stage before");
+    assert!(output.as_str().contains(&format!("jobs/{id}/stage-0/")), "{output}");
+    assert_eq!(next, vec![output.clone()], "a chain reads the stage before");
     assert!(c.poll(&w, 1, clock.now()).unwrap().is_empty(), "nothing runs until the next stage is listed");
-    c.advance(&id, splits(2));
-    assert_eq!(c.job(&id).unwrap().stage_of(), (2, 2));
+    c.start_stage(&id, 1, splits(2));
+    assert_eq!(c.job(&id).unwrap().shown_stages(), vec![1]);
     let next = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
     assert_eq!(next.job, "topn");
     assert!(attempt_of(&next).attempt > 10_000, "stage attempts never collide with the last stage's");
@@ -471,7 +474,7 @@ fn a_pipeline_runs_its_stages_in_order_and_replays_from_the_journal() {
     let mut b = core();
     let resume = b.replay(c.take_journal());
     assert!(matches!(&resume[..], [Action::WriteSuccess { .. }]));
-    assert_eq!(b.job(&id).unwrap().stage_of(), (2, 2));
+    assert_eq!(b.job(&id).unwrap().shown_stages(), vec![1]);
     assert_eq!(status_name(&b, &id), "topwords");
 }
 
@@ -510,7 +513,7 @@ fn forged_reports_change_nothing_and_delete_only_names_the_coordinator_built() {
     let fake_reduce = AttemptId { task: TaskId { job: id.clone(), kind: TaskKind::Reduce, index: 0 }, attempt: 1 };
     let (r, actions) = c.report(&intruder, &fake_reduce, lost, clock.now());
     assert!(r.is_err() && actions.is_empty());
-    assert!(c.job(&id).unwrap().tasks(TaskKind::Map)[held.task.index as usize].is_done());
+    assert!(c.job(&id).unwrap().runs()[0].tasks(TaskKind::Map)[held.task.index as usize].is_done());
     // A stale report of an attempt its worker really ran deletes that attempt's object,
     // whose name the coordinator builds from the ids.
     let b = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
@@ -520,7 +523,7 @@ fn forged_reports_change_nothing_and_delete_only_names_the_coordinator_built() {
     assert!(actions.is_empty(), "a worker that did not run the attempt deletes nothing");
     let (r, actions) = c.report(&w, &second, map_ok(&b, 1), clock.now());
     assert_eq!(r, Err("attempt is not live"));
-    let expected = c.job(&id).unwrap().shuffle_url(second.task.index, second.attempt);
+    let expected = c.job(&id).unwrap().runs()[0].shuffle_url(second.task.index, second.attempt);
     assert!(expected.as_str().starts_with("memory:///store/jobs/"), "{expected}");
     assert_eq!(actions, vec![Action::Delete(expected)]);
 }
@@ -542,7 +545,7 @@ fn an_attempt_the_worker_no_longer_lists_fails_and_frees_its_slot() {
     c.dropped_attempts(&w, &none, clock.now());
     assert!(c.workers()[&w].running.is_empty(), "the slot is free again");
     let job = c.job(&id).unwrap();
-    assert_eq!(job.tasks(TaskKind::Map)[0].failures, 1, "a vanished attempt counts as a failure");
+    assert_eq!(job.runs()[0].tasks(TaskKind::Map)[0].failures, 1, "a vanished attempt counts as a failure");
     let again = attempt_of(&c.poll(&w, 1, clock.now()).unwrap().pop().unwrap());
     assert_eq!(again.attempt, 2);
 }
@@ -572,7 +575,7 @@ fn an_attempt_without_progress_for_the_task_timeout_fails_and_runs_again() {
     c.heartbeat(&w1, clock.now());
     c.heartbeat(&w2, clock.now());
     c.fail_stalled(clock.now());
-    let task = &c.job(&id).unwrap().tasks(TaskKind::Map)[0];
+    let task = &c.job(&id).unwrap().runs()[0].tasks(TaskKind::Map)[0];
     assert_eq!(task.failures, 1);
     assert_eq!(c.heartbeat(&w1, clock.now()).unwrap(), vec![a], "the stalled attempt is cancelled at its worker");
     let again = c.poll(&w2, 1, clock.now()).unwrap().pop().expect("re-run elsewhere");
@@ -603,7 +606,7 @@ fn a_malformed_success_fails_the_attempt_at_once() {
     let a = attempt_of(&c.poll(&w, 1, clock.now()).unwrap().pop().unwrap());
     let wrong = Outcome::Succeeded { counters: Counters::new(), segments: Some(vec![Segment::default(); 5]) };
     c.report(&w, &a, wrong, clock.now()).0.unwrap();
-    let task = &c.job(&id).unwrap().tasks(TaskKind::Map)[0];
+    let task = &c.job(&id).unwrap().runs()[0].tasks(TaskKind::Map)[0];
     assert_eq!(task.failures, 1);
     assert!(task.last_error.as_deref().unwrap_or_default().contains("wrong number of partitions"));
     assert!(c.workers()[&w].running.is_empty(), "its slot is free");
@@ -625,8 +628,8 @@ fn a_lost_map_report_naming_no_current_output_counts_against_the_reducer() {
     let (_, actions) = c.report(&w, &r, stale, clock.now());
     assert!(actions.is_empty(), "nothing is deleted");
     let job = c.job(&id).unwrap();
-    assert_eq!(job.tasks(TaskKind::Reduce)[0].failures, 1, "counted");
-    assert!(job.tasks(TaskKind::Map)[0].is_done(), "the map output stands");
+    assert_eq!(job.runs()[0].tasks(TaskKind::Reduce)[0].failures, 1, "counted");
+    assert!(job.runs()[0].tasks(TaskKind::Map)[0].is_done(), "the map output stands");
 }
 
 #[test]

@@ -11,40 +11,21 @@
 //!
 //! The state is private: it changes only through [`Job::begin_commit`], [`Job::committed`]
 //! and [`Job::end`] (and their replays from the journal), which refuse transitions the
-//! diagram does not have. Reduce tasks become runnable once every map task has succeeded; a
-//! map whose output a reducer found missing or corrupt goes back to pending, and the reduces
-//! wait for it again.
+//! diagram does not have. The tasks live in the job's running stages ([`StageRun`]): one
+//! for a plain job; for a pipeline every stage whose inputs are ready ([`pipeline`]), side by
+//! side. The job commits once its last stage's parts are all committed and every other
+//! stage has finished.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use quern_api::split::{InputObject, Split};
-use quern_api::{Counters, InputFormat, JobId, StageInput, StoreUrl, TaskKind, WorkerId};
+use quern_api::{Counters, JobId, StoreUrl, TaskKind, WorkerId};
 
-use crate::convert::CachedRange;
-use crate::placement::Level;
+pub use self::pipeline::{Pipeline, StageStart};
+use self::stage::StagePlace;
+pub use self::stage::{StageRun, stage_of_attempt};
 use crate::spec::stage_spec;
 pub use crate::spec::{Formats, JobSpec, Stage};
-use crate::task::{MapOutput, Task, TaskState, Won};
-
-/// Where a pipeline job is: the user's request, the running stage, and the counters of the
-/// stages already done.
-#[derive(Clone, Debug)]
-pub struct Pipeline {
-    /// What the user submitted (its name, inputs and output are the job's).
-    pub user: JobSpec,
-    /// Index of the running stage.
-    pub current: usize,
-    /// Counters of finished stages.
-    pub done: Counters,
-    /// The job's input objects as listed at submit (from the first stage's splits): what a
-    /// later stage reading the job's input reads, without listing it again.
-    pub input_objects: Vec<InputObject>,
-}
-
-/// Attempt numbers of stage k start above k * this, so an attempt of one stage can never be
-/// mistaken for one of the next.
-const STAGE_ATTEMPT_BASE: u32 = 10_000;
 
 /// The state of a job. The final states carry when the job ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,21 +79,18 @@ pub enum Unsuccessful {
     Killed,
 }
 
-/// A job and its tasks.
+/// A job: its lifecycle state, and the task tables of its running stages (one for a plain
+/// job; for a pipeline, every stage whose inputs are ready, see [`pipeline`]).
 #[derive(Debug)]
 pub struct Job {
     /// Its id.
     id: JobId,
     /// Submission order, for FIFO.
     seq: u64,
-    /// What was asked.
-    spec: JobSpec,
-    /// Input splits, one per map task.
-    splits: Vec<Split>,
-    /// Map tasks.
-    maps: Vec<Task>,
-    /// Reduce tasks.
-    reduces: Vec<Task>,
+    /// What the user asked (a pipeline's own spec, with its stages).
+    user: JobSpec,
+    /// The running stages, by stage index.
+    runs: Vec<StageRun>,
     /// Lifecycle state.
     state: JobState,
     /// Wall-clock submit time (ms since epoch).
@@ -122,37 +100,26 @@ pub struct Job {
     /// Start time of the coordinator incarnation that runs the job: part of every attempt's
     /// object names, so attempts of an earlier incarnation never collide with new ones.
     epoch: u64,
-    /// Since when the job has been passing up non-local slots (delay scheduling).
-    waiting_since: Option<Instant>,
-    /// The locality level each map attempt was started at.
-    attempt_levels: std::collections::HashMap<(u32, u32), Level>,
-    /// The level of each succeeded map.
-    map_levels: Vec<Option<Level>>,
     /// Set for pipeline jobs.
     pipeline: Option<Pipeline>,
-    /// Since when no registered worker could run the job's running stage.
+    /// Since when no registered worker could run one of the job's running stages.
     unrunnable_since: Option<Instant>,
-    /// Backup attempts started.
-    backups_started: u32,
-    /// Tasks whose backup attempt won.
-    backups_won: u32,
     /// Whether the data of the ended job outside its output is known to be deleted.
     cleaned: bool,
-    pending_maps: BTreeSet<u32>,
-    pending_reduces: BTreeSet<u32>,
-    maps_done: u32,
-    reduces_done: u32,
-    /// Tasks with a live attempt, per kind: kept in step by [`Job::with_task`], so the
-    /// fair policy reads them without a scan at every poll.
-    maps_running: u32,
-    reduces_running: u32,
-    /// Bytes of input of the running stage (for the shortest-first policy).
-    input_bytes: u64,
-    /// Attempts taken back from this job to serve starved jobs (`--preemption`).
-    preempted: u32,
-    /// Run times of the winning attempts, per kind, for spotting stragglers.
-    map_times: Vec<Duration>,
-    reduce_times: Vec<Duration>,
+}
+
+/// A pipeline stage whose every part is committed, taken out of the running stages.
+#[derive(Debug)]
+pub struct FinishedStage {
+    /// Which stage.
+    pub stage: usize,
+    /// Its output directory (in the job's scratch directory).
+    pub output: StoreUrl,
+    /// Its part attempts' temporary directory under `output`, to delete.
+    pub temporary: StoreUrl,
+    /// Attempts of it still live (a map re-run no reduce needs any more), now ended, to be
+    /// cancelled at their workers: (kind, index, attempt, worker).
+    pub aborted: Vec<(TaskKind, u32, u32, WorkerId)>,
 }
 
 /// When to start backup attempts (MapReduce paper, 3.6): once a phase has no pending task
@@ -173,7 +140,8 @@ impl Default for Speculation {
 }
 
 impl Job {
-    /// A new running job with one map task per split.
+    /// A new running job: a plain job's one stage, or a pipeline's stage 0, with one map
+    /// task per split. Other stages of a pipeline start through [`Job::start_stage`].
     pub fn new(
         id: JobId,
         seq: u64,
@@ -183,71 +151,32 @@ impl Job {
         epoch: u64,
         submitted_ms: u64,
     ) -> Self {
-        if spec.stages.is_empty() {
-            return Self::build(id, seq, spec, splits, scratch, epoch, submitted_ms, None);
-        }
-        let first = stage_spec(&spec, 0, &scratch);
-        let mut input_objects: Vec<InputObject> = splits
-            .iter()
-            .filter(|s| s.url != quern_api::split::GENERATE_URL)
-            .map(|s| InputObject { url: s.url.clone(), size: s.object_size })
-            .collect();
-        input_objects.dedup();
-        let pipeline = Pipeline { user: spec, current: 0, done: Counters::new(), input_objects };
-        Self::build(id, seq, first, splits, scratch, epoch, submitted_ms, Some(pipeline))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn build(
-        id: JobId,
-        seq: u64,
-        spec: JobSpec,
-        splits: Vec<Split>,
-        scratch: StoreUrl,
-        epoch: u64,
-        submitted_ms: u64,
-        pipeline: Option<Pipeline>,
-    ) -> Self {
-        // A map-only job needs a task to commit its (then empty) part even when its input
-        // is empty: one generator split of no rows.
-        let splits = if splits.is_empty() && spec.reducers == 0 {
-            vec![Split { url: quern_api::split::GENERATE_URL.into(), start: 0, end: 0, object_size: 0 }]
+        let place = StagePlace { job: &id, scratch: &scratch, epoch };
+        let (run, pipeline) = if spec.stages.is_empty() {
+            (StageRun::new(place, 0, true, spec.clone(), splits), None)
         } else {
-            splits
+            let mut input_objects: Vec<InputObject> = splits
+                .iter()
+                .filter(|s| s.url != quern_api::split::GENERATE_URL)
+                .map(|s| InputObject { url: s.url.clone(), size: s.object_size })
+                .collect();
+            input_objects.dedup();
+            let first = stage_spec(&spec, 0, &scratch);
+            let run = StageRun::new(place, 0, spec.stages.len() == 1, first, splits);
+            (run, Some(Pipeline::new(input_objects)))
         };
-        let m = splits.len();
-        let r = spec.reducers as usize;
-        let base = pipeline.as_ref().map_or(0, |p| p.current as u32 * STAGE_ATTEMPT_BASE);
-        let input_bytes = splits.iter().map(|s| s.end - s.start).sum();
         Job {
             id,
             seq,
-            maps: (0..m).map(|_| Task::starting_at(base)).collect(),
-            reduces: (0..r).map(|_| Task::starting_at(base)).collect(),
-            pending_maps: (0..m as u32).collect(),
-            pending_reduces: (0..r as u32).collect(),
-            spec,
-            splits,
+            user: spec,
+            runs: vec![run],
             state: JobState::Running,
             submitted_ms,
             scratch,
             epoch,
-            maps_done: 0,
-            reduces_done: 0,
-            maps_running: 0,
-            reduces_running: 0,
-            input_bytes,
-            preempted: 0,
-            waiting_since: None,
-            attempt_levels: Default::default(),
-            map_levels: vec![None; m],
             pipeline,
             unrunnable_since: None,
-            backups_started: 0,
-            backups_won: 0,
             cleaned: false,
-            map_times: Vec::new(),
-            reduce_times: Vec::new(),
         }
     }
 
@@ -263,19 +192,10 @@ impl Job {
         self.seq
     }
 
-    /// What the running stage runs (for a pipeline: its stage's spec; see [`Job::user_spec`]).
-    pub fn spec(&self) -> &JobSpec {
-        &self.spec
-    }
-
-    /// What the user submitted (a pipeline's own spec, not its running stage's).
+    /// What the user submitted (a pipeline's own spec; each stage runs its own, see
+    /// [`StageRun::spec`]).
     pub fn user_spec(&self) -> &JobSpec {
-        self.pipeline.as_ref().map_or(&self.spec, |p| &p.user)
-    }
-
-    /// The running stage's input splits, one per map task.
-    pub fn splits(&self) -> &[Split] {
-        &self.splits
+        &self.user
     }
 
     /// Wall-clock submit time (ms since the epoch).
@@ -293,6 +213,118 @@ impl Job {
         self.epoch
     }
 
+    // ------------------------------------------------------------ stages
+
+    /// The running stages, by stage index (a plain job's one stage is stage 0).
+    pub fn runs(&self) -> &[StageRun] {
+        &self.runs
+    }
+
+    /// Running stage `stage`.
+    pub fn run(&self, stage: usize) -> Option<&StageRun> {
+        self.runs.iter().find(|r| r.index() == stage)
+    }
+
+    /// Running stage `stage`, to change.
+    pub fn run_mut(&mut self, stage: usize) -> Option<&mut StageRun> {
+        self.runs.iter_mut().find(|r| r.index() == stage)
+    }
+
+    /// The running stage attempt number `attempt` belongs to; None if that stage is not
+    /// running (finished, not started, or no such stage).
+    pub fn run_of(&self, attempt: u32) -> Option<&StageRun> {
+        self.run(stage_of_attempt(attempt))
+    }
+
+    /// The running stage attempt number `attempt` belongs to, to change.
+    pub fn run_of_mut(&mut self, attempt: u32) -> Option<&mut StageRun> {
+        self.run_mut(stage_of_attempt(attempt))
+    }
+
+    /// How many stages a pipeline has (0 for a plain job).
+    pub fn stage_count(&self) -> usize {
+        self.user.stages.len()
+    }
+
+    /// The stages to show as running (from 0): those running now, or, between stages, the
+    /// first not finished (its input is being listed). Empty for a plain job.
+    pub fn shown_stages(&self) -> Vec<usize> {
+        let Some(p) = &self.pipeline else { return Vec::new() };
+        let running: Vec<usize> = self.runs.iter().map(StageRun::index).collect();
+        if !running.is_empty() {
+            return running;
+        }
+        (0..self.stage_count()).find(|k| !p.finished.contains(k)).into_iter().collect()
+    }
+
+    /// Stage `k`'s job name.
+    pub fn stage_job(&self, k: usize) -> Option<&str> {
+        self.user.stages.get(k).map(|s| s.job.as_str())
+    }
+
+    /// Takes the stages whose every part is committed (all but the last) out of the running
+    /// ones, keeping their counters; their live attempts end.
+    pub fn finish_stages(&mut self) -> Vec<FinishedStage> {
+        let Some(p) = &mut self.pipeline else { return Vec::new() };
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.runs.len() {
+            let run = &self.runs[i];
+            if run.is_last() || !run.outputs_complete() {
+                i += 1;
+                continue;
+            }
+            let mut run = self.runs.remove(i);
+            p.done.merge(&run.counters());
+            p.finished.insert(run.index());
+            out.push(FinishedStage {
+                stage: run.index(),
+                output: run.spec().output.clone(),
+                temporary: run.temporary_dir(),
+                aborted: run.abort_all(),
+            });
+        }
+        out
+    }
+
+    /// Stages of a running pipeline that may start now, each returned once: their inputs
+    /// are the job's input or finished stages. What each reads is [`Job::stage_start`].
+    pub fn take_ready_stages(&mut self) -> Vec<usize> {
+        match &mut self.pipeline {
+            Some(p) if self.state == JobState::Running => p.take_ready(&self.user),
+            _ => Vec::new(),
+        }
+    }
+
+    /// What the shell lists and splits to start stage `k`.
+    pub fn stage_start(&self, k: usize) -> Option<StageStart> {
+        self.pipeline.as_ref()?.start_of(&self.user, k, &self.scratch)
+    }
+
+    /// Starts stage `k` of a pipeline over `splits`; false (nothing changes) if the job is
+    /// not a pipeline, has no such stage, or started it already.
+    pub fn start_stage(&mut self, k: usize, splits: Vec<Split>) -> bool {
+        let n = self.stage_count();
+        let Some(p) = &mut self.pipeline else { return false };
+        if k >= n || !p.started.insert(k) {
+            return false;
+        }
+        p.requested.remove(&k);
+        let place = StagePlace { job: &self.id, scratch: &self.scratch, epoch: self.epoch };
+        let run = StageRun::new(place, k, k + 1 == n, stage_spec(&self.user, k, &self.scratch), splits);
+        let at = self.runs.partition_point(|r| r.index() < k);
+        self.runs.insert(at, run);
+        true
+    }
+
+    /// Replays a journalled stage start. A record that names no stage was written when
+    /// stages ran one at a time, in order: it started the first stage not started yet.
+    pub fn restore_stage(&mut self, stage: Option<usize>, splits: Vec<Split>) {
+        let n = self.stage_count();
+        let Some(k) = stage.or_else(|| self.pipeline.as_ref()?.first_unstarted(n)) else { return };
+        self.start_stage(k, splits);
+    }
+
     // ------------------------------------------------------------ lifecycle
 
     /// The job's state.
@@ -305,9 +337,16 @@ impl Job {
         self.state == JobState::Running
     }
 
-    /// Running → Committing, once every part of the last stage is committed.
+    /// Whether every part of every stage is committed: the last stage's are the output.
+    pub fn outputs_complete(&self) -> bool {
+        let others_done = self.pipeline.as_ref().is_none_or(|p| p.finished.len() + 1 == self.stage_count());
+        others_done && self.runs.iter().any(|r| r.is_last() && r.outputs_complete())
+    }
+
+    /// Running → Committing, once every part of the last stage is committed (and every
+    /// other stage finished).
     pub fn begin_commit(&mut self) -> bool {
-        let ok = self.state == JobState::Running && self.outputs_complete() && !self.stage_finished();
+        let ok = self.state == JobState::Running && self.outputs_complete();
         if ok {
             self.state = JobState::Committing;
         }
@@ -369,7 +408,7 @@ impl Job {
     }
 
     /// Whether the job has waited for a worker that can run it for `wait` (no registered
-    /// worker runs its running stage's job): then it should fail.
+    /// worker runs one of its running stages' jobs): then it should fail.
     pub fn unrunnable_for(&mut self, runnable: bool, now: Instant, wait: Duration) -> bool {
         match (runnable, self.unrunnable_since) {
             (true, _) => {
@@ -384,401 +423,51 @@ impl Job {
         }
     }
 
-    // ------------------------------------------------------------ scheduling
-
-    /// Since when the job has passed up slots waiting for local ones (delay scheduling).
-    pub fn waiting_since(&self) -> Option<Instant> {
-        self.waiting_since
-    }
-
-    /// The job passed up a slot at `now` for want of a local one.
-    pub fn passed_up(&mut self, now: Instant) {
-        self.waiting_since.get_or_insert(now);
-    }
-
-    /// Starts an attempt of pending task `idx` on `worker`, map attempts at locality `level`.
-    pub fn start_attempt(
-        &mut self,
-        kind: TaskKind,
-        idx: u32,
-        worker: &WorkerId,
-        now: Instant,
-        level: Option<Level>,
-    ) -> Option<u32> {
-        let attempt = self.with_task(kind, idx, |t| t.start(worker, now))??;
-        if let Some(l) = level {
-            if l == Level::NodeLocal {
-                self.waiting_since = None;
-            }
-            self.attempt_levels.insert((idx, attempt), l);
-        }
-        Some(attempt)
-    }
-
-    /// Starts a backup attempt of straggler `idx` on `worker`.
-    pub fn start_backup(&mut self, kind: TaskKind, idx: u32, worker: &WorkerId, now: Instant) -> Option<u32> {
-        let attempt = self.with_task(kind, idx, |t| t.start_backup(worker, now))??;
-        self.backups_started += 1;
-        Some(attempt)
-    }
-
-    /// The locality level map attempt `attempt` of task `idx` started at.
-    pub fn attempt_level(&self, idx: u32, attempt: u32) -> Option<Level> {
-        self.attempt_levels.get(&(idx, attempt)).copied()
-    }
-
-    /// The tasks of one kind.
-    pub fn tasks(&self, kind: TaskKind) -> &[Task] {
-        match kind {
-            TaskKind::Map => &self.maps,
-            TaskKind::Reduce => &self.reduces,
-        }
-    }
-
-    fn tasks_mut(&mut self, kind: TaskKind) -> &mut Vec<Task> {
-        match kind {
-            TaskKind::Map => &mut self.maps,
-            TaskKind::Reduce => &mut self.reduces,
-        }
-    }
-
-    /// Keeps the pending sets, done and running counts in step with task `idx`.
-    fn sync(&mut self, kind: TaskKind, idx: u32, was_done: bool, was_running: bool) {
-        let Some(t) = self.tasks(kind).get(idx as usize) else {
-            return;
-        };
-        let (pending, done) = (matches!(t.state, TaskState::Pending), t.is_done());
-        let running = matches!(t.state, TaskState::Running { .. });
-        let (set, count, live) = match kind {
-            TaskKind::Map => (&mut self.pending_maps, &mut self.maps_done, &mut self.maps_running),
-            TaskKind::Reduce => (&mut self.pending_reduces, &mut self.reduces_done, &mut self.reduces_running),
-        };
-        match (was_running, running) {
-            (false, true) => *live += 1,
-            (true, false) => *live -= 1,
-            _ => {}
-        }
-        if pending {
-            set.insert(idx);
-        } else {
-            set.remove(&idx);
-        }
-        match (was_done, done) {
-            (false, true) => *count += 1,
-            (true, false) => *count -= 1,
-            _ => {}
-        }
-    }
-
-    /// Applies `f` to task `idx` and keeps the bookkeeping right.
-    pub fn with_task<R>(&mut self, kind: TaskKind, idx: u32, f: impl FnOnce(&mut Task) -> R) -> Option<R> {
-        let t = self.tasks_mut(kind).get_mut(idx as usize)?;
-        let (was_done, was_running) = (t.is_done(), matches!(t.state, TaskState::Running { .. }));
-        let r = f(t);
-        self.sync(kind, idx, was_done, was_running);
-        Some(r)
-    }
-
-    /// Whether all map tasks have succeeded (so reduces may run).
-    pub fn maps_complete(&self) -> bool {
-        self.maps_done as usize == self.maps.len()
-    }
-
-    /// The next runnable task that `allowed` accepts, maps first; reduces only once every
-    /// map is done.
-    pub fn next_pending(&self, allowed: impl Fn(&Task) -> bool) -> Option<(TaskKind, u32)> {
-        if self.state != JobState::Running {
-            return None;
-        }
-        let first = |set: &BTreeSet<u32>, kind: TaskKind| {
-            set.iter().copied().find(|&i| self.tasks(kind).get(i as usize).is_some_and(&allowed)).map(|i| (kind, i))
-        };
-        if !self.pending_maps.is_empty() {
-            return first(&self.pending_maps, TaskKind::Map);
-        }
-        if self.maps_complete() { first(&self.pending_reduces, TaskKind::Reduce) } else { None }
-    }
-
-    /// A straggler that `worker` could run a backup of, per `spec`.
-    pub fn backup_candidate(&self, worker: &WorkerId, now: Instant, spec: &Speculation) -> Option<(TaskKind, u32)> {
-        if self.state != JobState::Running {
-            return None;
-        }
-        let (kind, pending, times) = if self.maps_complete() {
-            (TaskKind::Reduce, &self.pending_reduces, &self.reduce_times)
-        } else {
-            (TaskKind::Map, &self.pending_maps, &self.map_times)
-        };
-        if !pending.is_empty() || times.is_empty() {
-            return None;
-        }
-        // The median by selection, not a sort: this runs at every poll of a job in its tail.
-        let mut times = times.clone();
-        let mid = times.len() / 2;
-        let median = *times.select_nth_unstable(mid).1;
-        let threshold = median.mul_f64(spec.factor).max(spec.min_runtime);
-        self.tasks(kind)
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                let (w, since) = t.single_live()?;
-                let ran = now.saturating_duration_since(since);
-                (w != worker && ran > threshold && !t.failed_on.contains(worker)).then_some((ran, i as u32))
-            })
-            .max()
-            .map(|(_, i)| (kind, i))
-    }
+    // ------------------------------------------------------------ output
 
     /// The output the user asked for (a pipeline's last stage writes it).
     pub fn user_output(&self) -> &StoreUrl {
-        self.pipeline.as_ref().map_or(&self.spec.output, |p| &p.user.output)
+        &self.user.output
     }
 
-    /// Whether the running stage of a pipeline is done and another follows.
-    pub fn stage_finished(&self) -> bool {
-        self.pipeline.as_ref().is_some_and(|p| p.current + 1 < p.user.stages.len()) && self.outputs_complete()
+    /// Where the last stage's part attempts write before commit: `OUTPUT/_temporary/JOB/`
+    /// (hidden from input listing, removed before `_SUCCESS` is written). Intermediate
+    /// stages' temporary directories are in the scratch directory.
+    pub fn temporary_dir(&self) -> StoreUrl {
+        temporary_dir(&self.user.output, &self.id)
     }
 
-    /// What the next pipeline stage reads.
-    /// What the next pipeline stage reads: directories of earlier stages' output to list,
-    /// and the job's input objects (as listed at submit) if it reads those.
-    pub fn next_inputs(&self) -> (Vec<StoreUrl>, Vec<InputObject>) {
-        let Some(p) = &self.pipeline else { return Default::default() };
-        let k = p.current + 1;
-        let Some(stage) = p.user.stages.get(k) else { return Default::default() };
-        let dir = |j: usize| self.scratch.join(&format!("stage-{j}/"));
-        match &stage.inputs[..] {
-            [] => (vec![dir(k - 1)], Vec::new()),
-            sources => {
-                let dirs = sources
-                    .iter()
-                    .filter_map(|s| match s {
-                        StageInput::Stage(j) => Some(dir(*j)),
-                        StageInput::JobInput => None,
-                    })
-                    .collect();
-                let job_input = sources.contains(&StageInput::JobInput);
-                (dirs, if job_input { p.input_objects.clone() } else { Vec::new() })
-            }
-        }
-    }
-
-    /// The input format of the next pipeline stage.
-    pub fn next_input_format(&self) -> InputFormat {
-        self.pipeline
-            .as_ref()
-            .and_then(|p| p.user.stages.get(p.current + 1))
-            .map(|s| s.formats.input)
-            .unwrap_or_default()
-    }
-
-    /// Whether the job runs without reducers: its map tasks commit the parts.
-    pub fn map_only(&self) -> bool {
-        self.spec.reducers == 0
-    }
-
-    /// The kind of task that commits parts: reduce, or map in a map-only job.
-    pub fn final_kind(&self) -> TaskKind {
-        if self.map_only() { TaskKind::Map } else { TaskKind::Reduce }
-    }
-
-    /// Whether every part of the running stage is committed.
-    pub fn outputs_complete(&self) -> bool {
-        if self.map_only() { self.maps_complete() } else { self.reduces_complete() }
-    }
-
-    /// Starts the next stage of a pipeline over `splits` (of the finished stage's output).
-    pub fn advance(&mut self, splits: Vec<Split>) {
-        // All stages so far: the finished one's tasks and the earlier ones' (held in `done`).
-        let done = self.counters();
-        let Some(mut p) = self.pipeline.take() else { return };
-        p.done = done;
-        p.current += 1;
-        let spec = stage_spec(&p.user, p.current, &self.scratch);
-        let mut next = Job::build(
-            self.id.clone(),
-            self.seq,
-            spec,
-            splits,
-            self.scratch.clone(),
-            self.epoch,
-            self.submitted_ms,
-            Some(p),
-        );
-        // (`done` already holds the backup counters of the stages so far.)
-        next.state = self.state.clone();
-        *self = next;
-    }
-
-    /// (running stage from 1, stages) for pipelines, (0, 0) otherwise.
-    pub fn stage_of(&self) -> (u32, u32) {
-        self.pipeline.as_ref().map_or((0, 0), |p| (p.current as u32 + 1, p.user.stages.len() as u32))
-    }
-
-    /// Pending task indexes of one kind.
-    pub fn pending(&self, kind: TaskKind) -> &BTreeSet<u32> {
-        match kind {
-            TaskKind::Map => &self.pending_maps,
-            TaskKind::Reduce => &self.pending_reduces,
-        }
-    }
-
-    /// Among `candidates` (pending reduce indexes), the one with the most partition bytes in
-    /// map outputs that `cached` (a worker's cache) holds whole; None if it holds none.
-    pub fn best_reduce_for(&self, candidates: impl Iterator<Item = u32>, cached: &[CachedRange]) -> Option<u32> {
-        let held: std::collections::HashSet<&StoreUrl> =
-            cached.iter().filter(|c| c.start == 0).map(|c| &c.url).collect();
-        if held.is_empty() {
-            return None;
-        }
-        let outputs: Vec<&MapOutput> = self
-            .maps
-            .iter()
-            .enumerate()
-            .filter_map(|(m, t)| match &t.state {
-                TaskState::Succeeded { output: Some(o), .. } if held.contains(&self.shuffle_url_of(m as u32, o)) => {
-                    Some(o)
-                }
-                _ => None,
-            })
-            .collect();
-        candidates
-            .map(|r| (outputs.iter().filter_map(|o| o.segments.get(r as usize)).map(|s| s.length).sum::<u64>(), r))
-            .filter(|(bytes, _)| *bytes > 0)
-            .max_by_key(|&(bytes, r)| (bytes, std::cmp::Reverse(r)))
-            .map(|(_, r)| r)
-    }
-
-    /// Records how close to its data map `idx` ran (None: unknown).
-    pub fn set_level(&mut self, idx: u32, level: Option<Level>) {
-        if let Some(l) = self.map_levels.get_mut(idx as usize) {
-            *l = level;
-        }
-    }
-
-    /// The level of map `idx`, once it succeeded (unknown counts as remote).
-    pub fn map_level(&self, idx: u32) -> Option<Level> {
-        let done = self.maps.get(idx as usize).is_some_and(Task::is_done);
-        done.then(|| self.map_levels.get(idx as usize).copied().flatten().unwrap_or(Level::Remote))
-    }
-
-    /// Records a task's win: its run time, and whether a backup won.
-    pub fn record_win(&mut self, kind: TaskKind, won: &Won) {
-        match kind {
-            TaskKind::Map => self.map_times.push(won.took),
-            TaskKind::Reduce => self.reduce_times.push(won.took),
-        }
-        if won.backup {
-            self.backups_won += 1;
-        }
-    }
-
-    /// Whether every reduce task has committed.
-    pub fn reduces_complete(&self) -> bool {
-        self.reduces_done as usize == self.reduces.len()
-    }
-
-    /// Progress of one kind: (total, done, running).
-    pub fn progress(&self, kind: TaskKind) -> (u32, u32, u32) {
-        let tasks = self.tasks(kind);
-        let done = match kind {
-            TaskKind::Map => self.maps_done,
-            TaskKind::Reduce => self.reduces_done,
-        };
-        let running = match kind {
-            TaskKind::Map => self.maps_running,
-            TaskKind::Reduce => self.reduces_running,
-        };
-        (tasks.len() as u32, done, running)
+    /// The parts committed so far, of every running stage.
+    pub fn committed_parts(&self) -> Vec<StoreUrl> {
+        self.runs.iter().flat_map(StageRun::committed_parts).collect()
     }
 
     /// The job's counters: the sum over tasks of their committed attempt's counters, so
-    /// retried, killed, superseded and re-run attempts never count twice.
+    /// retried, killed, superseded and re-run attempts never count twice, over every stage.
     pub fn counters(&self) -> Counters {
         let mut c = Counters::new();
-        for t in self.maps.iter().chain(&self.reduces) {
-            if let Some(tc) = t.counters() {
-                c.merge(tc);
-            }
+        for run in &self.runs {
+            c.merge(&run.counters());
         }
         if let Some(p) = &self.pipeline {
             c.merge(&p.done);
-        }
-        if self.backups_started > 0 {
-            c.add(quern_api::counters::names::BACKUP_ATTEMPTS, i64::from(self.backups_started));
-            c.add(quern_api::counters::names::BACKUP_ATTEMPTS_WON, i64::from(self.backups_won));
-        }
-        if self.preempted > 0 {
-            c.add(quern_api::counters::names::PREEMPTED_ATTEMPTS, i64::from(self.preempted));
         }
         c
     }
 
     /// Whether any attempt was ever handed out.
     pub fn started(&self) -> bool {
-        self.maps.iter().chain(&self.reduces).any(|t| t.attempts > 0)
+        self.pipeline.as_ref().is_some_and(|p| !p.finished.is_empty()) || self.runs.iter().any(StageRun::started)
     }
 
-    /// The URL a map attempt of this coordinator writes its shuffle object to.
-    pub fn shuffle_url(&self, idx: u32, attempt: u32) -> StoreUrl {
-        self.scratch.join(&format!("map-{idx:05}-e{}-a{attempt}.arrows", self.epoch))
-    }
-
-    /// The shuffle object of map `idx`'s output `o` (written under any coordinator epoch).
-    pub fn shuffle_url_of(&self, idx: u32, o: &MapOutput) -> StoreUrl {
-        self.scratch.join(&format!("map-{idx:05}-e{}-a{}.arrows", o.epoch, o.attempt))
-    }
-
-    /// Where reduce attempts write before commit: `OUTPUT/_temporary/JOB/` (hidden from
-    /// input listing, removed before `_SUCCESS` is written).
-    pub fn temporary_dir(&self) -> StoreUrl {
-        temporary_dir(&self.spec.output, &self.id)
-    }
-
-    /// The object a reduce attempt writes its part to.
-    pub fn temp_part_url(&self, idx: u32, attempt: u32) -> StoreUrl {
-        self.temporary_dir().join(&format!("part-{idx:05}-e{}-a{attempt}", self.epoch))
-    }
-
-    /// Where the coordinator notes the multipart upload it started for a part attempt (so
-    /// a sweep can abort it after a crash): inside the job's scratch directory.
-    pub fn upload_marker_url(&self, idx: u32, attempt: u32) -> StoreUrl {
-        self.scratch.join(&format!("uploads/part-{idx:05}-e{}-a{attempt}", self.epoch))
-    }
-
-    /// The URL of part `idx` (of reduce task `idx`, or of map task `idx` without reducers).
-    /// An intermediate pipeline stage names its parts after itself, so a later stage reading
-    /// several stages can tell their records apart by `Record::source`.
-    pub fn part_url(&self, idx: u32) -> StoreUrl {
-        match &self.pipeline {
-            Some(p) if p.current + 1 < p.user.stages.len() => {
-                self.spec.output.join(&format!("stage{}-part-{idx:05}", p.current))
-            }
-            _ => self.spec.output.join(&format!("part-{idx:05}")),
-        }
-    }
-
-    /// The parts committed so far.
-    pub fn committed_parts(&self) -> Vec<StoreUrl> {
-        let tasks = self.tasks(self.final_kind());
-        // A granted commit may have made its part visible before its attempt was lost.
-        let written = |t: &Task| t.is_done() || t.granted;
-        (0..tasks.len() as u32).filter(|&i| written(&tasks[i as usize])).map(|i| self.part_url(i)).collect()
+    /// Progress of one kind over the running stages: (total, done, running).
+    pub fn progress(&self, kind: TaskKind) -> (u32, u32, u32) {
+        self.runs.iter().map(|r| r.progress(kind)).fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
     }
 
     /// Ends every live attempt; returns them as (kind, index, attempt, worker).
     fn abort_all(&mut self) -> Vec<(TaskKind, u32, u32, WorkerId)> {
-        let mut out = Vec::new();
-        for kind in [TaskKind::Map, TaskKind::Reduce] {
-            for idx in 0..self.tasks(kind).len() as u32 {
-                let aborted = self.with_task(kind, idx, Task::abort).unwrap_or_default();
-                out.extend(aborted.into_iter().map(|(a, w)| (kind, idx, a, w)));
-            }
-        }
-        // Aborted tasks are not runnable: the job has ended.
-        self.pending_maps.clear();
-        self.pending_reduces.clear();
-        out
+        self.runs.iter_mut().flat_map(StageRun::abort_all).collect()
     }
 }
 
@@ -788,4 +477,6 @@ pub fn temporary_dir(output: &StoreUrl, id: &JobId) -> StoreUrl {
 }
 
 mod assign;
+pub mod pipeline;
 mod share;
+mod stage;

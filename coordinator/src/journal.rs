@@ -16,9 +16,10 @@
 //! is one without a snapshot and reads as before; coordinators that predate snapshots cannot
 //! read a compacted journal (entry 0 is gone).
 //!
-//! What is journalled: job submissions (with their splits), task successes (with the map
-//! output index and the winning attempt's counters), lost map outputs, the start of a job's
-//! commit, job ends, and that an ended job's data is deleted. Running attempts are not: after
+//! What is journalled: job submissions (with their splits), pipeline stage starts (which
+//! stage, with its splits), task successes (with the map output index and the winning
+//! attempt's counters; the attempt number names the stage), lost map outputs, the start of a
+//! job's commit, job ends, and that an ended job's data is deleted. Running attempts are not: after
 //! a restart they simply run again.
 
 use std::collections::BTreeMap;
@@ -75,10 +76,14 @@ pub enum Record {
         #[serde(default)]
         level: Option<crate::placement::Level>,
     },
-    /// A pipeline's next stage started over these splits.
+    /// A pipeline stage started over these splits.
     StageStarted {
         /// The job.
         job: JobId,
+        /// Which stage (from 0). Absent in journals written when stages ran one at a time,
+        /// in order: such a record started the first stage not started yet.
+        #[serde(default)]
+        stage: Option<usize>,
         /// The new stage's splits.
         splits: Vec<Split>,
     },

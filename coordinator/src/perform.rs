@@ -70,7 +70,8 @@ fn label(action: &Action) -> String {
     match action {
         Action::WriteSuccess { job, .. } => format!("writing _SUCCESS of {job}"),
         Action::Cleanup { job, .. } => format!("cleaning up {job}"),
-        Action::AdvanceStage { job, .. } => format!("starting the next stage of {job}"),
+        Action::StartStage { job, stage, .. } => format!("starting stage {stage} of {job}"),
+        Action::ClearStage { job, .. } => format!("clearing a finished stage of {job}"),
         Action::Delete(url) => format!("deleting {url}"),
     }
 }
@@ -92,17 +93,15 @@ impl Shared {
                         queue.extend(me.write_success(&job, &output, &temporary).await);
                     }
                     Action::Cleanup { job, dirs, objects } => me.cleanup(&job, &dirs, &objects).await,
-                    Action::AdvanceStage {
-                        job,
-                        input,
-                        temporary,
-                        split_size,
-                        input_format,
-                        next_inputs,
-                        next_objects,
-                    } => {
-                        let next = NextStage { input, temporary, split_size, input_format, next_inputs, next_objects };
-                        queue.extend(me.advance_stage(&job, next).await);
+                    Action::StartStage { job, stage, inputs, objects, split_size, input_format } => {
+                        let next = NextStage { stage, split_size, input_format, inputs, objects };
+                        queue.extend(me.start_stage(&job, next).await);
+                    }
+                    Action::ClearStage { job, output, temporary } => {
+                        if let Err(e) = delete_prefix(&temporary).await {
+                            warn!(job = %job, error = %e, "could not clear a finished stage's temporary directory");
+                        }
+                        remove_empty_local_dirs(&temporary, &output);
                     }
                     Action::Delete(url) => {
                         if let Err(e) = delete_object(&url).await {
@@ -160,19 +159,14 @@ impl Shared {
         }
     }
 
-    /// Lists what the next stage of pipeline `job` reads and starts it (or fails the job).
-    async fn advance_stage(&self, job: &JobId, next: NextStage) -> Vec<Action> {
-        let cleared = delete_prefix(&next.temporary).await;
-        remove_empty_local_dirs(&next.temporary, &next.input);
-        let listed = match cleared {
-            Ok(()) => list_inputs_allow_empty(&next.next_inputs).await.map_err(|e| e.to_string()).map(|mut objects| {
-                objects.extend(next.next_objects);
-                objects.sort_by(|a, b| a.url.cmp(&b.url));
-                objects.dedup();
-                objects
-            }),
-            Err(e) => Err(e.to_string()),
-        };
+    /// Lists what stage `next.stage` of pipeline `job` reads and starts it (or fails the job).
+    async fn start_stage(&self, job: &JobId, next: NextStage) -> Vec<Action> {
+        let listed = list_inputs_allow_empty(&next.inputs).await.map_err(|e| e.to_string()).map(|mut objects| {
+            objects.extend(next.objects);
+            objects.sort_by(|a, b| a.url.cmp(&b.url));
+            objects.dedup();
+            objects
+        });
         let objects = listed.and_then(|objects| match too_many_maps(&objects, next.split_size) {
             Some(why) => Err(why),
             None => Ok(objects),
@@ -183,23 +177,22 @@ impl Shared {
         };
         let more = match split {
             Ok(splits) => {
-                info!(job = %job, maps = splits.len(), "pipeline stage done; next stage starts");
-                self.core().advance(job, splits);
+                info!(job = %job, stage = next.stage, maps = splits.len(), "pipeline stage starts");
+                self.core().start_stage(job, next.stage, splits);
                 Vec::new()
             }
-            Err(e) => self.core().advance_failed(job, format!("starting the next stage: {e}"), now_ms()),
+            Err(e) => self.core().start_stage_failed(job, format!("starting stage {}: {e}", next.stage), now_ms()),
         };
         self.bump();
         more
     }
 }
 
-/// What [`Action::AdvanceStage`] carries besides the job.
+/// What [`Action::StartStage`] carries besides the job.
 struct NextStage {
-    input: StoreUrl,
-    temporary: StoreUrl,
+    stage: usize,
     split_size: u64,
     input_format: InputFormat,
-    next_inputs: Vec<StoreUrl>,
-    next_objects: Vec<quern_api::split::InputObject>,
+    inputs: Vec<StoreUrl>,
+    objects: Vec<quern_api::split::InputObject>,
 }

@@ -81,7 +81,7 @@ pub struct PriorityFifo;
 
 impl Policy for PriorityFifo {
     fn key(&self, j: &Job) -> OrderKey {
-        OrderKey { share: 0.0, rank: -i64::from(j.spec().priority), seq: j.seq() }
+        OrderKey { share: 0.0, rank: -i64::from(j.user_spec().priority), seq: j.seq() }
     }
 }
 
@@ -91,13 +91,13 @@ pub struct Fair;
 
 /// A job's weight under [`Fair`]: 2^priority (priorities clamped to -20..=20).
 pub fn weight(j: &Job) -> f64 {
-    2f64.powi(j.spec().priority.clamp(-20, 20))
+    2f64.powi(j.user_spec().priority.clamp(-20, 20))
 }
 
 impl Policy for Fair {
     fn key(&self, j: &Job) -> OrderKey {
         let share = f64::from(j.running()) / weight(j);
-        OrderKey { share, rank: -i64::from(j.spec().priority), seq: j.seq() }
+        OrderKey { share, rank: -i64::from(j.user_spec().priority), seq: j.seq() }
     }
 }
 
@@ -184,7 +184,9 @@ mod tests {
             (0..maps).map(|i| Split { url: format!("memory:///{i}"), start: 0, end: 10, object_size: 10 }).collect();
         let mut j = Job::new(JobId::new(1, seq), seq, spec, splits, StoreUrl::parse("memory:///s/").unwrap(), 1, 0);
         for i in 0..running as u32 {
-            j.with_task(TaskKind::Map, i, |t| t.start(&WorkerId::new(1, u64::from(i)), Instant::now()));
+            j.run_mut(0)
+                .unwrap()
+                .with_task(TaskKind::Map, i, |t| t.start(&WorkerId::new(1, u64::from(i)), Instant::now()));
         }
         j
     }

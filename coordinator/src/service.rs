@@ -256,14 +256,17 @@ impl pb::job_service_server::JobService for JobSvc {
             }
             split_inputs(&objects, spec.split_size, spec.formats.input).await.map_err(|e| input_status(e.into()))?
         };
-        let id = {
+        let (id, later) = {
             let mut core = self.0.core();
             // Checked again under the lock: two submits may race for one output.
             if let Some(c) = core.conflicts(&spec) {
                 return Err(conflict_status(c));
             }
-            core.submit(spec, splits, now_ms())
+            let id = core.submit(spec, splits, now_ms());
+            // Pipeline stages that read only the job's input start beside the first.
+            (id, core.take_actions())
         };
+        self.0.perform(later);
         // The id goes back only once the submission would survive a coordinator restart.
         self.0
             .durable()

@@ -297,7 +297,7 @@ pub fn run(cfg: &SimConfig, after_submit: impl FnOnce()) -> SimReport {
             for a in tasks {
                 let Ok(attempt) = AttemptId::try_from(a.attempt.as_ref()) else { continue };
                 report.decisions += 1;
-                let job = core.job(&attempt.task.job);
+                let job = core.job(&attempt.task.job).and_then(|j| j.run_of(attempt.attempt));
                 let commits = job.is_some_and(|j| j.final_kind() == attempt.task.kind);
                 let shuffles = match (&a.task, job) {
                     (Some(pb::task_assignment::Task::Map(_)), Some(j)) if !j.map_only() => {
@@ -336,7 +336,7 @@ fn perform(core: &mut Core, actions: Vec<Action>, wall_ms: u64) -> usize {
                 core.cleaned(&job);
                 ended += 1;
             }
-            Action::Delete(_) | Action::AdvanceStage { .. } => {}
+            Action::Delete(_) | Action::StartStage { .. } | Action::ClearStage { .. } => {}
         }
     }
     ended

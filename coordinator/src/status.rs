@@ -27,8 +27,10 @@ fn progress(job: &Job, kind: TaskKind) -> pb::Progress {
 /// A job's status.
 pub fn job_status(job: &Job) -> pb::JobStatus {
     let (node_local, rack_local, remote) = job.locality();
-    let (stage, stages) = job.stage_of();
-    // A pipeline shows the user's request; its running stage's tasks are the progress.
+    // A pipeline shows the user's request; its running stages' tasks are the progress, and
+    // `stage` (from 1) the first of them.
+    let shown = job.shown_stages();
+    let stage_job = |k: &usize| job.stage_job(*k).unwrap_or_default().to_string();
     let user = job.user_spec();
     pb::JobStatus {
         id: job.id().to_string(),
@@ -50,20 +52,23 @@ pub fn job_status(job: &Job) -> pb::JobStatus {
         submitted_ms: job.submitted_ms(),
         finished_ms: job.state().finished_ms(),
         params: user.params.clone(),
-        stage,
-        stages,
-        stage_job: if stages > 0 { job.spec().name.clone() } else { String::new() },
+        stage: shown.first().map_or(0, |k| *k as u32 + 1),
+        stages: job.stage_count() as u32,
+        stage_job: shown.first().map(stage_job).unwrap_or_default(),
+        running_stages: shown.iter().map(|k| *k as u32 + 1).collect(),
+        running_stage_jobs: shown.iter().map(stage_job).collect(),
         input_format: user.stages.first().map_or(user.formats.input, |s| s.formats.input).to_string(),
         output_format: user.stages.last().map_or(user.formats.output, |s| s.formats.output).to_string(),
         generate_rows: user.generate_rows,
     }
 }
 
-/// Every task of a job.
+/// Every task of a job's running stages.
 pub fn job_tasks(job: &Job) -> Vec<pb::TaskInfo> {
     let mut out = Vec::new();
-    for kind in [TaskKind::Map, TaskKind::Reduce] {
-        for (i, t) in job.tasks(kind).iter().enumerate() {
+    let pipeline = job.stage_count() > 0;
+    for (run, kind) in job.runs().iter().flat_map(|r| [(r, TaskKind::Map), (r, TaskKind::Reduce)]) {
+        for (i, t) in run.tasks(kind).iter().enumerate() {
             out.push(pb::TaskInfo {
                 kind: pb::TaskKind::from(kind) as i32,
                 index: i as u32,
@@ -75,9 +80,10 @@ pub fn job_tasks(job: &Job) -> Vec<pb::TaskInfo> {
                     _ => t.last_error.clone(),
                 },
                 locality: match kind {
-                    TaskKind::Map => job.map_level(i as u32).map(|l| l.name().to_string()).unwrap_or_default(),
+                    TaskKind::Map => run.map_level(i as u32).map(|l| l.name().to_string()).unwrap_or_default(),
                     TaskKind::Reduce => String::new(),
                 },
+                stage: if pipeline { run.index() as u32 + 1 } else { 0 },
             });
         }
     }

@@ -126,12 +126,12 @@ impl JobStatus {
         self.state
     }
 
-    /// Map tasks (of the running stage, for a pipeline).
+    /// Map tasks (of the running stages, for a pipeline).
     pub fn maps(&self) -> Progress {
         self.maps
     }
 
-    /// Reduce tasks (of the running stage, for a pipeline).
+    /// Reduce tasks (of the running stages, for a pipeline).
     pub fn reduces(&self) -> Progress {
         self.reduces
     }

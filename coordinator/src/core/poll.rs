@@ -6,7 +6,7 @@ use prost::Message;
 use quern_api::{AttemptId, JobId, TaskId, TaskKind, WorkerId, pb};
 
 use super::{Core, Now};
-use crate::job::{Job, Unsuccessful};
+use crate::job::Unsuccessful;
 use crate::placement;
 use crate::policy::OrderKey;
 use crate::task::Task;
@@ -70,23 +70,29 @@ impl Core {
         // Jobs mostly share a few names: the last answer is reused for the same name.
         let mut last: Option<(&str, bool)> = None;
         for job in self.jobs.values().filter(|j| j.is_running()) {
-            let name = job.spec().name.as_str();
-            let runs = match last {
-                Some((n, runs)) if n == name => runs,
-                _ => w.jobs.contains(name),
-            };
-            last = Some((name, runs));
-            if !runs {
-                continue;
+            // A pipeline's running stages may run different jobs: only those the worker
+            // runs count.
+            let (mut runnable, mut backups) = (0, false);
+            for run in job.runs() {
+                let name = run.spec().name.as_str();
+                let runs = match last {
+                    Some((n, runs)) if n == name => runs,
+                    _ => w.jobs.contains(name),
+                };
+                last = Some((name, runs));
+                if !runs {
+                    continue;
+                }
+                if !plan.names.iter().any(|n| n == name) {
+                    plan.names.push(name.to_string());
+                }
+                runnable += run.runnable();
+                backups |= run.may_back_up();
             }
-            if !plan.names.iter().any(|n| n == name) {
-                plan.names.push(name.to_string());
-            }
-            let runnable = job.runnable();
             plan.runnable += runnable;
             if runnable > 0 {
                 plan.pending.push(std::cmp::Reverse((self.policy.key(job), job.id().clone())));
-            } else if job.may_back_up() {
+            } else if backups {
                 plan.backups.push((self.policy.key(job), job.id().clone()));
             }
         }
@@ -114,19 +120,45 @@ impl Core {
         if runnable < cluster_free { free.min((runnable * free).div_ceil(cluster_free.max(1)).max(1)) } else { free }
     }
 
-    /// Starts pending tasks of one job on `worker` while it has slots (of `free`) left.
+    /// Starts pending tasks of one job on `worker` while it has slots (of `free`) left: of
+    /// every running stage the worker runs, in stage order.
     fn start_pending(&mut self, worker: &WorkerId, job_id: &JobId, free: usize, now: Now, out: &mut Batch) {
+        for stage in self.stages_for(worker, job_id) {
+            self.start_pending_of(worker, job_id, stage, free, now, out);
+        }
+    }
+
+    /// The running stages of job `job_id` that `worker` runs, if the job is running.
+    fn stages_for(&self, worker: &WorkerId, job_id: &JobId) -> Vec<usize> {
+        let (Some(me), Some(job)) = (self.workers.get(worker), self.jobs.get(job_id)) else { return Vec::new() };
+        if !job.is_running() {
+            return Vec::new();
+        }
+        job.runs().iter().filter(|r| me.jobs.contains(&r.spec().name)).map(|r| r.index()).collect()
+    }
+
+    /// Starts pending tasks of one running stage on `worker` while it has slots left.
+    fn start_pending_of(
+        &mut self,
+        worker: &WorkerId,
+        job_id: &JobId,
+        stage: usize,
+        free: usize,
+        now: Now,
+        out: &mut Batch,
+    ) {
         let hold_reduces = self.hold_reduces;
         let Some(me) = self.workers.get(worker) else { return };
         let Some(job) = self.jobs.get_mut(job_id) else { return };
-        if out.tasks.len() >= free || !me.jobs.contains(&job.spec().name) {
+        let Some(run) = job.run_mut(stage) else { return };
+        if out.tasks.len() >= free {
             return;
         }
         // A task that failed on this worker goes elsewhere, unless no other worker that can
-        // run the job is left to try. (Looked at only for such a task: it visits every
+        // run the stage is left to try. (Looked at only for such a task: it visits every
         // worker.)
         let workers = &self.workers;
-        let name = job.spec().name.clone();
+        let name = run.spec().name.clone();
         let allowed = |t: &Task| {
             !t.failed_on.contains(worker)
                 || workers
@@ -135,54 +167,51 @@ impl Core {
                     .all(|(o, _)| t.failed_on.contains(o))
         };
         while out.tasks.len() < free {
-            let Some((kind, first)) = job.next_pending(allowed) else { break };
+            let Some((kind, first)) = run.next_pending(allowed) else { break };
             let candidates =
-                job.pending(kind).iter().copied().filter(|&i| job.tasks(kind).get(i as usize).is_some_and(allowed));
+                run.pending(kind).iter().copied().filter(|&i| run.tasks(kind).get(i as usize).is_some_and(allowed));
             let (idx, level) = match kind {
                 TaskKind::Map => {
                     // Data locality with delay scheduling among the pending maps.
-                    let max = placement::allowed(job.waiting_since(), now.at, &self.cfg.delay);
+                    let max = placement::allowed(run.waiting_since(), now.at, &self.cfg.delay);
                     let splits = candidates
-                        .filter_map(|i| job.splits().get(i as usize).map(|s| (i, (s.url.as_str(), s.start, s.end))));
+                        .filter_map(|i| run.splits().get(i as usize).map(|s| (i, (s.url.as_str(), s.start, s.end))));
                     match placement::pick(splits, me, &self.homes, max) {
                         Some((i, l)) => (i, Some(l)),
                         None => {
-                            job.passed_up(now.at);
+                            run.passed_up(now.at);
                             break;
                         }
                     }
                 }
                 TaskKind::Reduce if hold_reduces => break,
                 // The reduce whose partition this worker's cache holds most of.
-                TaskKind::Reduce => (job.best_reduce_for(candidates, &me.cached).unwrap_or(first), None),
+                TaskKind::Reduce => (run.best_reduce_for(candidates, &me.cached).unwrap_or(first), None),
             };
-            let next = job.tasks(kind).get(idx as usize).map_or(1, |t| t.attempts + 1);
-            let bytes = job.assignment(kind, idx, next).encoded_len();
-            if !fits(self.cfg.poll_bytes, job, bytes, out) {
+            let bytes = run.assignment(kind, idx, run.next_attempt(kind, idx)).encoded_len();
+            if !fits(self.cfg.poll_bytes, job_id, bytes, out) {
                 break;
             }
-            let Some(attempt) = job.start_attempt(kind, idx, worker, now.at, level) else { break };
-            out.push(job.assignment(kind, idx, attempt), bytes, job_id, kind, idx);
+            let Some(attempt) = run.start_attempt(kind, idx, worker, now.at, level) else { break };
+            out.push(run.assignment(kind, idx, attempt), bytes, job_id, kind, idx);
         }
     }
 
     /// Starts backup attempts of one job's stragglers on `worker` while it has slots left.
     fn start_backups(&mut self, worker: &WorkerId, job_id: &JobId, free: usize, now: Now, out: &mut Batch) {
-        let (Some(spec), Some(me)) = (&self.cfg.speculation, self.workers.get(worker)) else { return };
-        let Some(job) = self.jobs.get_mut(job_id) else { return };
-        if out.tasks.len() >= free || !me.jobs.contains(&job.spec().name) {
-            return;
-        }
-        while out.tasks.len() < free {
-            let Some((kind, idx)) = job.backup_candidate(worker, now.at, spec) else { break };
-            let next = job.tasks(kind).get(idx as usize).map_or(1, |t| t.attempts + 1);
-            let bytes = job.assignment(kind, idx, next).encoded_len();
-            if out.bytes + bytes > self.cfg.poll_bytes {
-                break;
+        let Some(spec) = &self.cfg.speculation else { return };
+        for stage in self.stages_for(worker, job_id) {
+            let Some(run) = self.jobs.get_mut(job_id).and_then(|j| j.run_mut(stage)) else { continue };
+            while out.tasks.len() < free {
+                let Some((kind, idx)) = run.backup_candidate(worker, now.at, spec) else { break };
+                let bytes = run.assignment(kind, idx, run.next_attempt(kind, idx)).encoded_len();
+                if out.bytes + bytes > self.cfg.poll_bytes {
+                    break;
+                }
+                let Some(attempt) = run.start_backup(kind, idx, worker, now.at) else { break };
+                tracing::info!(job = %job_id, stage, ?kind, idx, attempt, "starting a backup attempt of a straggler");
+                out.push(run.assignment(kind, idx, attempt), bytes, job_id, kind, idx);
             }
-            let Some(attempt) = job.start_backup(kind, idx, worker, now.at) else { break };
-            tracing::info!(job = %job_id, ?kind, idx, attempt, "starting a backup attempt of a straggler");
-            out.push(job.assignment(kind, idx, attempt), bytes, job_id, kind, idx);
         }
     }
 }
@@ -226,13 +255,13 @@ impl Batch {
 /// Whether an assignment of `bytes` still fits a response of at most `limit` bytes; a job
 /// whose single assignment can never fit fails (its maps list too many outputs for
 /// `--max-message`).
-fn fits(limit: usize, job: &Job, bytes: usize, out: &mut Batch) -> bool {
+fn fits(limit: usize, job: &JobId, bytes: usize, out: &mut Batch) -> bool {
     if out.bytes + bytes <= limit {
         return true;
     }
-    if out.tasks.is_empty() && !out.too_big.iter().any(|(id, _)| id == job.id()) {
+    if out.tasks.is_empty() && !out.too_big.iter().any(|(id, _)| id == job) {
         out.too_big.push((
-            job.id().clone(),
+            job.clone(),
             format!(
                 "a task of this job is {bytes} bytes on the wire, more than a message may carry \
                      (raise --max-message on the coordinator and workers, or --split-size)"

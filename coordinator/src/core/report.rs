@@ -5,8 +5,8 @@
 
 use quern_api::{AttemptId, Counters, JobId, StoreUrl, TaskKind, WorkerId};
 
-use super::{Action, Core, FailureKind, LostMap, Now, Outcome, Rejection, advance_stage};
-use crate::job::{Job, Unsuccessful};
+use super::{Action, Core, FailureKind, LostMap, Now, Outcome, Rejection};
+use crate::job::{StageRun, Unsuccessful};
 use crate::journal::Record;
 use crate::task::{FailureEffect, MapOutput, Segment, Verdict};
 
@@ -50,12 +50,14 @@ impl Core {
     ) -> (Result<(), Rejection>, Vec<Action>) {
         let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
         let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
-        let output = match map_output_of(job, kind, n, segments) {
-            _ if !job.is_running() => Err("job is not running"),
+        let (running, epoch) = (job.is_running(), job.epoch());
+        let Some(run) = job.run_of_mut(n) else { return (Err("stage is not running"), Vec::new()) };
+        let output = match map_output_of(run, epoch, kind, n, segments) {
+            _ if !running => Err("job is not running"),
             other => other,
         };
-        let live = job.tasks(kind).get(idx as usize).is_some_and(|t| t.is_live(n, worker));
-        if let (Err(why), true) = (&output, live && job.is_running()) {
+        let live = run.tasks(kind).get(idx as usize).is_some_and(|t| t.is_live(n, worker));
+        if let (Err(why), true) = (&output, live && running) {
             // A live attempt that reports a malformed success has failed: say so now rather
             // than let it hold its slot (and perhaps the commit) until the task timeout.
             let message = format!("malformed success report: {why}");
@@ -64,8 +66,8 @@ impl Core {
         let verdict = match output {
             Err(why) => Verdict::Stale(why),
             Ok(output) => {
-                let needs_commit = kind == job.final_kind();
-                let verdict = job
+                let needs_commit = kind == run.final_kind();
+                let verdict = run
                     .with_task(kind, idx, |t| {
                         t.succeed(n, worker, output.clone(), counters.clone(), needs_commit, now.at)
                     })
@@ -79,7 +81,7 @@ impl Core {
                         worker: worker.clone(),
                         output,
                         counters: counters.into_map(),
-                        level: job.attempt_level(idx, n),
+                        level: run.attempt_level(idx, n),
                     });
                 }
                 verdict
@@ -95,23 +97,18 @@ impl Core {
     /// job's next step when this was its last part.
     fn task_won(&mut self, worker: &WorkerId, attempt: &AttemptId, won: crate::task::Won) -> Vec<Action> {
         let mut actions = Vec::new();
-        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return actions };
+        let Some(run) = self.jobs.get_mut(&attempt.task.job).and_then(|j| j.run_of_mut(attempt.attempt)) else {
+            return actions;
+        };
         let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
         if kind == TaskKind::Map {
-            let level = job.attempt_level(idx, n);
-            job.set_level(idx, level);
+            let level = run.attempt_level(idx, n);
+            run.set_level(idx, level);
         }
-        job.record_win(kind, &won);
-        let last = kind == job.final_kind();
-        if last && job.stage_finished() {
-            actions.push(advance_stage(job));
-        } else if last && job.begin_commit() {
-            self.journal.push(Record::JobCommitting { job: job.id().clone() });
-            actions.push(Action::WriteSuccess {
-                job: job.id().clone(),
-                output: job.spec().output.clone(),
-                temporary: job.temporary_dir(),
-            });
+        run.record_win(kind, &won);
+        // A part: its stage (and then the job) may be done.
+        if kind == run.final_kind() && run.outputs_complete() {
+            actions.extend(self.stages_moved(&attempt.task.job));
         }
         if let Some(w) = self.workers.get_mut(worker) {
             w.completed += 1;
@@ -131,13 +128,13 @@ impl Core {
     /// attempt this worker really ran, and never the task's current output. The name is
     /// built here, from the ids.
     fn stale_output(&self, worker: &WorkerId, attempt: &AttemptId) -> Option<Action> {
-        let job = self.jobs.get(&attempt.task.job)?;
         let (idx, n) = (attempt.task.index, attempt.attempt);
-        if attempt.task.kind != TaskKind::Map || job.map_only() {
+        let run = self.jobs.get(&attempt.task.job)?.run_of(n)?;
+        if attempt.task.kind != TaskKind::Map || run.map_only() {
             return None;
         }
-        let task = job.tasks(TaskKind::Map).get(idx as usize)?;
-        (task.ran(n, worker) && task.output_attempt() != Some(n)).then(|| Action::Delete(job.shuffle_url(idx, n)))
+        let task = run.tasks(TaskKind::Map).get(idx as usize)?;
+        (task.ran(n, worker) && task.output_attempt() != Some(n)).then(|| Action::Delete(run.shuffle_url(idx, n)))
     }
 
     /// A failure report: the task retries or, out of attempts, fails its job. A reducer
@@ -154,23 +151,25 @@ impl Core {
         // A worker that cannot build the job (bad parameters, a panicking builder) would fail
         // the same way everywhere: the job fails at once instead of after every retry.
         let max = if kind == FailureKind::Config { 1 } else { self.cfg.max_attempts };
-        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
         let (task_kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
+        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
+        let Some(run) = job.run_of_mut(n) else { return (Err("stage is not running"), Vec::new()) };
         // A lost map output does not count against the reducer when it names a map attempt
         // that was handed out (the current output, or one a re-run replaced); anything else
         // counts. Excused failures are capped per task (`MAX_EXCUSED`), so a peer that keeps
         // crying wolf cannot loop a job forever.
+        // (The maps a reducer reads are of its own stage.)
         let names_an_output = |l: &LostMap| {
-            job.tasks(TaskKind::Map)
+            run.tasks(TaskKind::Map)
                 .get(l.index as usize)
                 .is_some_and(|t| t.history.iter().any(|r| r.attempt == l.attempt))
-                || job.tasks(TaskKind::Map).get(l.index as usize).and_then(crate::task::Task::output_attempt)
+                || run.tasks(TaskKind::Map).get(l.index as usize).and_then(crate::task::Task::output_attempt)
                     == Some(l.attempt)
         };
         let counts = !(kind == FailureKind::MapOutputLost
             && task_kind == TaskKind::Reduce
             && lost_map.as_ref().is_some_and(names_an_output));
-        let effect = job
+        let effect = run
             .with_task(task_kind, idx, |t| t.fail(n, worker, message, counts, max))
             .unwrap_or(FailureEffect::Stale("unknown task"));
         match effect {
@@ -178,7 +177,7 @@ impl Core {
             FailureEffect::Retry => {
                 let lost = lost_map.filter(|_| kind == FailureKind::MapOutputLost && task_kind == TaskKind::Reduce);
                 let actions = match lost {
-                    Some(l) => self.map_output_lost(&attempt.task.job, l, now.wall_ms),
+                    Some(l) => self.map_output_lost(&attempt.task.job, n, l, now.wall_ms),
                     None => Vec::new(),
                 };
                 (Ok(()), actions)
@@ -201,16 +200,17 @@ impl Core {
     /// store its workers do not share (each host its own `file:///tmp/store`, workers
     /// pointed at different S3 endpoints), where re-running can never help. The limit is
     /// the failure budget users already tune with `--max-attempts`.
-    fn map_output_lost(&mut self, job_id: &JobId, lost: LostMap, now_ms: u64) -> Vec<Action> {
-        let Some(job) = self.jobs.get_mut(job_id) else { return Vec::new() };
-        let Some(Some(old)) = job.with_task(TaskKind::Map, lost.index, |t| t.output_lost(lost.attempt)) else {
+    /// `reducer` is the reporting attempt: the lost map is of its stage.
+    fn map_output_lost(&mut self, job_id: &JobId, reducer: u32, lost: LostMap, now_ms: u64) -> Vec<Action> {
+        let Some(run) = self.jobs.get_mut(job_id).and_then(|j| j.run_of_mut(reducer)) else { return Vec::new() };
+        let Some(Some(old)) = run.with_task(TaskKind::Map, lost.index, |t| t.output_lost(lost.attempt)) else {
             return Vec::new();
         };
-        self.journal.push(Record::MapOutputLost { job: job.id().clone(), index: lost.index, attempt: lost.attempt });
-        let delete = Action::Delete(job.shuffle_url_of(lost.index, &old));
-        let times = job.tasks(TaskKind::Map).get(lost.index as usize).map_or(0, |t| t.outputs_lost);
+        self.journal.push(Record::MapOutputLost { job: job_id.clone(), index: lost.index, attempt: lost.attempt });
+        let delete = Action::Delete(run.shuffle_url_of(lost.index, &old));
+        let times = run.tasks(TaskKind::Map).get(lost.index as usize).map_or(0, |t| t.outputs_lost);
         if times < self.cfg.max_attempts {
-            tracing::warn!(job = %job.id(), map = lost.index, times, "map output lost; running the map again");
+            tracing::warn!(job = %job_id, map = lost.index, times, "map output lost; running the map again");
             return vec![delete];
         }
         let why = OutputKeptLost { map: lost.index, times, store: StoreHint::of(&self.cfg.store) };
@@ -224,7 +224,8 @@ impl Core {
     fn attempt_killed(&mut self, worker: &WorkerId, attempt: &AttemptId) -> Result<(), Rejection> {
         let max = self.cfg.max_attempts;
         let job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
-        match job
+        let run = job.run_of_mut(attempt.attempt).ok_or("stage is not running")?;
+        match run
             .with_task(attempt.task.kind, attempt.task.index, |t| t.fail(attempt.attempt, worker, "killed", false, max))
         {
             Some(FailureEffect::Stale(why)) => Err(why),
@@ -275,17 +276,18 @@ impl StoreHint {
 /// The map output a success report describes: maps of jobs with reducers report one
 /// segment per reduce task; other attempts report none.
 fn map_output_of(
-    job: &Job,
+    run: &StageRun,
+    epoch: u64,
     kind: TaskKind,
     attempt: u32,
     segments: Option<Vec<Segment>>,
 ) -> Result<Option<MapOutput>, Rejection> {
-    let shuffles = kind == TaskKind::Map && !job.map_only();
+    let shuffles = kind == TaskKind::Map && !run.map_only();
     match segments {
         None if shuffles => Err("a map attempt must report its map output"),
         Some(_) if !shuffles => Err("only map attempts of jobs with reducers report map output"),
-        Some(s) if s.len() != job.spec().reducers as usize => Err("map output has the wrong number of partitions"),
-        Some(segments) => Ok(Some(MapOutput { epoch: job.epoch(), attempt, segments })),
+        Some(s) if s.len() != run.spec().reducers as usize => Err("map output has the wrong number of partitions"),
+        Some(segments) => Ok(Some(MapOutput { epoch, attempt, segments })),
         None => Ok(None),
     }
 }

@@ -1,16 +1,16 @@
-//! A task attempt as a worker receives it: the one place a job becomes a wire assignment,
+//! A task attempt as a worker receives it: the one place a stage becomes a wire assignment,
 //! with every object name built here from the job's and attempt's ids.
 
 use quern_api::{TaskKind, pb};
 
-use super::Job;
+use super::StageRun;
 use crate::task::TaskState;
 
-impl Job {
+impl StageRun {
     /// Builds the assignment for attempt `attempt` of a task.
     pub fn assignment(&self, kind: TaskKind, idx: u32, attempt: u32) -> pb::TaskAssignment {
         let attempt_ref =
-            pb::AttemptRef { job_id: self.id.to_string(), kind: pb::TaskKind::from(kind) as i32, index: idx, attempt };
+            pb::AttemptRef { job_id: self.job.to_string(), kind: pb::TaskKind::from(kind) as i32, index: idx, attempt };
         let task = match kind {
             TaskKind::Map => {
                 let s = &self.splits[idx as usize];

@@ -1,88 +1,52 @@
-//! What the scheduling policy and preemption read of a job at every poll and tick, kept as
-//! counts so that reading them costs the same however many tasks the job has.
+//! What the scheduling policy and preemption read of a job at every poll and tick: sums over
+//! its running stages of counts each stage keeps, so that reading them costs the same however
+//! many tasks the job has. A pipeline's stages share the job's priority and fair share.
 
 use std::time::Instant;
 
 use quern_api::{TaskKind, WorkerId};
 
-use crate::placement::Level;
-
-use super::{Job, JobState};
+use super::{Job, JobState, StageRun};
 
 impl Job {
-    /// Tasks with a live attempt (maps and reduces).
+    /// Tasks with a live attempt (maps and reduces, every running stage).
     pub fn running(&self) -> u32 {
-        self.maps_running + self.reduces_running
+        self.runs.iter().map(StageRun::running).sum()
     }
 
-    /// Bytes of input of the running stage.
+    /// Bytes of input of the running stages.
     pub fn input_bytes(&self) -> u64 {
-        self.input_bytes
+        self.runs.iter().map(StageRun::input_bytes).sum()
     }
 
-    /// Tasks that could start now: pending maps, and pending reduces once every map is
-    /// done (whoever the worker; `failed_on` is not looked at).
+    /// Tasks that could start now: pending maps, and pending reduces of stages whose maps
+    /// are all done (whoever the worker; `failed_on` is not looked at).
     pub fn runnable(&self) -> usize {
         if self.state != JobState::Running {
             return 0;
         }
-        let reduces = if self.maps_complete() { self.pending_reduces.len() } else { 0 };
-        self.pending_maps.len() + reduces
-    }
-
-    /// Whether [`Job::backup_candidate`] may find a straggler (its phase has nothing
-    /// pending and some task of it finished): cheap, checked before the scan.
-    pub fn may_back_up(&self) -> bool {
-        if self.state != JobState::Running {
-            return false;
-        }
-        let (pending, times) = if self.maps_complete() {
-            (&self.pending_reduces, &self.reduce_times)
-        } else {
-            (&self.pending_maps, &self.map_times)
-        };
-        pending.is_empty() && !times.is_empty()
+        self.runs.iter().map(StageRun::runnable).sum()
     }
 
     /// Attempts taken back from the job to serve starved jobs.
     pub fn preempted(&self) -> u32 {
-        self.preempted
+        self.runs.iter().map(StageRun::preempted).sum()
     }
 
-    /// Takes back live attempt `attempt` of task `idx` (preemption): the attempt ends
-    /// without counting as a failure, and the task is pending again unless another attempt
-    /// of it still runs. Returns the worker it ran on; None if it is not live (or holds the
-    /// commit, which is never taken back: its part may be becoming visible).
-    pub fn preempt(&mut self, kind: TaskKind, idx: u32, attempt: u32) -> Option<quern_api::WorkerId> {
-        let worker = self.with_task(kind, idx, |t| t.preempt(attempt)).flatten()?;
-        self.preempted += 1;
-        Some(worker)
+    /// Takes back live attempt `attempt` of task `idx` of the stage it belongs to (see
+    /// [`StageRun::preempt`]). Returns the worker it ran on.
+    pub fn preempt(&mut self, kind: TaskKind, idx: u32, attempt: u32) -> Option<WorkerId> {
+        self.run_of_mut(attempt)?.preempt(kind, idx, attempt)
     }
 
-    /// (node-local, rack-local, remote) counts over succeeded maps.
+    /// (node-local, rack-local, remote) counts over succeeded maps of the running stages.
     pub fn locality(&self) -> (u32, u32, u32) {
-        let mut c = (0, 0, 0);
-        for i in 0..self.maps.len() as u32 {
-            match self.map_level(i) {
-                Some(Level::NodeLocal) => c.0 += 1,
-                Some(Level::RackLocal) => c.1 += 1,
-                Some(Level::Remote) => c.2 += 1,
-                None => {}
-            }
-        }
-        c
+        self.runs.iter().map(StageRun::locality).fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
     }
 
-    /// Live attempts of the job as (kind, index, attempt, worker, since).
+    /// Live attempts of the job as (kind, index, attempt, worker, since); the attempt
+    /// number names the stage.
     pub fn live_attempts(&self) -> Vec<(TaskKind, u32, u32, WorkerId, Instant)> {
-        let mut out = Vec::new();
-        for kind in [TaskKind::Map, TaskKind::Reduce] {
-            for (i, t) in self.tasks(kind).iter().enumerate() {
-                for l in t.live_attempts() {
-                    out.push((kind, i as u32, l.attempt, l.worker.clone(), l.since));
-                }
-            }
-        }
-        out
+        self.runs.iter().flat_map(StageRun::live_attempts).collect()
     }
 }
