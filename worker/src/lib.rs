@@ -29,6 +29,7 @@ pub mod probe;
 pub mod reduce;
 pub mod shuffle;
 pub mod spill;
+mod streamed;
 pub mod task;
 
 use std::collections::HashMap;
