@@ -9,6 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use quern_tests::data::{read_output, word_count};
+use quern_tests::faults::Faults;
+use quern_tests::faulty::Rule;
 use quern_tests::{Mode, TestCluster, ok_stdout};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -157,4 +159,24 @@ fn a_truncated_or_corrupt_compressed_object_fails_its_job_with_a_clear_error() {
         let error = s["error"].as_str().unwrap_or_default();
         assert!(error.contains(name) && error.contains(what), "{error}");
     }
+}
+
+#[test]
+fn a_compressed_object_corrupted_in_transit_fails_one_attempt_and_the_next_one_counts() {
+    let mut c = TestCluster::start_with(Mode::Processes, 0, &["--speculation", "off"]).unwrap();
+    // The worker's first read of the object comes back with a byte flipped mid-stream.
+    let corrupt = Faults::store(vec![Rule::corrupt().containing(".txt.gz").times(1)]);
+    c.start_worker_with_faults(&["--task-memory", "64KiB"], &corrupt).unwrap();
+    let root = c.path("data");
+    write_inputs(&root);
+    std::fs::remove_file(root.join("packed/b.txt.zst")).unwrap();
+    std::fs::remove_file(root.join("plain/b.txt")).unwrap();
+    let (i, out) = (format!("{}/", root.join("packed").display()), c.path("out"));
+    let o = out.display().to_string();
+    let s = submit(&c, &["--job", "wordcount", "--input", &i, "--output", &o, "--reducers", "1"]);
+    assert_eq!(read_output(&out, 1, false), word_count(&root.join("plain")));
+    let log = c.worker_log(0);
+    assert!(log.contains("fault injected") && log.contains("gzip"), "the attempt saw broken data: {log}");
+    let tasks = c.tasks(s["id"].as_str().unwrap()).unwrap();
+    assert!(tasks.iter().any(|t| t["kind"] == "map" && t["attempts"].as_u64() == Some(2)), "{tasks:?}");
 }

@@ -52,6 +52,9 @@ pub enum BlockCut {
 /// enough that a limit is noticed soon after it is passed.
 const READ: usize = 64 * 1024;
 
+/// The most a block's buffer reserves before it is filled.
+const RESERVE_AT_MOST: usize = 64 << 20;
+
 /// The blocks of one compressed object, in order; an error ends them.
 pub struct Blocks<R: Read> {
     decoder: Decoder<R>,
@@ -84,7 +87,7 @@ impl<R: Read> Blocks<R> {
             cut,
             block: block.max(1),
             max_total,
-            pending: Vec::new(),
+            pending: Vec::with_capacity(block.clamp(1, RESERVE_AT_MOST) + READ),
             offset: 0,
             open_line: 0,
             emitted: false,
@@ -173,7 +176,9 @@ impl<R: Read> Blocks<R> {
 
     /// Hands out `pending[..end]` as the next block.
     fn take(&mut self, end: usize) -> Result<Input, InputError> {
-        let rest = self.pending[end..].to_vec();
+        // Room for a whole block up front: a block grown by doubling could hold twice its size.
+        let mut rest = Vec::with_capacity(self.block.min(RESERVE_AT_MOST) + READ);
+        rest.extend_from_slice(&self.pending[end..]);
         let mut data = std::mem::replace(&mut self.pending, rest);
         data.truncate(end);
         let start = self.offset;
