@@ -19,7 +19,7 @@ use object_store::ObjectStoreExt;
 use quern_api::Counters;
 use quern_api::counters::names;
 use quern_api::format::ObjectFormat;
-use quern_api::input::stream::{BlockCut, Blocks};
+use quern_api::input::stream::{BlockCut, Blocks, streamed};
 use quern_api::input::{Input, InputLimits};
 use quern_api::split::Compression;
 use quern_api::split::GENERATE_URL;
@@ -38,16 +38,6 @@ const PIECES_IN_FLIGHT: usize = 64;
 
 /// The largest block mapped at once.
 const MAX_BLOCK: usize = 64 << 20;
-
-/// How a streamed object is read, if `format` is one that is streamed.
-pub(crate) fn streamed(format: ObjectFormat) -> Option<(Compression, BlockCut)> {
-    let limits = InputLimits::DEFAULT;
-    match format {
-        ObjectFormat::Text(Some(c)) => Some((c, BlockCut::Lines { max_line: limits.max_line_bytes })),
-        ObjectFormat::Fixed(n, Some(c)) => Some((c, BlockCut::Records(n as usize))),
-        _ => None,
-    }
-}
 
 /// Bytes of a block under `memory`: a quarter of it, at most [`MAX_BLOCK`].
 pub(crate) fn block_bytes(memory: TaskMemory) -> usize {

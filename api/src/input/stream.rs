@@ -31,10 +31,11 @@ use std::panic::AssertUnwindSafe;
 
 use bytes::Bytes;
 
+use crate::format::ObjectFormat;
 use crate::split::Compression;
 
 use super::decompress::longest_line_check;
-use super::{Input, InputError};
+use super::{Input, InputError, InputLimits};
 
 /// How decompressed bytes are cut into blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +47,17 @@ pub enum BlockCut {
     },
     /// Fixed-length records of this many bytes (at least 1).
     Records(usize),
+}
+
+/// How a map task streams an object in `format`, if it does: compressed text and fixed-length
+/// objects are streamed (with the default [`InputLimits`]); a compressed `whole` object is one
+/// record, so it is decompressed whole.
+pub fn streamed(format: ObjectFormat) -> Option<(Compression, BlockCut)> {
+    match format {
+        ObjectFormat::Text(Some(c)) => Some((c, BlockCut::Lines { max_line: InputLimits::DEFAULT.max_line_bytes })),
+        ObjectFormat::Fixed(n, Some(c)) => Some((c, BlockCut::Records(n as usize))),
+        _ => None,
+    }
 }
 
 /// How much is read from the decoder at a time: large enough to keep it efficient, small
@@ -311,7 +323,6 @@ mod tests {
 
     use super::*;
     use crate::Counters;
-    use crate::format::ObjectFormat;
     use crate::input::decompress::{Bounds, decompress};
 
     fn gzip(data: &[u8]) -> Vec<u8> {
