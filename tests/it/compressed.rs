@@ -162,11 +162,12 @@ fn a_truncated_or_corrupt_compressed_object_fails_its_job_with_a_clear_error() {
 }
 
 #[test]
-fn a_compressed_object_corrupted_in_transit_fails_one_attempt_and_the_next_one_counts() {
+fn a_compressed_object_corrupted_in_transit_fails_one_attempt_the_next_counts_and_caches_it() {
     let mut c = TestCluster::start_with(Mode::Processes, 0, &["--speculation", "off"]).unwrap();
     // The worker's first read of the object comes back with a byte flipped mid-stream.
     let corrupt = Faults::store(vec![Rule::corrupt().containing(".txt.gz").times(1)]);
-    c.start_worker_with_faults(&["--task-memory", "64KiB"], &corrupt).unwrap();
+    let cache = c.path("cache").display().to_string();
+    c.start_worker_with_faults(&["--task-memory", "64KiB", "--cache-dir", &cache], &corrupt).unwrap();
     let root = c.path("data");
     write_inputs(&root);
     std::fs::remove_file(root.join("packed/b.txt.zst")).unwrap();
@@ -179,4 +180,12 @@ fn a_compressed_object_corrupted_in_transit_fails_one_attempt_and_the_next_one_c
     assert!(log.contains("fault injected") && log.contains("gzip"), "the attempt saw broken data: {log}");
     let tasks = c.tasks(s["id"].as_str().unwrap()).unwrap();
     assert!(tasks.iter().any(|t| t["kind"] == "map" && t["attempts"].as_u64() == Some(2)), "{tasks:?}");
+    assert_eq!(counter(&s, "CACHE_BYTES_READ"), 0, "{s}");
+    // The attempt that read it all kept a copy: the same job again reads it from the cache.
+    let size = std::fs::metadata(root.join("packed/a.txt.gz")).unwrap().len();
+    let again = c.path("again");
+    let o = again.display().to_string();
+    let s = submit(&c, &["--job", "wordcount", "--input", &i, "--output", &o, "--reducers", "1"]);
+    assert_eq!(read_output(&again, 1, false), word_count(&root.join("plain")));
+    assert_eq!(counter(&s, "CACHE_BYTES_READ"), size, "{s}");
 }

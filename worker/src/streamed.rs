@@ -1,9 +1,12 @@
-//! A map task's compressed text or fixed-length object, decompressed as it streams from the
-//! store (see [`quern_api::input::stream`]): the object arrives in the store client's pieces
-//! through a small bounded channel, and the map runs on a blocking thread that decompresses
-//! the pieces, cuts the output into blocks at record boundaries and maps each block on the
-//! rayon pool. Memory is the channel, one block and the map's own buffers, whatever the
-//! object's size; waiting for the store never blocks a rayon thread.
+//! What a map task reads, and how it gets to the map ([`map_input`]): a split read whole and
+//! decoded as one input, or a compressed text or fixed-length object decompressed as it
+//! streams from the store (see [`quern_api::input::stream`]). The object arrives in the store
+//! client's pieces through a small bounded channel, and the map runs on a blocking thread that
+//! decompresses the pieces, cuts the output into blocks at record boundaries and maps each
+//! block on the rayon pool. Memory is the channel, one block and the map's own buffers,
+//! whatever the object's size; waiting for the store never blocks a rayon thread. With a
+//! cache, the object is copied to local disk as it streams and kept once it all arrived and
+//! decoded; a later task reads it from there.
 //!
 //! A store error mid-stream fails the attempt as a store read error (retried like any);
 //! broken data, as a bad input.
