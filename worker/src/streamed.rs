@@ -29,6 +29,7 @@ use quern_api::split::GENERATE_URL;
 use quern_api::{StoreError, StoreUrl, pb};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::TaskError;
 use crate::map::Inputs;
@@ -56,12 +57,13 @@ pub(crate) struct Streamed<T> {
 }
 
 /// Streams the compressed object of `split` from the worker's cache or the store and runs
-/// `work` over its blocks on a blocking thread; `tmp` holds the copy kept for the cache.
+/// `work` over its blocks on a blocking thread; `tmp` holds the copy kept for the cache. A
+/// cancelled attempt stops streaming.
 pub(crate) async fn with_blocks<T, W>(
     env: &TaskEnv,
     split: &pb::Split,
     (codec, cut): (Compression, BlockCut),
-    tmp: &std::path::Path,
+    (tmp, cancel): (&std::path::Path, &CancellationToken),
     work: W,
 ) -> Result<Streamed<T>, TaskError>
 where
@@ -116,7 +118,13 @@ where
     let feed = async {
         let mut pieces = got.into_stream();
         let mut read = 0u64;
-        while let Some(piece) = pieces.next().await {
+        loop {
+            // A cancelled attempt stops reading: the map sees the stream end early and stops.
+            let piece = tokio::select! {
+                piece = pieces.next() => piece,
+                _ = cancel.cancelled() => return Err(TaskError::Cancelled),
+            };
+            let Some(piece) = piece else { break };
             let piece = piece.map_err(|e| TaskError::Input(StoreError::from_store(u.as_str(), e)))?;
             read += piece.len() as u64;
             if tx.send(piece).await.is_err() {
@@ -159,7 +167,7 @@ pub(crate) async fn map_input<T, W>(
     env: &TaskEnv,
     split: &pb::Split,
     format: ObjectFormat,
-    dir: &Arc<TempDir>,
+    (dir, cancel): (&Arc<TempDir>, &CancellationToken),
     work: W,
 ) -> Result<(T, InputRead), TaskError>
 where
@@ -168,7 +176,7 @@ where
 {
     let generated = split.url == GENERATE_URL;
     if !generated && let Some(how) = streamed(format) {
-        let s = with_blocks(env, split, how, dir.path(), work).await?;
+        let s = with_blocks(env, split, how, (dir.path(), cancel), work).await?;
         env.step();
         return Ok((s.result, InputRead { bytes: s.read, counter: Some(s.counter) }));
     }

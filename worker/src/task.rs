@@ -457,7 +457,7 @@ async fn run_map(
             counters.add(names::OUTPUT_BYTES, part.len() as i64);
             Ok::<_, TaskError>((part, counters))
         };
-        let ((part, mut counters), read) = map_input(env, &split, format, dir, work).await?;
+        let ((part, mut counters), read) = map_input(env, &split, format, (dir, cancel), work).await?;
         read.count(&mut counters);
         if cancel.is_cancelled() {
             return Err(TaskError::Cancelled);
@@ -470,7 +470,7 @@ async fn run_map(
         let (id, task) = ((&source[..], &input_url[..]), &task);
         map_split(job.as_ref(), inputs, id, task, (reducers, codec), skip, &progress, (memory, local.path()))
     };
-    let (mut result, read) = map_input(env, &split, format, dir, work).await?;
+    let (mut result, read) = map_input(env, &split, format, (dir, cancel), work).await?;
     // Where the input came from: this worker's cache, its own disk, or elsewhere.
     read.count(&mut result.counters);
     if cancel.is_cancelled() {
