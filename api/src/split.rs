@@ -33,7 +33,8 @@ pub struct Split {
 }
 
 /// Compression of a text input, from its name (as Hadoop picks codecs by extension).
-/// Compressed objects cannot be cut: each is one split, decompressed whole by its map task.
+/// Compressed objects cannot be cut: each is one split, which its map task decompresses as a
+/// stream (see [`crate::input::stream`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     /// `.gz`, `.gzip` (several concatenated members allowed).

@@ -10,7 +10,8 @@
 //!   ([`spill::TaskMemory`], `--task-memory`): sorted runs spilled to local disk and merged
 //!   a batch at a time, in passes when there are many;
 //! - [`shuffle`]: the checksummed Arrow IPC shuffle format;
-//! - [`task`]: the I/O around both, and the tokio-to-rayon bridge;
+//! - [`task`]: the I/O around both, and the tokio-to-rayon bridge; `streamed`: a map task's
+//!   input, a compressed object decompressed as it streams from the store;
 //! - [`probe`]: the check, at the first registration, that the coordinator's store can be
 //!   written, read and deleted in from here (a worker that cannot stops at once).
 //!
@@ -30,6 +31,7 @@ pub mod probe;
 pub mod reduce;
 pub mod shuffle;
 pub mod spill;
+mod streamed;
 pub mod task;
 
 use std::collections::HashMap;

@@ -9,6 +9,10 @@
 //! merged from the spills ([`crate::merge`]), combined again across them. A job
 //! without reducers skips all that: its map writes the task's part in input order
 //! ([`map_only_split`]).
+//!
+//! A compressed text or fixed-length object is mapped as a stream of blocks
+//! ([`quern_api::input::stream`]), each cut into chunks like a split: chunk `i` of every block
+//! goes to the same buffers, so the map output is the one the whole object would give.
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -24,6 +28,7 @@ use tempfile::SpooledTempFile;
 use crate::blob::Blob;
 use crate::error::TaskError;
 use crate::merge::{SortedRun, merge, merge_passes};
+use crate::output::PartSink;
 use crate::shuffle::{Codec, SegmentEncoder, SegmentInfo};
 use crate::spill::{PairBuf, Spill, Spiller, TaskMemory, sort_pairs};
 use quern_api::input::Input;
@@ -80,10 +85,14 @@ impl ChunkTarget for Part {
     }
 }
 
+/// The records one map task maps, in order: a split's (one [`Input`]), or the blocks of a
+/// compressed object decompressed as a stream (see [`quern_api::input::stream`]). An error
+/// ends the task.
+pub type Inputs<'i> = dyn Iterator<Item = Result<Input, TaskError>> + 'i;
+
 /// The parts of a map run that every chunk shares.
 struct Run<'a> {
     job: &'a dyn DynJob,
-    input: &'a Input,
     source: &'a str,
     url: &'a str,
     task: &'a TaskInfo,
@@ -91,40 +100,52 @@ struct Run<'a> {
     progress: &'a AtomicU64,
 }
 
-/// Maps the chunks of `input` in parallel, each into its own target from `make`: text as
-/// blocks of whole lines, other formats record by record.
-fn map_chunks<T: ChunkTarget>(run: &Run<'_>, make: impl Fn() -> T + Sync) -> Result<Vec<(T, Counters)>, TaskError> {
-    let pieces = chunk_count();
-    let Run { job, input, source, url, task, opts, progress } = *run;
-    input
-        .chunks(pieces)
-        .into_par_iter()
-        .map(|range| {
-            let mut target = make();
-            let mut counters = Counters::new();
+/// One target per chunk of an input, with the counters of the chunks it mapped. They live
+/// for the whole task: chunk `i` of every input (every block of a stream) goes to target `i`.
+struct Targets<T, F> {
+    targets: Vec<(T, Counters)>,
+    make: F,
+}
+
+impl<T: ChunkTarget, F: Fn() -> T + Sync> Targets<T, F> {
+    fn new(make: F) -> Self {
+        Targets { targets: (0..chunk_count()).map(|_| (make(), Counters::new())).collect(), make }
+    }
+
+    /// Maps the chunks of `input` in parallel, each into its target: text as blocks of whole
+    /// lines, other formats record by record.
+    fn map(&mut self, run: &Run<'_>, input: &Input) -> Result<(), TaskError> {
+        let Run { job, source, url, task, opts, progress } = *run;
+        let chunks = input.chunks(self.targets.len());
+        // Cutting at line ends can make a chunk or two more than asked for.
+        while self.targets.len() < chunks.len() {
+            self.targets.push(((self.make)(), Counters::new()));
+        }
+        chunks.into_par_iter().zip(self.targets.par_iter_mut()).try_for_each(|(range, (target, counters))| {
             let mut mapped = Counters::new();
-            match input.block(range.clone(), source, url, &mut counters) {
+            match input.block(range.clone(), source, url, counters) {
                 Some(block) => target.map(job, Records::Block(&block), &mut mapped, task, opts)?,
-                None => input.with_records(range, source, url, &mut counters, |records| {
+                None => input.with_records(range, source, url, counters, |records| {
                     target.map(job, Records::Each(records), &mut mapped, task, opts)
                 })?,
             }
             counters.merge(&mapped);
             // A chunk mapped is progress the coordinator's task timeout sees.
             progress.fetch_add(1, Ordering::Relaxed);
-            Ok((target, counters))
+            Ok::<_, TaskError>(())
         })
-        .collect()
+    }
 }
 
-/// Maps `input` (a split's records) into one shuffle object partitioned for `reducers`.
-/// `source` is the input object's base name, `url` its URL. With `skip_bad_records`, records on which the
-/// map function panics are skipped and counted. Pairs are buffered within `memory` (half of
-/// it, shared by the chunks); beyond, they spill to sorted runs in `dir`, merged at the end.
+/// Maps `inputs` (a split's records, or a streamed object's blocks) into one shuffle object
+/// partitioned for `reducers`. `source` is the input object's base name, `url` its URL. With
+/// `skip_bad_records`, records on which the map function panics are skipped and counted.
+/// Pairs are buffered within `memory` (half of it, shared by the chunks); beyond, they spill
+/// to sorted runs in `dir`, merged at the end.
 #[allow(clippy::too_many_arguments)]
 pub fn map_split(
     job: &dyn DynJob,
-    input: &Input,
+    inputs: &mut Inputs<'_>,
     (source, url): (&str, &str),
     task: &TaskInfo,
     (reducers, codec): (u32, Codec),
@@ -136,34 +157,45 @@ pub fn map_split(
     // Every chunk's buffers live until the end: together they get half the budget; the rest
     // is for the merge and the object's pieces.
     let share = (memory.bytes() / 2 / chunk_count()).max(1);
-    let make = || Spiller::new(job, reducers, share, dir, memory);
-    let mapped = map_chunks(&Run { job, input, source, url, task, opts, progress }, make)?;
-    if let Some(p) = mapped.iter().find_map(|(s, _)| s.bad_partition) {
-        return Err(TaskError::User(format!("partitioner returned {p} for {reducers} reducers")));
-    }
-    let mut sinks = Vec::with_capacity(mapped.len());
-    let mut counters = Counters::new();
-    for (mut sink, c) in mapped {
-        if let Some(e) = sink.error.take() {
-            return Err(e);
+    let run = Run { job, source, url, task, opts, progress };
+    let mut targets = Targets::new(|| Spiller::new(job, reducers, share, dir, memory));
+    // Runs are merged in order, and reducers see a key's values in the order of the runs. A
+    // target buffers chunk i of every block, so without a combiner the runs of one block are
+    // sealed (spilled, and kept in order) before the next block is mapped: values keep their
+    // input order, as when the input is one block. A combiner must be associative and
+    // commutative, so a combining job buffers across blocks and spills only when full.
+    let seal = !job.has_combiner();
+    let mut sealed: Vec<Spill> = Vec::new();
+    let mut input_bytes = 0u64;
+    for (i, input) in inputs.enumerate() {
+        let input = input?;
+        if seal && i > 0 {
+            seal_runs(&mut targets.targets, &mut sealed)?;
         }
+        targets.map(&run, &input)?;
+        input_bytes += input.len_bytes();
+        check_spillers(&mut targets.targets, reducers)?;
+    }
+    let mut sinks = Vec::with_capacity(targets.targets.len());
+    let mut counters = Counters::new();
+    for (sink, c) in targets.targets {
         counters.merge(&c);
         sinks.push(sink);
     }
     let combiner = job.has_combiner();
-    let (object, segments) = if sinks.iter().all(|s| s.spills.is_empty()) {
+    let (object, segments) = if sealed.is_empty() && sinks.iter().all(|s| s.spills.is_empty()) {
         in_memory(job, &sinks, (reducers, codec), memory)?
     } else {
         // Every chunk spills its rest too, so that the runs, in chunk order, keep each key's
         // values in map order.
         sinks.par_iter_mut().filter(|s| s.has_buffered()).try_for_each(|s| s.spill())?;
-        let spills: Vec<&Spill> = sinks.iter().flat_map(|s| s.spills.iter()).collect();
+        let spills: Vec<&Spill> = sealed.iter().chain(sinks.iter().flat_map(|s| s.spills.iter())).collect();
         counters.add(names::MAP_SPILLS, spills.len() as i64);
         counters.add(names::SPILLED_RECORDS, spills.iter().map(|s| s.records()).sum::<u64>() as i64);
         merge_spills(job, &spills, (reducers, codec), (memory, dir), &mut counters)?
     };
     let written: u64 = segments.iter().map(|s| s.records).sum();
-    counters.add(names::MAP_INPUT_BYTES, input.len_bytes() as i64);
+    counters.add(names::MAP_INPUT_BYTES, input_bytes as i64);
     counters.add(names::MAP_OUTPUT_BYTES, object.len() as i64);
     counters.add(names::SPILLED_RECORDS, written as i64);
     if combiner {
@@ -172,7 +204,29 @@ pub fn map_split(
     Ok(MapResult { object, segments, counters })
 }
 
-/// The chunks [`map_chunks`] cuts a split into, at most: one per thread. Every chunk ends
+/// Fails on what a chunk's spiller could not report as it happened: a partition out of
+/// range, a spill that failed.
+fn check_spillers(targets: &mut [(Spiller<'_>, Counters)], reducers: u32) -> Result<(), TaskError> {
+    if let Some(p) = targets.iter().find_map(|(s, _)| s.bad_partition) {
+        return Err(TaskError::User(format!("partitioner returned {p} for {reducers} reducers")));
+    }
+    match targets.iter_mut().find_map(|(s, _)| s.error.take()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Spills what every target buffered and moves all their spills, in target order, to the
+/// end of `sealed`: the runs of the blocks mapped so far, in input order.
+fn seal_runs(targets: &mut [(Spiller<'_>, Counters)], sealed: &mut Vec<Spill>) -> Result<(), TaskError> {
+    targets.par_iter_mut().filter(|(s, _)| s.has_buffered()).try_for_each(|(s, _)| s.spill())?;
+    for (s, _) in targets.iter_mut() {
+        sealed.append(&mut s.spills);
+    }
+    Ok(())
+}
+
+/// The chunks [`Targets::map`] cuts an input into, at most: one per thread. Every chunk ends
 /// with one pair per distinct key it saw (its combine table), and those pairs are what the
 /// sort pays for, so fewer, larger chunks shuffle less; tasks side by side keep threads busy.
 fn chunk_count() -> usize {
@@ -277,25 +331,38 @@ fn combine_into<W: std::io::Write>(
     Ok(())
 }
 
-/// Maps `input` for a job without reducers straight into the task's output, in input order.
+/// Maps `inputs` for a job without reducers straight into the task's output `part`, in
+/// input order: the records of each input (each block of a stream) are written as they are
+/// mapped, so the part never has to be in memory whole.
 pub fn map_only_split(
     job: &dyn DynJob,
-    input: &Input,
+    inputs: &mut Inputs<'_>,
     (source, url): (&str, &str),
     task: &TaskInfo,
     skip_bad_records: bool,
     progress: &AtomicU64,
-) -> Result<(PartWriter, Counters), TaskError> {
+    part: &mut PartSink,
+) -> Result<Counters, TaskError> {
     let opts = MapOptions::skipping(skip_bad_records);
-    let mapped = map_chunks(&Run { job, input, source, url, task, opts, progress }, Part::default)?;
-    let mut out = PartWriter::new();
-    let mut counters = Counters::new();
-    for (part, c) in mapped {
-        out.append(part.0);
-        counters.merge(&c);
+    let run = Run { job, source, url, task, opts, progress };
+    let mut targets = Targets::new(Part::default);
+    let mut input_bytes = 0u64;
+    for input in inputs {
+        let input = input?;
+        targets.map(&run, &input)?;
+        input_bytes += input.len_bytes();
+        let mut out = PartWriter::new();
+        for (p, _) in &mut targets.targets {
+            out.append(std::mem::take(&mut p.0));
+        }
+        part.write(&out)?;
     }
-    counters.add(names::MAP_INPUT_BYTES, input.len_bytes() as i64);
-    Ok((out, counters))
+    let mut counters = Counters::new();
+    for (_, c) in &targets.targets {
+        counters.merge(c);
+    }
+    counters.add(names::MAP_INPUT_BYTES, input_bytes as i64);
+    Ok(counters)
 }
 
 /// The first 8 bytes of a key, zero-padded, as a big-endian number: comparing prefixes

@@ -277,17 +277,19 @@ mod tests {
     use quern_api::{Combiner, Job, JobError, MapContext, OutputContext, Params, Record, TaskInfo};
 
     use super::*;
-    use crate::map::{MapResult, map_split};
+    use crate::map::{Inputs, MapResult, map_split};
     use crate::shuffle::decode_segment;
 
-    /// Word count, with or without its combiner.
+    /// Word count with its combiner; without, a list of where each word is.
     struct Words(bool);
     impl Job for Words {
         type Key = String;
         type Value = u64;
         fn map(&self, rec: &Record<'_>, ctx: &mut MapContext<'_, String, u64>) -> Result<(), JobError> {
+            // Without the combiner, each value says where it came from: the order of a key's
+            // values shows.
             for w in rec.line.split_whitespace() {
-                ctx.emit(w, 1);
+                ctx.emit(w, if self.0 { 1 } else { rec.offset });
             }
             Ok(())
         }
@@ -305,12 +307,16 @@ mod tests {
         }
     }
 
-    fn run(job: &dyn DynJob, input: &Input, memory: u64, dir: &Path) -> MapResult {
+    fn run(job: &dyn DynJob, input: Input, memory: u64, dir: &Path) -> MapResult {
+        run_all(job, &mut std::iter::once(Ok(input)), memory, dir)
+    }
+
+    fn run_all(job: &dyn DynJob, inputs: &mut Inputs<'_>, memory: u64, dir: &Path) -> MapResult {
         let task = TaskInfo::local();
         let progress = AtomicU64::new(0);
         map_split(
             job,
-            input,
+            inputs,
             ("in", "file:///in"),
             &task,
             (3, Codec::Lz4),
@@ -348,12 +354,12 @@ mod tests {
         // 40k words from a vocabulary of 3,000: every spill holds most keys again.
         let text: String =
             (0..40_000u64).map(|i| format!("w{}{}", (i * 7919) % 3000, if i % 9 == 8 { "\n" } else { " " })).collect();
-        let input = Input::decode(ObjectFormat::Text(None), bytes::Bytes::from(text), 0, u64::MAX).unwrap();
+        let input = || Input::decode(ObjectFormat::Text(None), bytes::Bytes::from(text.clone()), 0, u64::MAX).unwrap();
         let dir = tempfile::tempdir().unwrap();
         for combine in [true, false] {
             let job = JobRunner::new(Words(combine), &Params::default()).unwrap();
-            let whole = run(&job, &input, 1 << 30, dir.path());
-            let tiny = run(&job, &input, TaskMemory::MIN, dir.path());
+            let whole = run(&job, input(), 1 << 30, dir.path());
+            let tiny = run(&job, input(), TaskMemory::MIN, dir.path());
             assert_eq!(whole.counters.get(names::MAP_SPILLS), 0, "{:?}", whole.counters);
             let spills = tiny.counters.get(names::MAP_SPILLS);
             assert!(spills > 20, "combine {combine}: {spills} spills");
@@ -370,6 +376,37 @@ mod tests {
             assert!(spilled(&tiny) > spilled(&whole), "spilled records count every write");
             drop(tiny);
             assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no spill outlives its run");
+        }
+    }
+
+    #[test]
+    fn a_stream_of_blocks_maps_to_the_object_the_whole_input_gives() {
+        use quern_api::input::stream::{BlockCut, Blocks};
+        use quern_api::split::Compression;
+        let text: String =
+            (0..30_000u64).map(|i| format!("w{}{}", (i * 7919) % 2000, if i % 7 == 6 { "\n" } else { " " })).collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for combine in [true, false] {
+            let job = JobRunner::new(Words(combine), &Params::default()).unwrap();
+            let whole = run(
+                &job,
+                Input::decode(ObjectFormat::Text(None), text.clone().into(), 0, u64::MAX).unwrap(),
+                1 << 30,
+                dir.path(),
+            );
+            for (memory, block) in [(1 << 30, 1000), (TaskMemory::MIN, 4096), (TaskMemory::MIN, 1 << 20)] {
+                let cut = BlockCut::Lines { max_line: 1 << 20 };
+                let blocks = Blocks::new(Compression::Gzip, &gz[..], cut, block, u64::MAX);
+                let streamed = run_all(&job, &mut blocks.map(|b| Ok(b.unwrap())), memory, dir.path());
+                let what = format!("combine {combine}, memory {memory}, blocks of {block}");
+                assert!(partitions(&streamed) == partitions(&whole), "{what}");
+                for c in [names::MAP_INPUT_BYTES, names::MAP_INPUT_RECORDS, names::MAP_OUTPUT_RECORDS] {
+                    assert_eq!(streamed.counters.get(c), whole.counters.get(c), "{c}, {what}");
+                }
+            }
         }
     }
 }

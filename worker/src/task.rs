@@ -23,13 +23,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blob::{Blob, read_piece};
 use crate::error::{InputError, TaskError};
-use crate::map::{map_only_split, map_split};
+use crate::map::{Inputs, map_only_split, map_split};
 use crate::merge::{RunBytes, SortedRun, merge_passes};
-use crate::output::{PartSink, encode};
+use crate::output::PartSink;
 use crate::reduce::reduce_runs;
 use crate::shuffle::{ShuffleError, checksum};
 use crate::spill::TaskMemory;
-use quern_api::input::{Input, InputLimits, SplitData, arrow_split, parquet_split};
+use crate::streamed::map_input;
+use quern_api::input::{InputLimits, SplitData, arrow_split, parquet_split};
 use tempfile::TempDir;
 
 /// Runs `f` on the rayon pool and awaits it; a panic becomes [`TaskError::User`].
@@ -120,7 +121,7 @@ pub struct TaskEnv {
 
 impl TaskEnv {
     /// Counts one step of progress of the running attempt.
-    fn step(&self) {
+    pub(crate) fn step(&self) {
         self.progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -347,7 +348,7 @@ async fn fetch_split(split: &pb::Split, max_line: usize) -> Result<Bytes, TaskEr
 
 /// What a map task reads: the split's bytes (from the cache, this machine's disk or the
 /// store) and the counter they count in.
-async fn read_split(
+pub(crate) async fn read_split(
     env: &TaskEnv,
     split: &pb::Split,
     format: ObjectFormat,
@@ -442,52 +443,39 @@ async fn run_map(
 ) -> Result<pb::Succeeded, TaskError> {
     let split = m.split.ok_or_else(|| TaskError::Config("map task without a split".into()))?;
     let format = a.input_format.resolve(&split.url);
-    let (data, source_counter) = read_split(env, &split, format).await?;
-    env.step();
-    let read = data.bytes_read() as i64;
     let source = StoreUrl::parse(&split.url).map(|u| u.base_name()).unwrap_or_default();
     let input_url = if split.url == GENERATE_URL { String::new() } else { split.url.clone() };
-    let (start, end) = (split.start, split.end);
-    let generated = split.url == GENERATE_URL;
-    let input = spawn_compute(move || {
-        if generated { Ok(Input::Generate { start, end }) } else { Input::decode_split(format, data, start, end) }
-    })
-    .await?
-    .map_err(|source| TaskError::BadInput { url: split.url.clone(), source })?;
-    let input = Arc::new(input);
     let task = TaskInfo::new(attempt.clone(), env.worker_id.clone());
     let (skip, reducers, output_format) = (a.skip, a.reducers, a.output_format);
     let progress = env.progress.clone();
+    let (memory, codec, local) = (env.memory, env.shuffle_compression, dir.clone());
     if reducers == 0 {
-        // Map-only: this task's output is a part, committed like a reduce task's.
-        let (bytes, mut counters) = spawn_compute(move || {
-            let (out, mut counters) =
-                map_only_split(job.as_ref(), &input, (&source, &input_url), &task, skip, &progress)?;
-            let bytes = encode(out, output_format)?;
-            counters.add(names::OUTPUT_BYTES, bytes.len() as i64);
-            Ok::<_, TaskError>((bytes, counters))
-        })
-        .await??;
-        if let Some(c) = source_counter {
-            counters.add(c, read);
-        }
+        // Map-only: this task's output is a part, committed like a reduce task's; it stays in
+        // memory up to a quarter of the budget, like a reduce task's.
+        let work = move |inputs: &mut Inputs<'_>| {
+            let mut part = PartSink::new(output_format, local.path(), memory.bytes() / 4)?;
+            let (id, task) = ((&source[..], &input_url[..]), &task);
+            let mut counters = map_only_split(job.as_ref(), inputs, id, task, skip, &progress, &mut part)?;
+            let part = part.finish()?;
+            counters.add(names::OUTPUT_BYTES, part.len() as i64);
+            Ok::<_, TaskError>((part, counters))
+        };
+        let ((part, mut counters), read) = map_input(env, &split, format, (dir, cancel), work).await?;
+        read.count(&mut counters);
         if cancel.is_cancelled() {
             return Err(TaskError::Cancelled);
         }
-        commit_part(env, attempt, &m.temp_url, Blob::from_bytes(bytes)).await?;
+        commit_part(env, attempt, &m.temp_url, part).await?;
         return Ok(pb::Succeeded { counters: counters.into_map(), map_output: None });
     }
     let (out_url, out_store) = url(&m.output_url)?;
-    let (memory, dir, codec) = (env.memory, dir.clone(), env.shuffle_compression);
-    let mut result = spawn_compute(move || {
+    let work = move |inputs: &mut Inputs<'_>| {
         let (id, task) = ((&source[..], &input_url[..]), &task);
-        map_split(job.as_ref(), &input, id, task, (reducers, codec), skip, &progress, (memory, dir.path()))
-    })
-    .await??;
+        map_split(job.as_ref(), inputs, id, task, (reducers, codec), skip, &progress, (memory, local.path()))
+    };
+    let (mut result, read) = map_input(env, &split, format, (dir, cancel), work).await?;
     // Where the input came from: this worker's cache, its own disk, or elsewhere.
-    if let Some(c) = source_counter {
-        result.counters.add(c, read);
-    }
+    read.count(&mut result.counters);
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }

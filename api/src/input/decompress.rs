@@ -1,5 +1,6 @@
-//! Compressed inputs (`.gz`, `.zst`): a map task reads the whole object and decompresses it
-//! before cutting records.
+//! Compressed inputs (`.gz`, `.zst`) decompressed whole: an object read as one record
+//! (`whole`), and the windows a total-order submission samples. Map tasks stream compressed
+//! text and fixed-length objects instead (see [`super::stream`]).
 //!
 //! Decompression is bounded: a small object may expand enormously (a "decompression bomb"),
 //! so output stops with an error at [`super::InputLimits::max_decompressed_bytes`],
@@ -12,6 +13,7 @@ use std::io::Read;
 use crate::split::Compression;
 
 use super::InputError;
+use super::stream::Decoder;
 
 /// How far decompression may go.
 #[derive(Clone, Copy, Debug)]
@@ -30,20 +32,11 @@ const CHUNK: usize = 64 * 1024;
 /// within `bounds`; the error says what was wrong with the data.
 pub fn decompress(c: Compression, data: &[u8], bounds: Bounds) -> Result<Vec<u8>, InputError> {
     let mut sink = Sink { out: Vec::new(), line: 0, bounds, buf: vec![0; CHUNK] };
-    match c {
-        Compression::Gzip => {
-            sink.drain(&mut flate2::read::MultiGzDecoder::new(data), |e| InputError::Gzip(e.to_string()))?;
-        }
-        Compression::Zstd => {
-            let mut rest = data;
-            // Each frame's header is consumed by the decoder, so every turn makes progress.
-            while !rest.is_empty() {
-                let mut frame =
-                    ruzstd::decoding::StreamingDecoder::new(&mut rest).map_err(|e| InputError::Zstd(e.to_string()))?;
-                sink.drain(&mut frame, |e| InputError::Zstd(e.to_string()))?;
-            }
-        }
-    }
+    let codec = |e: std::io::Error| match c {
+        Compression::Gzip => InputError::Gzip(e.to_string()),
+        Compression::Zstd => InputError::Zstd(e.to_string()),
+    };
+    sink.drain(&mut Decoder::new(c, data), codec)?;
     Ok(sink.out)
 }
 

@@ -27,6 +27,7 @@ pub mod decompress;
 mod error;
 pub mod parquet_split;
 mod ranged;
+pub mod stream;
 
 pub use error::InputError;
 
@@ -108,11 +109,21 @@ impl SplitData {
 /// all.
 pub const MAX_LINE_BYTES: usize = 64 << 20;
 
-/// Most bytes one `.gz`/`.zst` object may decompress to.
+/// Most bytes one `.gz`/`.zst` object may decompress to when it is decompressed whole (read
+/// as one record, or sampled); also the least a streamed one may (see
+/// [`InputLimits::max_streamed`]).
 pub const MAX_DECOMPRESSED_BYTES: usize = 1 << 30;
 
-/// Most bytes a task holds at once: a split, an object read whole (`whole`, Arrow, Parquet,
-/// compressed), and the rows an Arrow or Parquet object decodes to.
+/// Most bytes a streamed `.gz`/`.zst` object may decompress to per byte of it. Gzip cannot
+/// exceed about 1032; real text is 3 to 10; zstd can reach far more, which is what this bounds.
+pub const MAX_STREAM_RATIO: u64 = 1024;
+
+/// Most bytes a streamed `.gz`/`.zst` object may decompress to, whatever its size: 1 TiB.
+pub const MAX_STREAMED_BYTES: u64 = 1 << 40;
+
+/// Most bytes a task holds at once: a split, an object read whole (`whole`, Arrow, Parquet),
+/// and the rows an Arrow or Parquet object decodes to. (Compressed text and fixed-length
+/// objects are streamed, never held whole.)
 pub const MAX_READ_BYTES: usize = 1 << 30;
 
 /// Limits that keep broken or hostile input from taking a worker's memory: past one, the map
@@ -121,7 +132,8 @@ pub const MAX_READ_BYTES: usize = 1 << 30;
 pub struct InputLimits {
     /// Longest text line ([`MAX_LINE_BYTES`]).
     pub max_line_bytes: usize,
-    /// Most bytes a compressed object decompresses to ([`MAX_DECOMPRESSED_BYTES`]).
+    /// Most bytes a compressed object decompresses to when decompressed whole, and the
+    /// least a streamed one may ([`MAX_DECOMPRESSED_BYTES`], see [`InputLimits::max_streamed`]).
     pub max_decompressed_bytes: usize,
     /// Most bytes of a split, an object read whole, or decoded rows ([`MAX_READ_BYTES`]).
     pub max_read_bytes: usize,
@@ -134,6 +146,16 @@ impl InputLimits {
         max_decompressed_bytes: MAX_DECOMPRESSED_BYTES,
         max_read_bytes: MAX_READ_BYTES,
     };
+
+    /// Most bytes a compressed text or fixed-length object of `compressed` bytes, which map
+    /// tasks decompress as a stream (see [`stream`]), may decompress to: [`MAX_STREAM_RATIO`]
+    /// times its size, at least `max_decompressed_bytes` (what any object could before
+    /// streaming) and at most [`MAX_STREAMED_BYTES`]. A bomb guard, not a memory bound: a
+    /// streamed object is never whole in memory.
+    pub fn max_streamed(&self, compressed: u64) -> u64 {
+        let floor = self.max_decompressed_bytes as u64;
+        compressed.saturating_mul(MAX_STREAM_RATIO).max(floor).min(MAX_STREAMED_BYTES.max(floor))
+    }
 
     /// Whether a split or object of `len` bytes may be read; `what` names it in the error.
     pub fn check_read(&self, what: &str, len: u64) -> Result<(), InputError> {

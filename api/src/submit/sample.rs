@@ -1,10 +1,13 @@
 //! Sampling a total-order job's input for its cut points, as Hadoop's `InputSampler` does:
 //! a few 64 KiB windows per object, decoded by the same code a map task uses
-//! ([`crate::input::Input`]), so the keys sampled are the keys the maps will see.
+//! ([`crate::input::Input`]), so the keys sampled are the keys the maps will see. A
+//! compressed object is read whole when a map task could hold it whole, else only the
+//! records its first MiB decompresses to are sampled (map tasks stream such objects).
 
 use object_store::ObjectStoreExt;
 
 use crate::format::ObjectFormat;
+use crate::input::stream::{Blocks, streamed};
 use crate::input::{Input, InputLimits};
 use crate::job::{CUTS_PARAM, TotalOrder};
 use crate::listing::list_inputs;
@@ -21,6 +24,10 @@ const OBJECTS_SAMPLED: usize = 256;
 
 /// Bytes of one sampled window.
 const WINDOW: u64 = 64 * 1024;
+
+/// Compressed bytes read from the start of a compressed object too large to read whole: far
+/// more than the four windows they decompress to.
+const STREAM_PREFIX: u64 = 1 << 20;
 
 /// For a total-order job (see [`crate::Partitioning::total_order`]) with several
 /// reducers, samples the input and adds the cut points to its parameters.
@@ -62,6 +69,17 @@ async fn sample_object(
     let store = url.store().map_err(bad_url)?;
     let read = |e| SubmitError::SampleRead { url: url.to_string(), source: crate::StoreError::from_store(object, e) };
     let decoded = |e| SubmitError::SampleDecode { url: url.to_string(), source: e };
+    if let Some((codec, cut)) = streamed(of)
+        && size > InputLimits::DEFAULT.max_read_bytes as u64
+    {
+        // Too large to read whole: map tasks stream it, and the sample comes from its start.
+        let prefix = store.get_range(&url.path(), 0..size.min(STREAM_PREFIX)).await.map_err(read)?;
+        let max = InputLimits::DEFAULT.max_streamed(size);
+        return match Blocks::new(codec, &prefix[..], cut, 4 * WINDOW as usize, max).next() {
+            Some(block) => keep(job, &block.map_err(decoded)?, sample),
+            None => Ok(()),
+        };
+    }
     if !of.splittable() {
         // The same limit a map task has: never hold more of an object than a worker would.
         InputLimits::DEFAULT.check_read("object read whole", size).map_err(decoded)?;
