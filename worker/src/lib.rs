@@ -19,9 +19,9 @@
 //! call it.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-mod arrow_read;
 pub mod blob;
 pub mod cache;
+mod columnar;
 pub mod error;
 mod ipc_guard;
 pub mod map;

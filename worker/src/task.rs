@@ -30,7 +30,7 @@ use crate::reduce::reduce_runs;
 use crate::shuffle::{ShuffleError, checksum};
 use crate::spill::TaskMemory;
 use crate::streamed::map_input;
-use quern_api::input::{InputLimits, SplitData, arrow_split, parquet_split};
+use quern_api::input::{InputLimits, SplitData, arrow_split};
 use tempfile::TempDir;
 
 /// Runs `f` on the rayon pool and awaits it; a panic becomes [`TaskError::User`].
@@ -357,10 +357,10 @@ pub(crate) async fn read_split(
         return Ok((SplitData::Bytes(Bytes::new()), None));
     }
     if format == ObjectFormat::Parquet {
-        return read_parquet_split(env, split).await;
+        return crate::columnar::read_parquet_split(env, split).await;
     }
     if format == ObjectFormat::Arrow && arrow_split::reads_in_parts(split.start, split.end, split.object_size) {
-        return crate::arrow_read::read_arrow_split(env, split).await;
+        return crate::columnar::read_arrow_split(env, split).await;
     }
     // Splits come from the coordinator, but their sizes from whoever submitted the job.
     let limits = InputLimits::DEFAULT;
@@ -394,43 +394,6 @@ pub(crate) async fn read_split(
         c.put(&split.url, split.start, split.object_size, &b);
     }
     Ok((SplitData::Bytes(b), Some(if local { names::LOCAL_BYTES_READ } else { names::REMOTE_BYTES_READ })))
-}
-
-/// A Parquet split: the object's footer and only the row groups the split owns, each range
-/// from the cache when it holds it.
-async fn read_parquet_split(env: &TaskEnv, split: &pb::Split) -> Result<(SplitData, Option<&'static str>), TaskError> {
-    let (u, store) = url(&split.url)?;
-    let missed = std::sync::atomic::AtomicBool::new(false);
-    let get = |r: std::ops::Range<u64>| {
-        let (u, store, missed) = (&u, &store, &missed);
-        async move {
-            let cache = env.cache.as_ref();
-            if let Some(b) = cache.and_then(|c| c.get(&split.url, r.start, r.end, Some(split.object_size))) {
-                return Ok(b);
-            }
-            missed.store(true, std::sync::atomic::Ordering::Relaxed);
-            let b = get_range(store, u, r.clone()).await?;
-            if let Some(c) = cache {
-                c.put(&split.url, r.start, split.object_size, &b);
-            }
-            Ok(b)
-        }
-    };
-    let limits = InputLimits::DEFAULT;
-    let part = parquet_split::read_split(split.object_size, split.start, split.end, &limits, &get).await;
-    let part = part.map_err(|e| match e {
-        parquet_split::ReadError::Store(e) => TaskError::Input(e),
-        parquet_split::ReadError::Input(source) => TaskError::BadInput { url: split.url.clone(), source },
-    })?;
-    let local = env.local_data.iter().any(|p| split.url.starts_with(p.as_str()));
-    let counter = if !missed.into_inner() {
-        names::CACHE_BYTES_READ
-    } else if local {
-        names::LOCAL_BYTES_READ
-    } else {
-        names::REMOTE_BYTES_READ
-    };
-    Ok((SplitData::Parquet(part), Some(counter)))
 }
 
 async fn run_map(
