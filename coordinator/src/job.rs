@@ -150,9 +150,17 @@ pub struct Job {
     input_bytes: u64,
     /// Attempts taken back from this job to serve starved jobs (`--preemption`).
     preempted: u32,
-    /// Run times of the winning attempts, per kind, for spotting stragglers.
-    map_times: Vec<Duration>,
-    reduce_times: Vec<Duration>,
+    /// Median run times of the winning attempts, per kind, for spotting stragglers.
+    map_times: backup::Median,
+    reduce_times: backup::Median,
+    /// Tasks running exactly one attempt, per kind, oldest first (backup candidates).
+    single_maps: backup::Singles,
+    single_reduces: backup::Singles,
+    /// Where the pending maps' splits live, for delay scheduling without a pass over them.
+    locality: locality::Locality,
+    /// Whether the coordinator's job index must look at the job again (set when it was
+    /// borrowed for a change, cleared when the index caught up).
+    pub(crate) stale: bool,
 }
 
 /// When to start backup attempts (MapReduce paper, 3.6): once a phase has no pending task
@@ -246,8 +254,12 @@ impl Job {
             backups_started: 0,
             backups_won: 0,
             cleaned: false,
-            map_times: Vec::new(),
-            reduce_times: Vec::new(),
+            map_times: Default::default(),
+            reduce_times: Default::default(),
+            single_maps: Default::default(),
+            single_reduces: Default::default(),
+            locality: Default::default(),
+            stale: false,
         }
     }
 
@@ -442,18 +454,25 @@ impl Job {
         }
     }
 
-    /// Keeps the pending sets, done and running counts in step with task `idx`.
-    fn sync(&mut self, kind: TaskKind, idx: u32, was_done: bool, was_running: bool) {
+    /// Keeps the pending sets, done and running counts and the backup and locality
+    /// indexes in step with task `idx`, which was as `before` says.
+    fn sync(&mut self, kind: TaskKind, idx: u32, before: Before) {
         let Some(t) = self.tasks(kind).get(idx as usize) else {
             return;
         };
         let (pending, done) = (matches!(t.state, TaskState::Pending), t.is_done());
         let running = matches!(t.state, TaskState::Running { .. });
+        let single = t.single_live().map(|(_, since)| since);
+        self.sync_single(kind, idx, before.single, single);
+        if pending && !before.pending && kind == TaskKind::Map {
+            // A map back in the pending set: the locality index was built without it.
+            self.locality.forget_homes();
+        }
         let (set, count, live) = match kind {
             TaskKind::Map => (&mut self.pending_maps, &mut self.maps_done, &mut self.maps_running),
             TaskKind::Reduce => (&mut self.pending_reduces, &mut self.reduces_done, &mut self.reduces_running),
         };
-        match (was_running, running) {
+        match (before.running, running) {
             (false, true) => *live += 1,
             (true, false) => *live -= 1,
             _ => {}
@@ -463,7 +482,7 @@ impl Job {
         } else {
             set.remove(&idx);
         }
-        match (was_done, done) {
+        match (before.done, done) {
             (false, true) => *count += 1,
             (true, false) => *count -= 1,
             _ => {}
@@ -473,9 +492,14 @@ impl Job {
     /// Applies `f` to task `idx` and keeps the bookkeeping right.
     pub fn with_task<R>(&mut self, kind: TaskKind, idx: u32, f: impl FnOnce(&mut Task) -> R) -> Option<R> {
         let t = self.tasks_mut(kind).get_mut(idx as usize)?;
-        let (was_done, was_running) = (t.is_done(), matches!(t.state, TaskState::Running { .. }));
+        let before = Before {
+            done: t.is_done(),
+            running: matches!(t.state, TaskState::Running { .. }),
+            pending: matches!(t.state, TaskState::Pending),
+            single: t.single_live().map(|(_, since)| since),
+        };
         let r = f(t);
-        self.sync(kind, idx, was_done, was_running);
+        self.sync(kind, idx, before);
         Some(r)
     }
 
@@ -497,36 +521,6 @@ impl Job {
             return first(&self.pending_maps, TaskKind::Map);
         }
         if self.maps_complete() { first(&self.pending_reduces, TaskKind::Reduce) } else { None }
-    }
-
-    /// A straggler that `worker` could run a backup of, per `spec`.
-    pub fn backup_candidate(&self, worker: &WorkerId, now: Instant, spec: &Speculation) -> Option<(TaskKind, u32)> {
-        if self.state != JobState::Running {
-            return None;
-        }
-        let (kind, pending, times) = if self.maps_complete() {
-            (TaskKind::Reduce, &self.pending_reduces, &self.reduce_times)
-        } else {
-            (TaskKind::Map, &self.pending_maps, &self.map_times)
-        };
-        if !pending.is_empty() || times.is_empty() {
-            return None;
-        }
-        // The median by selection, not a sort: this runs at every poll of a job in its tail.
-        let mut times = times.clone();
-        let mid = times.len() / 2;
-        let median = *times.select_nth_unstable(mid).1;
-        let threshold = median.mul_f64(spec.factor).max(spec.min_runtime);
-        self.tasks(kind)
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                let (w, since) = t.single_live()?;
-                let ran = now.saturating_duration_since(since);
-                (w != worker && ran > threshold && !t.failed_on.contains(worker)).then_some((ran, i as u32))
-            })
-            .max()
-            .map(|(_, i)| (kind, i))
     }
 
     /// The output the user asked for (a pipeline's last stage writes it).
@@ -782,10 +776,21 @@ impl Job {
     }
 }
 
+/// What a task was before a change, for [`Job::sync`].
+struct Before {
+    done: bool,
+    running: bool,
+    pending: bool,
+    /// The start of its only live attempt, if it ran exactly one.
+    single: Option<Instant>,
+}
+
 /// Where reduce attempts of job `id` writing `output` put their parts before commit.
 pub fn temporary_dir(output: &StoreUrl, id: &JobId) -> StoreUrl {
     output.join(&format!("_temporary/{id}/"))
 }
 
 mod assign;
+mod backup;
+mod locality;
 mod share;

@@ -87,11 +87,20 @@ pub struct Homes {
     odd: Vec<(String, WorkerId, String)>,
     /// Object -> (worker, rack, start, end) of the ranges cached.
     cached: HashMap<String, Vec<(WorkerId, String, u64, u64)>>,
+    /// Grows whenever what is indexed changes, so users can cache what they derive.
+    generation: u64,
 }
 
 impl Homes {
+    /// A number that changes whenever what is indexed changes: what a job derived from the
+    /// index (its pending maps' homes) stays right while this stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Indexes what `w` holds.
     pub fn add(&mut self, id: &WorkerId, w: &WorkerEntry) {
+        self.generation += u64::from(!w.local_data.is_empty() || !w.cached.is_empty());
         for p in &w.local_data {
             let (p, rack) = (p.as_str().to_string(), w.rack.clone());
             if p.ends_with('/') {
@@ -112,6 +121,7 @@ impl Homes {
 
     /// Forgets what `w` holds.
     pub fn remove(&mut self, id: &WorkerId, w: &WorkerEntry) {
+        self.generation += u64::from(!w.local_data.is_empty() || !w.cached.is_empty());
         for p in &w.local_data {
             if let Some(v) = self.dirs.get_mut(p.as_str()) {
                 v.retain(|(o, _)| o != id);
@@ -132,7 +142,7 @@ impl Homes {
     }
 
     /// The racks of the workers holding `split`.
-    fn racks<'a>(&'a self, (url, start, end): (&'a str, u64, u64)) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn racks<'a>(&'a self, (url, start, end): (&'a str, u64, u64)) -> impl Iterator<Item = &'a str> + 'a {
         let dirs = url
             .char_indices()
             .filter(|&(_, c)| c == '/')

@@ -20,9 +20,7 @@ impl Core {
         outcome: Outcome,
         now: Now,
     ) -> (Result<(), Rejection>, Vec<Action>) {
-        if let Some(w) = self.workers.get_mut(worker) {
-            w.last_seen = now.at;
-        }
+        self.seen(worker, now);
         self.unassign(worker, attempt);
         if !self.jobs.contains_key(&attempt.task.job) {
             return (Err("unknown job"), Vec::new());
@@ -48,9 +46,9 @@ impl Core {
         segments: Option<Vec<Segment>>,
         now: Now,
     ) -> (Result<(), Rejection>, Vec<Action>) {
-        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
+        let Some(mut job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
         let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
-        let output = match map_output_of(job, kind, n, segments) {
+        let output = match map_output_of(&job, kind, n, segments) {
             _ if !job.is_running() => Err("job is not running"),
             other => other,
         };
@@ -59,6 +57,7 @@ impl Core {
             // A live attempt that reports a malformed success has failed: say so now rather
             // than let it hold its slot (and perhaps the commit) until the task timeout.
             let message = format!("malformed success report: {why}");
+            drop(job);
             return self.attempt_failed(worker, attempt, FailureKind::Internal, &message, None, now);
         }
         let verdict = match output {
@@ -85,6 +84,7 @@ impl Core {
                 verdict
             }
         };
+        drop(job);
         match verdict {
             Verdict::Accepted(won) => (Ok(()), self.task_won(worker, attempt, won)),
             Verdict::Stale(why) => (Err(why), self.stale_output(worker, attempt).into_iter().collect()),
@@ -95,7 +95,7 @@ impl Core {
     /// job's next step when this was its last part.
     fn task_won(&mut self, worker: &WorkerId, attempt: &AttemptId, won: crate::task::Won) -> Vec<Action> {
         let mut actions = Vec::new();
-        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return actions };
+        let Some(mut job) = self.jobs.get_mut(&attempt.task.job) else { return actions };
         let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
         if kind == TaskKind::Map {
             let level = job.attempt_level(idx, n);
@@ -104,7 +104,7 @@ impl Core {
         job.record_win(kind, &won);
         let last = kind == job.final_kind();
         if last && job.stage_finished() {
-            actions.push(advance_stage(job));
+            actions.push(advance_stage(&job));
         } else if last && job.begin_commit() {
             self.journal.push(Record::JobCommitting { job: job.id().clone() });
             actions.push(Action::WriteSuccess {
@@ -113,6 +113,7 @@ impl Core {
                 temporary: job.temporary_dir(),
             });
         }
+        drop(job);
         if let Some(w) = self.workers.get_mut(worker) {
             w.completed += 1;
         }
@@ -154,7 +155,7 @@ impl Core {
         // A worker that cannot build the job (bad parameters, a panicking builder) would fail
         // the same way everywhere: the job fails at once instead of after every retry.
         let max = if kind == FailureKind::Config { 1 } else { self.cfg.max_attempts };
-        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
+        let Some(mut job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
         let (task_kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
         // A lost map output does not count against the reducer when it names a map attempt
         // that was handed out (the current output, or one a re-run replaced); anything else
@@ -173,6 +174,7 @@ impl Core {
         let effect = job
             .with_task(task_kind, idx, |t| t.fail(n, worker, message, counts, max))
             .unwrap_or(FailureEffect::Stale("unknown task"));
+        drop(job);
         match effect {
             FailureEffect::Stale(why) => (Err(why), Vec::new()),
             FailureEffect::Retry => {
@@ -202,7 +204,7 @@ impl Core {
     /// pointed at different S3 endpoints), where re-running can never help. The limit is
     /// the failure budget users already tune with `--max-attempts`.
     fn map_output_lost(&mut self, job_id: &JobId, lost: LostMap, now_ms: u64) -> Vec<Action> {
-        let Some(job) = self.jobs.get_mut(job_id) else { return Vec::new() };
+        let Some(mut job) = self.jobs.get_mut(job_id) else { return Vec::new() };
         let Some(Some(old)) = job.with_task(TaskKind::Map, lost.index, |t| t.output_lost(lost.attempt)) else {
             return Vec::new();
         };
@@ -213,6 +215,7 @@ impl Core {
             tracing::warn!(job = %job.id(), map = lost.index, times, "map output lost; running the map again");
             return vec![delete];
         }
+        drop(job);
         let why = OutputKeptLost { map: lost.index, times, store: StoreHint::of(&self.cfg.store) };
         tracing::error!(job = %job_id, error = %why, "failing the job");
         let mut actions = vec![delete];
@@ -223,7 +226,7 @@ impl Core {
     /// A live attempt gave up because it was told to.
     fn attempt_killed(&mut self, worker: &WorkerId, attempt: &AttemptId) -> Result<(), Rejection> {
         let max = self.cfg.max_attempts;
-        let job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
+        let mut job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
         match job
             .with_task(attempt.task.kind, attempt.task.index, |t| t.fail(attempt.attempt, worker, "killed", false, max))
         {
