@@ -160,7 +160,7 @@ pub struct Job {
     locality: locality::Locality,
     /// Whether the coordinator's job index must look at the job again (set when it was
     /// borrowed for a change, cleared when the index caught up).
-    pub(crate) stale: bool,
+    stale: bool,
 }
 
 /// When to start backup attempts (MapReduce paper, 3.6): once a phase has no pending task

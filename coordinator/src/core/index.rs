@@ -24,7 +24,7 @@ pub(super) type Place = (OrderKey, JobId);
 #[derive(Debug, Default)]
 pub(super) struct Jobs {
     all: BTreeMap<JobId, Job>,
-    /// Jobs changed since the index last caught up (a job at most once: see `Job::stale`).
+    /// Jobs changed since the index last caught up (a job at most once: see `Job::mark_stale`).
     stale: Vec<JobId>,
     index: Index,
 }
@@ -50,8 +50,7 @@ impl DerefMut for JobMut<'_> {
 
 impl Drop for JobMut<'_> {
     fn drop(&mut self) {
-        if !self.job.stale {
-            self.job.stale = true;
+        if self.job.mark_stale() {
             self.stale.push(self.job.id().clone());
         }
     }
@@ -95,7 +94,7 @@ impl Jobs {
         for id in std::mem::take(&mut self.stale) {
             match self.all.get_mut(&id) {
                 Some(job) => {
-                    job.stale = false;
+                    job.mark_indexed();
                     self.index.update(&id, Some(job), policy, spec);
                 }
                 None => self.index.update(&id, None, policy, spec),
@@ -146,50 +145,74 @@ pub(super) struct Index {
 impl Index {
     /// Re-reads job `id` (None: it is gone).
     fn update(&mut self, id: &JobId, job: Option<&Job>, policy: &dyn Policy, spec: Option<&Speculation>) {
-        let new = job.filter(|j| j.is_running()).map(|j| {
-            let runnable = j.runnable();
-            let due = if runnable == 0 { spec.and_then(|s| j.backup_due(s)) } else { None };
-            Entry { name: j.spec().name.clone(), key: policy.key(j), runnable, due }
-        });
-        let old = self.entries.get(id);
-        if old == new.as_ref() {
+        let Some(j) = job.filter(|j| j.is_running()) else {
+            if let Some(old) = self.entries.remove(id) {
+                self.unlink(id, old);
+            }
             return;
-        }
-        if let Some(old) = self.entries.remove(id) {
-            self.unlink(id, old);
-        }
-        if let Some(new) = new {
-            self.link(id, &new);
-            self.entries.insert(id.clone(), new);
+        };
+        let runnable = j.runnable();
+        let due = if runnable == 0 { spec.and_then(|s| j.backup_due(s)) } else { None };
+        let key = policy.key(j);
+        match self.entries.get(id) {
+            Some(old) if old.name == j.spec().name => {
+                if old.key == key && old.runnable == runnable && old.due == due {
+                    return;
+                }
+                // The same name: its running set stays; the rest moves.
+                let Some(old) = self.entries.remove(id) else { return };
+                self.unplace(id, &old);
+                let new = Entry { key, runnable, due, name: old.name };
+                self.place(id, &new);
+                self.entries.insert(id.clone(), new);
+            }
+            _ => {
+                if let Some(old) = self.entries.remove(id) {
+                    self.unlink(id, old);
+                }
+                let new = Entry { name: j.spec().name.clone(), key, runnable, due };
+                self.names.entry(new.name.clone()).or_default().running.insert(id.clone());
+                self.place(id, &new);
+                self.entries.insert(id.clone(), new);
+            }
         }
     }
 
-    fn unlink(&mut self, id: &JobId, old: Entry) {
-        let place = (old.key, id.clone());
+    /// Removes a job from every set but its name's running set.
+    fn unplace(&mut self, id: &JobId, old: &Entry) {
         if let Some(due) = old.due
             && !self.waiting.remove(&(due, id.clone()))
         {
             self.promoted.remove(id);
         }
         let Some(named) = self.names.get_mut(&old.name) else { return };
-        named.running.remove(id);
         named.runnable -= old.runnable;
-        named.pending.remove(&place);
-        named.ready.remove(&place);
-        if named.running.is_empty() {
-            self.names.remove(&old.name);
+        let place = (old.key, id.clone());
+        if old.runnable > 0 {
+            named.pending.remove(&place);
         }
+        named.ready.remove(&place);
     }
 
-    fn link(&mut self, id: &JobId, new: &Entry) {
+    /// Adds a job to every set but its name's running set.
+    fn place(&mut self, id: &JobId, new: &Entry) {
         let named = self.names.entry(new.name.clone()).or_default();
-        named.running.insert(id.clone());
         named.runnable += new.runnable;
         if new.runnable > 0 {
             named.pending.insert((new.key, id.clone()));
         }
         if let Some(due) = new.due {
             self.waiting.insert((due, id.clone()));
+        }
+    }
+
+    /// Removes a job from the index.
+    fn unlink(&mut self, id: &JobId, old: Entry) {
+        self.unplace(id, &old);
+        let Some(named) = self.names.get_mut(&old.name) else { return };
+        named.running.remove(id);
+        if named.running.is_empty() {
+            self.names.remove(&old.name);
         }
     }
 

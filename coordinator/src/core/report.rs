@@ -20,6 +20,20 @@ impl Core {
         outcome: Outcome,
         now: Now,
     ) -> (Result<(), Rejection>, Vec<Action>) {
+        let taken = self.take_report(worker, attempt, outcome, now);
+        // Each report pays for its own job's index update, not the next poll or tick.
+        self.refresh_index();
+        taken
+    }
+
+    /// [`Core::report`] but for the index.
+    fn take_report(
+        &mut self,
+        worker: &WorkerId,
+        attempt: &AttemptId,
+        outcome: Outcome,
+        now: Now,
+    ) -> (Result<(), Rejection>, Vec<Action>) {
         self.seen(worker, now);
         self.unassign(worker, attempt);
         if !self.jobs.contains_key(&attempt.task.job) {

@@ -1,8 +1,9 @@
 //! Delay scheduling over a job's pending maps without a pass over them: the same choice as
 //! [`crate::placement::pick`] over every pending split, from two indexes.
 //!
-//! - The splits sorted by URL (built once): the splits a worker holds (under one of its
-//!   `--local-data` directories, or a range its cache holds) are one contiguous run each.
+//! - The splits sorted by URL (built once), with the run of each directory the URLs lie in:
+//!   the splits a worker holds (under one of its `--local-data` directories, or a range its
+//!   cache holds) are one contiguous run each, a directory's found with one hash lookup.
 //! - The pending splits by where their homes are (built from [`Homes`] and rebuilt when the
 //!   cluster's homes change, see [`Homes::generation`], or a map goes back to pending): those
 //!   with no home on a live worker, and those with a home in each rack. Entries of maps that
@@ -23,8 +24,9 @@ use crate::task::Task;
 /// A job's locality indexes (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct Locality {
-    /// Split indexes sorted by (URL, index); built at the first pick.
-    by_url: Option<Vec<u32>>,
+    /// Split indexes sorted by (URL, index), and where in that order the splits under
+    /// each directory (each URL's ancestors) are; built at the first pick that needs them.
+    by_url: Option<ByUrl>,
     /// Pending maps by where their homes are, for one generation of [`Homes`].
     homes: Option<PendingHomes>,
 }
@@ -34,6 +36,14 @@ impl Locality {
     pub(crate) fn forget_homes(&mut self) {
         self.homes = None;
     }
+}
+
+/// Split indexes sorted by (URL, index), and the run of that order under each directory
+/// some split URL lies in (every prefix of a URL that ends with `/`).
+#[derive(Debug)]
+struct ByUrl {
+    order: Vec<u32>,
+    dirs: HashMap<String, (u32, u32)>,
 }
 
 /// Pending maps by where their homes are.
@@ -64,13 +74,10 @@ impl Job {
             self.locality.homes = Some(self.pending_homes(homes));
         }
         let ok = |job: &Job, i: u32| job.pending_maps.contains(&i) && job.maps.get(i as usize).is_some_and(allowed);
-        if self.locality.by_url.is_none() {
-            let splits = &self.splits;
-            let mut v: Vec<u32> = (0..splits.len() as u32).collect();
-            v.sort_by(|&a, &b| splits[a as usize].url.cmp(&splits[b as usize].url).then(a.cmp(&b)));
-            self.locality.by_url = Some(v);
-        }
         let anywhere = self.locality.homes.as_ref().is_some_and(|h| h.homeless.is_none());
+        if !anywhere && self.locality.by_url.is_none() {
+            self.locality.by_url = Some(by_url(&self.splits));
+        }
         if !anywhere && let Some(i) = self.first_held(on, &ok) {
             return Some((i, Level::NodeLocal));
         }
@@ -90,13 +97,22 @@ impl Job {
     /// The lowest map `ok` accepts whose split `on` holds (its own disk or its cache).
     fn first_held(&self, on: &WorkerEntry, ok: &dyn Fn(&Job, u32) -> bool) -> Option<u32> {
         let splits = &self.splits;
-        let order = self.locality.by_url.as_deref().unwrap_or(&[]);
+        let Some(ByUrl { order, dirs }) = &self.locality.by_url else { return None };
         let url = |i: u32| splits[i as usize].url.as_str();
         let mut best: Option<u32> = None;
         for prefix in &on.local_data {
             let p = prefix.as_str();
-            let from = order.partition_point(|&i| url(i) < p);
-            for &i in order[from..].iter().take_while(|&&i| url(i).starts_with(p)) {
+            // The splits under a directory are one run of the order, found by its name
+            // (one hash: no binary search over the URLs at every poll).
+            let run = if p.ends_with('/') {
+                let Some(&(lo, hi)) = dirs.get(p) else { continue };
+                &order[lo as usize..hi as usize]
+            } else {
+                let from = order.partition_point(|&i| url(i) < p);
+                let len = order[from..].iter().take_while(|&&i| url(i).starts_with(p)).count();
+                &order[from..from + len]
+            };
+            for &i in run {
                 if best.is_none_or(|b| i < b) && ok(self, i) {
                     best = Some(i);
                 }
@@ -164,6 +180,28 @@ impl Job {
         let homeless = if by_rack.is_empty() { None } else { Some(homeless) };
         PendingHomes { generation: homes.generation(), homeless, by_rack }
     }
+}
+
+/// Indexes `splits` by URL.
+fn by_url(splits: &[quern_api::split::Split]) -> ByUrl {
+    let mut order: Vec<u32> = (0..splits.len() as u32).collect();
+    order.sort_by(|&a, &b| splits[a as usize].url.cmp(&splits[b as usize].url).then(a.cmp(&b)));
+    let mut dirs: HashMap<String, (u32, u32)> = HashMap::new();
+    for (k, &i) in order.iter().enumerate() {
+        let u = splits[i as usize].url.as_str();
+        let k = k as u32;
+        for (cut, _) in u.match_indices('/') {
+            let dir = &u[..=cut];
+            // Sorted by URL: the URLs under one directory are contiguous.
+            match dirs.get_mut(dir) {
+                Some(run) => run.1 = k + 1,
+                None => {
+                    dirs.insert(dir.to_string(), (k, k + 1));
+                }
+            }
+        }
+    }
+    ByUrl { order, dirs }
 }
 
 #[cfg(test)]
