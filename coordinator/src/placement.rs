@@ -192,6 +192,10 @@ pub fn allowed(waiting_since: Option<Instant>, now: Instant, delay: &Delay) -> L
 /// The first node-local candidate wins; otherwise the first rack-local one (if allowed),
 /// otherwise the first acceptable remote one. So a first pass looks only for node-local
 /// candidates (which needs `on` alone), and the second stops at the first rack-local one.
+///
+/// This is the reference definition: polls pick through a job's locality indexes
+/// (`Job::pick_map`), which give the same answer without a pass over the candidates (a
+/// property test checks the two against each other).
 pub fn pick<'a, I>(candidates: I, on: &WorkerEntry, homes: &Homes, max_level: Level) -> Option<(u32, Level)>
 where
     I: Iterator<Item = (u32, (&'a str, u64, u64))> + Clone,
