@@ -7,7 +7,7 @@
 //! dropped; [`Jobs::refresh`] re-reads the stale jobs (O(log n) each: a job's place is read
 //! from counts it keeps) before the index is used. So the index can never miss a change.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound::{Excluded, Unbounded};
 use std::ops::{Deref, DerefMut};
 use std::time::Instant;
@@ -136,10 +136,10 @@ pub(super) struct Named {
 pub(super) struct Index {
     entries: HashMap<JobId, Entry>,
     names: HashMap<String, Named>,
-    /// Jobs in their tail whose backups are not due yet, by when they may be; with whether
-    /// each was moved to `ready` (then it is in `promoted` instead).
+    /// Jobs in their tail whose backups are not due yet, by when they may be.
     waiting: BTreeSet<(Instant, JobId)>,
-    promoted: HashMap<JobId, Instant>,
+    /// Jobs moved from `waiting` to their name's `ready` set.
+    promoted: HashSet<JobId>,
 }
 
 impl Index {
@@ -221,12 +221,12 @@ impl Index {
         while let Some((due, _)) = self.waiting.first()
             && *due < now
         {
-            let Some((due, id)) = self.waiting.pop_first() else { break };
+            let Some((_, id)) = self.waiting.pop_first() else { break };
             let Some(e) = self.entries.get(&id) else { continue };
             if let Some(named) = self.names.get_mut(&e.name) {
                 named.ready.insert((e.key, id.clone()));
             }
-            self.promoted.insert(id, due);
+            self.promoted.insert(id);
         }
     }
 
