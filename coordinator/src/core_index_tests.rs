@@ -173,3 +173,96 @@ fn finish(c: &mut Core, w: &WorkerId, a: &AttemptId, ok: bool, reducers: &BTreeM
         }
     }
 }
+
+/// The deadline queues find the silent workers and the stalled attempts a pass over every
+/// worker and attempt finds, through random heartbeats, progress and time (seeded).
+#[test]
+fn the_deadline_queues_find_what_a_pass_over_everything_finds() {
+    let (mut stalls, mut losses) = (0, 0);
+    for seed in 0..20 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut clock = Clock::new();
+        let mut c = core();
+        let jobs = BTreeSet::from(["wordcount".to_string()]);
+        let mut ws: Vec<WorkerId> =
+            (0..5).map(|i| c.register(format!("h{i}"), "r".into(), 2, jobs.clone(), clock.now())).collect();
+        for k in 0..3 {
+            c.submit(spec(&format!("memory:///out{k}/"), 0, 0), splits(6), clock.now().wall_ms);
+        }
+        for _ in 0..120 {
+            let w = ws[rng.random_range(0..ws.len())].clone();
+            match rng.random_range(0..6) {
+                0 => {
+                    c.poll(&w, 2, clock.now());
+                }
+                1 => {
+                    c.heartbeat(&w, clock.now());
+                }
+                2 => {
+                    let running: Vec<AttemptId> =
+                        c.workers.get(&w).map(|e| e.running.iter().cloned().collect()).unwrap_or_default();
+                    let progress: Vec<(AttemptId, u64)> =
+                        running.into_iter().map(|a| (a, rng.random_range(0..50))).collect();
+                    c.progressed(&w, &progress, clock.now());
+                }
+                3 => {
+                    // A worker registers afresh (the old one falls silent).
+                    ws.push(c.register("late".into(), "r".into(), 2, jobs.clone(), clock.now()));
+                }
+                _ => {
+                    clock.advance(Duration::from_millis(rng.random_range(0..25_000)));
+                    // Most workers call in after the time passed; some miss it.
+                    for w in ws.clone() {
+                        if rng.random_bool(0.85) {
+                            c.heartbeat(&w, clock.now());
+                        }
+                    }
+                }
+            }
+            let now = clock.now();
+            // What a pass over every worker and every live attempt finds.
+            let mut stalled = Vec::new();
+            for j in c.jobs.values().filter(|j| j.is_running()) {
+                for kind in [TaskKind::Map, TaskKind::Reduce] {
+                    for (i, t) in j.tasks(kind).iter().enumerate() {
+                        for (attempt, _) in t.stalled(c.cfg.task_timeout, now.at) {
+                            let task = quern_api::TaskId { job: j.id().clone(), kind, index: i as u32 };
+                            stalled.push(AttemptId { task, attempt });
+                        }
+                    }
+                }
+            }
+            c.fail_stalled(now);
+            for a in &stalled {
+                let t = &c.jobs.get(&a.task.job).unwrap().tasks(a.task.kind)[a.task.index as usize];
+                assert!(!t.live_attempts().iter().any(|l| l.attempt == a.attempt), "seed {seed}: {a} still live");
+            }
+            // Nothing else stalled was left behind.
+            for j in c.jobs.values().filter(|j| j.is_running()) {
+                for t in j.tasks(TaskKind::Map) {
+                    assert!(
+                        t.stalled(c.cfg.task_timeout, now.at).is_empty(),
+                        "seed {seed}: a stalled attempt was missed"
+                    );
+                }
+            }
+            // (Failing a stalled attempt goes through `report`, which counts as hearing from
+            // its worker: the silent are counted after it.)
+            let timeout = c.cfg.heartbeat_timeout;
+            let silent: Vec<WorkerId> = c
+                .workers
+                .iter()
+                .filter(|(_, e)| now.at.saturating_duration_since(e.last_seen) > timeout)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let before: BTreeSet<WorkerId> = c.workers.keys().cloned().collect();
+            c.tick(now);
+            let after: BTreeSet<WorkerId> = c.workers.keys().cloned().collect();
+            let lost: Vec<WorkerId> = before.difference(&after).cloned().collect();
+            assert_eq!(lost, silent, "seed {seed}: lost workers");
+            stalls += stalled.len();
+            losses += lost.len();
+        }
+    }
+    assert!(stalls > 0 && losses > 0, "the runs reach stalled attempts ({stalls}) and silent workers ({losses})");
+}
