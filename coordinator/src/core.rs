@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use quern_api::split::Split;
-use quern_api::{AttemptId, Counters, InputFormat, JobId, StoreUrl, TaskId, TaskKind, WorkerId};
+use quern_api::{AttemptId, Counters, InputFormat, JobId, StoreUrl, TaskId, WorkerId};
 
 use crate::convert::{CachedRange, Registration};
 use crate::job::{Job, JobSpec, JobState, Speculation, Unsuccessful};
@@ -253,7 +253,9 @@ pub type Rejection = &'static str;
 pub struct Core {
     cfg: CoreConfig,
     policy: Box<dyn Policy>,
-    jobs: BTreeMap<JobId, Job>,
+    /// The jobs, with an index of the running ones that polls read (kept up to date by
+    /// [`Core::refresh_index`] before each use).
+    jobs: index::Jobs,
     workers: BTreeMap<WorkerId, WorkerEntry>,
     next_job: u64,
     next_worker: u64,
@@ -272,6 +274,10 @@ pub struct Core {
     homes: Homes,
     /// Since when each starved job has been below its fair share (`--preemption`).
     starved: BTreeMap<JobId, Instant>,
+    /// When workers were last heard from and attempts last progressed, in deadline order.
+    deadlines: checks::Deadlines,
+    /// Job names no registered worker ran at the last check (see [`Core::fail_unrunnable`]).
+    unrunnable_names: BTreeSet<String>,
 }
 
 impl Core {
@@ -280,7 +286,7 @@ impl Core {
         Core {
             cfg,
             policy,
-            jobs: BTreeMap::new(),
+            jobs: index::Jobs::default(),
             workers: BTreeMap::new(),
             next_job: 1,
             next_worker: 1,
@@ -290,7 +296,14 @@ impl Core {
             classes: BTreeMap::new(),
             homes: Homes::default(),
             starved: BTreeMap::new(),
+            deadlines: checks::Deadlines::default(),
+            unrunnable_names: BTreeSet::new(),
         }
+    }
+
+    /// Brings the job index up to date with the jobs changed since its last use.
+    fn refresh_index(&mut self) {
+        self.jobs.refresh(&*self.policy, self.cfg.speculation.as_ref());
     }
 
     /// Takes the records to journal, in decision order.
@@ -386,171 +399,9 @@ impl Core {
         class.workers += 1;
         class.slots += entry.slots as usize;
         self.homes.add(&id, &entry);
+        self.track_worker(&id, entry.last_seen);
         self.workers.insert(id.clone(), entry);
         id
-    }
-
-    /// A heartbeat; returns the attempts to cancel, or None for an unknown worker (which
-    /// must register again).
-    pub fn heartbeat(&mut self, worker: &WorkerId, now: Now) -> Option<Vec<AttemptId>> {
-        let w = self.workers.get_mut(worker)?;
-        w.last_seen = now.at;
-        Some(std::mem::take(&mut w.to_cancel))
-    }
-
-    /// Attempts the coordinator handed to `worker` that its heartbeat no longer lists,
-    /// although they were handed out more than a heartbeat timeout ago: the worker dropped
-    /// them without a report (a crash outside the task, a lost message). They fail, counted,
-    /// so a task that keeps vanishing fails its job rather than holding a slot forever.
-    pub fn dropped_attempts(&mut self, worker: &WorkerId, listed: &BTreeSet<AttemptId>, now: Now) -> Vec<Action> {
-        let Some(w) = self.workers.get(worker) else { return Vec::new() };
-        // Two heartbeat timeouts: a heartbeat listed before an assignment arrived, and then
-        // delayed, is not mistaken for a drop.
-        let grace = self.cfg.heartbeat_timeout * 2;
-        let dropped: Vec<AttemptId> = w
-            .running
-            .iter()
-            .filter(|a| !listed.contains(a))
-            .filter(|a| {
-                let since = self.jobs.get(&a.task.job).and_then(|j| {
-                    j.run_of(a.attempt)?
-                        .tasks(a.task.kind)
-                        .get(a.task.index as usize)?
-                        .live_attempts()
-                        .iter()
-                        .find(|l| l.attempt == a.attempt)
-                        .map(|l| l.since)
-                });
-                since.is_some_and(|s| now.at.saturating_duration_since(s) > grace)
-            })
-            .cloned()
-            .collect();
-        let mut actions = Vec::new();
-        for a in dropped {
-            tracing::warn!(attempt = %a, worker = %worker, "the worker dropped an attempt without reporting it");
-            let message = "the worker dropped the attempt without reporting an outcome";
-            actions.extend(
-                self.report(
-                    worker,
-                    &a,
-                    Outcome::Failed { kind: FailureKind::Internal, message: message.into(), lost_map: None },
-                    now,
-                )
-                .1,
-            );
-        }
-        actions
-    }
-
-    /// Records what a worker's cache holds.
-    pub fn set_cached(&mut self, worker: &WorkerId, cached: Vec<CachedRange>) {
-        if let Some(w) = self.workers.get_mut(worker)
-            && w.cached != cached
-        {
-            self.homes.remove(worker, w);
-            w.cached = cached;
-            self.homes.add(worker, w);
-        }
-    }
-
-    /// Fails unfinished jobs that no registered worker has been able to run for
-    /// `job_wait`: a job name no worker binary knows would otherwise wait forever.
-    pub fn fail_unrunnable(&mut self, now: Now) -> Vec<Action> {
-        let mut doomed = Vec::new();
-        for job in self.jobs.values_mut().filter(|j| j.is_running()) {
-            // Every running stage needs a worker that runs its job.
-            let missing = job
-                .runs()
-                .iter()
-                .map(|r| r.spec().name.clone())
-                .find(|name| !self.classes.keys().any(|jobs| jobs.contains(name)));
-            if job.unrunnable_for(missing.is_none(), now.at, self.cfg.job_wait) {
-                doomed.push((job.id().clone(), missing.unwrap_or_default()));
-            }
-        }
-        let mut actions = Vec::new();
-        for (id, name) in doomed {
-            let waited = humanize(self.cfg.job_wait);
-            let error = format!("no worker runs job {name:?} (waited {waited} for one)");
-            actions.extend(self.end_job(&id, Unsuccessful::Failed(error), now.wall_ms));
-        }
-        actions
-    }
-
-    /// Progress counts of `worker`'s attempts, from a heartbeat.
-    pub fn progressed(&mut self, worker: &WorkerId, progress: &[(AttemptId, u64)], now: Now) {
-        for (a, steps) in progress {
-            if let Some(run) = self.jobs.get_mut(&a.task.job).and_then(|j| j.run_of_mut(a.attempt)) {
-                run.with_task(a.task.kind, a.task.index, |t| t.progressed(a.attempt, worker, *steps, now.at));
-            }
-        }
-    }
-
-    /// Fails attempts that made no progress for the task timeout (a user function stuck in
-    /// a loop, a hung read): counted like any failure, cancelled at their worker, and run
-    /// again elsewhere when possible.
-    pub fn fail_stalled(&mut self, now: Now) -> Vec<Action> {
-        let timeout = self.cfg.task_timeout;
-        let mut stalled = Vec::new();
-        for job in self.jobs.values().filter(|j| j.is_running()) {
-            for (run, kind) in job.runs().iter().flat_map(|r| [(r, TaskKind::Map), (r, TaskKind::Reduce)]) {
-                for (i, t) in run.tasks(kind).iter().enumerate() {
-                    for (attempt, worker) in t.stalled(timeout, now.at) {
-                        let task = TaskId { job: job.id().clone(), kind, index: i as u32 };
-                        stalled.push((AttemptId { task, attempt }, worker));
-                    }
-                }
-            }
-        }
-        let mut actions = Vec::new();
-        for (a, worker) in stalled {
-            tracing::warn!(attempt = %a, worker = %worker, "no progress within the task timeout; failing the attempt");
-            if let Some(w) = self.workers.get_mut(&worker) {
-                w.to_cancel.push(a.clone());
-            }
-            let message = format!("no progress for {} (--task-timeout)", humanize(timeout));
-            let failed = Outcome::Failed { kind: FailureKind::Internal, message, lost_map: None };
-            actions.extend(self.report(&worker, &a, failed, now).1);
-        }
-        actions
-    }
-
-    /// Declares silent workers lost and re-queues their attempts; true if any was lost.
-    pub fn tick(&mut self, now: Now) -> bool {
-        let timeout = self.cfg.heartbeat_timeout;
-        let lost: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| now.at.saturating_duration_since(w.last_seen) > timeout)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &lost {
-            self.worker_lost(id);
-        }
-        !lost.is_empty()
-    }
-
-    /// Forgets a worker and re-queues whatever it was running. Its finished map outputs stay:
-    /// they live in the shared store, not on the worker.
-    pub fn worker_lost(&mut self, id: &WorkerId) {
-        let Some(w) = self.workers.remove(id) else {
-            return;
-        };
-        self.homes.remove(id, &w);
-        if let Some(c) = self.classes.get_mut(&w.jobs) {
-            c.workers -= 1;
-            c.slots = c.slots.saturating_sub(w.slots as usize);
-            c.busy = c.busy.saturating_sub(w.running.len());
-            if c.workers == 0 {
-                self.classes.remove(&w.jobs);
-            }
-        }
-        tracing::warn!(worker = %id, running = w.running.len(), "worker lost");
-        for a in &w.running {
-            if let Some(run) = self.jobs.get_mut(&a.task.job).and_then(|j| j.run_of_mut(a.attempt)) {
-                run.with_task(a.task.kind, a.task.index, |t| t.worker_lost(id));
-            }
-        }
     }
 
     /// A reduce attempt asks to commit its part. Granted to one live attempt at a time; the
@@ -558,7 +409,7 @@ impl Core {
     /// moves one to the other. Only the coordinator ever writes a part, so an attempt that was
     /// cut off (a zombie) cannot.
     pub fn commit(&mut self, worker: &WorkerId, attempt: &AttemptId) -> Result<Promotion, Rejection> {
-        let job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
+        let mut job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
         if !job.is_running() {
             return Err("job is not running");
         }
@@ -575,7 +426,9 @@ impl Core {
     /// The store has answered the commit of `attempt` (its part is visible, or it is not):
     /// other attempts of its task may be granted the commit again.
     pub fn commit_done(&mut self, attempt: &AttemptId) {
-        if let Some(run) = self.jobs.get_mut(&attempt.task.job).and_then(|j| j.run_of_mut(attempt.attempt)) {
+        if let Some(mut job) = self.jobs.get_mut(&attempt.task.job)
+            && let Some(run) = job.run_of_mut(attempt.attempt)
+        {
             run.with_task(attempt.task.kind, attempt.task.index, |t| t.published(attempt.attempt));
         }
     }
@@ -637,7 +490,7 @@ impl Core {
 
     /// `_SUCCESS` was written (or failed to be).
     pub fn finalized(&mut self, id: &JobId, result: Result<(), String>, now_ms: u64) -> Vec<Action> {
-        let Some(job) = self.jobs.get_mut(id) else {
+        let Some(mut job) = self.jobs.get_mut(id) else {
             return Vec::new();
         };
         if *job.state() != JobState::Committing {
@@ -649,14 +502,17 @@ impl Core {
                 self.journal.push(Record::JobEnded { job: id.clone(), outcome: Ended::Succeeded, finished_ms: now_ms });
                 vec![Action::Cleanup { job: id.clone(), dirs: vec![job.scratch().clone()], objects: Vec::new() }]
             }
-            Err(e) => self.end_job(id, Unsuccessful::Failed(format!("writing _SUCCESS: {e}")), now_ms),
+            Err(e) => {
+                drop(job);
+                self.end_job(id, Unsuccessful::Failed(format!("writing _SUCCESS: {e}")), now_ms)
+            }
         }
     }
 
     /// Every object of ended job `id` outside its output is deleted (its scratch and
     /// temporary directories): journalled, so sweeps need not look for them again.
     pub fn cleaned(&mut self, id: &JobId) {
-        if let Some(job) = self.jobs.get_mut(id)
+        if let Some(mut job) = self.jobs.get_mut(id)
             && job.mark_cleaned()
         {
             self.journal.push(Record::JobCleaned { job: id.clone() });
@@ -666,7 +522,7 @@ impl Core {
     /// Ends a job that did not succeed: cancels its attempts, and deletes its scratch data
     /// and the parts it committed, so a failed job leaves its output directory as it found it.
     fn end_job(&mut self, id: &JobId, how: Unsuccessful, now_ms: u64) -> Vec<Action> {
-        let Some(job) = self.jobs.get_mut(id) else {
+        let Some(mut job) = self.jobs.get_mut(id) else {
             return Vec::new();
         };
         let parts = job.committed_parts();
@@ -676,6 +532,7 @@ impl Core {
         };
         let Some(aborted) = job.end(how, now_ms) else { return Vec::new() };
         let dirs = vec![job.scratch().clone(), job.temporary_dir()];
+        drop(job);
         self.journal.push(Record::JobEnded { job: id.clone(), outcome, finished_ms: now_ms });
         for (kind, index, attempt, worker) in aborted {
             let aid = AttemptId { task: TaskId { job: id.clone(), kind, index }, attempt };
@@ -693,6 +550,8 @@ fn humanize(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
 }
 
+mod checks;
+mod index;
 mod poll;
 mod preempt;
 mod replay;
@@ -720,3 +579,7 @@ mod preempt_tests;
 #[cfg(test)]
 #[path = "core_dag_tests.rs"]
 mod dag_tests;
+
+#[cfg(test)]
+#[path = "core_index_tests.rs"]
+mod index_tests;

@@ -106,6 +106,9 @@ pub struct Job {
     unrunnable_since: Option<Instant>,
     /// Whether the data of the ended job outside its output is known to be deleted.
     cleaned: bool,
+    /// Whether the coordinator's job index must look at the job again (set when it was
+    /// borrowed for a change, cleared when the index caught up).
+    stale: bool,
 }
 
 /// A pipeline stage whose every part is committed, taken out of the running stages.
@@ -177,6 +180,7 @@ impl Job {
             pipeline,
             unrunnable_since: None,
             cleaned: false,
+            stale: false,
         }
     }
 

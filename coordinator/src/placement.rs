@@ -87,11 +87,20 @@ pub struct Homes {
     odd: Vec<(String, WorkerId, String)>,
     /// Object -> (worker, rack, start, end) of the ranges cached.
     cached: HashMap<String, Vec<(WorkerId, String, u64, u64)>>,
+    /// Grows whenever what is indexed changes, so users can cache what they derive.
+    generation: u64,
 }
 
 impl Homes {
+    /// A number that changes whenever what is indexed changes: what a job derived from the
+    /// index (its pending maps' homes) stays right while this stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Indexes what `w` holds.
     pub fn add(&mut self, id: &WorkerId, w: &WorkerEntry) {
+        self.generation += u64::from(!w.local_data.is_empty() || !w.cached.is_empty());
         for p in &w.local_data {
             let (p, rack) = (p.as_str().to_string(), w.rack.clone());
             if p.ends_with('/') {
@@ -112,6 +121,7 @@ impl Homes {
 
     /// Forgets what `w` holds.
     pub fn remove(&mut self, id: &WorkerId, w: &WorkerEntry) {
+        self.generation += u64::from(!w.local_data.is_empty() || !w.cached.is_empty());
         for p in &w.local_data {
             if let Some(v) = self.dirs.get_mut(p.as_str()) {
                 v.retain(|(o, _)| o != id);
@@ -132,7 +142,7 @@ impl Homes {
     }
 
     /// The racks of the workers holding `split`.
-    fn racks<'a>(&'a self, (url, start, end): (&'a str, u64, u64)) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn racks<'a>(&'a self, (url, start, end): (&'a str, u64, u64)) -> impl Iterator<Item = &'a str> + 'a {
         let dirs = url
             .char_indices()
             .filter(|&(_, c)| c == '/')
@@ -182,6 +192,10 @@ pub fn allowed(waiting_since: Option<Instant>, now: Instant, delay: &Delay) -> L
 /// The first node-local candidate wins; otherwise the first rack-local one (if allowed),
 /// otherwise the first acceptable remote one. So a first pass looks only for node-local
 /// candidates (which needs `on` alone), and the second stops at the first rack-local one.
+///
+/// This is the reference definition: polls pick through a running stage's locality indexes
+/// (`StageRun::pick_map`), which give the same answer without a pass over the candidates (a
+/// property test checks the two against each other).
 pub fn pick<'a, I>(candidates: I, on: &WorkerEntry, homes: &Homes, max_level: Level) -> Option<(u32, Level)>
 where
     I: Iterator<Item = (u32, (&'a str, u64, u64))> + Clone,

@@ -9,7 +9,7 @@
 //! stalled attempts, unrunnable jobs) once a second, as the gRPC shell's ticker does.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use quern_api::split::Split;
@@ -216,6 +216,8 @@ pub fn run(cfg: &SimConfig, after_submit: impl FnOnce()) -> SimReport {
     // Completions by step, the attempts each worker runs, and the workers to poll now.
     let mut due: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
     let mut running: BTreeMap<u64, Running> = BTreeMap::new();
+    // Which run each attempt is, for cancellations.
+    let mut runs: HashMap<AttemptId, u64> = HashMap::new();
     let mut busy = vec![0u32; cfg.workers];
     let mut next_run = 0u64;
     let mut woken: BTreeSet<usize> = (0..cfg.workers).collect();
@@ -235,6 +237,7 @@ pub fn run(cfg: &SimConfig, after_submit: impl FnOnce()) -> SimReport {
             }
             due.pop();
             let Some(r) = running.remove(&key) else { continue };
+            runs.remove(&r.attempt);
             busy[r.worker] -= 1;
             let w = &ids[r.worker];
             let outcome = Outcome::Succeeded {
@@ -266,9 +269,9 @@ pub fn run(cfg: &SimConfig, after_submit: impl FnOnce()) -> SimReport {
             let cancel = report.heartbeats.time(|| core.heartbeat(w, n)).unwrap_or_default();
             for a in cancel {
                 // The worker stops the attempt and says so.
-                let before = running.len();
-                running.retain(|_, r| r.attempt != a);
-                busy[i] -= (before - running.len()) as u32;
+                if let Some(r) = runs.remove(&a).and_then(|key| running.remove(&key)) {
+                    busy[r.worker] -= 1;
+                }
                 // Refused as the attempt is no longer live: it lost to a backup.
                 let _ = report.reports.time(|| core.report(w, &a, Outcome::Killed, n));
                 woken.insert(i);
@@ -307,6 +310,7 @@ pub fn run(cfg: &SimConfig, after_submit: impl FnOnce()) -> SimReport {
                 };
                 let took = rng.random_range(lo..=hi.max(lo));
                 due.push(Reverse((step + took.div_ceil(step_ms.max(1)), next_run)));
+                runs.insert(attempt.clone(), next_run);
                 running.insert(next_run, Running { worker: i, attempt, commits, shuffles });
                 busy[i] += 1;
                 next_run += 1;

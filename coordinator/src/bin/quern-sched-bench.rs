@@ -1,11 +1,12 @@
 //! `quern-sched-bench`: what scheduling costs as the cluster grows. Drives the coordinator's
 //! pure core ([`quern_coordinator::sim`]) with a fake clock, no network and no store, at
 //! each cluster size in a process of its own (so each size's peak memory is its own), and
-//! prints decisions per second, time per poll and heartbeat, and memory.
+//! prints decisions per second, time per poll, heartbeat and tick, and memory.
 //!
 //! ```text
 //! cargo run --release -p quern-coordinator --bin quern-sched-bench
 //! cargo run --release -p quern-coordinator --bin quern-sched-bench -- --workers 1000 --jobs 100
+//! cargo run --release -p quern-coordinator --bin quern-sched-bench -- --workers 10,1000,10000 --jobs 1000
 //! cargo run -p quern-coordinator --bin quern-sched-bench -- --quick
 //! ```
 
@@ -95,7 +96,7 @@ fn fail(why: &str) -> ExitCode {
 
 fn header() {
     println!(
-        "{:>8} {:>6} {:>9} {:>12} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8} {:>8}",
+        "{:>8} {:>6} {:>9} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8}",
         "workers",
         "slots",
         "tasks",
@@ -103,7 +104,9 @@ fn header() {
         "poll p50",
         "poll p99",
         "report p50",
+        "hb p50",
         "hb p99",
+        "tick p50",
         "tick p99",
         "peak RSS",
         "B/task",
@@ -125,7 +128,7 @@ fn one(cfg: SimConfig, with_header: bool) -> ExitCode {
     }
     let peak = memory("VmHWM:").map_or("n/a".into(), |b| format!("{}MiB", b >> 20));
     println!(
-        "{:>8} {:>6} {:>9} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7.1}s",
+        "{:>8} {:>6} {:>9} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7.1}s",
         cfg.workers,
         cfg.slots,
         r.tasks,
@@ -133,7 +136,9 @@ fn one(cfg: SimConfig, with_header: bool) -> ExitCode {
         us(r.polls.quantile(0.5)),
         us(r.polls.quantile(0.99)),
         us(r.reports.quantile(0.5)),
+        us(r.heartbeats.quantile(0.5)),
         us(r.heartbeats.quantile(0.99)),
+        us(r.ticks.quantile(0.5)),
         us(r.ticks.quantile(0.99)),
         peak,
         per_task,

@@ -5,10 +5,10 @@
 use prost::Message;
 use quern_api::{AttemptId, JobId, TaskId, TaskKind, WorkerId, pb};
 
+use super::index::Place;
 use super::{Core, Now};
 use crate::job::Unsuccessful;
 use crate::placement;
-use crate::policy::OrderKey;
 use crate::task::Task;
 
 impl Core {
@@ -26,28 +26,35 @@ impl Core {
     /// A worker asks for up to `free` tasks. None for an unknown worker. Pending tasks come
     /// first, in policy order; then, with slots left, backups of stragglers.
     pub fn poll(&mut self, worker: &WorkerId, free: u32, now: Now) -> Option<Vec<pb::TaskAssignment>> {
-        let w = self.workers.get_mut(worker)?;
-        w.last_seen = now.at;
+        if !self.seen(worker, now) {
+            return None;
+        }
+        let w = self.workers.get(worker)?;
         let free = free.min(w.slots.saturating_sub(w.running.len() as u32)) as usize;
-        let Plan { mut pending, mut backups, runnable, names } = self.plan(worker);
+        self.refresh_index();
+        let (names, runnable) = self.plan(worker);
         let free = self.fair_share(free, runnable, &names);
         let mut out = Batch::default();
-        // Jobs are taken from the heap in policy order only as long as slots are left: a
-        // poll that fills up on the first job never orders the others.
+        // Jobs are taken from the index in policy order (as they stood when the poll began)
+        // only as long as slots are left: a poll that fills up on the first job never looks
+        // at the others.
+        let mut visited: Vec<Place> = Vec::new();
+        let mut after: Option<Place> = None;
         while out.tasks.len() < free {
-            let Some(std::cmp::Reverse((key, job_id))) = pending.pop() else { break };
-            self.start_pending(worker, &job_id, free, now, &mut out);
+            let Some(place) = self.jobs.index().next_pending(&names, after.as_ref()) else { break };
+            self.start_pending(worker, &place.1, free, now, &mut out);
+            after = Some(place.clone());
             // Starting its last pending tasks may make the job a candidate for backups.
-            backups.push((key, job_id));
+            visited.push(place);
         }
         if self.cfg.speculation.is_some() && out.tasks.len() < free {
-            backups.sort_unstable_by_key(|(k, _)| *k);
-            backups.dedup_by(|a, b| a.1 == b.1);
-            for (_, job_id) in &backups {
-                self.start_backups(worker, job_id, free, now, &mut out);
-            }
+            self.start_all_backups(worker, &names, visited, free, now, &mut out);
         }
         let started = out.started.len();
+        for a in &out.started {
+            self.track_attempt(a, now.at);
+        }
+        self.compact_deadlines();
         if let Some(w) = self.workers.get_mut(worker) {
             w.running.extend(out.started);
             if let Some(c) = self.classes.get_mut(&w.jobs) {
@@ -61,42 +68,53 @@ impl Core {
         Some(out.tasks)
     }
 
-    /// One pass over the jobs for a poll by `worker`: the jobs it can run that have
-    /// runnable tasks, as a heap in policy order; those that may need backups; how many
-    /// tasks it could run; and the names of the running jobs it runs.
-    fn plan(&self, worker: &WorkerId) -> Plan {
-        let mut plan = Plan::default();
-        let Some(w) = self.workers.get(worker) else { return plan };
-        // Jobs mostly share a few names: the last answer is reused for the same name.
-        let mut last: Option<(&str, bool)> = None;
-        for job in self.jobs.values().filter(|j| j.is_running()) {
-            // A pipeline's running stages may run different jobs: only those the worker
-            // runs count.
-            let (mut runnable, mut backups) = (0, false);
-            for run in job.runs() {
-                let name = run.spec().name.as_str();
-                let runs = match last {
-                    Some((n, runs)) if n == name => runs,
-                    _ => w.jobs.contains(name),
-                };
-                last = Some((name, runs));
-                if !runs {
-                    continue;
-                }
-                if !plan.names.iter().any(|n| n == name) {
-                    plan.names.push(name.to_string());
-                }
-                runnable += run.runnable();
-                backups |= run.may_back_up();
-            }
-            plan.runnable += runnable;
-            if runnable > 0 {
-                plan.pending.push(std::cmp::Reverse((self.policy.key(job), job.id().clone())));
-            } else if backups {
-                plan.backups.push((self.policy.key(job), job.id().clone()));
+    /// Backups for `worker` while it has slots left, from the jobs `visited` for pending
+    /// tasks (at their places when the poll began) and the jobs whose backups may be due,
+    /// in policy order.
+    fn start_all_backups(
+        &mut self,
+        worker: &WorkerId,
+        names: &[String],
+        visited: Vec<Place>,
+        free: usize,
+        now: Now,
+        out: &mut Batch,
+    ) {
+        self.jobs.index().promote(now.at);
+        let mut visited = visited.into_iter().peekable();
+        let mut ready = self.jobs.index().next_ready(names, None);
+        while out.tasks.len() < free {
+            let from_visited = match (visited.peek(), &ready) {
+                (Some(v), Some(r)) => v < r,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if from_visited {
+                visited.next()
+            } else {
+                let r = ready.take();
+                ready = r.as_ref().and_then(|r| self.jobs.index().next_ready(names, Some(r)));
+                r
+            };
+            if let Some((_, job_id)) = next {
+                self.start_backups(worker, &job_id, free, now, out);
             }
         }
-        plan
+    }
+
+    /// For a poll by `worker`: the names of the running jobs it runs and how many tasks of
+    /// them could run now.
+    fn plan(&mut self, worker: &WorkerId) -> (Vec<String>, usize) {
+        let Some(w) = self.workers.get(worker) else { return (Vec::new(), 0) };
+        let index = self.jobs.index().names();
+        let names: Vec<String> = if index.len() <= w.jobs.len() {
+            index.keys().filter(|n| w.jobs.contains(*n)).cloned().collect()
+        } else {
+            w.jobs.iter().filter(|n| index.contains_key(*n)).cloned().collect()
+        };
+        let runnable = names.iter().filter_map(|n| index.get(n)).map(|n| n.runnable).sum();
+        (names, runnable)
     }
 
     /// Load balancing: when there are fewer runnable tasks than free slots in the cluster, a
@@ -149,7 +167,7 @@ impl Core {
     ) {
         let hold_reduces = self.hold_reduces;
         let Some(me) = self.workers.get(worker) else { return };
-        let Some(job) = self.jobs.get_mut(job_id) else { return };
+        let Some(mut job) = self.jobs.get_mut(job_id) else { return };
         let Some(run) = job.run_mut(stage) else { return };
         if out.tasks.len() >= free {
             return;
@@ -168,15 +186,11 @@ impl Core {
         };
         while out.tasks.len() < free {
             let Some((kind, first)) = run.next_pending(allowed) else { break };
-            let candidates =
-                run.pending(kind).iter().copied().filter(|&i| run.tasks(kind).get(i as usize).is_some_and(allowed));
             let (idx, level) = match kind {
                 TaskKind::Map => {
                     // Data locality with delay scheduling among the pending maps.
                     let max = placement::allowed(run.waiting_since(), now.at, &self.cfg.delay);
-                    let splits = candidates
-                        .filter_map(|i| run.splits().get(i as usize).map(|s| (i, (s.url.as_str(), s.start, s.end))));
-                    match placement::pick(splits, me, &self.homes, max) {
+                    match run.pick_map(me, &self.homes, max, &allowed) {
                         Some((i, l)) => (i, Some(l)),
                         None => {
                             run.passed_up(now.at);
@@ -186,14 +200,26 @@ impl Core {
                 }
                 TaskKind::Reduce if hold_reduces => break,
                 // The reduce whose partition this worker's cache holds most of.
-                TaskKind::Reduce => (run.best_reduce_for(candidates, &me.cached).unwrap_or(first), None),
+                TaskKind::Reduce => {
+                    let candidates = run
+                        .pending(kind)
+                        .iter()
+                        .copied()
+                        .filter(|&i| run.tasks(kind).get(i as usize).is_some_and(allowed));
+                    (run.best_reduce_for(candidates, &me.cached).unwrap_or(first), None)
+                }
             };
-            let bytes = run.assignment(kind, idx, run.next_attempt(kind, idx)).encoded_len();
+            // Built once, for the attempt number the start will give (a reduce's lists
+            // every map output: building it is O(maps)).
+            let next = run.next_attempt(kind, idx);
+            let assignment = run.assignment(kind, idx, next);
+            let bytes = assignment.encoded_len();
             if !fits(self.cfg.poll_bytes, job_id, bytes, out) {
                 break;
             }
             let Some(attempt) = run.start_attempt(kind, idx, worker, now.at, level) else { break };
-            out.push(run.assignment(kind, idx, attempt), bytes, job_id, kind, idx);
+            let assignment = if attempt == next { assignment } else { run.assignment(kind, idx, attempt) };
+            out.push(assignment, bytes, job_id, kind, idx);
         }
     }
 
@@ -201,16 +227,20 @@ impl Core {
     fn start_backups(&mut self, worker: &WorkerId, job_id: &JobId, free: usize, now: Now, out: &mut Batch) {
         let Some(spec) = &self.cfg.speculation else { return };
         for stage in self.stages_for(worker, job_id) {
-            let Some(run) = self.jobs.get_mut(job_id).and_then(|j| j.run_mut(stage)) else { continue };
+            let Some(mut job) = self.jobs.get_mut(job_id) else { return };
+            let Some(run) = job.run_mut(stage) else { continue };
             while out.tasks.len() < free {
                 let Some((kind, idx)) = run.backup_candidate(worker, now.at, spec) else { break };
-                let bytes = run.assignment(kind, idx, run.next_attempt(kind, idx)).encoded_len();
+                let next = run.next_attempt(kind, idx);
+                let assignment = run.assignment(kind, idx, next);
+                let bytes = assignment.encoded_len();
                 if out.bytes + bytes > self.cfg.poll_bytes {
                     break;
                 }
                 let Some(attempt) = run.start_backup(kind, idx, worker, now.at) else { break };
                 tracing::info!(job = %job_id, stage, ?kind, idx, attempt, "starting a backup attempt of a straggler");
-                out.push(run.assignment(kind, idx, attempt), bytes, job_id, kind, idx);
+                let assignment = if attempt == next { assignment } else { run.assignment(kind, idx, attempt) };
+                out.push(assignment, bytes, job_id, kind, idx);
             }
         }
     }
@@ -222,15 +252,6 @@ pub(super) struct Load {
     pub(super) workers: usize,
     pub(super) slots: usize,
     pub(super) busy: usize,
-}
-
-/// What [`Core::plan`] found.
-#[derive(Default)]
-struct Plan {
-    pending: std::collections::BinaryHeap<std::cmp::Reverse<(OrderKey, JobId)>>,
-    backups: Vec<(OrderKey, JobId)>,
-    runnable: usize,
-    names: Vec<String>,
 }
 
 /// What one poll hands out: the assignments, their size on the wire, the attempts started,

@@ -99,8 +99,9 @@ impl Core {
 
     /// Takes back one live attempt: its task is pending again, its worker cancels it.
     fn take_back(&mut self, job_id: &JobId, kind: TaskKind, index: u32, attempt: u32) -> bool {
-        let Some(job) = self.jobs.get_mut(job_id) else { return false };
+        let Some(mut job) = self.jobs.get_mut(job_id) else { return false };
         let Some(worker): Option<WorkerId> = job.preempt(kind, index, attempt) else { return false };
+        drop(job);
         let aid = AttemptId { task: TaskId { job: job_id.clone(), kind, index }, attempt };
         tracing::info!(attempt = %aid, worker = %worker, "preempting an attempt");
         self.unassign(&worker, &aid);

@@ -24,7 +24,9 @@ impl Core {
                 }
                 Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, level } => {
                     // The attempt number names the stage (in journals of every version).
-                    if let Some(run) = self.jobs.get_mut(&job).and_then(|j| j.run_of_mut(attempt)) {
+                    if let Some(mut j) = self.jobs.get_mut(&job)
+                        && let Some(run) = j.run_of_mut(attempt)
+                    {
                         run.with_task(kind, index, |t| t.restore(attempt, worker, output, Counters::from(counters)));
                         if kind == TaskKind::Map {
                             run.set_level(index, level);
@@ -32,39 +34,41 @@ impl Core {
                     }
                 }
                 Record::StageStarted { job, stage, splits } => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
+                    if let Some(mut j) = self.jobs.get_mut(&job) {
                         j.restore_stage(stage, splits);
                     }
                 }
                 Record::MapOutputLost { job, index, attempt } => {
-                    if let Some(run) = self.jobs.get_mut(&job).and_then(|j| j.run_of_mut(attempt)) {
+                    if let Some(mut j) = self.jobs.get_mut(&job)
+                        && let Some(run) = j.run_of_mut(attempt)
+                    {
                         run.with_task(TaskKind::Map, index, |t| t.output_lost(attempt));
                     }
                 }
                 Record::JobCommitting { job } => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
+                    if let Some(mut j) = self.jobs.get_mut(&job) {
                         j.restore_committing();
                     }
                 }
                 Record::JobEnded { job, outcome, finished_ms } => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
+                    if let Some(mut j) = self.jobs.get_mut(&job) {
                         j.restore_end(outcome, finished_ms);
                     }
                 }
                 Record::JobCleaned { job } => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
+                    if let Some(mut j) = self.jobs.get_mut(&job) {
                         j.mark_cleaned();
                     }
                 }
             }
         }
         let mut actions = Vec::new();
-        let ids: Vec<JobId> = self.jobs.keys().cloned().collect();
+        let ids: Vec<JobId> = self.jobs.ids();
         for id in ids {
             // Stages that finished, stages that may start, or the commit, as if the last
             // task had just been reported. (A job committing or ended only files its
             // finished stages away, for its status.)
-            if let Some(job) = self.jobs.get_mut(&id)
+            if let Some(mut job) = self.jobs.get_mut(&id)
                 && !job.is_running()
             {
                 job.finish_stages();

@@ -20,9 +20,21 @@ impl Core {
         outcome: Outcome,
         now: Now,
     ) -> (Result<(), Rejection>, Vec<Action>) {
-        if let Some(w) = self.workers.get_mut(worker) {
-            w.last_seen = now.at;
-        }
+        let taken = self.take_report(worker, attempt, outcome, now);
+        // Each report pays for its own job's index update, not the next poll or tick.
+        self.refresh_index();
+        taken
+    }
+
+    /// [`Core::report`] but for the index.
+    fn take_report(
+        &mut self,
+        worker: &WorkerId,
+        attempt: &AttemptId,
+        outcome: Outcome,
+        now: Now,
+    ) -> (Result<(), Rejection>, Vec<Action>) {
+        self.seen(worker, now);
         self.unassign(worker, attempt);
         if !self.jobs.contains_key(&attempt.task.job) {
             return (Err("unknown job"), Vec::new());
@@ -48,7 +60,7 @@ impl Core {
         segments: Option<Vec<Segment>>,
         now: Now,
     ) -> (Result<(), Rejection>, Vec<Action>) {
-        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
+        let Some(mut job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
         let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
         let (running, epoch) = (job.is_running(), job.epoch());
         let Some(run) = job.run_of_mut(n) else { return (Err("stage is not running"), Vec::new()) };
@@ -61,6 +73,7 @@ impl Core {
             // A live attempt that reports a malformed success has failed: say so now rather
             // than let it hold its slot (and perhaps the commit) until the task timeout.
             let message = format!("malformed success report: {why}");
+            drop(job);
             return self.attempt_failed(worker, attempt, FailureKind::Internal, &message, None, now);
         }
         let verdict = match output {
@@ -87,6 +100,7 @@ impl Core {
                 verdict
             }
         };
+        drop(job);
         match verdict {
             Verdict::Accepted(won) => (Ok(()), self.task_won(worker, attempt, won)),
             Verdict::Stale(why) => (Err(why), self.stale_output(worker, attempt).into_iter().collect()),
@@ -97,17 +111,18 @@ impl Core {
     /// job's next step when this was its last part.
     fn task_won(&mut self, worker: &WorkerId, attempt: &AttemptId, won: crate::task::Won) -> Vec<Action> {
         let mut actions = Vec::new();
-        let Some(run) = self.jobs.get_mut(&attempt.task.job).and_then(|j| j.run_of_mut(attempt.attempt)) else {
-            return actions;
-        };
+        let Some(mut job) = self.jobs.get_mut(&attempt.task.job) else { return actions };
+        let Some(run) = job.run_of_mut(attempt.attempt) else { return actions };
         let (kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
         if kind == TaskKind::Map {
             let level = run.attempt_level(idx, n);
             run.set_level(idx, level);
         }
         run.record_win(kind, &won);
+        let part_done = kind == run.final_kind() && run.outputs_complete();
+        drop(job);
         // A part: its stage (and then the job) may be done.
-        if kind == run.final_kind() && run.outputs_complete() {
+        if part_done {
             actions.extend(self.stages_moved(&attempt.task.job));
         }
         if let Some(w) = self.workers.get_mut(worker) {
@@ -152,7 +167,7 @@ impl Core {
         // the same way everywhere: the job fails at once instead of after every retry.
         let max = if kind == FailureKind::Config { 1 } else { self.cfg.max_attempts };
         let (task_kind, idx, n) = (attempt.task.kind, attempt.task.index, attempt.attempt);
-        let Some(job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
+        let Some(mut job) = self.jobs.get_mut(&attempt.task.job) else { return (Err("unknown job"), Vec::new()) };
         let Some(run) = job.run_of_mut(n) else { return (Err("stage is not running"), Vec::new()) };
         // A lost map output does not count against the reducer when it names a map attempt
         // that was handed out (the current output, or one a re-run replaced); anything else
@@ -172,6 +187,7 @@ impl Core {
         let effect = run
             .with_task(task_kind, idx, |t| t.fail(n, worker, message, counts, max))
             .unwrap_or(FailureEffect::Stale("unknown task"));
+        drop(job);
         match effect {
             FailureEffect::Stale(why) => (Err(why), Vec::new()),
             FailureEffect::Retry => {
@@ -202,7 +218,8 @@ impl Core {
     /// the failure budget users already tune with `--max-attempts`.
     /// `reducer` is the reporting attempt: the lost map is of its stage.
     fn map_output_lost(&mut self, job_id: &JobId, reducer: u32, lost: LostMap, now_ms: u64) -> Vec<Action> {
-        let Some(run) = self.jobs.get_mut(job_id).and_then(|j| j.run_of_mut(reducer)) else { return Vec::new() };
+        let Some(mut job) = self.jobs.get_mut(job_id) else { return Vec::new() };
+        let Some(run) = job.run_of_mut(reducer) else { return Vec::new() };
         let Some(Some(old)) = run.with_task(TaskKind::Map, lost.index, |t| t.output_lost(lost.attempt)) else {
             return Vec::new();
         };
@@ -213,6 +230,7 @@ impl Core {
             tracing::warn!(job = %job_id, map = lost.index, times, "map output lost; running the map again");
             return vec![delete];
         }
+        drop(job);
         let why = OutputKeptLost { map: lost.index, times, store: StoreHint::of(&self.cfg.store) };
         tracing::error!(job = %job_id, error = %why, "failing the job");
         let mut actions = vec![delete];
@@ -223,7 +241,7 @@ impl Core {
     /// A live attempt gave up because it was told to.
     fn attempt_killed(&mut self, worker: &WorkerId, attempt: &AttemptId) -> Result<(), Rejection> {
         let max = self.cfg.max_attempts;
-        let job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
+        let mut job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
         let run = job.run_of_mut(attempt.attempt).ok_or("stage is not running")?;
         match run
             .with_task(attempt.task.kind, attempt.task.index, |t| t.fail(attempt.attempt, worker, "killed", false, max))

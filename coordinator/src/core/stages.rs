@@ -15,7 +15,7 @@ impl Core {
     /// clear, their stray attempts cancelled), stages whose inputs are now all there are
     /// asked to start, and a job whose every part is committed begins its commit.
     pub(crate) fn stages_moved(&mut self, id: &JobId) -> Vec<Action> {
-        let Some(job) = self.jobs.get_mut(id) else { return Vec::new() };
+        let Some(mut job) = self.jobs.get_mut(id) else { return Vec::new() };
         if !job.is_running() {
             return Vec::new();
         }
@@ -40,8 +40,9 @@ impl Core {
         }
         if job.begin_commit() {
             self.journal.push(Record::JobCommitting { job: id.clone() });
-            actions.push(write_success(job));
+            actions.push(write_success(&job));
         }
+        drop(job);
         for (kind, index, attempt, worker) in cancelled {
             let aid = AttemptId { task: TaskId { job: id.clone(), kind, index }, attempt };
             self.unassign(&worker, &aid);
@@ -54,7 +55,7 @@ impl Core {
 
     /// Starts stage `stage` of pipeline job `id` over `splits` of what it reads.
     pub fn start_stage(&mut self, id: &JobId, stage: usize, splits: Vec<Split>) {
-        let Some(job) = self.jobs.get_mut(id) else { return };
+        let Some(mut job) = self.jobs.get_mut(id) else { return };
         if !job.is_running() {
             return;
         }

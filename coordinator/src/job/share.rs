@@ -9,6 +9,17 @@ use quern_api::{TaskKind, WorkerId};
 use super::{Job, JobState, StageRun};
 
 impl Job {
+    /// Notes that the coordinator's job index must look at the job again; true if that is
+    /// news (the job is not already waiting for it).
+    pub(crate) fn mark_stale(&mut self) -> bool {
+        !std::mem::replace(&mut self.stale, true)
+    }
+
+    /// The index has caught up with the job.
+    pub(crate) fn mark_indexed(&mut self) {
+        self.stale = false;
+    }
+
     /// Tasks with a live attempt (maps and reduces, every running stage).
     pub fn running(&self) -> u32 {
         self.runs.iter().map(StageRun::running).sum()

@@ -10,12 +10,12 @@
 //! an attempt of another, whichever stages run at the time.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use quern_api::split::Split;
 use quern_api::{Counters, JobId, StoreUrl, TaskKind, WorkerId};
 
-use super::{Speculation, temporary_dir};
+use super::temporary_dir;
 use crate::convert::CachedRange;
 use crate::placement::Level;
 use crate::spec::JobSpec;
@@ -70,9 +70,14 @@ pub struct StageRun {
     backups_won: u32,
     /// Attempts taken back to serve starved jobs (`--preemption`).
     preempted: u32,
-    /// Run times of the winning attempts, per kind, for spotting stragglers.
-    map_times: Vec<Duration>,
-    reduce_times: Vec<Duration>,
+    /// Median run times of the winning attempts, per kind, for spotting stragglers.
+    map_times: backup::Median,
+    reduce_times: backup::Median,
+    /// Tasks running exactly one attempt, per kind, oldest first (backup candidates).
+    single_maps: backup::Singles,
+    single_reduces: backup::Singles,
+    /// Where the pending maps' splits live, for delay scheduling without a pass over them.
+    locality: locality::Locality,
 }
 
 /// Where a stage run lives and what it runs: the arguments of [`StageRun::new`].
@@ -121,8 +126,11 @@ impl StageRun {
             backups_started: 0,
             backups_won: 0,
             preempted: 0,
-            map_times: Vec::new(),
-            reduce_times: Vec::new(),
+            map_times: Default::default(),
+            reduce_times: Default::default(),
+            single_maps: Default::default(),
+            single_reduces: Default::default(),
+            locality: Default::default(),
         }
     }
 
@@ -215,18 +223,25 @@ impl StageRun {
         }
     }
 
-    /// Keeps the pending sets, done and running counts in step with task `idx`.
-    fn sync(&mut self, kind: TaskKind, idx: u32, was_done: bool, was_running: bool) {
+    /// Keeps the pending sets, done and running counts and the backup and locality
+    /// indexes in step with task `idx`, which was as `before` says.
+    fn sync(&mut self, kind: TaskKind, idx: u32, before: Before) {
         let Some(t) = self.tasks(kind).get(idx as usize) else {
             return;
         };
         let (pending, done) = (matches!(t.state, TaskState::Pending), t.is_done());
         let running = matches!(t.state, TaskState::Running { .. });
+        let single = t.single_live().map(|(_, since)| since);
+        self.sync_single(kind, idx, before.single, single);
+        if pending && !before.pending && kind == TaskKind::Map {
+            // A map back in the pending set: the locality index was built without it.
+            self.locality.forget_homes();
+        }
         let (set, count, live) = match kind {
             TaskKind::Map => (&mut self.pending_maps, &mut self.maps_done, &mut self.maps_running),
             TaskKind::Reduce => (&mut self.pending_reduces, &mut self.reduces_done, &mut self.reduces_running),
         };
-        match (was_running, running) {
+        match (before.running, running) {
             (false, true) => *live += 1,
             (true, false) => *live -= 1,
             _ => {}
@@ -236,7 +251,7 @@ impl StageRun {
         } else {
             set.remove(&idx);
         }
-        match (was_done, done) {
+        match (before.done, done) {
             (false, true) => *count += 1,
             (true, false) => *count -= 1,
             _ => {}
@@ -250,9 +265,14 @@ impl StageRun {
             TaskKind::Reduce => &mut self.reduces,
         };
         let t = tasks.get_mut(idx as usize)?;
-        let (was_done, was_running) = (t.is_done(), matches!(t.state, TaskState::Running { .. }));
+        let before = Before {
+            done: t.is_done(),
+            running: matches!(t.state, TaskState::Running { .. }),
+            pending: matches!(t.state, TaskState::Pending),
+            single: t.single_live().map(|(_, since)| since),
+        };
         let r = f(t);
-        self.sync(kind, idx, was_done, was_running);
+        self.sync(kind, idx, before);
         Some(r)
     }
 
@@ -305,45 +325,6 @@ impl StageRun {
     /// Attempts taken back from the stage to serve starved jobs.
     pub fn preempted(&self) -> u32 {
         self.preempted
-    }
-
-    /// The phase backups are looked for in: (kind, its pending tasks, its run times).
-    fn phase(&self) -> (TaskKind, &BTreeSet<u32>, &[Duration]) {
-        if self.maps_complete() {
-            (TaskKind::Reduce, &self.pending_reduces, &self.reduce_times)
-        } else {
-            (TaskKind::Map, &self.pending_maps, &self.map_times)
-        }
-    }
-
-    /// Whether [`StageRun::backup_candidate`] may find a straggler (its phase has nothing
-    /// pending and some task of it finished): cheap, checked before the scan.
-    pub fn may_back_up(&self) -> bool {
-        let (_, pending, times) = self.phase();
-        pending.is_empty() && !times.is_empty()
-    }
-
-    /// A straggler that `worker` could run a backup of, per `spec`.
-    pub fn backup_candidate(&self, worker: &WorkerId, now: Instant, spec: &Speculation) -> Option<(TaskKind, u32)> {
-        if !self.may_back_up() {
-            return None;
-        }
-        let (kind, _, times) = self.phase();
-        // The median by selection, not a sort: this runs at every poll of a job in its tail.
-        let mut times = times.to_vec();
-        let mid = times.len() / 2;
-        let median = *times.select_nth_unstable(mid).1;
-        let threshold = median.mul_f64(spec.factor).max(spec.min_runtime);
-        self.tasks(kind)
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                let (w, since) = t.single_live()?;
-                let ran = now.saturating_duration_since(since);
-                (w != worker && ran > threshold && !t.failed_on.contains(worker)).then_some((ran, i as u32))
-            })
-            .max()
-            .map(|(_, i)| (kind, i))
     }
 
     /// Takes back live attempt `attempt` of task `idx` (preemption): the attempt ends
@@ -544,3 +525,15 @@ impl StageRun {
         out
     }
 }
+
+/// What a task was before a change, for [`StageRun::sync`].
+struct Before {
+    done: bool,
+    running: bool,
+    pending: bool,
+    /// The start of its only live attempt, if it ran exactly one.
+    single: Option<Instant>,
+}
+
+mod backup;
+mod locality;
