@@ -113,7 +113,11 @@ impl Network {
         };
         // Left over by a run that was killed and whose pid came round again.
         let _ = ip(&["link", "del", &net.bridge]);
-        ip(&["link", "add", &net.bridge, "type", "bridge"])?;
+        // A fixed (locally administered) address: otherwise the bridge takes the lowest of its
+        // ports' addresses, and killing the host that owns it changes the gateway's address
+        // under every other host's ARP cache, cutting them off for a while.
+        let mac = format!("02:71:{:02x}:{:02x}:{:02x}:{block:02x}", (pid >> 16) as u8, (pid >> 8) as u8, tag as u8);
+        ip(&["link", "add", &net.bridge, "address", &mac, "type", "bridge"])?;
         ip(&["addr", "add", &format!("{}/28", net.gateway()), "dev", &net.bridge])?;
         ip(&["link", "set", &net.bridge, "up"])?;
         Ok(net)
