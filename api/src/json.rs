@@ -67,5 +67,14 @@ pub fn task_json(t: &pb::TaskInfo) -> Value {
     json!({
         "kind": kind, "index": t.index, "state": t.state, "attempts": t.attempts,
         "workers": t.workers, "error": t.error, "locality": t.locality, "stage": t.stage,
+        "attempt_list": t.attempt_list.iter().map(attempt_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One attempt of a task (`quern tasks --json`, `quern logs --json`).
+pub fn attempt_json(a: &pb::AttemptInfo) -> Value {
+    json!({
+        "attempt": a.attempt, "worker": a.worker, "state": a.state, "started_ms": a.started_ms,
+        "finished_ms": a.finished_ms, "backup": a.backup, "error": a.error,
     })
 }

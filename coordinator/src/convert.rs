@@ -465,6 +465,7 @@ mod tests {
                 message: "é".repeat(limits::MESSAGE),
                 lost_map_index: Some(3),
                 lost_map_attempt: 2,
+                log_tail: Vec::new(),
             })),
         };
         let (_, outcome) = report(r).unwrap();

@@ -105,6 +105,7 @@ proptest! {
                 message: msg,
                 lost_map_index: index,
                 lost_map_attempt: 1,
+                log_tail: Vec::new(),
             })),
         };
         if let Ok((_, Outcome::Failed { message, .. })) = report(r) {

@@ -384,6 +384,10 @@ impl pb::job_service_server::JobService for JobSvc {
         let job = core.job(&id).ok_or_else(|| not_found(&id))?;
         Ok(Response::new(pb::ListTasksResponse { tasks: job_tasks(job) }))
     }
+
+    async fn task_logs(&self, _req: Request<pb::TaskLogsRequest>) -> Result<Response<pb::TaskLogsResponse>, Status> {
+        Err(Status::unimplemented("task logs are not kept yet"))
+    }
 }
 
 /// The worker-facing service.

@@ -84,6 +84,7 @@ pub fn job_tasks(job: &Job) -> Vec<pb::TaskInfo> {
                     TaskKind::Reduce => String::new(),
                 },
                 stage: if pipeline { run.index() as u32 + 1 } else { 0 },
+                attempt_list: Vec::new(),
             });
         }
     }

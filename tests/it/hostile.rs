@@ -193,6 +193,7 @@ fn a_hostile_peer_cannot_hurt_the_coordinator_or_anything_outside_its_prefixes()
                 message: "forged".into(),
                 lost_map_index: Some(0),
                 lost_map_attempt: 1,
+                log_tail: Vec::new(),
             })),
         };
         assert!(!peer.report(lost).unwrap().accepted);

@@ -87,6 +87,12 @@ impl TaskError {
             TaskError::MapOutputLost { map_index, map_attempt, .. } => (Some(*map_index), *map_attempt),
             _ => (None, 0),
         };
-        pb::Failed { kind: kind as i32, message: self.to_string(), lost_map_index, lost_map_attempt }
+        pb::Failed {
+            kind: kind as i32,
+            message: self.to_string(),
+            lost_map_index,
+            lost_map_attempt,
+            log_tail: Vec::new(),
+        }
     }
 }

@@ -24,6 +24,7 @@ pub mod cache;
 mod columnar;
 pub mod error;
 mod ipc_guard;
+pub mod logs;
 pub mod map;
 pub mod merge;
 pub mod output;
@@ -456,7 +457,9 @@ async fn poll_loop(
                         Ok(_) => info!(ms = started.elapsed().as_millis() as u64, "attempt succeeded"),
                         Err(e) => warn!(error = %e, "attempt failed"),
                     }
-                    if !cancel.is_cancelled() {
+                    if cancel.is_cancelled() {
+                        logs::take(&attempt.to_string());
+                    } else {
                         report(&client, (&env.worker_id, &env.worker_secret), &attempt, outcome).await;
                     }
                 }
@@ -474,10 +477,12 @@ async fn report(
     attempt: &AttemptId,
     outcome: Result<pb::Succeeded, TaskError>,
 ) {
+    // A failure carries what the attempt logged last (for `quern logs`); others drop it.
+    let lines = logs::take(&attempt.to_string());
     let outcome = match outcome {
         Ok(s) => pb::outcome_report::Outcome::Succeeded(s),
         Err(TaskError::Cancelled) => pb::outcome_report::Outcome::Killed(pb::Killed {}),
-        Err(e) => pb::outcome_report::Outcome::Failed(e.to_pb()),
+        Err(e) => pb::outcome_report::Outcome::Failed(pb::Failed { log_tail: lines, ..e.to_pb() }),
     };
     let req = pb::OutcomeReport {
         worker_id: worker.to_string(),

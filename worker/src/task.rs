@@ -50,8 +50,11 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
+    // The attempt's span follows its work onto the pool: what user code logs there is the
+    // attempt's (see `logs`).
+    let span = tracing::Span::current();
     rayon::spawn(move || {
-        let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+        let result = span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(f)));
         let _ = tx.send(result);
     });
     match rx.await {
