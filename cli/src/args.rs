@@ -35,6 +35,8 @@ pub enum Command {
     Workers(ListArgs),
     /// List a job's tasks.
     Tasks(JobArgs),
+    /// Show the error and last log lines of each attempt of one task (`map-3`, `reduce-0`).
+    Logs(LogsArgs),
     /// Run a job on an embedded cluster (coordinator and workers in this process).
     Run(RunArgs),
     /// List the jobs this binary can run.
@@ -194,6 +196,12 @@ pub struct CoordinatorArgs {
     /// Refuse new jobs while this many have not ended.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_jobs: u64,
+    /// Ended jobs kept in the history (`quern list`, the web pages), oldest forgotten first.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub history_jobs: u64,
+    /// How long an ended job stays in the history.
+    #[arg(long, default_value = "7days", value_parser = humantime::parse_duration)]
+    pub history_age: Duration,
     /// Fail a job that no registered worker can run after waiting this long for one.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub job_wait: Duration,
@@ -343,6 +351,24 @@ pub struct JobArgs {
     pub conn: Conn,
     /// The job id.
     pub job_id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `quern logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Where to ask.
+    #[command(flatten)]
+    pub conn: Conn,
+    /// The job id.
+    pub job_id: String,
+    /// The task: `map-N` or `reduce-N` (also `m-N`, `r-N`).
+    pub task: String,
+    /// For pipelines: the stage (from 1); default the last one that has this task.
+    #[arg(long, default_value_t = 0)]
+    pub stage: u32,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -47,6 +47,7 @@ pub mod args;
 pub mod client_cmds;
 pub mod gc;
 pub mod local;
+pub mod logs;
 pub mod render;
 pub mod servers;
 
@@ -142,6 +143,7 @@ async fn dispatch(cmd: Command, registry: Registry, hooks: Hooks) -> anyhow::Res
         Command::Kill(a) => client_cmds::kill(a).await,
         Command::Workers(a) => client_cmds::workers(a).await,
         Command::Tasks(a) => client_cmds::tasks(a).await,
+        Command::Logs(a) => logs::logs(a).await,
         Command::Gc(a) => gc::gc(a).await,
         Command::Jobs => {
             for (name, about) in registry.describe() {

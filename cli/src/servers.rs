@@ -68,6 +68,10 @@ pub async fn coordinator(a: CoordinatorArgs, registry: Registry, hooks: Hooks) -
     cfg.jobs = Some(registry);
     cfg.max_jobs = usize::try_from(a.max_jobs).unwrap_or(usize::MAX);
     cfg.job_wait = a.job_wait;
+    cfg.history = quern_coordinator::core::History {
+        max_jobs: usize::try_from(a.history_jobs).unwrap_or(usize::MAX),
+        max_age: a.history_age,
+    };
     if a.task_timeout < Duration::from_secs(1) {
         anyhow::bail!("--task-timeout must be at least 1s");
     }

@@ -48,6 +48,10 @@ pub mod limits {
     pub const COUNTERS: usize = 1024;
     /// Bytes of a failure message kept (longer ones are cut).
     pub const MESSAGE: usize = 4096;
+    /// Log lines of a failed attempt kept (the last ones).
+    pub const LOG_LINES: usize = 100;
+    /// Bytes of one log line kept.
+    pub const LOG_LINE: usize = 512;
     /// Reduce tasks (and so partitions) of one job, and map tasks of a generator.
     pub const REDUCERS: u32 = 100_000;
     /// Map tasks (input splits) of one job or stage.
@@ -315,6 +319,26 @@ pub fn running(refs: &[pb::AttemptRef]) -> Result<BTreeSet<AttemptId>, ConvertEr
 pub fn progress(items: &[pb::AttemptProgress]) -> Result<Vec<(AttemptId, u64)>, ConvertError> {
     at_most("progress entries", items.len(), limits::RUNNING)?;
     items.iter().map(|p| Ok((AttemptId::try_from(p.attempt.as_ref())?, p.steps))).collect()
+}
+
+/// Takes the log lines a failure report carries: the last [`limits::LOG_LINES`], each cut to
+/// [`limits::LOG_LINE`] bytes, control characters (which could pose as line breaks or drive
+/// a terminal) made spaces. Other outcomes carry none.
+pub fn log_tail(r: &mut pb::OutcomeReport) -> Vec<String> {
+    let Some(pb::outcome_report::Outcome::Failed(f)) = &mut r.outcome else { return Vec::new() };
+    let lines = std::mem::take(&mut f.log_tail);
+    let skip = lines.len().saturating_sub(limits::LOG_LINES);
+    lines
+        .into_iter()
+        .skip(skip)
+        .map(|l| {
+            let mut cut = l.len().min(limits::LOG_LINE);
+            while !l.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            l[..cut].chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+        })
+        .collect()
 }
 
 /// A report of an attempt's outcome: the attempt and what happened to it.

@@ -47,6 +47,30 @@ pub struct CoreConfig {
     /// share, with tasks waiting, for longer than this gets slots back from jobs above
     /// theirs. None: off.
     pub preemption: Option<Duration>,
+    /// How many ended jobs, and for how long, stay listed (with their archives).
+    pub history: History,
+}
+
+/// The limits of the history of ended jobs (Hadoop's job history server keeps a week):
+/// past either, an ended job whose data is deleted is forgotten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct History {
+    /// Ended jobs kept, at most (`--history-jobs`).
+    pub max_jobs: usize,
+    /// How long an ended job is kept (`--history-age`).
+    pub max_age: Duration,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History { max_jobs: 1000, max_age: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+/// Where an ended job's archive (its final status, task list and failed attempts' logs) is
+/// kept: a name the coordinator builds from the id alone.
+pub fn archive_url(store: &StoreUrl, job: &JobId) -> StoreUrl {
+    store.join(&format!("history/{job}.pb"))
 }
 
 /// Why a submission cannot be taken next to the jobs already here.
@@ -509,6 +533,38 @@ impl Core {
         }
     }
 
+    /// Keeps the lines failed `attempt` sent back with its report.
+    pub fn keep_log(&mut self, attempt: &AttemptId, lines: Vec<String>) {
+        if let Some(mut job) = self.jobs.get_mut(&attempt.task.job) {
+            let (kind, index) = (attempt.task.kind, attempt.task.index);
+            job.keep_log(crate::job::logs::AttemptLog { kind, index, attempt: attempt.attempt, lines });
+        }
+    }
+
+    /// Forgets the ended, cleaned jobs past the history limits, oldest first: they leave
+    /// the state and, through the journal, every later replay. Returns the deletes of their
+    /// archives.
+    pub fn forget_old(&mut self, now_ms: u64) -> Vec<Action> {
+        let mut ended: Vec<(u64, JobId)> =
+            self.jobs.values().filter_map(|j| Some((j.state().finished_ms()?, j.id().clone()))).collect();
+        ended.sort();
+        let max_age = u64::try_from(self.cfg.history.max_age.as_millis()).unwrap_or(u64::MAX);
+        let over = ended.len().saturating_sub(self.cfg.history.max_jobs);
+        let mut actions = Vec::new();
+        for (i, (finished, id)) in ended.into_iter().enumerate() {
+            let old = i < over || now_ms.saturating_sub(finished) > max_age;
+            // Data not yet deleted keeps its job: forgetting it would leave the data to the
+            // sweep's rules for unknown jobs.
+            if !old || !self.jobs.get(&id).is_some_and(Job::is_cleaned) {
+                continue;
+            }
+            self.jobs.remove(&id);
+            self.journal.push(Record::JobForgotten { job: id.clone() });
+            actions.push(Action::Delete(archive_url(&self.cfg.store, &id)));
+        }
+        actions
+    }
+
     /// Every object of ended job `id` outside its output is deleted (its scratch and
     /// temporary directories): journalled, so sweeps need not look for them again.
     pub fn cleaned(&mut self, id: &JobId) {
@@ -583,3 +639,7 @@ mod dag_tests;
 #[cfg(test)]
 #[path = "core_index_tests.rs"]
 mod index_tests;
+
+#[cfg(test)]
+#[path = "core_history_tests.rs"]
+mod history_tests;

@@ -38,6 +38,7 @@ pub(super) fn core() -> Core {
             task_timeout: Duration::from_secs(60),
             poll_bytes: 1 << 20,
             preemption: None,
+            history: crate::core::History::default(),
             delay: crate::placement::Delay::default(),
         },
         Box::new(PriorityFifo),

@@ -96,6 +96,11 @@ pub fn known_from_journal(records: &[Record]) -> BTreeMap<JobId, Known> {
             }
             Record::JobEnded { job, .. } => set_phase(&mut known, job, Phase::Ended),
             Record::JobCleaned { job } => set_phase(&mut known, job, Phase::Cleaned),
+            // Its data was deleted before it was forgotten; whatever a zombie wrote since
+            // is an unknown job's.
+            Record::JobForgotten { job } => {
+                known.remove(job);
+            }
             _ => {}
         }
     }

@@ -109,6 +109,10 @@ pub struct Job {
     /// Whether the coordinator's job index must look at the job again (set when it was
     /// borrowed for a change, cleared when the index caught up).
     stale: bool,
+    /// The lines failed attempts sent back (bounded).
+    logs: logs::Logs,
+    /// Rebuilt from the journal: what it ran before is in its archive, not here.
+    replayed: bool,
 }
 
 /// A pipeline stage whose every part is committed, taken out of the running stages.
@@ -181,7 +185,29 @@ impl Job {
             unrunnable_since: None,
             cleaned: false,
             stale: false,
+            logs: logs::Logs::default(),
+            replayed: false,
         }
+    }
+
+    /// The lines its failed attempts sent back.
+    pub fn logs(&self) -> &logs::Logs {
+        &self.logs
+    }
+
+    /// Keeps the lines a failed attempt sent back.
+    pub fn keep_log(&mut self, log: logs::AttemptLog) {
+        self.logs.keep(log);
+    }
+
+    /// Marks the job as rebuilt from the journal (its attempts' history is not here).
+    pub fn mark_replayed(&mut self) {
+        self.replayed = true;
+    }
+
+    /// Whether the job was rebuilt from the journal.
+    pub fn is_replayed(&self) -> bool {
+        self.replayed
     }
 
     // ------------------------------------------------------------ what it is
@@ -481,6 +507,7 @@ pub fn temporary_dir(output: &StoreUrl, id: &JobId) -> StoreUrl {
 }
 
 mod assign;
+pub mod logs;
 pub mod pipeline;
 mod share;
 mod stage;

@@ -116,6 +116,12 @@ pub enum Record {
         /// The job.
         job: JobId,
     },
+    /// An ended and cleaned job passed the history limits (`--history-jobs`,
+    /// `--history-age`): it is forgotten, as if it had never been submitted.
+    JobForgotten {
+        /// The job.
+        job: JobId,
+    },
 }
 
 /// How a job ended.

@@ -35,6 +35,7 @@ pub mod commit;
 pub mod convert;
 pub mod core;
 pub mod gc;
+pub mod history;
 pub mod http;
 pub mod inputs;
 pub mod job;
@@ -123,6 +124,8 @@ pub struct CoordinatorConfig {
     pub journal_snapshot_every: u64,
     /// TLS, connection and message limits, for gRPC and the status pages.
     pub net: net::NetConfig,
+    /// How many ended jobs, and for how long, stay listed with their archives.
+    pub history: core::History,
 }
 
 impl CoordinatorConfig {
@@ -152,6 +155,7 @@ impl CoordinatorConfig {
             conditional_writes: true,
             journal_snapshot_every: 1000,
             net: net::NetConfig::default(),
+            history: core::History::default(),
         }
     }
 }
@@ -232,6 +236,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             // Room for the response's own framing and a margin.
             poll_bytes: cfg.net.max_message / 4 * 3,
             preemption: cfg.preemption.filter(|_| cfg.policy.is_fair()),
+            history: cfg.history,
         },
         cfg.policy.build(),
     );

@@ -92,7 +92,10 @@ impl Shared {
                     Action::WriteSuccess { job, output, temporary } => {
                         queue.extend(me.write_success(&job, &output, &temporary).await);
                     }
-                    Action::Cleanup { job, dirs, objects } => me.cleanup(&job, &dirs, &objects).await,
+                    Action::Cleanup { job, dirs, objects } => {
+                        me.cleanup(&job, &dirs, &objects).await;
+                        me.forget_old();
+                    }
                     Action::StartStage { job, stage, inputs, objects, split_size, input_format } => {
                         let next = NextStage { stage, split_size, input_format, inputs, objects };
                         queue.extend(me.start_stage(&job, next).await);
@@ -141,6 +144,8 @@ impl Shared {
             warn!(job = %job, "the journal is not writable; leaving the job's data in place");
             return;
         }
+        // Its attempts' history outlives its data (and the coordinator): see `history`.
+        crate::history::archive_ended(self, job).await;
         for url in objects {
             if let Err(e) = delete_object(url).await {
                 warn!(job = %job, error = %e, "could not delete a part of an unsuccessful job");
@@ -157,6 +162,12 @@ impl Shared {
         if clean {
             self.core().cleaned(job);
         }
+    }
+
+    /// Forgets the ended jobs past the history limits and deletes their archives.
+    pub fn forget_old(self: &Arc<Self>) {
+        let deletes = self.core().forget_old(now_ms());
+        self.perform(deletes);
     }
 
     /// Lists what stage `next.stage` of pipeline `job` reads and starts it (or fails the job).

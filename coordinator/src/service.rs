@@ -19,7 +19,7 @@ use crate::inputs::{InputError, check_output_empty, delete_object};
 use crate::journal::Journal;
 use crate::lease::LeaderClock;
 use crate::net::{Peer, PeerRules};
-use crate::status::{job_status, job_tasks, worker_info};
+use crate::status::{job_status, worker_info};
 /// Longest a poll may be held open.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(30);
 /// How long a submit waits for its journal record to be written.
@@ -158,9 +158,15 @@ impl Shared {
         let every =
             (self.core().config().heartbeat_timeout / 5).clamp(Duration::from_millis(20), Duration::from_secs(1));
         let mut tick = tokio::time::interval(every);
+        // Jobs age out of the history whether or not others end.
+        let mut history = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = history.tick() => {
+                    self.forget_old();
+                    continue;
+                }
                 _ = stop.cancelled() => return,
             }
             let (lost, actions) = {
@@ -380,13 +386,12 @@ impl pb::job_service_server::JobService for JobSvc {
 
     async fn tasks(&self, req: Request<pb::JobRequest>) -> Result<Response<pb::ListTasksResponse>, Status> {
         let id = job_id(&req.into_inner().job_id)?;
-        let core = self.0.core();
-        let job = core.job(&id).ok_or_else(|| not_found(&id))?;
-        Ok(Response::new(pb::ListTasksResponse { tasks: job_tasks(job) }))
+        let rec = crate::history::record(&self.0, &id).await?.ok_or_else(|| not_found(&id))?;
+        Ok(Response::new(pb::ListTasksResponse { tasks: rec.tasks }))
     }
 
-    async fn task_logs(&self, _req: Request<pb::TaskLogsRequest>) -> Result<Response<pb::TaskLogsResponse>, Status> {
-        Err(Status::unimplemented("task logs are not kept yet"))
+    async fn task_logs(&self, req: Request<pb::TaskLogsRequest>) -> Result<Response<pb::TaskLogsResponse>, Status> {
+        Ok(Response::new(crate::history::task_logs(&self.0, req.into_inner()).await?))
     }
 }
 
@@ -604,11 +609,20 @@ impl pb::worker_service_server::WorkerService for WorkerSvc {
     }
 
     async fn report(&self, req: Request<pb::OutcomeReport>) -> Result<Response<pb::OutcomeResponse>, Status> {
-        let r = req.into_inner();
+        let mut r = req.into_inner();
         let id = worker_id(&r.worker_id)?;
         self.speaks_for(&id, &r.worker_secret)?;
+        let lines = crate::convert::log_tail(&mut r);
         let (attempt, outcome) = crate::convert::report(r)?;
-        let (result, actions) = self.0.core().report(&id, &attempt, outcome, now());
+        let (result, actions) = {
+            let mut core = self.0.core();
+            let (result, actions) = core.report(&id, &attempt, outcome, now());
+            // Only a failure the core took: a stale report's lines are not the attempt's.
+            if result.is_ok() && !lines.is_empty() {
+                core.keep_log(&attempt, lines);
+            }
+            (result, actions)
+        };
         self.0.perform(actions);
         self.0.bump();
         Ok(Response::new(match result {

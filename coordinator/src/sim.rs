@@ -382,6 +382,7 @@ fn core_config(cfg: &SimConfig) -> CoreConfig {
         task_timeout: Duration::from_secs(600),
         poll_bytes: 3 << 20,
         preemption: None,
+        history: crate::core::History::default(),
     }
 }
 

@@ -56,7 +56,8 @@ fn job_of(r: &Record) -> &JobId {
         | Record::MapOutputLost { job, .. }
         | Record::JobCommitting { job }
         | Record::JobEnded { job, .. }
-        | Record::JobCleaned { job } => job,
+        | Record::JobCleaned { job }
+        | Record::JobForgotten { job } => job,
     }
 }
 
@@ -78,6 +79,11 @@ impl Compactor {
     fn add(&mut self, r: Record) {
         if let Record::JobSubmitted { id, .. } = &r {
             self.jobs.insert(id.clone(), vec![r]);
+            return;
+        }
+        // A forgotten job leaves no trace: not even its forgetting need be replayed.
+        if let Record::JobForgotten { job } = &r {
+            self.jobs.remove(job);
             return;
         }
         // A record of a job never submitted changes nothing at replay: dropped.

@@ -15,6 +15,7 @@ mod failstop;
 mod faults;
 mod formats;
 mod gc;
+mod history;
 mod hostile;
 mod hosts;
 mod library;

@@ -81,6 +81,13 @@ impl Jobs {
         self.get_mut(&id);
     }
 
+    /// Removes a job (the index forgets it at the next refresh).
+    pub(super) fn remove(&mut self, id: &JobId) -> Option<Job> {
+        let job = self.all.remove(id)?;
+        self.stale.push(id.clone());
+        Some(job)
+    }
+
     /// All jobs, by id.
     pub(super) fn values(&self) -> impl Iterator<Item = &Job> {
         self.all.values()

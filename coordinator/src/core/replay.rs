@@ -19,7 +19,8 @@ impl Core {
                 Record::JobSubmitted { id, seq, spec, splits, submitted_ms } => {
                     let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
                     self.next_job = self.next_job.max(seq + 1);
-                    let job = Job::new(id.clone(), seq, *spec, splits, scratch, self.cfg.epoch_ms, submitted_ms);
+                    let mut job = Job::new(id.clone(), seq, *spec, splits, scratch, self.cfg.epoch_ms, submitted_ms);
+                    job.mark_replayed();
                     self.jobs.insert(id, job);
                 }
                 Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, level } => {
@@ -59,6 +60,9 @@ impl Core {
                     if let Some(mut j) = self.jobs.get_mut(&job) {
                         j.mark_cleaned();
                     }
+                }
+                Record::JobForgotten { job } => {
+                    self.jobs.remove(&job);
                 }
             }
         }

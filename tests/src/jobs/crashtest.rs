@@ -118,6 +118,8 @@ impl Job for CrashTest {
             if let Some(marker) = &self.fail_once
                 && std::fs::OpenOptions::new().write(true).create_new(true).open(marker).is_ok()
             {
+                // A line of the user's own, for `quern logs` to bring back.
+                tracing::warn!(source = %rec.source, "crashtest: failing this attempt on purpose");
                 return Err(JobError::new("crashtest: forced failure (fail_once)"));
             }
             if let Some(marker) = &self.hang_once
