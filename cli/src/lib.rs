@@ -47,6 +47,7 @@ pub mod args;
 pub mod client_cmds;
 pub mod gc;
 pub mod local;
+mod progress;
 pub mod render;
 pub mod servers;
 
