@@ -138,7 +138,8 @@ pub fn finish(status: &JobStatus) -> Result<()> {
     match status.state() {
         JobState::Succeeded => Ok(()),
         JobState::Killed => bail!("job {} was killed", status.id()),
-        _ => bail!("job {} failed: {}", status.id(), status.error().unwrap_or("unknown error")),
+        // The reason is the job's own words (user code's panic message): shown, not obeyed.
+        _ => bail!("job {} failed: {}", status.id(), render::clean(status.error().unwrap_or("unknown error"))),
     }
 }
 
