@@ -173,9 +173,13 @@ impl Bars {
 fn bar() -> ProgressBar {
     let b = ProgressBar::new(0);
     let style = ProgressStyle::with_template(
-        "{prefix:>12} [{bar:30}] {pos:>6}/{len:<6} {per_sec:>10}  {elapsed:>4} eta {eta:<4} {msg}",
+        "{prefix:>12} [{bar:30}] {pos:>6}/{len:<6} {rate:>9}  {elapsed:>4} eta {eta:<4} {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
+    // indicatif's own `per_sec` shows every digit of the rate.
+    .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{:.1}/s", s.per_sec());
+    })
     .progress_chars("=> ");
     b.set_style(style);
     b.enable_steady_tick(Duration::from_millis(200));

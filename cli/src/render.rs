@@ -219,7 +219,7 @@ fn table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>, width: u16) -
     let mut t = Table::new();
     t.load_style(comfy_table::presets::NOTHING);
     t.set_content_arrangement(ContentArrangement::Dynamic).set_width(width);
-    t.set_header(header.iter().map(|h| Cell::new(h)).collect::<Vec<_>>());
+    t.set_header(header.iter().map(Cell::new).collect::<Vec<_>>());
     for r in rows {
         let mut row = comfy_table::Row::from(r);
         row.max_height(1);
@@ -242,11 +242,10 @@ fn table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>, width: u16) -
 
 /// The width tables may take on stdout: the terminal's, or [`PIPE_WIDTH`].
 pub fn out_width() -> u16 {
-    let term = console::Term::stdout();
-    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        if let Some((_, cols)) = term.size_checked() {
-            return cols.max(40);
-        }
+    if std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && let Some((_, cols)) = console::Term::stdout().size_checked()
+    {
+        return cols.max(40);
     }
     PIPE_WIDTH
 }
@@ -296,10 +295,12 @@ pub fn tasks_table(tasks: &[pb::TaskInfo], now: u64, width: u16) -> String {
     for t in tasks {
         let name = task_name(t);
         if t.attempt_list.is_empty() {
-            let attempt = match t.attempts {
+            // `attempts` is the last attempt's number (a pipeline's later stages number theirs
+            // apart, from 10,001 on); how many there were is what `tries` says.
+            let attempt = match tries(t) {
                 0 => "-".to_string(),
-                1 => "1".to_string(),
-                n => format!("1-{n}"),
+                1 => t.attempts.to_string(),
+                n => format!("{}-{}", t.attempts.saturating_sub(n - 1), t.attempts),
             };
             let workers: Vec<Cow<'_, str>> = t.workers.iter().map(|w| clean(w)).collect();
             rows.push(vec![
@@ -336,9 +337,24 @@ fn or_dash(s: &str) -> String {
     if s.is_empty() { "-".into() } else { clean(s).into_owned() }
 }
 
+/// How many attempts task `t` was given: its attempt list, else the workers they went to
+/// (one per attempt), else its last attempt's number, which counts them only in a plain job
+/// or a pipeline's first stage.
+fn tries(t: &pb::TaskInfo) -> u32 {
+    if !t.attempt_list.is_empty() {
+        t.attempt_list.len() as u32
+    } else if !t.workers.is_empty() {
+        t.workers.len() as u32
+    } else if t.stage <= 1 {
+        t.attempts
+    } else {
+        0
+    }
+}
+
 /// Attempts beyond one per task (retries and backups): what went again.
 pub fn retries(tasks: &[pb::TaskInfo]) -> u64 {
-    tasks.iter().map(|t| u64::from(t.attempts.max(t.attempt_list.len() as u32).saturating_sub(1))).sum()
+    tasks.iter().map(|t| u64::from(tries(t).saturating_sub(1))).sum()
 }
 
 /// What `submit --wait` and `run` print once the job has ended: state and time, records and
@@ -373,7 +389,12 @@ pub fn summary(s: &pb::JobStatus, retried: Option<u64>, now: u64) -> String {
     if let Some(n) = retried {
         let backups = c(names::BACKUP_ATTEMPTS);
         let of = if backups > 0 { format!(" ({backups} backup)") } else { String::new() };
-        line("retries", format!("{n}{of}"));
+        // The coordinator lists the tasks of a pipeline's last stage(s) only.
+        let last = if s.stages > 0 { " in the last stage" } else { "" };
+        line("retries", format!("{n}{of}{last}"));
+    }
+    if s.stages > 0 {
+        line("stages", format!("{}: the counts above are summed over them", s.stages));
     }
     out
 }
@@ -558,6 +579,12 @@ mod tests {
         let fb: Vec<&str> = lines[3].split_whitespace().collect();
         assert_eq!(fb, ["reduce", "0", "1-2", "w-1,w-2", "succeeded", "-", "-"]);
         assert!(lines[4].starts_with("stage 2 map 1"), "{text}");
+        // A later stage of a pipeline numbers its attempts apart: two of them, not 10,003.
+        let mut later = task(pb::TaskKind::Reduce, 0, vec![]);
+        (later.stage, later.attempts, later.workers) = (2, 10_003, vec!["w-1".into(), "w-2".into()]);
+        let row = tasks_table(std::slice::from_ref(&later), NOW, 100);
+        assert!(row.lines().nth(1).unwrap().starts_with("stage 2 reduce 0  10002-10003  w-1,w-2"), "{row}");
+        assert_eq!(retries(&[later]), 1);
         // Off a terminal the width is fixed and wide: the error shows further but not whole.
         let wide = tasks_table(&[task(pb::TaskKind::Map, 0, vec![attempt(1, "failed", Some(&long))])], NOW, PIPE_WIDTH);
         assert!(wide.lines().all(|l| l.chars().count() <= usize::from(PIPE_WIDTH)), "{wide}");
@@ -612,5 +639,9 @@ mod tests {
         let t = [task(pb::TaskKind::Map, 0, vec![attempt(1, "failed", None), attempt(2, "succeeded", None)])];
         assert_eq!(retries(&t), 1);
         assert_eq!(retries(&[task(pb::TaskKind::Map, 0, vec![])]), 0);
+        // A pipeline's counts are its stages' together, and its retries the last stage's.
+        (s.stages, s.stage) = (2, 2);
+        let text = summary(&s, Some(0), NOW);
+        assert!(text.contains("retries   0 in the last stage\n  stages    2: the counts"), "{text}");
     }
 }
