@@ -1,6 +1,7 @@
 //! What the CLI shows people: `submit --wait` off a terminal prints a bounded number of
 //! progress lines and a summary whose counts match the input; `status`, `list`, `workers`
-//! and `tasks` print tables that agree with their `--json` forms.
+//! and `tasks` print tables that agree with their `--json` forms; retried and failed attempts
+//! show with their messages.
 
 use std::path::Path;
 use std::time::Instant;
@@ -162,4 +163,51 @@ fn a_job_of_many_tasks_shows_few_progress_lines_a_true_summary_and_agreeing_tabl
         }
     }
     assert_eq!(got, words);
+}
+
+#[test]
+fn retried_and_failed_attempts_show_in_the_summary_status_and_tasks() {
+    let c = TestCluster::start_with(Mode::Processes, 2, &["--speculation", "off"]).unwrap();
+    let input = c.path("input");
+    write_corpus(&input, 2, 4_000, 22).unwrap();
+    let i = format!("{}/", input.display());
+
+    // One map attempt fails on purpose and is run again: one retry, and its message.
+    let marker = c.path("failed-once").display().to_string();
+    let o1 = c.path("out1").display().to_string();
+    let once = format!("fail_once={marker}");
+    let out = c.cli("submit", &["--job", "crashtest", "--param", &once, "--input", &i, "--output", &o1, "--wait"]);
+    let id = ok_stdout(&out).trim().to_string();
+    let err = stderr(&out);
+    let retries = err.lines().find(|l| l.trim_start().starts_with("retries")).unwrap_or_else(|| panic!("{err}"));
+    let tasks = json(&c, "tasks", &[&id]);
+    let given: u64 = tasks.as_array().unwrap().iter().map(|t| t["workers"].as_array().unwrap().len() as u64).sum();
+    let retried = given - tasks.as_array().unwrap().len() as u64;
+    assert!(retried >= 1, "{tasks}");
+    assert_eq!(retries.split_whitespace().nth(1), Some(retried.to_string().as_str()), "{err}");
+    let table = ok_stdout(&c.cli("tasks", &[&id]));
+    let row = table.lines().find(|l| l.contains("forced failure (fail_once)")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.starts_with("map "), "{table}");
+    let text = ok_stdout(&c.cli("status", &[&id]));
+    assert!(text.contains("state     succeeded\n") && text.contains("\nfailures\n"), "{text}");
+    assert!(text.contains(": crashtest: forced failure (fail_once)\n"), "{text}");
+
+    // A map that always panics fails the job: the summary says so, and the reason is the
+    // last line; status lists the failure with its message.
+    let o2 = c.path("out2").display().to_string();
+    let args = ["--job", "crashtest", "--param", "panic_word=the", "--input", &i, "--output", &o2, "--wait"];
+    let out = c.cli("submit", &args);
+    assert_eq!(out.status.code(), Some(1));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{id} (crashtest) failed in ")), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&format!("error: job {id} failed: ")) && last.contains("bad record"), "{err}");
+    let text = ok_stdout(&c.cli("status", &[&id]));
+    assert!(text.contains("state     failed\n") && text.contains("\nfailures\n"), "{text}");
+    let failures = text.split("\nfailures\n").nth(1).unwrap();
+    assert!(failures.lines().any(|l| l.starts_with("  map ") && l.contains("bad record")), "{text}");
+    let table = rows(&ok_stdout(&c.cli("list", &[])));
+    let states: Vec<(&str, &str)> = table[1..].iter().map(|r| (r[0].as_str(), r[2].as_str())).collect();
+    assert!(states.contains(&(id.as_str(), "failed")), "{table:?}");
 }
