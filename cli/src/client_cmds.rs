@@ -143,6 +143,9 @@ pub fn finish(status: &JobStatus) -> Result<()> {
     }
 }
 
+/// How long the summary after a job waits for the coordinator's list of attempts.
+const SUMMARY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Follows a job until it ends, showing progress on stderr (see [`JobHandle::wait`] for how
 /// it survives a coordinator that goes away), then a summary of what it did.
 pub async fn wait(job: &JobHandle) -> Result<JobStatus> {
@@ -150,8 +153,10 @@ pub async fn wait(job: &JobHandle) -> Result<JobStatus> {
     let status = job.wait(|s| progress.show(s.as_wire())).await;
     progress.done();
     let status = status.map_err(|e| cli_error(e, None))?;
-    // Retries are counted from the attempts; a coordinator that cannot say leaves them out.
-    let retried = job.tasks().await.ok().map(|t| render::retries(&t));
+    // Retries are counted from the attempts; a coordinator that cannot say soon (one gone
+    // since its last word) leaves them out rather than holding up the exit.
+    let tasks = tokio::time::timeout(SUMMARY_LIMIT, job.tasks()).await;
+    let retried = tasks.ok().and_then(Result::ok).map(|t| render::retries(&t));
     eprint!("{}", render::summary(status.as_wire(), retried, render::now_ms()));
     Ok(status)
 }
