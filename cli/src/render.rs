@@ -88,18 +88,6 @@ fn job_elapsed(s: &pb::JobStatus, now: u64) -> u64 {
     s.finished_ms.unwrap_or(now).saturating_sub(s.submitted_ms)
 }
 
-/// One line: id, job, state, progress (the plain progress lines of `submit --wait`).
-pub fn status_line(s: &pb::JobStatus) -> String {
-    format!(
-        "{}  {:<10} {:<9} maps {:>9}  reduces {:>9}",
-        clean(&s.id),
-        clean(&s.job),
-        state_name(s.state),
-        frac(s.maps),
-        frac(s.reduces)
-    )
-}
-
 /// Which stage(s) of a pipeline run now (`2/3 topn`, `1,2/3 wordcount, indexer`); `None` for
 /// a plain job.
 pub fn stage_label(s: &pb::JobStatus) -> Option<String> {
@@ -514,7 +502,6 @@ mod tests {
             workers_table(&[w], 200),
             tasks_table(&[t], NOW, 200),
             summary(&s, Some(0), NOW),
-            status_line(&s),
         ];
         for text in texts {
             assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
