@@ -182,7 +182,7 @@ fn init_tracing(cmd: &Command) {
     // Colour only for a person at a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| progress::LogWriter)
         .with_ansi(ansi)
         .with_target(false)
         .with_filter(filter);

@@ -6,6 +6,7 @@
 //! The coordinator sends a status at every change and about every ten seconds; [`Progress`]
 //! turns each into a redraw or (perhaps) a line. Nothing here writes to stdout.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -19,6 +20,36 @@ const LINE_EVERY: Duration = Duration::from_secs(5);
 /// How many lines may skip [`LINE_EVERY`] (state changes, a phase or stage finishing): a
 /// pipeline of many stages falls back to the plain rate once they are spent.
 const URGENT_LINES: u32 = 16;
+
+/// The bars being drawn, if any: [`LogWriter`] puts log lines above them rather than
+/// through them (a `quern run` on a terminal logs its warnings there).
+static BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Where the process's log lines go: stderr, around the bars while there are any.
+pub(crate) struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bars = BARS.lock().ok().and_then(|b| b.clone());
+        match bars {
+            Some(m) => m.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    // One event is one call: written whole, under stderr's lock, between two redraws.
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let bars = BARS.lock().ok().and_then(|b| b.clone());
+        match bars {
+            Some(m) => m.suspend(|| std::io::stderr().lock().write_all(buf)),
+            None => std::io::stderr().lock().write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Progress on stderr: bars on a terminal, plain lines otherwise.
 pub(crate) struct Progress {
@@ -58,10 +89,10 @@ impl Progress {
     /// Leaves the bars as they were last drawn, for the summary to follow below them.
     pub(crate) fn done(self) {
         if let Mode::Bars(b) = self.mode {
-            b.maps.abandon();
-            if let Some(r) = b.reduces {
-                r.abandon();
+            if let Ok(mut bars) = BARS.lock() {
+                *bars = None;
             }
+            b.abandon();
         }
     }
 }
@@ -133,11 +164,11 @@ impl Throttle {
     }
 }
 
-/// One bar per phase under a [`MultiProgress`] on stderr; the reduce bar appears once the
-/// job has reduce tasks.
+/// One bar per phase under a [`MultiProgress`] on stderr, each drawn from the first status
+/// that gives it numbers; the reduce bar appears once the job has reduce tasks.
 struct Bars {
     multi: MultiProgress,
-    maps: ProgressBar,
+    maps: Option<ProgressBar>,
     reduces: Option<ProgressBar>,
     stage: Option<String>,
 }
@@ -145,45 +176,66 @@ struct Bars {
 impl Bars {
     fn new() -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let maps = multi.add(bar());
-        Bars { multi, maps, reduces: None, stage: None }
+        if let Ok(mut bars) = BARS.lock() {
+            *bars = Some(multi.clone());
+        }
+        Bars { multi, maps: None, reduces: None, stage: None }
     }
 
     fn show(&mut self, s: &pb::JobStatus) {
         let stage = render::stage_label(s);
         let (m, r) = (s.maps.unwrap_or_default(), s.reduces.unwrap_or_default());
-        if r.total > 0 && self.reduces.is_none() {
-            self.reduces = Some(self.multi.add(bar()));
-        }
         // A new stage starts its phases from zero: so do its rates and estimates.
         let restart = stage != self.stage;
         let prefix = |phase: &str| match &stage {
-            Some(l) => format!("stage {l} · {phase}"),
+            Some(l) => format!("stage {l} · {phase:>7}"),
             None => phase.to_string(),
         };
         let state = state_name(s.state);
-        update(&self.maps, &prefix("maps"), m, state, restart);
-        if let Some(b) = &self.reduces {
-            update(b, &prefix("reduces"), r, state, restart);
+        phase(&self.multi, &mut self.maps, &prefix("maps"), m, state, restart);
+        if r.total > 0 || self.reduces.is_some() {
+            phase(&self.multi, &mut self.reduces, &prefix("reduces"), r, state, restart);
         }
         self.stage = stage;
     }
+
+    fn abandon(self) {
+        for b in [self.maps, self.reduces].into_iter().flatten() {
+            b.abandon();
+        }
+    }
 }
 
-fn bar() -> ProgressBar {
-    let b = ProgressBar::new(0);
-    let style = ProgressStyle::with_template(
-        "{prefix:>12} [{bar:30}] {pos:>6}/{len:<6} {rate:>9}  {elapsed:>4} eta {eta:<4} {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    // indicatif's own `per_sec` shows every digit of the rate.
-    .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-        let _ = write!(w, "{:.1}/s", s.per_sec());
-    })
-    .progress_chars("=> ");
-    b.set_style(style);
-    b.enable_steady_tick(Duration::from_millis(200));
-    b
+/// Updates the bar in `slot`, or makes it: set up out of sight, then shown, so that it is
+/// never drawn before it has its numbers.
+fn phase(
+    multi: &MultiProgress,
+    slot: &mut Option<ProgressBar>,
+    prefix: &str,
+    p: pb::Progress,
+    state: &str,
+    restart: bool,
+) {
+    match slot {
+        Some(b) => update(b, prefix, p, state, restart),
+        None => {
+            let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden()).with_style(style());
+            update(&b, prefix, p, state, false);
+            let b = multi.add(b);
+            b.enable_steady_tick(Duration::from_millis(200));
+            *slot = Some(b);
+        }
+    }
+}
+
+fn style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos:>6}/{len:<6} {rate:>9}  {elapsed:>4} eta {eta:<4} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        // indicatif's own `per_sec` shows every digit of the rate.
+        .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.1}/s", s.per_sec());
+        })
+        .progress_chars("=> ")
 }
 
 fn update(b: &ProgressBar, prefix: &str, p: pb::Progress, state: &str, restart: bool) {
