@@ -2,9 +2,6 @@
 //! Submitting and following jobs is [`quern_api::submit`]; this is the glue from flags to
 //! it, and from its errors to one line that names the flags.
 
-use std::io::IsTerminal;
-use std::time::Duration;
-
 use anyhow::{Context, Result, anyhow, bail};
 use quern_api::client::{ConnectOptions, JobClient, read_token_file};
 use quern_api::submit::{Client, JobBuilder, JobHandle, JobState, JobStatus, PlanError, SubmitError};
@@ -12,6 +9,7 @@ use quern_api::tls::ClientTls;
 use quern_api::{JobId, Params, Registry, pb};
 
 use crate::args::{ClientNetArgs, Conn, JobArgs, JobDef, KillArgs, ListArgs, SubmitArgs};
+use crate::progress::Progress;
 use crate::render;
 
 /// Turns a gRPC error into one line a user can act on.
@@ -140,72 +138,27 @@ pub fn finish(status: &JobStatus) -> Result<()> {
     match status.state() {
         JobState::Succeeded => Ok(()),
         JobState::Killed => bail!("job {} was killed", status.id()),
-        _ => bail!("job {} failed: {}", status.id(), status.error().unwrap_or("unknown error")),
+        // The reason is the job's own words (user code's panic message): shown, not obeyed.
+        _ => bail!("job {} failed: {}", status.id(), render::clean(status.error().unwrap_or("unknown error"))),
     }
 }
 
+/// How long the summary after a job waits for the coordinator's list of attempts.
+const SUMMARY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Follows a job until it ends, showing progress on stderr (see [`JobHandle::wait`] for how
-/// it survives a coordinator that goes away).
+/// it survives a coordinator that goes away), then a summary of what it did.
 pub async fn wait(job: &JobHandle) -> Result<JobStatus> {
     let mut progress = Progress::new();
     let status = job.wait(|s| progress.show(s.as_wire())).await;
     progress.done();
-    status.map_err(|e| cli_error(e, None))
-}
-
-/// Progress on stderr: a bar on a terminal, plain lines otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    last: String,
-}
-
-impl Progress {
-    fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new(0);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] [{bar:30}] {pos}/{len} tasks  {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b.enable_steady_tick(Duration::from_millis(120));
-            b
-        });
-        Progress { bar, last: String::new() }
-    }
-
-    fn show(&mut self, s: &pb::JobStatus) {
-        let (m, r) = (s.maps.unwrap_or_default(), s.reduces.unwrap_or_default());
-        match &self.bar {
-            Some(b) => {
-                b.set_length(u64::from(m.total + r.total));
-                b.set_position(u64::from(m.done + r.done));
-                b.set_message(format!(
-                    "{} maps {}/{} reduces {}/{}",
-                    render::state_name(s.state),
-                    m.done,
-                    m.total,
-                    r.done,
-                    r.total
-                ));
-            }
-            None => {
-                let line = render::status_line(s);
-                if line != self.last {
-                    eprintln!("{line}");
-                    self.last = line;
-                }
-            }
-        }
-    }
-
-    fn done(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-        }
-    }
+    let status = status.map_err(|e| cli_error(e, None))?;
+    // Retries are counted from the attempts; a coordinator that cannot say soon (one gone
+    // since its last word) leaves them out rather than holding up the exit.
+    let tasks = tokio::time::timeout(SUMMARY_LIMIT, job.tasks()).await;
+    let retried = tasks.ok().and_then(Result::ok).map(|t| render::retries(&t));
+    eprint!("{}", render::summary(status.as_wire(), retried, render::now_ms()));
+    Ok(status)
 }
 
 /// `quern status`.
@@ -216,7 +169,9 @@ pub async fn status(a: JobArgs) -> Result<()> {
     if a.json {
         println!("{}", s.to_json());
     } else {
-        print!("{}", render::status_text(s.as_wire()));
+        // The failed attempts, if the coordinator can list them.
+        let tasks = job.tasks().await.unwrap_or_default();
+        print!("{}", render::status_text(s.as_wire(), &tasks, render::now_ms()));
     }
     Ok(())
 }
@@ -236,9 +191,7 @@ pub async fn list(a: ListArgs) -> Result<()> {
         let v: Vec<_> = jobs.iter().map(render::status_json).collect();
         println!("{}", serde_json::Value::Array(v));
     } else {
-        for j in &jobs {
-            println!("{}", render::status_line(j));
-        }
+        print!("{}", render::list_table(&jobs, render::now_ms(), render::out_width()));
     }
     Ok(())
 }
@@ -262,12 +215,7 @@ pub async fn workers(a: ListArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::Value::Array(ws.iter().map(render::worker_json).collect()));
     } else {
-        for w in &ws {
-            println!(
-                "{}  host={} rack={} slots={} running={} completed={}",
-                w.id, w.host, w.rack, w.slots, w.running, w.completed
-            );
-        }
+        print!("{}", render::workers_table(&ws, render::out_width()));
     }
     Ok(())
 }
@@ -279,19 +227,7 @@ pub async fn tasks(a: JobArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::Value::Array(ts.iter().map(render::task_json).collect()));
     } else {
-        for t in &ts {
-            let v = render::task_json(t);
-            // A pipeline's running stages may each have a task of one kind and index.
-            let stage = if t.stage > 0 { format!(" stage={}", t.stage) } else { String::new() };
-            println!(
-                "{:<6} {:>5}  {:<9} attempts={}{stage} {}",
-                v["kind"].as_str().unwrap_or(""),
-                t.index,
-                t.state,
-                t.attempts,
-                t.error.as_deref().unwrap_or("")
-            );
-        }
+        print!("{}", render::tasks_table(&ts, render::now_ms(), render::out_width()));
     }
     Ok(())
 }

@@ -48,6 +48,7 @@ pub mod client_cmds;
 pub mod gc;
 pub mod local;
 pub mod logs;
+mod progress;
 pub mod render;
 pub mod servers;
 
@@ -169,21 +170,21 @@ fn one_line_panics() {
 /// Logs go to stderr; servers log at info, the embedded runner at warn, and client commands
 /// not at all: their errors are the one line `main_with` prints (RUST_LOG overrides).
 fn init_tracing(cmd: &Command) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let default = match cmd {
         Command::Coordinator(_) | Command::Worker(_) => "info",
         Command::Run(_) => "warn",
         _ => "off",
     };
-    use tracing_subscriber::Layer as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colour only for a person at a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| progress::LogWriter)
         .with_ansi(ansi)
         .with_target(false)
         .with_filter(filter);

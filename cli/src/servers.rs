@@ -13,10 +13,10 @@ use quern_coordinator::perform::DRAIN_LIMIT;
 use quern_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::Hooks;
 use crate::args::{CoordinatorArgs, RunArgs, ServerNetArgs, WorkerArgs};
 use crate::client_cmds::{cli_error, connect_options, finish, job_builder, wait};
 use crate::local::LocalCluster;
-use crate::{Hooks, render};
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
 pub fn cancel_on_signal(token: CancellationToken) {
@@ -236,7 +236,6 @@ pub async fn run(a: RunArgs, registry: Registry) -> Result<()> {
     if a.json {
         println!("{}", status.to_json());
     } else {
-        eprint!("{}", render::status_text(status.as_wire()));
         // Everything this process asked of its stores: the job's attempts and the
         // coordinator's own requests (listing, commits, journal, lease, cleanup).
         let c = quern_api::counted::StoreStats::global().snapshot();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use quern_tests::data::write_corpus;
 use quern_tests::{Mode, TestCluster, ok_stdout, quern, spawn_binary, wait_bounded};
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod cli;
+mod cli_output;
 mod compressed;
 mod dag;
 mod end_to_end;

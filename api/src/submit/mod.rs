@@ -348,6 +348,11 @@ impl JobHandle {
         JobState::try_from(r.state).map_err(SubmitError::Protocol)
     }
 
+    /// The job's tasks with their attempts, as the coordinator keeps them (`quern tasks`).
+    pub async fn tasks(&self) -> Result<Vec<pb::TaskInfo>, SubmitError> {
+        Ok(self.call(|mut rpc, req| async move { rpc.tasks(req).await }).await?.tasks)
+    }
+
     /// One call about this job, to the coordinator holding the lease: a refusal saying this
     /// one is unavailable (a standby, or one that stopped) looks for the leader once more and
     /// asks again (status and kill may be asked twice alike).
