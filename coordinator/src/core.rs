@@ -541,6 +541,13 @@ impl Core {
         }
     }
 
+    /// Ended job `id`'s archive is written: it is answered from there from now on.
+    pub fn archived(&mut self, id: &JobId) {
+        if let Some(mut job) = self.jobs.get_mut(id) {
+            job.mark_archived();
+        }
+    }
+
     /// Forgets the ended, cleaned jobs past the history limits, oldest first: they leave
     /// the state and, through the journal, every later replay. Returns the deletes of their
     /// archives.

@@ -80,7 +80,7 @@ pub async fn record(shared: &Shared, id: &JobId) -> Result<Option<Record>, Statu
     let store = {
         let core = shared.core();
         let Some(job) = core.job(id) else { return Ok(None) };
-        if !(job.is_replayed() && job.state().is_final()) {
+        if !job.is_archived() {
             let a = archive(job);
             return Ok(Some(Record { tasks: a.tasks, logs: a.logs }));
         }
@@ -150,21 +150,25 @@ pub async fn task_logs(shared: &Shared, req: pb::TaskLogsRequest) -> Result<pb::
     Ok(pb::TaskLogsResponse { attempts })
 }
 
-/// Writes the archive of ended job `id` (unless it was rebuilt from the journal: its
-/// archive, if any, is the one its first coordinator wrote). Best effort: a job without an
-/// archive still lists, with its tasks as the journal knows them.
+/// Writes the archive of ended job `id`, which is answered from there afterwards (unless it
+/// has one already, or was rebuilt from the journal: its archive, if any, is the one its
+/// first coordinator wrote). Best effort: a job without an archive is answered from memory,
+/// or after a restart with its tasks as the journal knows them.
 pub async fn archive_ended(shared: &Shared, id: &JobId) {
     let (store, archive) = {
         let core = shared.core();
         let Some(job) = core.job(id) else { return };
-        if job.is_replayed() || !job.state().is_final() {
+        if job.is_archived() || !job.state().is_final() {
             return;
         }
         (core.config().store.clone(), archive(job))
     };
     let started = Instant::now();
     match write(&store, id, archive).await {
-        Ok(()) => tracing::debug!(job = %id, ms = started.elapsed().as_millis() as u64, "job archived"),
+        Ok(()) => {
+            shared.core().archived(id);
+            tracing::debug!(job = %id, ms = started.elapsed().as_millis() as u64, "job archived");
+        }
         Err(e) => tracing::warn!(job = %id, error = %e, "could not write the job's archive"),
     }
 }

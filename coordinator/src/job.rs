@@ -111,8 +111,9 @@ pub struct Job {
     stale: bool,
     /// The lines failed attempts sent back (bounded).
     logs: logs::Logs,
-    /// Rebuilt from the journal: what it ran before is in its archive, not here.
-    replayed: bool,
+    /// Its attempts' history and logs are in its archive (`crate::history`): written, or
+    /// rebuilt from the journal (which does not hold them). Its logs are no longer kept here.
+    archived: bool,
 }
 
 /// A pipeline stage whose every part is committed, taken out of the running stages.
@@ -186,7 +187,7 @@ impl Job {
             cleaned: false,
             stale: false,
             logs: logs::Logs::default(),
-            replayed: false,
+            archived: false,
         }
     }
 
@@ -200,14 +201,16 @@ impl Job {
         self.logs.keep(log);
     }
 
-    /// Marks the job as rebuilt from the journal (its attempts' history is not here).
-    pub fn mark_replayed(&mut self) {
-        self.replayed = true;
+    /// Marks the job as answered from its archive (written, or rebuilt from the journal),
+    /// and drops the logs kept here: only running jobs hold logs in memory.
+    pub fn mark_archived(&mut self) {
+        self.archived = true;
+        self.logs = logs::Logs::default();
     }
 
-    /// Whether the job was rebuilt from the journal.
-    pub fn is_replayed(&self) -> bool {
-        self.replayed
+    /// Whether the job is answered from its archive.
+    pub fn is_archived(&self) -> bool {
+        self.archived
     }
 
     // ------------------------------------------------------------ what it is

@@ -20,7 +20,7 @@ impl Core {
                     let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
                     self.next_job = self.next_job.max(seq + 1);
                     let mut job = Job::new(id.clone(), seq, *spec, splits, scratch, self.cfg.epoch_ms, submitted_ms);
-                    job.mark_replayed();
+                    job.mark_archived();
                     self.jobs.insert(id, job);
                 }
                 Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, level } => {

@@ -1,13 +1,14 @@
 //! The log lines failed attempts of one job sent back with their reports (`quern logs`),
 //! kept within a byte budget per job: past it the oldest go first, so a job failing
 //! thousands of attempts keeps the latest failures' lines and a bounded amount of memory.
+//! Only running jobs keep them here: an ended job's go to its archive (`crate::history`).
 
 use std::collections::VecDeque;
 
 use quern_api::TaskKind;
 
 /// Bytes of log lines one job keeps, at most.
-pub const BUDGET: usize = 1 << 20;
+pub const BUDGET: usize = 256 << 10;
 
 /// One failed attempt's lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
