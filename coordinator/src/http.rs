@@ -95,7 +95,7 @@ async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Respo
 
 async fn tasks(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let Ok(id) = JobId::parse(&id) else { return not_found("not a job id") };
-    match shared.core().job(&id).map(job_tasks) {
+    match shared.core().job(&id).map(|j| job_tasks(j, crate::service::now())) {
         Some(ts) => Json(serde_json::Value::Array(ts.iter().map(task_json).collect())).into_response(),
         None => not_found("no such job"),
     }

@@ -382,7 +382,7 @@ impl pb::job_service_server::JobService for JobSvc {
         let id = job_id(&req.into_inner().job_id)?;
         let core = self.0.core();
         let job = core.job(&id).ok_or_else(|| not_found(&id))?;
-        Ok(Response::new(pb::ListTasksResponse { tasks: job_tasks(job) }))
+        Ok(Response::new(pb::ListTasksResponse { tasks: job_tasks(job, now()) }))
     }
 
     async fn task_logs(&self, _req: Request<pb::TaskLogsRequest>) -> Result<Response<pb::TaskLogsResponse>, Status> {

@@ -331,8 +331,8 @@ impl StageRun {
     /// without counting as a failure, and the task is pending again unless another attempt
     /// of it still runs. Returns the worker it ran on; None if it is not live (or holds the
     /// commit, which is never taken back: its part may be becoming visible).
-    pub fn preempt(&mut self, kind: TaskKind, idx: u32, attempt: u32) -> Option<WorkerId> {
-        let worker = self.with_task(kind, idx, |t| t.preempt(attempt)).flatten()?;
+    pub fn preempt(&mut self, kind: TaskKind, idx: u32, attempt: u32, now: Instant) -> Option<WorkerId> {
+        let worker = self.with_task(kind, idx, |t| t.preempt(attempt, now)).flatten()?;
         self.preempted += 1;
         Some(worker)
     }
