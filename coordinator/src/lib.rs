@@ -42,6 +42,7 @@ pub mod journal;
 pub mod leader;
 pub mod lease;
 pub mod net;
+pub mod observe;
 pub mod perform;
 pub mod placement;
 pub mod policy;
@@ -259,7 +260,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
     // Stops with the server: a coordinator that lost the lead declares nobody lost and fails
     // no job any more.
     tokio::spawn(shared.clone().run_ticker(stop.clone()));
-    let auth = Auth::new(cfg.token.clone(), clock).requiring(front.rules);
+    let auth = Auth::new(cfg.token.clone(), clock.clone()).requiring(front.rules);
     let max = cfg.net.max_message;
     let jobs = InterceptedService::new(
         pb::job_service_server::JobServiceServer::new(JobSvc(shared.clone()))
@@ -282,7 +283,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             token: if cfg.net.http_public { None } else { cfg.token.as_deref().map(Arc::from) },
             rules: front.rules,
         };
-        let app = http::router(shared.clone(), guard).into_make_service_with_connect_info::<net::Peer>();
+        let app = http::router(shared.clone(), clock, guard).into_make_service_with_connect_info::<net::Peer>();
         let conns = front.http(http, stop.clone()).map_err(|source| StartError::Bind { addr, source })?;
         let stop = stop.clone();
         tokio::spawn(async move {

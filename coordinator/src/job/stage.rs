@@ -265,6 +265,7 @@ impl StageRun {
             TaskKind::Reduce => &mut self.reduces,
         };
         let t = tasks.get_mut(idx as usize)?;
+        let observing = crate::observe::TaskBefore::of(t);
         let before = Before {
             done: t.is_done(),
             running: matches!(t.state, TaskState::Running { .. }),
@@ -272,6 +273,7 @@ impl StageRun {
             single: t.single_live().map(|(_, since)| since),
         };
         let r = f(t);
+        observing.observe(kind, t);
         self.sync(kind, idx, before);
         Some(r)
     }
