@@ -98,6 +98,14 @@ pub fn now() -> Now {
     Now { at: Instant::now(), wall_ms: now_ms() }
 }
 
+/// The moment, on both clocks, by which attempts' times are shown on the wall clock: read
+/// once, so a finished attempt's times are the same in every answer (two fresh readings
+/// round a millisecond apart).
+pub fn anchor() -> Now {
+    static ANCHOR: std::sync::LazyLock<Now> = std::sync::LazyLock::new(now);
+    *ANCHOR
+}
+
 impl Shared {
     /// Wraps a core; decisions go to `journal` when there is one.
     pub fn new(core: Core, shell: Shell, url: String) -> Arc<Self> {
@@ -382,7 +390,7 @@ impl pb::job_service_server::JobService for JobSvc {
         let id = job_id(&req.into_inner().job_id)?;
         let core = self.0.core();
         let job = core.job(&id).ok_or_else(|| not_found(&id))?;
-        Ok(Response::new(pb::ListTasksResponse { tasks: job_tasks(job, now()) }))
+        Ok(Response::new(pb::ListTasksResponse { tasks: job_tasks(job, anchor()) }))
     }
 
     async fn task_logs(&self, _req: Request<pb::TaskLogsRequest>) -> Result<Response<pb::TaskLogsResponse>, Status> {

@@ -63,7 +63,7 @@ pub fn job_status(job: &Job) -> pb::JobStatus {
     }
 }
 
-/// Milliseconds since the Unix epoch of `at`, by the anchor `now` (the same moment on both
+/// Milliseconds since the Unix epoch of `at`, by the anchor `now` (one moment on both
 /// clocks, read by the caller: the core reads no clock).
 pub fn wall_ms(at: Instant, now: Now) -> u64 {
     match now.at.checked_duration_since(at) {

@@ -9,7 +9,7 @@ use quern_api::{JobId, WorkerId, pb};
 use serde_json::Value;
 
 use super::App;
-use crate::service::now;
+use crate::service::{anchor, now};
 use crate::status::{job_status, job_tasks, worker_info};
 
 /// The longest worker id looked up (ids are `worker_<ms>_<seq>`): longer is not one.
@@ -32,7 +32,7 @@ impl App {
     pub(super) fn job_and_tasks(&self, id: &JobId) -> Option<(pb::JobStatus, Vec<pb::TaskInfo>)> {
         let core = self.shared.core();
         let job = core.job(id)?;
-        Some((job_status(job), job_tasks(job, now())))
+        Some((job_status(job), job_tasks(job, anchor())))
     }
 
     /// One worker; None if unknown (or not a worker id).
