@@ -10,7 +10,9 @@
 //!   coordinator holds no protobuf types and acts only on object names it built itself.
 //! - [`inputs`]: listing inputs and checking outputs at submit time; [`admit`]: the path
 //!   policy and building each submitted job with its own code before it is accepted.
-//! - [`status`]: jobs, tasks and workers as users see them; [`http`]: the same as web pages.
+//! - [`status`]: jobs, tasks and workers as users see them; [`http`]: the same as web pages
+//!   and a REST API, plus health probes and Prometheus metrics; [`observe`]: the counters and
+//!   histograms of attempts and jobs, observed as they happen.
 //! - [`commit`]: how a granted part becomes visible: rename on local files, completion of
 //!   the attempt's multipart upload on stores without rename (S3).
 //! - [`perform`]: the I/O the core decides ([`core::Action`]s), run as tracked background

@@ -227,7 +227,8 @@ fn probes_skip_the_token_and_everything_else_needs_it() {
 }
 
 /// Headless Chromium renders a finished job's page: its attempt rows and timeline rects are
-/// in the DOM, and a screenshot is kept under the target directory.
+/// in the DOM, and a screenshot is kept under the target directory
+/// (`target/tmp/web/job-page.png`, printed with `--nocapture`).
 #[test]
 fn a_browser_renders_a_finished_job_page() {
     let chromium = ["chromium", "chromium-browser"]

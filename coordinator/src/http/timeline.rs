@@ -134,3 +134,45 @@ pub(super) fn svg(rows: &[Row], now_ms: u64) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: u32, started_ms: u64, took: u64, worker: &str) -> Row {
+        Row {
+            kind: "map",
+            index: i,
+            stage: 0,
+            attempt: 1,
+            worker: worker.into(),
+            state: "succeeded".into(),
+            locality: String::new(),
+            started_ms,
+            finished_ms: Some(started_ms + took),
+            backup: false,
+            error: Some("<b>".into()),
+        }
+    }
+
+    #[test]
+    fn a_huge_job_keeps_the_longest_or_the_latest_attempts() {
+        let make = || (0..MAX_DRAWN as u32 + 10).map(|i| row(i, u64::from(i), u64::from(i % 7), "w")).collect();
+        let mut rows: Vec<Row> = make();
+        assert_eq!(bound(&mut rows, true, 0), 10);
+        assert_eq!(rows.len(), MAX_DRAWN);
+        assert!(rows.windows(2).all(|w| w[0].took_ms(0) >= w[1].took_ms(0)));
+        let mut rows: Vec<Row> = make();
+        assert_eq!(bound(&mut rows, false, 0), 10);
+        assert_eq!(rows.first().map(|r| r.started_ms), Some(10), "the 10 earliest go");
+    }
+
+    #[test]
+    fn one_rect_per_attempt_in_its_worker_s_lane_and_strings_escaped() {
+        let rows = vec![row(0, 1_000, 500, "<w1>"), row(1, 1_200, 300, "w2"), row(2, 1_600, 100, "<w1>")];
+        let svg = svg(&rows, 2_000).into_string();
+        assert_eq!(svg.matches("<rect class=\"attempt\"").count(), 3);
+        assert_eq!(svg.matches("<line ").count(), 2, "one lane per worker");
+        assert!(!svg.contains("<w1>") && !svg.contains("<b>") && svg.contains("&lt;w1&gt;"), "{svg}");
+    }
+}
