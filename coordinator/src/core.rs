@@ -485,6 +485,7 @@ impl Core {
         let seq = self.next_job;
         self.next_job += 1;
         let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
+        crate::observe::observed().jobs_submitted.inc();
         self.journal.push(Record::JobSubmitted {
             id: id.clone(),
             seq,

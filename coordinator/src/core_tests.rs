@@ -519,7 +519,7 @@ fn forged_reports_change_nothing_and_delete_only_names_the_coordinator_built() {
     // whose name the coordinator builds from the ids.
     let b = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
     let second = attempt_of(&b);
-    c.worker_lost(&w);
+    c.worker_lost(&w, clock.now());
     let (_, actions) = c.report(&intruder, &second, map_ok(&b, 1), clock.now());
     assert!(actions.is_empty(), "a worker that did not run the attempt deletes nothing");
     let (r, actions) = c.report(&w, &second, map_ok(&b, 1), clock.now());
@@ -707,7 +707,7 @@ fn a_snapshot_replays_to_the_same_jobs_as_the_records_it_compacts() {
     for id in [&done, &killed, &running] {
         let (ja, jb) = (a.job(id).unwrap(), b.job(id).unwrap());
         assert_eq!(job_status(ja), job_status(jb));
-        assert_eq!(job_tasks(ja), job_tasks(jb));
+        assert_eq!(job_tasks(ja, clock.now()), job_tasks(jb, clock.now()));
         assert_eq!(ja.is_cleaned(), jb.is_cleaned());
     }
     for r in &snapshot {
@@ -722,4 +722,37 @@ fn a_snapshot_replays_to_the_same_jobs_as_the_records_it_compacts() {
     let w2 = worker(&mut b, &clock);
     let first = attempt_of(&b.poll(&w2, 1, clock.now()).unwrap().pop().unwrap());
     assert_eq!((&first.task.job, first.task.kind, first.task.index), (&running, TaskKind::Map, 1), "its other map");
+}
+
+#[test]
+fn the_attempt_list_shows_each_attempt_on_the_wall_clock_and_open_ones_as_killed_at_the_job_end() {
+    use crate::status::job_tasks;
+    let mut clock = Clock::new();
+    let mut c = core();
+    let w = worker(&mut c, &clock);
+    let id = c.submit(spec("memory:///out/", 1, 0), splits(1), 1);
+    let a = attempt_of(&c.poll(&w, 1, clock.now()).unwrap().pop().unwrap());
+    let started = clock.now().wall_ms;
+    clock.advance(Duration::from_secs(2));
+    let failed = Outcome::Failed { kind: FailureKind::UserCode, message: "<boom>".into(), lost_map: None };
+    assert!(c.report(&w, &a, failed, clock.now()).0.is_ok());
+    clock.advance(Duration::from_secs(1));
+    let retry = c.poll(&w, 1, clock.now()).unwrap().pop().unwrap();
+    assert_eq!(attempt_of(&retry).attempt, 2);
+    clock.advance(Duration::from_secs(1));
+    c.kill(&id, 99_000);
+    clock.advance(Duration::from_secs(5));
+    let tasks = job_tasks(c.job(&id).unwrap(), clock.now());
+    let got: Vec<_> = tasks[0]
+        .attempt_list
+        .iter()
+        .map(|a| (a.attempt, a.state.as_str(), a.started_ms, a.finished_ms, a.error.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "failed", started, Some(started + 2_000), Some("<boom>")),
+            (2, "killed", started + 3_000, Some(99_000), None),
+        ]
+    );
 }

@@ -21,7 +21,7 @@ use tonic::Status;
 
 use crate::core::archive_url;
 use crate::job::Job;
-use crate::service::Shared;
+use crate::service::{Shared, anchor};
 use crate::status::{job_status, job_tasks};
 
 /// The largest archive read back: the coordinator wrote it, but the store is shared.
@@ -35,7 +35,7 @@ pub fn archive(job: &Job) -> pb::JobArchive {
         attempt: l.attempt,
         lines: l.lines.clone(),
     });
-    pb::JobArchive { status: Some(job_status(job)), tasks: job_tasks(job), logs: logs.collect() }
+    pb::JobArchive { status: Some(job_status(job)), tasks: job_tasks(job, anchor()), logs: logs.collect() }
 }
 
 /// Writes `job`'s archive (replacing one a crashed cleanup wrote before).
@@ -92,7 +92,7 @@ pub async fn record(shared: &Shared, id: &JobId) -> Result<Option<Record>, Statu
     Ok(Some(match from_archive {
         Some(a) => Record { tasks: a.tasks, logs: a.logs },
         // What the journal knows: the tasks' successes, no attempts.
-        None => Record { tasks: job_tasks(job), logs: Vec::new() },
+        None => Record { tasks: job_tasks(job, anchor()), logs: Vec::new() },
     }))
 }
 

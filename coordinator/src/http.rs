@@ -1,26 +1,43 @@
-//! `--http ADDR`: read-only status pages for people and scripts. `/` is an HTML overview that
-//! refreshes itself; `/api/jobs`, `/api/jobs/ID`, `/api/jobs/ID/tasks` and `/api/workers` are
-//! the same JSON objects as the CLI's `--json` output.
+//! `--http ADDR`: the coordinator over HTTP, for people, scripts and monitoring.
 //!
-//! Every page goes through the [`Guard`]: job names, paths and errors are not for anyone who
-//! can reach the port, so a coordinator with a token requires `Authorization: Bearer TOKEN`
-//! here too (unless `--http-public`), and TLS and client certificates as on gRPC.
+//! - pages for people ([`pages`], [`job_page`], [`worker_page`], drawn by [`timeline`]): `/`,
+//!   `/jobs/ID`, `/workers/ID`, server-rendered with `maud` (every string escaped);
+//! - a REST API ([`api`]): `/api/v1/jobs`, `/api/v1/jobs/ID`, `/api/v1/jobs/ID/tasks`,
+//!   `/api/v1/workers`, `/api/v1/workers/ID`, the same JSON objects as the CLI's `--json`
+//!   (also under the older `/api/...` paths);
+//! - probes ([`health`]): `/healthz` (the process serves) and `/readyz` (it leads and its
+//!   store is writable);
+//! - Prometheus metrics ([`metrics`]): `/metrics`.
+//!
+//! Everything but the probes goes through the [`Guard`]: job names, paths and errors are not
+//! for anyone who can reach the port, so a coordinator with a token requires
+//! `Authorization: Bearer TOKEN` here too (unless `--http-public`), and TLS and client
+//! certificates as on gRPC. The probes reveal only "ok" or why not, and orchestrators
+//! cannot send a token, so they skip the token (not the connection's TLS rules). A standby
+//! (not holding the store's lease) has no state to show: it answers the probes and the
+//! metrics, and 503 to the rest.
+
+mod api;
+mod health;
+mod job_page;
+mod metrics;
+mod pages;
+mod timeline;
+mod worker_page;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use quern_api::json::{state_name, status_json, task_json, worker_json};
-use quern_api::{JobId, pb};
 
+use crate::lease::LeaderClock;
 use crate::net::{Peer, PeerRules};
 use crate::service::{Shared, constant_time_eq};
-use crate::status::{job_status, job_tasks, worker_info};
 
 /// Who may read the pages.
 #[derive(Clone, Debug, Default)]
@@ -31,20 +48,49 @@ pub struct Guard {
     pub rules: PeerRules,
 }
 
-/// The routes, over the coordinator's state, behind `guard`. Serve it with
-/// `into_make_service_with_connect_info::<Peer>()` so the guard sees the connection.
-pub fn router(shared: Arc<Shared>, guard: Guard) -> Router {
-    Router::new()
-        .route("/", get(overview))
-        .route("/api/jobs", get(jobs))
-        .route("/api/jobs/{id}", get(job))
-        .route("/api/jobs/{id}/tasks", get(tasks))
-        .route("/api/workers", get(workers))
-        .with_state(shared)
-        .layer(middleware::from_fn_with_state(Arc::new(guard), check))
+/// What every handler reads: the coordinator's state and whether it leads.
+#[derive(Clone)]
+pub(crate) struct App {
+    shared: Arc<Shared>,
+    leader: Arc<LeaderClock>,
 }
 
-async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+/// The routes, over the coordinator's state, behind `guard`; `leader` says whether this
+/// coordinator holds the lease. Serve it with `into_make_service_with_connect_info::<Peer>()`
+/// so the guard sees the connection.
+pub fn router(shared: Arc<Shared>, leader: Arc<LeaderClock>, guard: Guard) -> Router {
+    let app = App { shared, leader };
+    let guard = Arc::new(guard);
+    // The state a standby has not replayed is nobody's: 503 until it leads.
+    let leading = Router::new()
+        .route("/", get(pages::overview))
+        .route("/jobs/{id}", get(job_page::job))
+        .route("/workers/{id}", get(worker_page::worker))
+        .route("/api/jobs", get(api::jobs))
+        .route("/api/jobs/{id}", get(api::job))
+        .route("/api/jobs/{id}/tasks", get(api::tasks))
+        .route("/api/workers", get(api::workers))
+        .route("/api/v1/jobs", get(api::jobs))
+        .route("/api/v1/jobs/{id}", get(api::job))
+        .route("/api/v1/jobs/{id}/tasks", get(api::tasks))
+        .route("/api/v1/workers", get(api::workers))
+        .route("/api/v1/workers/{id}", get(api::worker))
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), only_leading));
+    let guarded = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .merge(leading)
+        .layer(middleware::from_fn_with_state(guard.clone(), check_token))
+        .with_state(app.clone());
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(app)
+        .merge(guarded)
+        .layer(middleware::from_fn_with_state(guard, check_peer))
+}
+
+async fn check_peer(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<Peer>>().map(|ConnectInfo(p)| p);
     if let Some(refusal) = guard.rules.refusal(peer) {
         let code = if guard.rules.tls && !peer.is_some_and(|p| p.tls) {
@@ -54,6 +100,10 @@ async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Res
         };
         return (code, format!("{refusal}\n")).into_response();
     }
+    next.run(req).await
+}
+
+async fn check_token(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     if let Some(token) = &guard.token {
         let given = req.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes).unwrap_or_default();
         let expected = format!("Bearer {token}");
@@ -67,90 +117,10 @@ async fn check(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Res
     next.run(req).await
 }
 
-fn all_jobs(shared: &Shared) -> Vec<pb::JobStatus> {
-    shared.core().jobs().map(job_status).collect()
-}
-
-fn all_workers(shared: &Shared) -> Vec<pb::WorkerInfo> {
-    let core = shared.core();
-    let now = Instant::now();
-    core.workers().iter().map(|(id, w)| worker_info(id, w, now)).collect()
-}
-
-async fn jobs(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    Json(serde_json::Value::Array(all_jobs(&shared).iter().map(status_json).collect()))
-}
-
-fn not_found(what: &str) -> Response {
-    (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": what }))).into_response()
-}
-
-async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let Ok(id) = JobId::parse(id.trim_end_matches(".json")) else { return not_found("not a job id") };
-    match shared.core().job(&id).map(job_status) {
-        Some(s) => Json(status_json(&s)).into_response(),
-        None => not_found("no such job"),
+async fn only_leading(State(app): State<App>, req: Request, next: Next) -> Response {
+    if !app.leader.valid(Instant::now()) {
+        let why = "this coordinator is a standby (not holding the lease): ask the leader\n";
+        return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
     }
-}
-
-async fn tasks(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let Ok(id) = JobId::parse(&id) else { return not_found("not a job id") };
-    match shared.core().job(&id).map(job_tasks) {
-        Some(ts) => Json(serde_json::Value::Array(ts.iter().map(task_json).collect())).into_response(),
-        None => not_found("no such job"),
-    }
-}
-
-async fn workers(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
-    Json(serde_json::Value::Array(all_workers(&shared).iter().map(worker_json).collect()))
-}
-
-/// Escapes text for HTML (job names, paths and error messages come from users).
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-fn frac(p: Option<pb::Progress>) -> String {
-    let p = p.unwrap_or_default();
-    format!("{}/{}", p.done, p.total)
-}
-
-async fn overview(State(shared): State<Arc<Shared>>) -> Html<String> {
-    let mut html = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\">\
-         <title>Quern</title><style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:left}</style>\
-         </head><body><h1>Quern</h1><h2>Jobs</h2><table><tr><th>id</th><th>job</th><th>state</th><th>maps</th>\
-         <th>reduces</th><th>locality (node/rack/remote)</th><th>output</th><th>error</th></tr>",
-    );
-    for j in all_jobs(&shared).iter().rev() {
-        let l = j.locality.unwrap_or_default();
-        html.push_str(&format!(
-            "<tr><td><a href=\"/api/jobs/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}/{}/{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&j.job),
-            state_name(j.state),
-            frac(j.maps),
-            frac(j.reduces),
-            l.node_local,
-            l.rack_local,
-            l.remote,
-            esc(&j.output),
-            esc(j.error.as_deref().unwrap_or("")),
-            id = esc(&j.id),
-        ));
-    }
-    html.push_str("</table><h2>Workers</h2><table><tr><th>id</th><th>host</th><th>rack</th><th>slots</th><th>running</th><th>completed</th></tr>");
-    for w in all_workers(&shared) {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&w.id),
-            esc(&w.host),
-            esc(&w.rack),
-            w.slots,
-            w.running,
-            w.completed
-        ));
-    }
-    html.push_str("</table></body></html>");
-    Html(html)
+    next.run(req).await
 }

@@ -115,6 +115,12 @@ impl LeaderClock {
         self.leading.store(false, Ordering::SeqCst);
     }
 
+    /// Whether this coordinator took the lease and has not stepped down (it may still have
+    /// lapsed: see [`LeaderClock::valid`]).
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+
     /// Whether this coordinator may act at `now`: it leads, and its last renewal is younger
     /// than the lease.
     pub fn valid(&self, now: Instant) -> bool {

@@ -10,7 +10,9 @@
 //!   coordinator holds no protobuf types and acts only on object names it built itself.
 //! - [`inputs`]: listing inputs and checking outputs at submit time; [`admit`]: the path
 //!   policy and building each submitted job with its own code before it is accepted.
-//! - [`status`]: jobs, tasks and workers as users see them; [`http`]: the same as web pages.
+//! - [`status`]: jobs, tasks and workers as users see them; [`http`]: the same as web pages
+//!   and a REST API, plus health probes and Prometheus metrics; [`observe`]: the counters and
+//!   histograms of attempts and jobs, observed as they happen.
 //! - [`commit`]: how a granted part becomes visible: rename on local files, completion of
 //!   the attempt's multipart upload on stores without rename (S3).
 //! - [`perform`]: the I/O the core decides ([`core::Action`]s), run as tracked background
@@ -43,6 +45,7 @@ pub mod journal;
 pub mod leader;
 pub mod lease;
 pub mod net;
+pub mod observe;
 pub mod perform;
 pub mod placement;
 pub mod policy;
@@ -264,7 +267,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
     // Stops with the server: a coordinator that lost the lead declares nobody lost and fails
     // no job any more.
     tokio::spawn(shared.clone().run_ticker(stop.clone()));
-    let auth = Auth::new(cfg.token.clone(), clock).requiring(front.rules);
+    let auth = Auth::new(cfg.token.clone(), clock.clone()).requiring(front.rules);
     let max = cfg.net.max_message;
     let jobs = InterceptedService::new(
         pb::job_service_server::JobServiceServer::new(JobSvc(shared.clone()))
@@ -287,7 +290,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Resul
             token: if cfg.net.http_public { None } else { cfg.token.as_deref().map(Arc::from) },
             rules: front.rules,
         };
-        let app = http::router(shared.clone(), guard).into_make_service_with_connect_info::<net::Peer>();
+        let app = http::router(shared.clone(), clock, guard).into_make_service_with_connect_info::<net::Peer>();
         let conns = front.http(http, stop.clone()).map_err(|source| StartError::Bind { addr, source })?;
         let stop = stop.clone();
         tokio::spawn(async move {

@@ -98,6 +98,14 @@ pub fn now() -> Now {
     Now { at: Instant::now(), wall_ms: now_ms() }
 }
 
+/// The moment, on both clocks, by which attempts' times are shown on the wall clock: read
+/// once, so a finished attempt's times are the same in every answer (two fresh readings
+/// round a millisecond apart).
+pub fn anchor() -> Now {
+    static ANCHOR: std::sync::LazyLock<Now> = std::sync::LazyLock::new(now);
+    *ANCHOR
+}
+
 impl Shared {
     /// Wraps a core; decisions go to `journal` when there is one.
     pub fn new(core: Core, shell: Shell, url: String) -> Arc<Self> {

@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use quern_api::{StoreUrl, TaskKind, WorkerId, pb};
 
-use crate::core::WorkerEntry;
+use crate::core::{Now, WorkerEntry};
 use crate::job::{Job, JobState};
-use crate::task::TaskState;
+use crate::task::{AttemptEnd, Ran, Task, TaskState};
 
 /// The user-facing state of a job.
 pub fn job_state(job: &Job) -> pb::JobState {
@@ -63,8 +63,43 @@ pub fn job_status(job: &Job) -> pb::JobStatus {
     }
 }
 
-/// Every task of a job's running stages.
-pub fn job_tasks(job: &Job) -> Vec<pb::TaskInfo> {
+/// Milliseconds since the Unix epoch of `at`, by the anchor `now` (one moment on both
+/// clocks, read by the caller: the core reads no clock).
+pub fn wall_ms(at: Instant, now: Now) -> u64 {
+    match now.at.checked_duration_since(at) {
+        Some(ago) => now.wall_ms.saturating_sub(ago.as_millis() as u64),
+        None => now.wall_ms.saturating_add(at.saturating_duration_since(now.at).as_millis() as u64),
+    }
+}
+
+/// One attempt as users see it. An attempt still open though its task no longer runs it
+/// was ended with its job (or its pipeline stage): killed, at the job's end if it has one.
+fn attempt_info(task: &Task, r: &Ran, job_end_ms: Option<u64>, now: Now) -> pb::AttemptInfo {
+    let (state, finished_ms, error) = match &r.ended {
+        Some((at, how)) => {
+            let error = match how {
+                AttemptEnd::Failed(e) => Some(e.clone()),
+                _ => None,
+            };
+            (how.name(), Some(wall_ms(*at, now)), error)
+        }
+        None if task.is_live(r.attempt, &r.worker) => ("running", None, None),
+        None => ("killed", job_end_ms, None),
+    };
+    pb::AttemptInfo {
+        attempt: r.attempt,
+        worker: r.worker.to_string(),
+        state: state.to_string(),
+        started_ms: wall_ms(r.started, now),
+        finished_ms,
+        backup: r.backup,
+        error,
+    }
+}
+
+/// Every task of a job's running stages, with their attempts' times by the anchor `now`.
+pub fn job_tasks(job: &Job, now: Now) -> Vec<pb::TaskInfo> {
+    let job_end_ms = job.state().finished_ms();
     let mut out = Vec::new();
     let pipeline = job.stage_count() > 0;
     for (run, kind) in job.runs().iter().flat_map(|r| [(r, TaskKind::Map), (r, TaskKind::Reduce)]) {
@@ -84,7 +119,7 @@ pub fn job_tasks(job: &Job) -> Vec<pb::TaskInfo> {
                     TaskKind::Reduce => String::new(),
                 },
                 stage: if pipeline { run.index() as u32 + 1 } else { 0 },
-                attempt_list: Vec::new(),
+                attempt_list: t.history.iter().map(|r| attempt_info(t, r, job_end_ms, now)).collect(),
             });
         }
     }

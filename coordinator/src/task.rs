@@ -63,13 +63,50 @@ pub struct Segment {
     pub records: u64,
 }
 
-/// Who ran one attempt of a task.
+/// One attempt of a task as it was handed out, and how it ended: what the status pages
+/// and the attempt list show. An attempt whose job ended while it ran keeps `ended: None`
+/// (see [`Task::abort`]); readers show it as killed at the job's end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ran {
     /// The attempt number.
     pub attempt: u32,
     /// The worker it was handed to.
     pub worker: WorkerId,
+    /// When it was handed out.
+    pub started: Instant,
+    /// Whether it was a backup (speculative) attempt.
+    pub backup: bool,
+    /// When and how it ended; None while it runs.
+    pub ended: Option<(Instant, AttemptEnd)>,
+}
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// Its output is the task's.
+    Succeeded,
+    /// It reported a failure (or was failed by the coordinator: no progress, a malformed
+    /// report); the message as kept for the task.
+    Failed(String),
+    /// Its worker was declared lost.
+    Lost,
+    /// Taken back to serve a starved job.
+    Preempted,
+    /// Another attempt of the task won first.
+    Cancelled,
+}
+
+impl AttemptEnd {
+    /// `succeeded`, `failed`, `lost`, `preempted` or `cancelled` (as in `AttemptInfo.state`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AttemptEnd::Succeeded => "succeeded",
+            AttemptEnd::Failed(_) => "failed",
+            AttemptEnd::Lost => "lost",
+            AttemptEnd::Preempted => "preempted",
+            AttemptEnd::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// The state of one task.
@@ -228,8 +265,15 @@ impl Task {
             _ => return None,
         }
         self.attempts = attempt;
-        self.history.push(Ran { attempt, worker: worker.clone() });
+        self.history.push(Ran { attempt, worker: worker.clone(), started: now, backup, ended: None });
         Some(attempt)
+    }
+
+    /// Notes how `attempt` ended, once (the first end is the true one).
+    fn ended(&mut self, attempt: u32, how: AttemptEnd, now: Instant) {
+        if let Some(r) = self.history.iter_mut().rev().find(|r| r.attempt == attempt && r.ended.is_none()) {
+            r.ended = Some((now, how));
+        }
     }
 
     /// The only live attempt, if exactly one runs: (worker, since).
@@ -348,6 +392,10 @@ impl Task {
                 .collect(),
         };
         self.state = TaskState::Succeeded { attempt, worker: worker.clone(), output, counters };
+        self.ended(attempt, AttemptEnd::Succeeded, now);
+        for (loser, _) in &won.losers {
+            self.ended(*loser, AttemptEnd::Cancelled, now);
+        }
         Verdict::Accepted(won)
     }
 
@@ -359,11 +407,13 @@ impl Task {
         error: &str,
         counts: bool,
         max_attempts: u32,
+        now: Instant,
     ) -> FailureEffect {
         if !self.is_live(attempt, worker) {
             return FailureEffect::Stale("attempt is not live");
         }
         self.last_error = Some(error.to_string());
+        self.ended(attempt, AttemptEnd::Failed(error.to_string()), now);
         let counts = counts || {
             self.excused += 1;
             self.excused > MAX_EXCUSED
@@ -382,25 +432,29 @@ impl Task {
     }
 
     /// Drops every live attempt on `worker` (it was lost); returns their numbers.
-    pub fn worker_lost(&mut self, worker: &WorkerId) -> Vec<u32> {
+    pub fn worker_lost(&mut self, worker: &WorkerId, now: Instant) -> Vec<u32> {
         let lost: Vec<u32> = match &self.state {
             TaskState::Running { live } => live.iter().filter(|l| &l.worker == worker).map(|l| l.attempt).collect(),
             _ => return Vec::new(),
         };
         self.drop_live(|l| &l.worker == worker);
+        for a in &lost {
+            self.ended(*a, AttemptEnd::Lost, now);
+        }
         lost
     }
 
     /// Takes back live `attempt` (preemption): not a failure, so neither `failures` nor
     /// `excused` grows and its worker is not avoided later. An attempt holding the commit is
     /// never taken back (its part may be becoming visible). Returns its worker.
-    pub fn preempt(&mut self, attempt: u32) -> Option<WorkerId> {
+    pub fn preempt(&mut self, attempt: u32, now: Instant) -> Option<WorkerId> {
         let l = self.live_attempts().iter().find(|l| l.attempt == attempt)?;
         if l.committing || self.publishing == Some(attempt) {
             return None;
         }
         let worker = l.worker.clone();
         self.drop_live(|l| l.attempt == attempt);
+        self.ended(attempt, AttemptEnd::Preempted, now);
         Some(worker)
     }
 
@@ -440,7 +494,8 @@ impl Task {
         }
     }
 
-    /// Ends every live attempt (job killed or failed); returns (attempt, worker) pairs.
+    /// Ends every live attempt (job killed or failed); returns (attempt, worker) pairs. Their
+    /// [`Ran`] entries stay open: the job's end time is theirs (the job holds it).
     pub fn abort(&mut self) -> Vec<(u32, WorkerId)> {
         match &mut self.state {
             TaskState::Running { live } => {
@@ -498,7 +553,7 @@ mod tests {
         let now = Instant::now();
         let mut t = Task::new();
         assert_eq!(t.start(&w(1), now), Some(1));
-        assert_eq!(t.worker_lost(&w(1)), vec![1]);
+        assert_eq!(t.worker_lost(&w(1), now), vec![1]);
         assert_eq!(t.state, TaskState::Pending);
         assert_eq!(t.start(&w(2), now + Duration::from_secs(1)), Some(2));
         // The lost attempt 1 reports late: rejected.
@@ -516,16 +571,16 @@ mod tests {
         let mut t = Task::new();
         for i in 1..=3 {
             let a = t.start(&w(i), now).unwrap();
-            assert_eq!(t.fail(a, &w(i), "boom", true, 4), FailureEffect::Retry);
+            assert_eq!(t.fail(a, &w(i), "boom", true, 4, now), FailureEffect::Retry);
             assert_eq!(t.state, TaskState::Pending);
         }
         // A failure that does not count (e.g. lost map output) leaves the budget alone.
         let a = t.start(&w(9), now).unwrap();
-        assert_eq!(t.fail(a, &w(9), "input gone", false, 4), FailureEffect::Retry);
+        assert_eq!(t.fail(a, &w(9), "input gone", false, 4, now), FailureEffect::Retry);
         let a = t.start(&w(4), now).unwrap();
-        assert!(matches!(t.fail(a, &w(4), "boom", true, 4), FailureEffect::Exhausted(m) if m.contains("boom")));
+        assert!(matches!(t.fail(a, &w(4), "boom", true, 4, now), FailureEffect::Exhausted(m) if m.contains("boom")));
         assert!(matches!(t.state, TaskState::Failed { .. }));
-        assert!(matches!(t.fail(a, &w(4), "again", true, 4), FailureEffect::Stale(_)));
+        assert!(matches!(t.fail(a, &w(4), "again", true, 4, now), FailureEffect::Stale(_)));
     }
 
     #[test]
@@ -571,9 +626,9 @@ mod tests {
         let now = Instant::now();
         let mut t = Task::new();
         let a = t.start(&w(1), now).unwrap();
-        t.fail(a, &w(1), "boom", true, 4);
+        t.fail(a, &w(1), "boom", true, 4, now);
         let a = t.start(&w(2), now).unwrap();
-        t.worker_lost(&w(2));
+        t.worker_lost(&w(2), now);
         assert_eq!(t.failed_on, vec![w(1)], "a lost worker is not a failure");
         let _ = a;
     }
@@ -584,7 +639,7 @@ mod tests {
         let mut t = Task::new();
         let a1 = t.start(&w(1), now).unwrap();
         t.request_commit(a1, &w(1)).unwrap();
-        t.worker_lost(&w(1));
+        t.worker_lost(&w(1), now);
         let a2 = t.start(&w(2), now).unwrap();
         assert!(t.request_commit(a2, &w(2)).is_err(), "the first part may still become visible");
         t.published(a1);
@@ -605,5 +660,40 @@ mod tests {
         assert_eq!(t.output_lost(a), None, "the same loss reported again is not another loss");
         assert_eq!(t.outputs_lost, 1);
         assert_eq!(t.start(&w(2), now), Some(2));
+    }
+
+    #[test]
+    fn every_attempt_keeps_when_and_how_it_ended() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut t = Task::new();
+        let a1 = t.start(&w(1), at(0)).unwrap();
+        t.fail(a1, &w(1), "boom", true, 4, at(1));
+        let a2 = t.start(&w(2), at(2)).unwrap();
+        t.worker_lost(&w(2), at(3));
+        let a3 = t.start(&w(3), at(4)).unwrap();
+        assert_eq!(t.preempt(a3, at(5)), Some(w(3)));
+        let a4 = t.start(&w(4), at(6)).unwrap();
+        let a5 = t.start_backup(&w(5), at(7)).unwrap();
+        assert!(matches!(t.succeed(a5, &w(5), None, Counters::new(), false, at(9)), Verdict::Accepted(_)));
+        // A late report changes nothing.
+        t.fail(a4, &w(4), "late", true, 4, at(10));
+        let got: Vec<_> = t.history.iter().map(|r| (r.attempt, r.started, r.backup, r.ended.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (a1, at(0), false, Some((at(1), AttemptEnd::Failed("boom".into())))),
+                (a2, at(2), false, Some((at(3), AttemptEnd::Lost))),
+                (a3, at(4), false, Some((at(5), AttemptEnd::Preempted))),
+                (a4, at(6), false, Some((at(9), AttemptEnd::Cancelled))),
+                (a5, at(7), true, Some((at(9), AttemptEnd::Succeeded))),
+            ]
+        );
+        // Attempts open when the job ends stay open (their end is the job's).
+        let mut t = Task::new();
+        let a = t.start(&w(1), at(0)).unwrap();
+        assert_eq!(t.abort(), vec![(a, w(1))]);
+        assert_eq!(t.history[0].ended, None);
+        assert!(!t.is_live(a, &w(1)));
     }
 }

@@ -74,8 +74,13 @@ fn a_failed_attempts_log_outlives_a_restart_and_old_jobs_leave_the_history() {
     let (plain, json) = logs(&c, &first, &task);
     check(&plain, &json);
     let again = c.tasks(&first).unwrap();
-    assert_eq!(again.len(), tasks.len(), "the task list survived");
-    assert!(again.iter().any(|t| t["attempts"] == 2));
+    assert_eq!(again, tasks, "the task list survived, attempts and all");
+    let states: Vec<_> = again
+        .iter()
+        .find(|t| t["attempts"] == 2)
+        .map(|t| t["attempt_list"].as_array().unwrap().iter().map(|a| a["state"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(states, ["failed", "succeeded"], "{again:?}");
     let bad = c.cli("logs", &[&first, "sort-1"]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("bad task"), "{bad:?}");
     let missing = c.cli("logs", &[&first, "reduce-7"]);

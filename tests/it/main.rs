@@ -33,3 +33,4 @@ mod spill;
 mod store_faults;
 mod store_requests;
 mod terasort;
+mod web;

@@ -163,16 +163,8 @@ fn mutual_tls_requires_a_client_certificate() {
     assert!(!list(c.url(), &["--tls-ca", &ca, "--tls-cert", &client]).status.success());
 }
 
-/// `GET path` over plain HTTP/1.1; returns the status code.
 fn http_get(base: &str, path: &str, token: Option<&str>) -> u16 {
-    let addr = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    resp.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+    quern_tests::http_get(base, path, token).0
 }
 
 #[test]

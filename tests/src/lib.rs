@@ -105,6 +105,25 @@ pub fn wait_bounded(child: Child, limit: Duration) -> Output {
     out
 }
 
+/// `GET path` over plain HTTP/1.1 from `base` (`http://HOST:PORT/`), with a bearer token if
+/// given; returns the status code (0 if there was no answer) and the body. Bounded: a 30 s
+/// read timeout.
+pub fn http_get(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return (0, String::new()) };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    if write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").is_err() {
+        return (0, String::new());
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let code = resp.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
 /// Polls `check` every 20 ms until it holds or `limit` has passed; whether it held. The one
 /// bounded wait loop of the tests.
 pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
@@ -564,7 +583,12 @@ impl TestCluster {
 
     /// The status pages' address (`--http`), as the coordinator printed it at its first start.
     pub fn http_url(&self) -> Option<String> {
-        self.coordinator_log(0).lines().find_map(|l| l.strip_prefix("status pages on ").map(|u| u.trim().to_string()))
+        self.http_url_of(0)
+    }
+
+    /// The status pages' address of the coordinator's `n`-th start (a standby's, say).
+    pub fn http_url_of(&self, n: usize) -> Option<String> {
+        self.coordinator_log(n).lines().find_map(|l| l.strip_prefix("status pages on ").map(|u| u.trim().to_string()))
     }
 
     /// The coordinator's address.

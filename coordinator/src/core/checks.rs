@@ -269,14 +269,14 @@ impl Core {
     pub fn tick(&mut self, now: Now) -> bool {
         let lost = self.deadlines.silent(now.at, self.cfg.heartbeat_timeout);
         for id in &lost {
-            self.worker_lost(id);
+            self.worker_lost(id, now);
         }
         !lost.is_empty()
     }
 
     /// Forgets a worker and re-queues whatever it was running. Its finished map outputs stay:
     /// they live in the shared store, not on the worker.
-    pub fn worker_lost(&mut self, id: &WorkerId) {
+    pub fn worker_lost(&mut self, id: &WorkerId, now: Now) {
         let Some(w) = self.workers.remove(id) else {
             return;
         };
@@ -295,7 +295,7 @@ impl Core {
             if let Some(mut job) = self.jobs.get_mut(&a.task.job)
                 && let Some(run) = job.run_of_mut(a.attempt)
             {
-                run.with_task(a.task.kind, a.task.index, |t| t.worker_lost(id));
+                run.with_task(a.task.kind, a.task.index, |t| t.worker_lost(id, now.at));
             }
         }
     }

@@ -80,7 +80,7 @@ impl Core {
             while got < deficit && taken < MAX_PREEMPTIONS_PER_TICK {
                 let Some((_, job, kind, idx, attempt)) = next.next() else { break };
                 let Some(left) = surplus.get_mut(&job).filter(|n| **n > 0) else { continue };
-                if self.take_back(&job, kind, idx, attempt) {
+                if self.take_back(&job, kind, idx, attempt, now.at) {
                     *left -= 1;
                     got += 1;
                     taken += 1;
@@ -98,9 +98,9 @@ impl Core {
     }
 
     /// Takes back one live attempt: its task is pending again, its worker cancels it.
-    fn take_back(&mut self, job_id: &JobId, kind: TaskKind, index: u32, attempt: u32) -> bool {
+    fn take_back(&mut self, job_id: &JobId, kind: TaskKind, index: u32, attempt: u32, now: Instant) -> bool {
         let Some(mut job) = self.jobs.get_mut(job_id) else { return false };
-        let Some(worker): Option<WorkerId> = job.preempt(kind, index, attempt) else { return false };
+        let Some(worker): Option<WorkerId> = job.preempt(kind, index, attempt, now) else { return false };
         drop(job);
         let aid = AttemptId { task: TaskId { job: job_id.clone(), kind, index }, attempt };
         tracing::info!(attempt = %aid, worker = %worker, "preempting an attempt");

@@ -46,7 +46,7 @@ impl Core {
             Outcome::Failed { kind, message, lost_map } => {
                 self.attempt_failed(worker, attempt, kind, &message, lost_map, now)
             }
-            Outcome::Killed => (self.attempt_killed(worker, attempt), Vec::new()),
+            Outcome::Killed => (self.attempt_killed(worker, attempt, now), Vec::new()),
         }
     }
 
@@ -185,7 +185,7 @@ impl Core {
             && task_kind == TaskKind::Reduce
             && lost_map.as_ref().is_some_and(names_an_output));
         let effect = run
-            .with_task(task_kind, idx, |t| t.fail(n, worker, message, counts, max))
+            .with_task(task_kind, idx, |t| t.fail(n, worker, message, counts, max, now.at))
             .unwrap_or(FailureEffect::Stale("unknown task"));
         drop(job);
         match effect {
@@ -239,13 +239,13 @@ impl Core {
     }
 
     /// A live attempt gave up because it was told to.
-    fn attempt_killed(&mut self, worker: &WorkerId, attempt: &AttemptId) -> Result<(), Rejection> {
+    fn attempt_killed(&mut self, worker: &WorkerId, attempt: &AttemptId, now: Now) -> Result<(), Rejection> {
         let max = self.cfg.max_attempts;
         let mut job = self.jobs.get_mut(&attempt.task.job).ok_or("unknown job")?;
         let run = job.run_of_mut(attempt.attempt).ok_or("stage is not running")?;
-        match run
-            .with_task(attempt.task.kind, attempt.task.index, |t| t.fail(attempt.attempt, worker, "killed", false, max))
-        {
+        match run.with_task(attempt.task.kind, attempt.task.index, |t| {
+            t.fail(attempt.attempt, worker, "killed", false, max, now.at)
+        }) {
             Some(FailureEffect::Stale(why)) => Err(why),
             Some(_) => Ok(()),
             None => Err("unknown task"),

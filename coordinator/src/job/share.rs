@@ -46,8 +46,8 @@ impl Job {
 
     /// Takes back live attempt `attempt` of task `idx` of the stage it belongs to (see
     /// [`StageRun::preempt`]). Returns the worker it ran on.
-    pub fn preempt(&mut self, kind: TaskKind, idx: u32, attempt: u32) -> Option<WorkerId> {
-        self.run_of_mut(attempt)?.preempt(kind, idx, attempt)
+    pub fn preempt(&mut self, kind: TaskKind, idx: u32, attempt: u32, now: Instant) -> Option<WorkerId> {
+        self.run_of_mut(attempt)?.preempt(kind, idx, attempt, now)
     }
 
     /// (node-local, rack-local, remote) counts over succeeded maps of the running stages.

@@ -265,6 +265,7 @@ impl StageRun {
             TaskKind::Reduce => &mut self.reduces,
         };
         let t = tasks.get_mut(idx as usize)?;
+        let observing = crate::observe::TaskBefore::of(t);
         let before = Before {
             done: t.is_done(),
             running: matches!(t.state, TaskState::Running { .. }),
@@ -272,6 +273,7 @@ impl StageRun {
             single: t.single_live().map(|(_, since)| since),
         };
         let r = f(t);
+        observing.observe(kind, t);
         self.sync(kind, idx, before);
         Some(r)
     }
@@ -331,8 +333,8 @@ impl StageRun {
     /// without counting as a failure, and the task is pending again unless another attempt
     /// of it still runs. Returns the worker it ran on; None if it is not live (or holds the
     /// commit, which is never taken back: its part may be becoming visible).
-    pub fn preempt(&mut self, kind: TaskKind, idx: u32, attempt: u32) -> Option<WorkerId> {
-        let worker = self.with_task(kind, idx, |t| t.preempt(attempt)).flatten()?;
+    pub fn preempt(&mut self, kind: TaskKind, idx: u32, attempt: u32, now: Instant) -> Option<WorkerId> {
+        let worker = self.with_task(kind, idx, |t| t.preempt(attempt, now)).flatten()?;
         self.preempted += 1;
         Some(worker)
     }

@@ -316,7 +316,7 @@ mod tests {
                         let a = j.maps[i as usize].live_attempts().first().map(|l| (l.attempt, l.worker.clone()));
                         if let Some((a, on)) = a {
                             let counts = rng.random_bool(0.5);
-                            j.with_task(TaskKind::Map, i, |t| t.fail(a, &on, "x", counts, 100));
+                            j.with_task(TaskKind::Map, i, |t| t.fail(a, &on, "x", counts, 100, t0));
                         }
                     }
                     3 => {
