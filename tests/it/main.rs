@@ -31,3 +31,4 @@ mod spill;
 mod store_faults;
 mod store_requests;
 mod terasort;
+mod worker_metrics;
