@@ -50,6 +50,9 @@ pub mod local;
 pub mod render;
 pub mod servers;
 
+#[cfg(test)]
+mod deploy_tests;
+
 use std::process::ExitCode;
 
 use clap::Parser;
