@@ -202,6 +202,8 @@ fn every_container_runs_flags_the_cli_has_on_ports_and_files_it_declares() {
     let docs = documents();
     let all = containers(&docs);
     let mut seen = Vec::new();
+    // (flag, Secret) of every file a flag reads, across containers.
+    let mut secrets: Vec<(&str, String)> = Vec::new();
     for k in &all {
         let ctx = format!("{} ({}/{})", k.file, k.workload, s(k.c, &["name"]).unwrap_or("?"));
         assert_eq!(s(k.c, &["image"]), Some("quern"), "{ctx}: the image the kustomization names");
@@ -252,6 +254,7 @@ fn every_container_runs_flags_the_cli_has_on_ports_and_files_it_declares() {
                 .unwrap_or_else(|| panic!("{ctx}: {flag} {} is in no mounted directory", file.display()));
             let v = volume(name).unwrap_or_else(|| panic!("{ctx}: mount {dir} has no volume {name}"));
             let secret = at(v, &["secret"]).unwrap_or_else(|| panic!("{ctx}: {flag} must come from a Secret"));
+            secrets.push((flag, s(secret, &["secretName"]).unwrap_or_default().to_string()));
             let base = file.file_name().unwrap().to_str().unwrap();
             let items = seq(secret, &["items"]);
             assert!(
@@ -280,6 +283,15 @@ fn every_container_runs_flags_the_cli_has_on_ports_and_files_it_declares() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen, ["coordinator", "worker"], "both roles are deployed");
+    // One token for everyone, and workers trust the CA of the coordinator's certificate.
+    let of = |flag: &str| {
+        let mut names: Vec<&str> = secrets.iter().filter(|(f, _)| *f == flag).map(|(_, n)| n.as_str()).collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    assert_eq!(of("--token-file").len(), 1, "every --token-file from one Secret: {secrets:?}");
+    assert_eq!(of("--tls-ca"), of("--tls-cert"), "the CA workers trust is in the coordinator's TLS Secret");
 }
 
 #[test]
