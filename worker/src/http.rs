@@ -18,6 +18,11 @@
 //! handshake eviction) for a port that must stay open to thousands of workers; this one
 //! serves a scraper and a probe, and a plain semaphore and a deadline bound it.
 //!
+//! The endpoint is plain HTTP: the worker has no server certificate (its `--tls-cert` is a
+//! client's). A scraper that sends the token sends it in the clear, and the token lets its
+//! holder submit jobs; on a network that is not trusted, `--http-public` (nothing secret is
+//! served) is the better choice, and the Kubernetes manifests make it.
+//!
 //! The server stops when the worker does (its cancellation token).
 
 use std::net::SocketAddr;
