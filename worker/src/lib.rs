@@ -489,7 +489,9 @@ async fn poll_loop(
                         Err(_) => metrics::AttemptEnd::Failed,
                         Ok(_) => metrics::AttemptEnd::Succeeded,
                     };
-                    let counters = outcome.as_ref().ok().map(|s| &s.counters);
+                    // Only what is reported counts, as in the job's counters.
+                    let counters =
+                        outcome.as_ref().ok().filter(|_| end == metrics::AttemptEnd::Succeeded).map(|s| &s.counters);
                     meter.ended(kind, end, started.elapsed(), counters);
                     if cancel.is_cancelled() {
                         logs::take(&attempt.to_string());
