@@ -278,6 +278,16 @@ pub struct WorkerArgs {
     /// File holding the coordinator's shared token.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Serve this worker's Prometheus metrics (`/metrics`) and a liveness page (`/healthz`)
+    /// over HTTP here; port 0 picks a free one.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Write http://HOST:PORT of --http here once listening.
+    #[arg(long, requires = "http")]
+    pub http_addr_file: Option<PathBuf>,
+    /// Serve /metrics without the token (it requires it when --token-file is set).
+    #[arg(long, requires = "http")]
+    pub http_public: bool,
 }
 
 /// `quern submit`.

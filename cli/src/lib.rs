@@ -52,6 +52,9 @@ mod progress;
 pub mod render;
 pub mod servers;
 
+#[cfg(test)]
+mod deploy_tests;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -200,6 +200,12 @@ pub async fn worker(a: WorkerArgs, registry: Registry, hooks: Hooks) -> Result<(
     cfg.shuffle_compression = a.shuffle_compression;
     cfg.task_memory = quern_worker::spill::TaskMemory::new(a.task_memory);
     cfg.spill_dir = a.spill_dir;
+    cfg.http = a.http.map(|addr| quern_worker::http::HttpConfig {
+        addr,
+        addr_file: a.http_addr_file,
+        token: cfg.connect.token.clone(),
+        public: a.http_public,
+    });
     if let Some(hook) = hooks.worker {
         hook(&mut cfg);
     }

@@ -34,3 +34,4 @@ mod store_faults;
 mod store_requests;
 mod terasort;
 mod web;
+mod worker_metrics;

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use quern_api::pb;
@@ -37,6 +38,8 @@ pub struct Cache {
     dir: PathBuf,
     limit: u64,
     inner: Mutex<Inner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl Cache {
@@ -49,7 +52,13 @@ impl Cache {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Ok(Cache { dir, limit, inner: Mutex::new(Inner::default()) })
+        Ok(Cache {
+            dir,
+            limit,
+            inner: Mutex::new(Inner::default()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -67,6 +76,12 @@ impl Cache {
     /// A reader of bytes `[start, end)` of `url`, if cached (as [`Cache::get`]), reading
     /// only that range of the cached file.
     pub fn open_range(&self, url: &str, start: u64, end: u64, object_size: Option<u64>) -> Option<std::io::Take<File>> {
+        let found = self.find_range(url, start, end, object_size);
+        self.count(found.is_some());
+        found
+    }
+
+    fn find_range(&self, url: &str, start: u64, end: u64, object_size: Option<u64>) -> Option<std::io::Take<File>> {
         let (file, offset) = {
             let mut inner = self.lock();
             inner.clock += 1;
@@ -89,14 +104,33 @@ impl Cache {
     pub fn get_from(&self, url: &str, start: u64, object_size: u64) -> Option<Bytes> {
         let end = {
             let inner = self.lock();
-            let entries = inner.by_url.get(url)?;
-            entries
-                .iter()
+            inner
+                .by_url
+                .get(url)
+                .into_iter()
+                .flatten()
                 .filter(|e| e.start == start && e.object_size == object_size)
                 .map(|e| e.start + e.len)
-                .max()?
+                .max()
         };
-        self.get(url, start, end, Some(object_size))
+        match end {
+            Some(end) => self.get(url, start, end, Some(object_size)),
+            None => {
+                self.count(false);
+                None
+            }
+        }
+    }
+
+    /// Lookups so far that found their bytes here and that did not, for the worker's
+    /// metrics.
+    pub fn lookups(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
+
+    fn count(&self, hit: bool) {
+        let c = if hit { &self.hits } else { &self.misses };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Keeps `bytes`, the range of `url` starting at `start`, evicting the least recently

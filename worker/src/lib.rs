@@ -13,7 +13,9 @@
 //! - [`task`]: the I/O around both, and the tokio-to-rayon bridge; `streamed`: a map task's
 //!   input, a compressed object decompressed as it streams from the store;
 //! - [`probe`]: the check, at the first registration, that the coordinator's store can be
-//!   written, read and deleted in from here (a worker that cannot stops at once).
+//!   written, read and deleted in from here (a worker that cannot stops at once);
+//! - [`metrics`] and [`http`]: what the worker did, as Prometheus metrics, served with a
+//!   liveness page by `--http` while the worker runs.
 //!
 //! [`run`] is the whole worker; the `quern worker` command and the embedded `quern run` both
 //! call it.
@@ -23,10 +25,12 @@ pub mod blob;
 pub mod cache;
 mod columnar;
 pub mod error;
+pub mod http;
 mod ipc_guard;
 pub mod logs;
 pub mod map;
 pub mod merge;
+pub mod metrics;
 pub mod output;
 pub mod probe;
 pub mod reduce;
@@ -83,6 +87,8 @@ pub struct WorkerConfig {
     /// Where attempts keep local files (spills, fetched segments, output beyond memory), each
     /// in a directory of its own removed when it ends (None: the system's temporary directory).
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Serve `/metrics` and `/healthz` (`--http`) while the worker runs.
+    pub http: Option<http::HttpConfig>,
 }
 
 impl WorkerConfig {
@@ -105,6 +111,7 @@ impl WorkerConfig {
             shuffle_compression: shuffle::Codec::Lz4,
             task_memory: spill::TaskMemory::default(),
             spill_dir: None,
+            http: None,
         }
     }
 }
@@ -146,6 +153,9 @@ pub enum WorkerError {
         /// The step that failed and the store's answer.
         error: probe::ProbeError,
     },
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
 }
 
 struct Shared {
@@ -155,6 +165,7 @@ struct Shared {
     slot_freed: Notify,
     cache: Option<Arc<cache::Cache>>,
     side: Arc<Mutex<HashMap<(String, String), bytes::Bytes>>>,
+    metrics: Arc<metrics::WorkerMetrics>,
 }
 
 impl Shared {
@@ -264,15 +275,24 @@ pub async fn run(cfg: WorkerConfig, registry: Registry, shutdown: CancellationTo
                 .map_err(|source| WorkerError::Cache { dir: dir.display().to_string(), source })?,
         )),
     };
+    let metrics = Arc::new(metrics::WorkerMetrics::new(cfg.slots, cache.clone()));
     let shared = Arc::new(Shared {
         running: Mutex::new(HashMap::new()),
         progress: Mutex::new(HashMap::new()),
         slot_freed: Notify::new(),
         cache,
         side: Arc::new(Mutex::new(HashMap::new())),
+        metrics: metrics.clone(),
     });
     let tracker = TaskTracker::new();
+    // The endpoint lives as long as this call: it stops with the worker, however that ends.
+    let http_stop = shutdown.child_token();
+    let _http_stop = http_stop.clone().drop_guard();
+    if let Some(h) = &cfg.http {
+        http::start(h, metrics, &tracker, http_stop.clone()).await?;
+    }
     let result = serve(&cfg, &registry, &clients, &shared, &tracker, &shutdown).await;
+    http_stop.cancel();
     if result.is_err() {
         for c in shared.lock().values() {
             c.cancel();
@@ -432,6 +452,12 @@ async fn poll_loop(
             let slot = Slot::take(shared, attempt.clone(), cancel.clone());
             let env = TaskEnv { progress: slot.progress.clone(), ..env.clone() };
             let (env, client, slowdown) = (env, client.clone(), cfg.slowdown);
+            let kind = match a.task {
+                Some(pb::task_assignment::Task::Reduce(_)) => metrics::TaskKind::Reduce,
+                _ => metrics::TaskKind::Map,
+            };
+            let meter = shared.metrics.clone();
+            meter.started();
             let span = info_span!("task", attempt = %attempt, worker = %env.worker_id);
             tracker.spawn(
                 async move {
@@ -457,6 +483,16 @@ async fn poll_loop(
                         Ok(_) => info!(ms = started.elapsed().as_millis() as u64, "attempt succeeded"),
                         Err(e) => warn!(error = %e, "attempt failed"),
                     }
+                    let end = match &outcome {
+                        _ if cancel.is_cancelled() => metrics::AttemptEnd::Killed,
+                        Err(TaskError::Cancelled) => metrics::AttemptEnd::Killed,
+                        Err(_) => metrics::AttemptEnd::Failed,
+                        Ok(_) => metrics::AttemptEnd::Succeeded,
+                    };
+                    // Only what is reported counts, as in the job's counters.
+                    let counters =
+                        outcome.as_ref().ok().filter(|_| end == metrics::AttemptEnd::Succeeded).map(|s| &s.counters);
+                    meter.ended(kind, end, started.elapsed(), counters);
                     if cancel.is_cancelled() {
                         logs::take(&attempt.to_string());
                     } else {
