@@ -48,6 +48,9 @@ fn past_the_count_the_oldest_cleaned_jobs_are_forgotten_and_stay_forgotten() {
     let mut again = core();
     again.replay(journal.clone());
     assert!(again.job(&old).is_none() && again.job(&kept[0]).is_some());
+    // Ended jobs answer from their archives; a resumed one keeps its attempts and logs.
+    assert!(again.job(&kept[0]).unwrap().is_archived() && again.job(&unclean).unwrap().is_archived());
+    assert!(!again.job(&running).unwrap().is_archived(), "a running job is not archived at replay");
     let snap = Compactor::new(journal);
     assert!(snap.records().all(|r| !format!("{r:?}").contains(old.as_str())), "no trace of it in a snapshot");
     assert_eq!(snap.jobs(), 4);

@@ -19,8 +19,7 @@ impl Core {
                 Record::JobSubmitted { id, seq, spec, splits, submitted_ms } => {
                     let scratch = self.cfg.store.join(&format!("jobs/{id}/"));
                     self.next_job = self.next_job.max(seq + 1);
-                    let mut job = Job::new(id.clone(), seq, *spec, splits, scratch, self.cfg.epoch_ms, submitted_ms);
-                    job.mark_archived();
+                    let job = Job::new(id.clone(), seq, *spec, splits, scratch, self.cfg.epoch_ms, submitted_ms);
                     self.jobs.insert(id, job);
                 }
                 Record::TaskSucceeded { job, kind, index, attempt, worker, output, counters, level } => {
@@ -76,6 +75,11 @@ impl Core {
                 && !job.is_running()
             {
                 job.finish_stages();
+                // An ended job's attempts are in its archive (see `crate::history`), not in
+                // the journal; a resumed one's are kept from now on, and archived at its end.
+                if job.state().is_final() {
+                    job.mark_archived();
+                }
             }
             let moved = self.stages_moved(&id);
             let commits = moved.iter().any(|a| matches!(a, Action::WriteSuccess { .. }));
