@@ -265,6 +265,9 @@ impl Task {
             _ => return None,
         }
         self.attempts = attempt;
+        // Most tasks run once: room for exactly the attempts made, not the four a first push
+        // reserves (a million tasks' histories would otherwise hold 3 unused entries each).
+        self.history.reserve_exact(1);
         self.history.push(Ran { attempt, worker: worker.clone(), started: now, backup, ended: None });
         Some(attempt)
     }
