@@ -479,6 +479,29 @@ mod tests {
     }
 
     #[test]
+    fn a_failures_log_lines_are_cut_to_the_last_ones_short_and_without_control_characters() {
+        let mut lines: Vec<String> = (0..limits::LOG_LINES + 50).map(|i| format!("line {i}")).collect();
+        lines.push(format!("\u{1b}[2J{}\n", "é".repeat(limits::LOG_LINE)));
+        let mut r = pb::OutcomeReport {
+            outcome: Some(pb::outcome_report::Outcome::Failed(pb::Failed { log_tail: lines, ..Default::default() })),
+            ..Default::default()
+        };
+        let kept = log_tail(&mut r);
+        assert_eq!(kept.len(), limits::LOG_LINES);
+        assert_eq!(kept[0], format!("line {}", 51), "the last ones");
+        let last = kept.last().unwrap();
+        assert!(last.len() <= limits::LOG_LINE && last.starts_with(" [2J"), "{last}");
+        assert!(kept.iter().all(|l| !l.chars().any(char::is_control)));
+        let Some(pb::outcome_report::Outcome::Failed(f)) = &r.outcome else { panic!("a failure") };
+        assert!(f.log_tail.is_empty(), "taken out of the report");
+        let mut ok = pb::OutcomeReport {
+            outcome: Some(pb::outcome_report::Outcome::Succeeded(Default::default())),
+            ..Default::default()
+        };
+        assert!(log_tail(&mut ok).is_empty());
+    }
+
+    #[test]
     fn reports_carry_no_names_and_long_messages_are_cut() {
         let r = pb::OutcomeReport {
             worker_id: "w".into(),
